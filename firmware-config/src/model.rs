@@ -1,0 +1,241 @@
+//! The configuration schema: every section and field, its type, default and documentation.
+//! The defaults are the embedded default of DESIGN.md (loopback listeners, SQLite, ./data).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{FieldType, section, serde_field};
+use crate::types::{
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, HostName, HttpUrl, Port, PortRange, Secret,
+};
+
+// The defaults below are literals; the unit test `defaults_are_valid` builds them, so a typo
+// fails the tests instead of reaching a user.
+fn parse_default<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().expect("built-in default parses")
+}
+
+const fn port(n: u16) -> Port {
+    match Port::new(n) {
+        Some(p) => p,
+        None => panic!("a default port must not be 0"),
+    }
+}
+
+section! {
+    /// The site: who runs this appliance.
+    Site = "site" {
+        /// Name shown on pages, reports and SMS messages.
+        name: String = "远程会诊与双向转诊平台".to_owned(),
+        /// Code of the lead institution (e.g. its licence registration number); letters,
+        /// digits and '-', at most 32. Empty until the site is registered.
+        institution_code: String = String::new(),
+    }
+}
+
+section! {
+    /// Network listeners. Ports must differ within TCP and within UDP.
+    Listeners = "listeners" {
+        /// Address every listener binds to. Loopback in the embedded default; a non-loopback
+        /// address needs TLS (see [tls]).
+        bind: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST),
+        /// Host name or IP address clients use to reach this machine (printed URLs, ICE
+        /// candidates).
+        public_host: HostName = parse_default("127.0.0.1"),
+        /// TCP: appliance web pages and API (/api/v1, /healthz, /readyz, /metrics).
+        http: Port = port(8080),
+        /// TCP: imaging DICOMweb (/dicomweb), viewer page and its WebSocket.
+        imaging_http: Port = port(8081),
+        /// TCP: imaging DICOM upper layer (C-ECHO, C-STORE, C-FIND, C-MOVE).
+        dicom: Port = port(11112),
+        /// Our DICOM AE title.
+        dicom_ae_title: AeTitle = parse_default("APPLIANCE"),
+        /// TCP: sfu signalling WebSocket, room page and admin API.
+        sfu_signalling: Port = port(8082),
+        /// UDP: sfu WebRTC media, a range FIRST-LAST.
+        sfu_media_udp: PortRange = parse_default("40000-40999"),
+        /// UDP: sfu QUIC for room terminals.
+        sfu_quic: Port = port(4433),
+    }
+}
+
+section! {
+    /// TLS for the listeners. PEM files; relative paths are from the working directory.
+    Tls = "tls" {
+        /// Certificate chain (PEM). Set together with `key`.
+        cert: Option<PathBuf> = None,
+        /// Private key (PEM). Set together with `cert`.
+        key: Option<PathBuf> = None,
+        /// Refuse to start plain-text listeners on a non-loopback address (MLPS level 3:
+        /// encryption in transit).
+        require_outside_loopback: bool = true,
+    }
+}
+
+section! {
+    /// Where data lives on disk.
+    Storage = "storage" {
+        /// Data directory: database, DICOM store, configuration history. Also set by
+        /// `--data-dir` or APPLIANCE_DATA.
+        data_dir: PathBuf = PathBuf::from("./data"),
+    }
+}
+
+section! {
+    /// The appliance database.
+    Database = "database" {
+        /// sqlite:PATH (relative to the data directory) or postgres://user:password@host/db.
+        url: DatabaseUrl = DatabaseUrl::Sqlite(PathBuf::from("appliance.db")),
+        /// Most connections in the pool, 1-256.
+        max_connections: u32 = 8,
+    }
+}
+
+section! {
+    /// The imaging server.
+    Imaging = "imaging" {
+        /// Memory for decoded volumes shared by all viewers, e.g. "4GiB".
+        volume_cache: ByteSize = ByteSize(4 << 30),
+        /// Render threads; 0 means one per CPU core. At most 1024.
+        render_threads: u32 = 0,
+        /// GPU rendering: "auto" (a real GPU if present), "on" or "off".
+        gpu: GpuMode = GpuMode::Auto,
+        /// GPU memory for resident volumes, e.g. "2GiB".
+        gpu_memory: ByteSize = ByteSize(2 << 30),
+        /// DICOM peers allowed to call us: "AE" or "AE@IP". Empty accepts any caller, which is
+        /// allowed only on a loopback bind address.
+        allowed_callers: Vec<DicomCaller> = Vec::new(),
+    }
+}
+
+section! {
+    /// The media SFU.
+    Sfu = "sfu" {
+        /// STUN/TURN servers handed to clients, e.g.
+        /// [{ urls = ["turn:turn.hospital.local:3478"], username = "u", credential = "c" }].
+        ice_servers: Vec<IceServer> = Vec::new(),
+        /// Rooms open at once on this node, 1-10000.
+        max_rooms: u32 = 100,
+        /// Participants in one room, 2-100.
+        max_participants_per_room: u32 = 16,
+        /// Seconds a dropped participant keeps its place, 0-300.
+        rejoin_grace_secs: u32 = 20,
+    }
+}
+
+section! {
+    /// Notifications through the hospital's SMS platform.
+    Notifications = "notifications" {
+        /// SMS gateway: "none", "http-json" or "http-form".
+        sms_gateway: SmsGateway = SmsGateway::None,
+        /// Gateway endpoint (http or https); required unless the gateway is "none".
+        sms_url: Option<HttpUrl> = None,
+        /// Gateway API key.
+        sms_api_key: Secret = Secret::default(),
+        /// Message template; must contain {message}; {site} is the site name.
+        sms_template: String = "【{site}】{message}".to_owned(),
+    }
+}
+
+section! {
+    /// Account security (MLPS level 3 baseline; it can be tightened, not loosened).
+    Security = "security" {
+        /// Minimum password length, 8-128.
+        password_min_length: u32 = 8,
+        /// Character classes (lower, upper, digit, symbol) a password needs, 3-4.
+        password_min_classes: u32 = 3,
+        /// Days before a password must be changed, 1-365.
+        password_max_age_days: u32 = 90,
+        /// Failed logins before the account locks, 1-10.
+        lockout_threshold: u32 = 5,
+        /// Minutes an account stays locked, 1-1440.
+        lockout_minutes: u32 = 15,
+        /// Minutes of inactivity before a session ends, 1-120.
+        idle_timeout_minutes: u32 = 30,
+        /// Who must use a TOTP second factor: "admins" (others may opt in) or "everyone".
+        second_factor: SecondFactor = SecondFactor::Admins,
+        /// Days the audit trail is kept, at least 180.
+        audit_retention_days: u32 = 180,
+    }
+}
+
+section! {
+    /// Links to the hospital's other systems.
+    Integration = "integration" {
+        /// AE title of the PACS we pull studies from. Set with pacs_host and pacs_port.
+        pacs_ae_title: Option<AeTitle> = None,
+        /// Host of that PACS.
+        pacs_host: Option<HostName> = None,
+        /// DICOM port of that PACS.
+        pacs_port: Option<Port> = None,
+        /// TCP: HL7 v2 MLLP listener for the HIS.
+        hl7_mllp_port: Port = port(2575),
+        /// FHIR server base URL (http or https).
+        fhir_base_url: Option<HttpUrl> = None,
+    }
+}
+
+/// GPU use for rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuMode {
+    /// A real GPU adapter if there is one, otherwise the CPU.
+    Auto,
+    /// Always the GPU path (a software adapter when there is no GPU).
+    On,
+    /// Always the CPU.
+    Off,
+}
+
+/// How SMS messages are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmsGateway {
+    /// No SMS; in-app notices only.
+    None,
+    /// POST a JSON body.
+    HttpJson,
+    /// POST a form body.
+    HttpForm,
+}
+
+/// Who must use a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecondFactor {
+    /// The admin roles; other users may opt in.
+    Admins,
+    /// Every user.
+    Everyone,
+}
+
+/// A STUN or TURN server handed to WebRTC clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub credential: Secret,
+}
+
+serde_field!(GpuMode, SmsGateway, SecondFactor);
+
+impl FieldType for Vec<IceServer> {
+    const SENSITIVE: bool = true;
+    fn from_toml(v: toml::Value) -> Result<Self, String> {
+        crate::schema::via_serde(v)
+    }
+    fn to_toml(&self) -> Option<toml::Value> {
+        crate::schema::to_value(self)
+    }
+}
