@@ -1,1 +1,12 @@
-//! placeholder
+//! appliance: the consultation and referral appliance. It will hold the consultation API, the
+//! web pages, accounts and permissions, workflows, notifications, reports, statistics and
+//! audit. Today it opens its database, serves its HTTP listener (8080) with the landing page,
+//! the API root and the operations routes, manages the configuration (`config` commands and the
+//! run-time store), and starts the whole stack in one process (`appliance run`).
+//!
+//! Only this crate knows SQL about people and workflows; `imaging` and `sfu` never depend on it.
+
+pub mod config_cmd;
+pub mod db;
+pub mod server;
+pub mod stack;

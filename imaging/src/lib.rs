@@ -1,1 +1,11 @@
-//! placeholder
+//! imaging: the imaging compute server. It will take DICOM in (C-STORE, STOW-RS, import), keep
+//! and index it, answer QIDO-RS/WADO-RS, build volumes and stream server-rendered frames to thin
+//! clients. Today it serves its HTTP listener (8081) with the operations routes; the DICOM
+//! listener and the rest arrive with their issues.
+//!
+//! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
+//! process. It trusts only tokens the appliance signs and never depends on `appliance`.
+
+mod server;
+
+pub use server::{ImagingError, run};

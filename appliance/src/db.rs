@@ -1,0 +1,158 @@
+//! The appliance database: opening it (SQLite under the data directory by default), the
+//! embedded migrations, and a liveness probe for `/readyz`. SQL that only SQLite understands
+//! stays in this module so PostgreSQL can follow.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use firmware_config::{Config, DatabaseUrl};
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Why the database could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured database kind is not available in this build.
+    #[error("database.url: {0}")]
+    Unsupported(String),
+    /// Opening or querying failed.
+    #[error("database {}: {source}", path.display())]
+    Sqlx {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database {} migration: {source}", path.display())]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// The migrations, embedded in the binary, in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "meta", include_str!("../migrations/0001_meta.sql"))];
+
+/// An open database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Creates the data directory (private to this user) and opens the database, applying
+    /// pending migrations.
+    pub async fn open(config: &Config) -> Result<Self, DbError> {
+        let path = match (&config.database.url, config.sqlite_path()) {
+            (DatabaseUrl::Sqlite(_), Some(path)) => path,
+            _ => {
+                return Err(DbError::Unsupported(
+                    "PostgreSQL URLs are accepted by the configuration, but this build opens SQLite only; \
+                     PostgreSQL support arrives with the accounts and workflow work"
+                        .into(),
+                ));
+            }
+        };
+        create_private_dir(&config.storage.data_dir)?;
+        if let Some(parent) = path.parent() {
+            create_private_dir(parent)?;
+        }
+        let sqlx_err = |source| DbError::Sqlx {
+            path: path.clone(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(sqlx_err)?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .connect_with(options)
+            .await
+            .map_err(sqlx_err)?;
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&pool)
+            .await
+            .map_err(|source| DbError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self { pool, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// When this database was first created (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub async fn created_at(&self) -> Result<String, DbError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'created_at'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|source| DbError::Sqlx {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| DbError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })
+}

@@ -1,0 +1,105 @@
+//! `appliance run`: the whole stack in one process. Opens the database, then runs the
+//! appliance, imaging and sfu services side by side on one shutdown signal, prints the URLs to
+//! open once every listener is up, and on Ctrl-C or SIGTERM stops accepting, lets requests in
+//! flight finish, closes the database and returns.
+
+use std::time::Duration;
+
+use firmware_config::{Config, Port};
+use firmware_runtime::{Context, State};
+
+use crate::db::Database;
+
+/// Readiness name of the database.
+pub const DATABASE: &str = "database";
+
+/// Why the stack stopped on an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Database(#[from] crate::db::DbError),
+    /// A service failed.
+    #[error("{0}")]
+    Service(String),
+}
+
+/// `http://public_host:port/`.
+pub fn url(config: &Config, port: Port) -> String {
+    let host = config.listeners.public_host.as_str();
+    if host.contains(':') {
+        format!("http://[{host}]:{port}/")
+    } else {
+        format!("http://{host}:{port}/")
+    }
+}
+
+/// Runs every service until shutdown.
+pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
+    ctx.readiness.set(DATABASE, State::Starting);
+    let db = match Database::open(&config).await {
+        Ok(db) => db,
+        Err(e) => {
+            ctx.readiness.set(DATABASE, State::Failed(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    ctx.readiness.set(DATABASE, State::Ready);
+    tracing::info!(path = %db.path().display(), "database open");
+
+    let announce = announce_when_ready(&config, &ctx);
+    let services = async {
+        let (a, i, s) = tokio::join!(
+            stop_all_on_error(&ctx, crate::server::run(&config, &ctx)),
+            stop_all_on_error(&ctx, imaging::run(&config, ctx.clone())),
+            stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
+        );
+        a.and(i).and(s)
+    };
+    let (result, ()) = tokio::join!(services, announce);
+    ctx.readiness.set(DATABASE, State::Stopping);
+    db.close().await;
+    result
+}
+
+/// Awaits a service; if it fails, shuts the others down too so the process exits instead of
+/// running half a stack.
+async fn stop_all_on_error<E: std::fmt::Display>(
+    ctx: &Context,
+    service: impl Future<Output = Result<(), E>>,
+) -> Result<(), StackError> {
+    service.await.map_err(|e| {
+        ctx.shutdown.trigger();
+        StackError::Service(e.to_string())
+    })
+}
+
+async fn announce_when_ready(config: &Config, ctx: &Context) {
+    let expected = 4; // database, appliance, imaging, sfu
+    loop {
+        let states = ctx.readiness.snapshot();
+        if states.values().any(|s| matches!(s, State::Failed(_))) || ctx.shutdown.is_triggered() {
+            return;
+        }
+        if states.len() >= expected && ctx.readiness.all_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let l = &config.listeners;
+    let web = url(config, l.http);
+    println!(
+        "{site} 已启动 / is running\n  \
+         网页与接口 Web and API:        {web}\n  \
+         影像服务 Imaging (DICOMweb):   {imaging}\n  \
+         视频会诊 Video rooms:          {sfu}\n  \
+         运行状态 Health / readiness:   {web}healthz  {web}readyz  {web}metrics\n  \
+         数据目录 Data directory:       {data}\n\
+         按 Ctrl-C 停止 / Press Ctrl-C to stop.",
+        site = config.site.name,
+        imaging = url(config, l.imaging_http),
+        sfu = url(config, l.sfu_signalling),
+        data = config.storage.data_dir.display(),
+    );
+}
