@@ -108,10 +108,10 @@ impl ConfigStore {
     pub fn open(dir: impl Into<PathBuf>, base: Sources) -> Result<Self, StoreError> {
         let dir = dir.into();
         let versions = dir.join(VERSIONS);
-        fs::create_dir_all(&versions).map_err(|source| StoreError::Io {
-            path: versions.clone(),
-            source,
-        })?;
+        // The configuration may hold secrets: the folders are private to this user.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&versions)
+            .map_err(|source| StoreError::Io { path: versions.clone(), source })?;
         let history = read_history(&dir)?;
         for v in &history.versions {
             let p = version_path(&dir, v.version);

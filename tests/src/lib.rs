@@ -1,1 +1,290 @@
-//! placeholder
+//! e2e: the harness for end-to-end tests. It finds the daemon binaries cargo built, starts one
+//! as a real process in a fresh data directory on free ports, speaks HTTP/1.1 to it over a
+//! plain socket, and stops it with a real signal. The tests in `tests/` use it.
+//!
+//! The binaries are the ones in the same target directory as the test executable; a workspace
+//! `cargo test` builds them first (each daemon package has integration tests, which makes cargo
+//! build its binary), and `scripts/test` builds them explicitly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The path of a workspace binary (`appliance`, `imaging`, `sfu`) next to this test
+/// executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A set of free loopback ports for one daemon's listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// listeners.http
+    pub http: u16,
+    /// listeners.imaging_http
+    pub imaging_http: u16,
+    /// listeners.dicom
+    pub dicom: u16,
+    /// listeners.sfu_signalling
+    pub sfu_signalling: u16,
+    /// integration.hl7_mllp_port
+    pub hl7: u16,
+    /// listeners.sfu_quic (UDP)
+    pub quic: u16,
+}
+
+impl Ports {
+    /// Ports the system just handed out as free.
+    pub fn free() -> Self {
+        let tcp: Vec<TcpListener> =
+            (0..5).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free TCP port")).collect();
+        let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
+        Self {
+            http: port(&tcp[0]),
+            imaging_http: port(&tcp[1]),
+            dicom: port(&tcp[2]),
+            sfu_signalling: port(&tcp[3]),
+            hl7: port(&tcp[4]),
+            quic: udp.local_addr().expect("local addr").port(),
+        }
+    }
+
+    /// `--set` arguments putting every listener on these ports.
+    pub fn args(&self) -> Vec<String> {
+        let media_first = if self.quic > 60_000 { 20_000 } else { self.quic + 1 };
+        [
+            format!("listeners.http={}", self.http),
+            format!("listeners.imaging_http={}", self.imaging_http),
+            format!("listeners.dicom={}", self.dicom),
+            format!("listeners.sfu_signalling={}", self.sfu_signalling),
+            format!("integration.hl7_mllp_port={}", self.hl7),
+            format!("listeners.sfu_quic={}", self.quic),
+            format!("listeners.sfu_media_udp={}-{}", media_first, media_first + 99),
+        ]
+        .into_iter()
+        .flat_map(|a| ["--set".to_owned(), a])
+        .collect()
+    }
+}
+
+/// A daemon process started by a test; killed when dropped if still running.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    started: Instant,
+}
+
+impl Daemon {
+    /// Starts `cmd` with piped output collected in the background.
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("start the daemon");
+        let stdout = collect(child.stdout.take().expect("piped stdout"));
+        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        Self { child, stdout, stderr, started }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Everything the process printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Everything the process printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Polls `GET path` on `port` until it answers 200 or `timeout` passes; returns the response
+    /// and when it came.
+    pub fn wait_ok(&mut self, port: u16, path: &str, timeout: Duration) -> (Response, Instant) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = get(port, path) {
+                if r.status == 200 {
+                    return (r, Instant::now());
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("daemon exited with {status} before {path} answered\nstderr:\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "{path} on port {port} did not answer 200 in {timeout:?}\nstderr:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until stdout contains `text`.
+    pub fn wait_stdout(&self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.stdout();
+            if out.contains(text) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "stdout never showed {text:?}; it was:\n{out}\nstderr:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with the system's `kill`.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -s {name} failed");
+    }
+
+    /// Waits for the process to exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the daemon") {
+                // Give the reader threads a moment to drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon still running after {timeout:?}\nstderr:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&buf);
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut b = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+    buf
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Response {
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port` with HTTP/1.1 and `Connection: close`.
+pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body)?;
+    }
+    Some(Response { status, headers, body: String::from_utf8(body).ok()? })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).is_ok()
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nok\n").expect("parses");
+        assert_eq!((r.status, r.body.as_str(), r.header("x-a")), (200, "ok\n", Some("b")));
+        let r = parse_response(b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+            .expect("parses");
+        assert_eq!((r.status, r.body.as_str()), (503, "abc"));
+        assert!(parse_response(b"garbage").is_none());
+    }
+}
