@@ -158,10 +158,10 @@ impl ApplyCtx<'_> {
     ) {
         let path = format!("{section}.{key}");
         let mut candidates = Vec::with_capacity(2);
-        if let (true, toml::Value::String(text)) = (self.textual, value) {
-            if let Some(v) = parse_text(text) {
-                candidates.push(v);
-            }
+        if let (true, toml::Value::String(text)) = (self.textual, value)
+            && let Some(v) = parse_text(text)
+        {
+            candidates.push(v);
         }
         candidates.push(value.clone());
         let mut first_error = None;

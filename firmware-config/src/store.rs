@@ -111,7 +111,10 @@ impl ConfigStore {
         // The configuration may hold secrets: the folders are private to this user.
         std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
             .create(&versions)
-            .map_err(|source| StoreError::Io { path: versions.clone(), source })?;
+            .map_err(|source| StoreError::Io {
+                path: versions.clone(),
+                source,
+            })?;
         let history = read_history(&dir)?;
         for v in &history.versions {
             let p = version_path(&dir, v.version);
@@ -221,10 +224,10 @@ impl ConfigStore {
         // Another process may have saved since we opened: the file is the truth.
         self.history = read_history(&self.dir)?;
         let current = self.current_version();
-        if let Some(base) = base {
-            if base != current {
-                return Err(StoreError::Conflict { base, current });
-            }
+        if let Some(base) = base
+            && base != current
+        {
+            return Err(StoreError::Conflict { base, current });
         }
         let version = current.map_or(1, |v| v + 1);
         self.check(document, version)?;

@@ -238,7 +238,7 @@ impl std::str::FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (u, m) in &UNITS[..4] {
-            if self.0 >= *m && self.0 % m == 0 {
+            if self.0 >= *m && self.0.is_multiple_of(*m) {
                 return write!(f, "{}{u}", self.0 / m);
             }
         }

@@ -159,10 +159,10 @@ fn tls(c: &Config, k: &mut Check<'_>) {
         ("tls.cert", &t.cert, "CERTIFICATE"),
         ("tls.key", &t.key, "PRIVATE KEY"),
     ] {
-        if let Some(file) = file {
-            if let Err(why) = readable_pem(file, what) {
-                k.fail(path, ErrorKind::MissingFile, file.display(), why);
-            }
+        if let Some(file) = file
+            && let Err(why) = readable_pem(file, what)
+        {
+            k.fail(path, ErrorKind::MissingFile, file.display(), why);
         }
     }
 }

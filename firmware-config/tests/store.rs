@@ -29,7 +29,7 @@ fn save_reject_and_rollback() {
         .save(v1_text, "admin-li", "name the site", at(0))
         .expect("saved");
     assert_eq!((v1.version, v1.author.as_str()), (1, "admin-li"));
-    assert_eq!(v1.at, "2026-09-21T12:26:40Z");
+    assert_eq!(v1.at, "2026-09-21T14:13:20Z");
     let v2 = store
         .save("[listeners]\nhttp = 9090\n", "admin-wang", "", at(60))
         .expect("saved");

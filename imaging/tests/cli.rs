@@ -6,20 +6,34 @@ use std::process::Command;
 
 #[test]
 fn help_names_the_shared_options() {
-    let out = Command::new(env!("CARGO_BIN_EXE_imaging")).arg("--help").output().expect("run imaging --help");
+    let out = Command::new(env!("CARGO_BIN_EXE_imaging"))
+        .arg("--help")
+        .output()
+        .expect("run imaging --help");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    for option in ["--config <FILE>", "--data-dir <DIR>", "--set <SECTION.KEY=VALUE>", "--log-format"] {
+    for option in [
+        "--config <FILE>",
+        "--data-dir <DIR>",
+        "--set <SECTION.KEY=VALUE>",
+        "--log-format",
+    ] {
         assert!(text.contains(option), "--help lacks {option}:\n{text}");
     }
 }
 
 #[test]
 fn version_and_unknown_options() {
-    let out = Command::new(env!("CARGO_BIN_EXE_imaging")).arg("--version").output().expect("run imaging --version");
+    let out = Command::new(env!("CARGO_BIN_EXE_imaging"))
+        .arg("--version")
+        .output()
+        .expect("run imaging --version");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("imaging "));
-    let out = Command::new(env!("CARGO_BIN_EXE_imaging")).arg("--no-such-option").output().expect("run imaging");
+    let out = Command::new(env!("CARGO_BIN_EXE_imaging"))
+        .arg("--no-such-option")
+        .output()
+        .expect("run imaging");
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-option"));
 }

@@ -8,25 +8,33 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The path of a workspace binary (`appliance`, `imaging`, `sfu`) next to this test
-/// executable.
+/// The path of a workspace binary (`appliance`, `imaging`, `sfu`) in the target directory this
+/// executable was built into: beside it (a bench binary in `target/release/`) or one folder up
+/// (a test in `target/debug/deps/`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("executable path");
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "{name} is missing from {:?}: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+            candidates
+        )
+    })
 }
+
+/// How often the harness polls a daemon: fine enough to time start-up in the bench.
+const POLL: Duration = Duration::from_millis(2);
 
 /// A set of free loopback ports for one daemon's listeners.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +56,9 @@ pub struct Ports {
 impl Ports {
     /// Ports the system just handed out as free.
     pub fn free() -> Self {
-        let tcp: Vec<TcpListener> =
-            (0..5).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free TCP port")).collect();
+        let tcp: Vec<TcpListener> = (0..5)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free TCP port"))
+            .collect();
         let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
         Self {
@@ -64,7 +73,11 @@ impl Ports {
 
     /// `--set` arguments putting every listener on these ports.
     pub fn args(&self) -> Vec<String> {
-        let media_first = if self.quic > 60_000 { 20_000 } else { self.quic + 1 };
+        let media_first = if self.quic > 60_000 {
+            20_000
+        } else {
+            self.quic + 1
+        };
         [
             format!("listeners.http={}", self.http),
             format!("listeners.imaging_http={}", self.imaging_http),
@@ -72,7 +85,11 @@ impl Ports {
             format!("listeners.sfu_signalling={}", self.sfu_signalling),
             format!("integration.hl7_mllp_port={}", self.hl7),
             format!("listeners.sfu_quic={}", self.quic),
-            format!("listeners.sfu_media_udp={}-{}", media_first, media_first + 99),
+            format!(
+                "listeners.sfu_media_udp={}-{}",
+                media_first,
+                media_first + 99
+            ),
         ]
         .into_iter()
         .flat_map(|a| ["--set".to_owned(), a])
@@ -86,18 +103,27 @@ pub struct Daemon {
     child: Child,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
     started: Instant,
 }
 
 impl Daemon {
     /// Starts `cmd` with piped output collected in the background.
     pub fn spawn(mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("start the daemon");
-        let stdout = collect(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
-        Self { child, stdout, stderr, started }
+        let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
+        let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
+        Self {
+            child,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+            started,
+        }
     }
 
     /// The process id.
@@ -112,12 +138,18 @@ impl Daemon {
 
     /// Everything the process printed on stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stdout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Everything the process printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Polls `GET path` on `port` until it answers 200 or `timeout` passes; returns the response
@@ -125,16 +157,23 @@ impl Daemon {
     pub fn wait_ok(&mut self, port: u16, path: &str, timeout: Duration) -> (Response, Instant) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(r) = get(port, path) {
-                if r.status == 200 {
-                    return (r, Instant::now());
-                }
+            if let Ok(r) = get(port, path)
+                && r.status == 200
+            {
+                return (r, Instant::now());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("daemon exited with {status} before {path} answered\nstderr:\n{}", self.stderr());
+                panic!(
+                    "daemon exited with {status} before {path} answered\nstderr:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "{path} on port {port} did not answer 200 in {timeout:?}\nstderr:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "{path} on port {port} did not answer 200 in {timeout:?}\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
         }
     }
 
@@ -146,8 +185,12 @@ impl Daemon {
             if out.contains(text) {
                 return out;
             }
-            assert!(Instant::now() < deadline, "stdout never showed {text:?}; it was:\n{out}\nstderr:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "stdout never showed {text:?}; it was:\n{out}\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
         }
     }
 
@@ -166,12 +209,18 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the daemon") {
-                // Give the reader threads a moment to drain the pipes.
-                std::thread::sleep(Duration::from_millis(50));
+                // The pipes close with the process: the readers finish with all its output.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
-            assert!(Instant::now() < deadline, "daemon still running after {timeout:?}\nstderr:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "daemon still running after {timeout:?}\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
         }
     }
 }
@@ -185,10 +234,10 @@ impl Drop for Daemon {
     }
 }
 
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+fn collect(pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandle<()>) {
     let buf = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&buf);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             let mut b = sink.lock().unwrap_or_else(PoisonError::into_inner);
@@ -196,7 +245,7 @@ fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             b.push('\n');
         }
     });
-    buf
+    (buf, reader)
 }
 
 /// An HTTP response.
@@ -213,7 +262,10 @@ pub struct Response {
 impl Response {
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON.
@@ -227,10 +279,15 @@ pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    parse_response(&raw).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
@@ -243,10 +300,17 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
         body = dechunk(&body)?;
     }
-    Some(Response { status, headers, body: String::from_utf8(body).ok()? })
+    Some(Response {
+        status,
+        headers,
+        body: String::from_utf8(body).ok()?,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -266,7 +330,11 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
 }
 
 /// A fresh temporary directory.
@@ -280,10 +348,16 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_responses() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nok\n").expect("parses");
-        assert_eq!((r.status, r.body.as_str(), r.header("x-a")), (200, "ok\n", Some("b")));
-        let r = parse_response(b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nok\n")
             .expect("parses");
+        assert_eq!(
+            (r.status, r.body.as_str(), r.header("x-a")),
+            (200, "ok\n", Some("b"))
+        );
+        let r = parse_response(
+            b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n",
+        )
+        .expect("parses");
         assert_eq!((r.status, r.body.as_str()), (503, "abc"));
         assert!(parse_response(b"garbage").is_none());
     }

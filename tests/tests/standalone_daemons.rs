@@ -10,7 +10,11 @@ use e2e::{Daemon, Ports, bin, get, listening, temp_dir};
 fn standalone(name: &str, port_key: &str) {
     let dir = temp_dir();
     let ports = Ports::free();
-    let port = if port_key == "imaging_http" { ports.imaging_http } else { ports.sfu_signalling };
+    let port = if port_key == "imaging_http" {
+        ports.imaging_http
+    } else {
+        ports.sfu_signalling
+    };
     let config = dir.path().join(format!("{name}.toml"));
     std::fs::write(&config, format!("[listeners]\n{port_key} = {port}\n")).expect("write config");
     let mut cmd = Command::new(bin(name));
@@ -20,16 +24,37 @@ fn standalone(name: &str, port_key: &str) {
 
     let ready = get(port, "/readyz").expect("readyz");
     assert_eq!(ready.status, 200);
-    let subsystems = ready.json()["subsystems"].as_object().expect("object").clone();
-    assert_eq!(subsystems.keys().collect::<Vec<_>>(), vec![name], "{subsystems:?}");
+    let subsystems = ready.json()["subsystems"]
+        .as_object()
+        .expect("object")
+        .clone();
+    assert_eq!(
+        subsystems.keys().collect::<Vec<_>>(),
+        vec![name],
+        "{subsystems:?}"
+    );
     let root = get(port, "/").expect("root").json();
     assert_eq!(root["service"], name);
     let metrics = get(port, "/metrics").expect("metrics");
-    assert!(metrics.body.contains(&format!(r#"http_requests_total{{service="{name}""#)), "{}", metrics.body);
-    assert!(!listening(ports.http), "{name} alone does not start the appliance listener");
+    assert!(
+        metrics
+            .body
+            .contains(&format!(r#"http_requests_total{{service="{name}""#)),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        !listening(ports.http),
+        "{name} alone does not start the appliance listener"
+    );
 
     d.signal("TERM");
-    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0), "{}", d.stderr());
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        d.stderr()
+    );
     assert!(!listening(port));
 }
 
@@ -49,8 +74,15 @@ fn a_bad_config_file_stops_either_daemon() {
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[imaging]\ngpu = \"sometimes\"\n").expect("write");
     for name in ["imaging", "sfu"] {
-        let out = Command::new(bin(name)).arg("--config").arg(&config).output().expect("run");
+        let out = Command::new(bin(name))
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run");
         assert_eq!(out.status.code(), Some(2), "{name}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("imaging.gpu"), "{name}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("imaging.gpu"),
+            "{name}"
+        );
     }
 }

@@ -8,7 +8,9 @@ fn root() -> PathBuf {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -32,18 +34,38 @@ fn every_rust_file_says_what_it_owns() {
         .iter()
         .filter(|f| {
             let text = std::fs::read_to_string(f).unwrap_or_default();
-            !text.lines().next().is_some_and(|l| l.starts_with("//! ") && l.len() > 10)
+            !text
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("//! ") && l.len() > 10)
         })
         .map(|f| f.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` line: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:#?}"
+    );
 }
 
 #[test]
 fn the_architecture_map_matches_the_tree() {
-    let map = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
-    for folder in ["firmware-config", "firmware-config/runtime", "render", "imaging", "sfu", "appliance", "benches", "tests", "docs"] {
+    let map =
+        std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
+    for folder in [
+        "firmware-config",
+        "firmware-config/runtime",
+        "render",
+        "imaging",
+        "sfu",
+        "appliance",
+        "benches",
+        "tests",
+        "docs",
+    ] {
         assert!(root().join(folder).is_dir(), "{folder} missing");
-        assert!(map.contains(&format!("`{folder}/`")), "docs/ARCHITECTURE.md does not map `{folder}/`");
+        assert!(
+            map.contains(&format!("`{folder}/`")),
+            "docs/ARCHITECTURE.md does not map `{folder}/`"
+        );
     }
 }
