@@ -14,13 +14,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let config = match cli.config.load_or_report() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    firmware_runtime::daemon_main(
-        cli.config.log_format.into(),
-        config,
-        |config, ctx| async move { imaging::run(&config, ctx).await },
-    )
+    firmware_runtime::run_daemon(&cli.config, |config, ctx| async move {
+        imaging::run(&config, ctx).await
+    })
 }

@@ -342,6 +342,37 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// Checks a daemon binary's command line: `--help` names the options every daemon shares,
+/// `--version` starts with its name, and an unknown option is a usage error (exit 2) naming it.
+pub fn check_shared_cli(path: &str, name: &str) {
+    let run = |arg: &str| {
+        Command::new(path)
+            .arg(arg)
+            .output()
+            .expect("run the binary")
+    };
+    let help = run("--help");
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--config <FILE>",
+        "--data-dir <DIR>",
+        "--set <SECTION.KEY=VALUE>",
+        "--log-format",
+    ] {
+        assert!(
+            text.contains(option),
+            "{name} --help lacks {option}:\n{text}"
+        );
+    }
+    let version = run("--version");
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with(&format!("{name} ")));
+    let bad = run("--no-such-option");
+    assert_eq!(bad.status.code(), Some(2), "usage errors exit 2");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--no-such-option"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

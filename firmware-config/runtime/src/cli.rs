@@ -100,6 +100,20 @@ impl Context {
     }
 }
 
+/// The whole `main` of a daemon that needs nothing but its configuration: loads it (every error
+/// printed, exit 2 when invalid), then [`daemon_main`].
+pub fn run_daemon<F, Fut, E>(args: &ConfigArgs, daemon: F) -> ExitCode
+where
+    F: FnOnce(firmware_config::Config, Context) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    match args.load_or_report() {
+        Ok(config) => daemon_main(args.log_format.into(), config, daemon),
+        Err(code) => code,
+    }
+}
+
 /// The body of a daemon's `main` once its configuration is loaded: sets up logging, starts a
 /// Tokio runtime with the daemon context, and runs `daemon` until shutdown. Exits 0 after a
 /// graceful shutdown, 1 on a failure.

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-pub use cli::{ConfigArgs, Context, LogFormatArg, daemon_main};
+pub use cli::{ConfigArgs, Context, LogFormatArg, daemon_main, run_daemon};
 pub use ops::{ops_routes, run_service, serve, track_requests};
 pub use readiness::{Readiness, State};
 pub use shutdown::Shutdown;
