@@ -245,3 +245,41 @@ fn rust_log_and_json_logs() {
         d.stderr()
     );
 }
+
+/// A request in flight when SIGTERM arrives is answered; new connections are refused from then
+/// on; the process exits 0 once the request is done.
+#[test]
+fn sigterm_finishes_requests_in_flight() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let ports = Ports::free();
+    let mut d = appliance(dir.path(), &ports.args());
+    d.wait_ok(ports.http, "/readyz", Duration::from_secs(20));
+
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", ports.http)).expect("connect");
+    conn.write_all(b"GET /api/v1 HTTP/1.1\r\nHost: appliance\r\n")
+        .expect("half a request");
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while listening(ports.http) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(d.stderr().contains("SIGTERM"));
+
+    conn.write_all(b"\r\n").expect("rest of the request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"service\":\"appliance\""), "{response}");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        d.stderr()
+    );
+}

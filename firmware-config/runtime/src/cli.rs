@@ -100,6 +100,9 @@ impl Context {
     }
 }
 
+/// How long a shutdown waits for requests in flight before giving up on them.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole `main` of a daemon that needs nothing but its configuration: loads it (every error
 /// printed, exit 2 when invalid), then [`daemon_main`].
 pub fn run_daemon<F, Fut, E>(args: &ConfigArgs, daemon: F) -> ExitCode
@@ -116,7 +119,7 @@ where
 
 /// The body of a daemon's `main` once its configuration is loaded: sets up logging, starts a
 /// Tokio runtime with the daemon context, and runs `daemon` until shutdown. Exits 0 after a
-/// graceful shutdown, 1 on a failure.
+/// graceful shutdown, 1 on a failure or when requests in flight outlast [`DRAIN_TIMEOUT`].
 pub fn daemon_main<F, Fut, E>(
     log_format: LogFormat,
     config: firmware_config::Config,
@@ -140,7 +143,18 @@ where
     };
     let outcome = runtime.block_on(async move {
         let ctx = Context::start().map_err(|e| e.to_string())?;
-        daemon(config, ctx).await.map_err(|e| e.to_string())
+        let shutdown = ctx.shutdown.clone();
+        let drain_deadline = async move {
+            shutdown.wait().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            result = daemon(config, ctx) => result.map_err(|e| e.to_string()),
+            () = drain_deadline => Err(format!(
+                "requests still in flight {} s after the shutdown signal; exiting without them",
+                DRAIN_TIMEOUT.as_secs()
+            )),
+        }
     });
     match outcome {
         Ok(()) => {
