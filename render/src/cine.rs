@@ -34,7 +34,7 @@ impl Cine {
     /// The frame shown `elapsed` after play started on frame `start`.
     pub fn frame_at(&self, start: usize, elapsed: Duration) -> usize {
         let n = self.frames.max(1);
-        if n == 1 || !(self.fps > 0.0) {
+        if n == 1 || self.fps.is_nan() || self.fps <= 0.0 {
             return start.min(n - 1);
         }
         let ticks = (elapsed.as_secs_f64() * self.fps).floor() as usize;

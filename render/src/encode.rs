@@ -75,9 +75,8 @@ pub fn encode_jpeg_turbo(frame: &Frame, quality: u8) -> Result<Vec<u8>, RenderEr
         format,
     };
     let mut c = turbojpeg::Compressor::new().map_err(|e| err(e.to_string()))?;
-    c.set_quality(i32::from(quality))
-        .map_err(|e| err(e.to_string()))?;
-    c.set_subsamp(subsamp).map_err(|e| err(e.to_string()))?;
+    c.set_quality(i32::from(quality));
+    c.set_subsamp(subsamp);
     c.compress_to_vec(image).map_err(|e| err(e.to_string()))
 }
 

@@ -119,7 +119,7 @@ impl M3 {
         let [a, b, c] = self.cols;
         let det = self.det();
         let scale = a.norm() * b.norm() * c.norm();
-        if !(det.abs() > 1e-9 * scale) || !det.is_finite() {
+        if !det.is_finite() || det.abs() <= 1e-9 * scale {
             return None;
         }
         // Rows of the inverse are the cross products of pairs of columns over the determinant.

@@ -145,7 +145,7 @@ pub fn roi_stats(volume: &Volume, plane: &Plane, roi: &Roi) -> Result<RoiStats, 
         }
     };
     let area = shape.area();
-    if !(area > 0.0) {
+    if area.is_nan() || area <= 0.0 {
         return Err(RenderError::Measure("the region has no area".into()));
     }
     let (u0, u1, v0, v1) = shape.bounds();

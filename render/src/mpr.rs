@@ -9,7 +9,9 @@ use rayon::prelude::*;
 
 use crate::error::RenderError;
 use crate::frame::{Frame, Pixels};
+use crate::grid::{Grid, NearestSampler, Sampler, TrilinearSampler};
 use crate::math::V3;
+use crate::separable::{Separable, SeparableLinear};
 use crate::viewport::Viewport;
 use crate::volume::{Geometry, Volume};
 use crate::window::GreyTable;
@@ -110,24 +112,27 @@ pub fn render(
             sep.render(volume.voxels(), table, mode, req.background, &mut out, w)
         }
         (Sampling::Nearest, None) => general(
-            volume,
+            NearestSampler(Grid::new(volume)),
             table,
             &view,
             mode,
             req.background,
             &mut out,
             w,
-            nearest,
         ),
+        (Sampling::Trilinear, Some(_))
+            if let Some(lin) = SeparableLinear::new(volume, &view, w, h) =>
+        {
+            lin.render(volume.voxels(), table, mode, req.background, &mut out, w)
+        }
         (Sampling::Trilinear, _) => general(
-            volume,
+            TrilinearSampler(Grid::new(volume)),
             table,
             &view,
             mode,
             req.background,
             &mut out,
             w,
-            trilinear,
         ),
     }
     Ok(Frame {
@@ -139,50 +144,53 @@ pub fn render(
 
 /// The view in voxel coordinates: pixel (x, y) at slab step s samples
 /// `v0 + x*dx + y*dy + offsets[s]*dn`.
-struct VoxelView {
-    v0: V3,
-    dx: V3,
-    dy: V3,
-    dn: V3,
-    offsets: Vec<f64>,
-}
-
-#[inline]
-fn nearest(v: &Volume, p: V3) -> Option<f32> {
-    v.sample_nearest(p).map(f32::from)
-}
-
-#[inline]
-fn trilinear(v: &Volume, p: V3) -> Option<f32> {
-    v.sample_trilinear(p)
+pub(crate) struct VoxelView {
+    pub(crate) v0: V3,
+    pub(crate) dx: V3,
+    pub(crate) dy: V3,
+    pub(crate) dn: V3,
+    pub(crate) offsets: Vec<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn general(
-    volume: &Volume,
+fn general<S: Sampler>(
+    sampler: S,
     table: &GreyTable,
     view: &VoxelView,
     mode: SlabMode,
     background: u8,
     out: &mut [u8],
     w: usize,
-    sample: fn(&Volume, V3) -> Option<f32>,
 ) {
+    let f = |v: V3| [v.x as f32, v.y as f32, v.z as f32];
+    let dx = f(view.dx);
+    let steps: Vec<[f32; 3]> = view.offsets.iter().map(|t| f(view.dn * *t)).collect();
     out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-        let row_start = view.v0 + view.dy * y as f64;
+        let start = f(view.v0 + view.dy * y as f64);
+        if steps.len() == 1 {
+            let s0 = [
+                start[0] + steps[0][0],
+                start[1] + steps[0][1],
+                start[2] + steps[0][2],
+            ];
+            for (x, px) in row.iter_mut().enumerate() {
+                let xf = x as f32;
+                let p = [s0[0] + dx[0] * xf, s0[1] + dx[1] * xf, s0[2] + dx[2] * xf];
+                *px = sampler.sample(p).map_or(background, |v| table.get_f32(v));
+            }
+            return;
+        }
         for (x, px) in row.iter_mut().enumerate() {
-            let p = row_start + view.dx * x as f64;
-            let value = if view.offsets.len() == 1 {
-                sample(volume, p + view.dn * view.offsets[0])
-            } else {
-                combine(
-                    mode,
-                    view.offsets
-                        .iter()
-                        .map(|t| sample(volume, p + view.dn * *t)),
-                )
-            };
-            *px = value.map_or(background, |s| table.get_f32(s));
+            let xf = x as f32;
+            let p = [
+                start[0] + dx[0] * xf,
+                start[1] + dx[1] * xf,
+                start[2] + dx[2] * xf,
+            ];
+            let samples = steps
+                .iter()
+                .map(|s| sampler.sample([p[0] + s[0], p[1] + s[1], p[2] + s[2]]));
+            *px = combine(mode, samples).map_or(background, |v| table.get_f32(v));
         }
     });
 }
@@ -203,126 +211,4 @@ fn combine(mode: SlabMode, samples: impl Iterator<Item = Option<f32>>) -> Option
         SlabMode::Average => acc.map(|sum| sum / n as f32),
         _ => acc,
     }
-}
-
-/// A view whose canvas x, canvas y and normal each move along one voxel axis: voxel offsets
-/// split into a per-column, a per-row and a per-slab-step part.
-struct Separable {
-    cols: Vec<Option<usize>>,
-    rows: Vec<Option<usize>>,
-    steps: Vec<usize>,
-}
-
-impl Separable {
-    fn new(volume: &Volume, view: &VoxelView, w: usize, h: usize) -> Option<Self> {
-        let ax = single_axis(view.dx)?;
-        let ay = single_axis(view.dy)?;
-        let an = if view.offsets.len() > 1 {
-            single_axis(view.dn)?
-        } else {
-            3 - ax - ay
-        };
-        if ax == ay || ax == an || ay == an {
-            return None;
-        }
-        let [nx, ny, nz] = volume.geometry().dims();
-        let dims = [nx, ny, nz];
-        let strides = [1, nx, nx * ny];
-        let comp = |v: V3, a: usize| v.to_array()[a];
-        let index = |pos: f64, a: usize| {
-            let r = (pos + 0.5).floor();
-            (r >= 0.0 && r < dims[a] as f64).then(|| r as usize * strides[a])
-        };
-        // The fixed voxel coordinates of the other axes come from v0 (they do not vary).
-        let base = |a: usize| comp(view.v0, a);
-        let cols = (0..w)
-            .map(|x| index(base(ax) + comp(view.dx, ax) * x as f64, ax))
-            .collect();
-        let rows = (0..h)
-            .map(|y| index(base(ay) + comp(view.dy, ay) * y as f64, ay))
-            .collect();
-        // Slab steps outside the volume are skipped; with none left the canvas is background.
-        let steps: Vec<usize> = view
-            .offsets
-            .iter()
-            .filter_map(|t| index(base(an) + comp(view.dn, an) * t, an))
-            .collect();
-        if steps.is_empty() {
-            return Some(Self {
-                cols,
-                rows: vec![None; h],
-                steps: vec![0],
-            });
-        }
-        Some(Self { cols, rows, steps })
-    }
-
-    fn render(
-        &self,
-        voxels: &[i16],
-        table: &GreyTable,
-        mode: SlabMode,
-        background: u8,
-        out: &mut [u8],
-        w: usize,
-    ) {
-        out.par_chunks_mut(w)
-            .zip(self.rows.par_iter())
-            .for_each(|(row, r)| {
-                let Some(r) = *r else {
-                    row.fill(background);
-                    return;
-                };
-                if self.steps.len() == 1 {
-                    let base = r + self.steps[0];
-                    for (px, c) in row.iter_mut().zip(&self.cols) {
-                        *px = c.map_or(background, |c| table.get(voxels[base + c]));
-                    }
-                    return;
-                }
-                let mut acc: Vec<i32> = vec![
-                    if mode == SlabMode::MinIp {
-                        i32::MAX
-                    } else {
-                        i32::MIN
-                    };
-                    w
-                ];
-                if mode == SlabMode::Average {
-                    acc.fill(0);
-                }
-                for s in &self.steps {
-                    let base = r + s;
-                    for (a, c) in acc.iter_mut().zip(&self.cols) {
-                        if let Some(c) = c {
-                            let v = i32::from(voxels[base + c]);
-                            *a = match mode {
-                                SlabMode::Mip => (*a).max(v),
-                                SlabMode::MinIp => (*a).min(v),
-                                SlabMode::Average => *a + v,
-                            };
-                        }
-                    }
-                }
-                let n = self.steps.len() as f32;
-                for ((px, a), c) in row.iter_mut().zip(&acc).zip(&self.cols) {
-                    *px = match (c, mode) {
-                        (None, _) => background,
-                        (Some(_), SlabMode::Average) => table.get_f32(*a as f32 / n),
-                        (Some(_), _) => table.get(*a as i16),
-                    };
-                }
-            });
-    }
-}
-
-/// The one voxel axis `v` moves along, if it moves along exactly one.
-fn single_axis(v: V3) -> Option<usize> {
-    let a = v.to_array();
-    let scale = a.iter().fold(0.0f64, |m, c| m.max(c.abs()));
-    if scale == 0.0 {
-        return None;
-    }
-    let moving: Vec<usize> = (0..3).filter(|&i| a[i].abs() > scale * 1e-9).collect();
-    (moving.len() == 1).then(|| moving[0])
 }

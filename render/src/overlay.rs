@@ -56,7 +56,7 @@ fn clip_line(p: (f64, f64), d: (f64, f64), w: f64, h: f64) -> Option<Segment> {
             t1 = t1.min(a.max(b));
         }
     }
-    (t0 < t1).then(|| Segment {
+    (t0 < t1).then_some(Segment {
         a: (p.0 + t0 * d.0, p.1 + t0 * d.1),
         b: (p.0 + t1 * d.0, p.1 + t1 * d.1),
     })

@@ -263,13 +263,13 @@ impl GreyTable {
         self.0[usize::from(stored as u16)]
     }
 
-    /// Grey for an interpolated stored value (rounded to the nearest stored value).
+    /// Grey for an interpolated stored value (rounded half up to the nearest stored value).
     #[inline]
     pub fn get_f32(&self, stored: f32) -> u8 {
-        let s = stored
-            .round()
-            .clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
-        self.get(s)
+        // Shifted to be positive, truncation is floor: no call to roundf on baseline x86-64.
+        // The cast saturates, so values beyond the i16 range clamp to its ends.
+        let s = ((stored + 32768.5) as i32).clamp(0, 65535) - 32768;
+        self.get(s as i16)
     }
 }
 

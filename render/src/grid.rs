@@ -1,0 +1,95 @@
+//! The hot inner loop of MPR: sampling a volume along a canvas row in f32 voxel coordinates
+//! with precomputed strides and limits, monomorphised per sampling mode so the compiler inlines
+//! it. `Volume::sample_*` are the readable definitions; these must agree with them (a property
+//! test checks it).
+
+use crate::volume::Volume;
+
+/// A volume's voxels with what the samplers need precomputed.
+#[derive(Clone, Copy)]
+pub(crate) struct Grid<'a> {
+    voxels: &'a [i16],
+    n: [usize; 3],
+    /// Largest index along each axis, as f32.
+    last: [f32; 3],
+    sx: usize,
+    sxy: usize,
+}
+
+impl<'a> Grid<'a> {
+    pub(crate) fn new(volume: &'a Volume) -> Self {
+        let n = volume.geometry().dims();
+        Self {
+            voxels: volume.voxels(),
+            n,
+            last: n.map(|d| (d - 1) as f32),
+            sx: n[0],
+            sxy: n[0] * n[1],
+        }
+    }
+
+    /// Inside the sampling domain: within half a voxel of the outer voxel centres.
+    #[inline(always)]
+    fn inside(&self, p: [f32; 3]) -> bool {
+        p[0] >= -0.5
+            && p[0] < self.last[0] + 0.5
+            && p[1] >= -0.5
+            && p[1] < self.last[1] + 0.5
+            && p[2] >= -0.5
+            && p[2] < self.last[2] + 0.5
+    }
+}
+
+/// A way to read a value at a voxel coordinate.
+pub(crate) trait Sampler: Copy + Send + Sync {
+    fn sample(&self, p: [f32; 3]) -> Option<f32>;
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct NearestSampler<'a>(pub Grid<'a>);
+
+#[derive(Clone, Copy)]
+pub(crate) struct TrilinearSampler<'a>(pub Grid<'a>);
+
+impl Sampler for NearestSampler<'_> {
+    #[inline(always)]
+    fn sample(&self, p: [f32; 3]) -> Option<f32> {
+        let g = &self.0;
+        if !g.inside(p) {
+            return None;
+        }
+        let i = ((p[0] + 0.5) as usize).min(g.n[0] - 1);
+        let j = ((p[1] + 0.5) as usize).min(g.n[1] - 1);
+        let k = ((p[2] + 0.5) as usize).min(g.n[2] - 1);
+        Some(f32::from(g.voxels[i + j * g.sx + k * g.sxy]))
+    }
+}
+
+impl Sampler for TrilinearSampler<'_> {
+    #[inline(always)]
+    fn sample(&self, p: [f32; 3]) -> Option<f32> {
+        let g = &self.0;
+        if !g.inside(p) {
+            return None;
+        }
+        // Clamp into [0, last]: the outer half voxel takes the edge value.
+        let cx = p[0].clamp(0.0, g.last[0]);
+        let cy = p[1].clamp(0.0, g.last[1]);
+        let cz = p[2].clamp(0.0, g.last[2]);
+        let (i0, j0, k0) = (cx as usize, cy as usize, cz as usize);
+        let (fx, fy, fz) = (cx - i0 as f32, cy - j0 as f32, cz - k0 as f32);
+        let di = usize::from(i0 + 1 < g.n[0]);
+        let dj = if j0 + 1 < g.n[1] { g.sx } else { 0 };
+        let dk = if k0 + 1 < g.n[2] { g.sxy } else { 0 };
+        let base = i0 + j0 * g.sx + k0 * g.sxy;
+        let v = g.voxels;
+        let at = |o: usize| f32::from(v[o]);
+        let c00 = at(base) + (at(base + di) - at(base)) * fx;
+        let c10 = at(base + dj) + (at(base + dj + di) - at(base + dj)) * fx;
+        let c01 = at(base + dk) + (at(base + dk + di) - at(base + dk)) * fx;
+        let c11 = at(base + dk + dj) + (at(base + dk + dj + di) - at(base + dk + dj)) * fx;
+        let c0 = c00 + (c10 - c00) * fy;
+        let c1 = c01 + (c11 - c01) * fy;
+        Some(c0 + (c1 - c0) * fz)
+    }
+}

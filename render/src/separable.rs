@@ -1,0 +1,373 @@
+//! The fast path for views whose canvas x, canvas y and normal each follow one voxel axis
+//! (axial, coronal and sagittal views of an axis-aligned series at any zoom, pan, flip or
+//! quarter-turn): sample positions split into a per-column, a per-row and a per-slab-step
+//! part, computed once per frame, so a pixel costs a few table-driven loads and no
+//! per-pixel coordinate arithmetic.
+
+use rayon::prelude::*;
+
+use crate::math::V3;
+use crate::mpr::{SlabMode, VoxelView};
+use crate::volume::Volume;
+use crate::window::GreyTable;
+
+/// A view whose canvas x, canvas y and normal each move along one voxel axis: voxel offsets
+/// split into a per-column, a per-row and a per-slab-step part.
+pub(crate) struct Separable {
+    cols: Vec<Option<usize>>,
+    rows: Vec<Option<usize>>,
+    steps: Vec<usize>,
+}
+
+impl Separable {
+    pub(crate) fn new(volume: &Volume, view: &VoxelView, w: usize, h: usize) -> Option<Self> {
+        let ax = single_axis(view.dx)?;
+        let ay = single_axis(view.dy)?;
+        let an = if view.offsets.len() > 1 {
+            single_axis(view.dn)?
+        } else {
+            3 - ax - ay
+        };
+        if ax == ay || ax == an || ay == an {
+            return None;
+        }
+        let [nx, ny, nz] = volume.geometry().dims();
+        let dims = [nx, ny, nz];
+        let strides = [1, nx, nx * ny];
+        let comp = |v: V3, a: usize| v.to_array()[a];
+        let index = |pos: f64, a: usize| {
+            let r = (pos + 0.5).floor();
+            (r >= 0.0 && r < dims[a] as f64).then(|| r as usize * strides[a])
+        };
+        // The fixed voxel coordinates of the other axes come from v0 (they do not vary).
+        let base = |a: usize| comp(view.v0, a);
+        let cols = (0..w)
+            .map(|x| index(base(ax) + comp(view.dx, ax) * x as f64, ax))
+            .collect();
+        let rows = (0..h)
+            .map(|y| index(base(ay) + comp(view.dy, ay) * y as f64, ay))
+            .collect();
+        // Slab steps outside the volume are skipped; with none left the canvas is background.
+        let steps: Vec<usize> = view
+            .offsets
+            .iter()
+            .filter_map(|t| index(base(an) + comp(view.dn, an) * t, an))
+            .collect();
+        if steps.is_empty() {
+            return Some(Self {
+                cols,
+                rows: vec![None; h],
+                steps: vec![0],
+            });
+        }
+        Some(Self { cols, rows, steps })
+    }
+
+    pub(crate) fn render(
+        &self,
+        voxels: &[i16],
+        table: &GreyTable,
+        mode: SlabMode,
+        background: u8,
+        out: &mut [u8],
+        w: usize,
+    ) {
+        out.par_chunks_mut(w)
+            .zip(self.rows.par_iter())
+            .for_each(|(row, r)| {
+                let Some(r) = *r else {
+                    row.fill(background);
+                    return;
+                };
+                if self.steps.len() == 1 {
+                    let base = r + self.steps[0];
+                    for (px, c) in row.iter_mut().zip(&self.cols) {
+                        *px = c.map_or(background, |c| table.get(voxels[base + c]));
+                    }
+                    return;
+                }
+                let mut acc: Vec<i32> = vec![
+                    if mode == SlabMode::MinIp {
+                        i32::MAX
+                    } else {
+                        i32::MIN
+                    };
+                    w
+                ];
+                if mode == SlabMode::Average {
+                    acc.fill(0);
+                }
+                for s in &self.steps {
+                    let base = r + s;
+                    for (a, c) in acc.iter_mut().zip(&self.cols) {
+                        if let Some(c) = c {
+                            let v = i32::from(voxels[base + c]);
+                            *a = match mode {
+                                SlabMode::Mip => (*a).max(v),
+                                SlabMode::MinIp => (*a).min(v),
+                                SlabMode::Average => *a + v,
+                            };
+                        }
+                    }
+                }
+                let n = self.steps.len() as f32;
+                for ((px, a), c) in row.iter_mut().zip(&acc).zip(&self.cols) {
+                    *px = match (c, mode) {
+                        (None, _) => background,
+                        (Some(_), SlabMode::Average) => table.get_f32(*a as f32 / n),
+                        (Some(_), _) => table.get(*a as i16),
+                    };
+                }
+            });
+    }
+}
+
+/// Positions along one voxel axis for a run of canvas columns, rows or slab steps: the two
+/// neighbouring voxel offsets (already multiplied by the axis stride) and the weight of the
+/// second; `None` outside the volume.
+type Taps = Vec<Option<(usize, usize, f32)>>;
+
+fn taps(start: f64, step: f64, count: usize, n: usize, stride: usize) -> Taps {
+    let last = n as f64 - 1.0;
+    (0..count)
+        .map(|m| {
+            let pos = start + step * m as f64;
+            if !(pos >= -0.5 && pos < last + 0.5) {
+                return None;
+            }
+            let c = pos.clamp(0.0, last);
+            let i0 = c.floor();
+            let f = (c - i0) as f32;
+            let i0 = i0 as usize;
+            let i1 = (i0 + 1).min(n - 1);
+            Some((i0 * stride, i1 * stride, f))
+        })
+        .collect()
+}
+
+/// The separable path with trilinear interpolation. Per canvas row and slab step it first
+/// interpolates, across rows and slices, the whole run of voxels the row needs into a line
+/// (a contiguous, vectorisable loop when the canvas runs along voxel rows), then each canvas
+/// pixel is one interpolation between two neighbours of that line.
+pub(crate) struct SeparableLinear {
+    /// Per canvas column: voxel indices (not offsets) along the column axis and the weight.
+    cols: Taps,
+    /// The range of column-axis indices any column reads.
+    span: (usize, usize),
+    /// The canvas columns inside the volume, `[x0, x1)`.
+    valid: (usize, usize),
+    /// For those columns: the two line positions (relative to `span.0`) and the weight.
+    col_idx: Vec<(u32, u32)>,
+    col_w: Vec<f32>,
+    col_stride: usize,
+    rows: Taps,
+    steps: Vec<(usize, usize, f32)>,
+}
+
+impl SeparableLinear {
+    pub(crate) fn new(volume: &Volume, view: &VoxelView, w: usize, h: usize) -> Option<Self> {
+        let (ax, ay, an) = axes(view)?;
+        let dims = volume.geometry().dims();
+        let strides = [1, dims[0], dims[0] * dims[1]];
+        let comp = |v: V3, a: usize| v.to_array()[a];
+        let cols = taps(comp(view.v0, ax), comp(view.dx, ax), w, dims[ax], 1);
+        let lo = cols.iter().flatten().map(|c| c.0).min();
+        let hi = cols.iter().flatten().map(|c| c.1).max();
+        let mut rows = taps(
+            comp(view.v0, ay),
+            comp(view.dy, ay),
+            h,
+            dims[ay],
+            strides[ay],
+        );
+        let steps: Vec<(usize, usize, f32)> = view
+            .offsets
+            .iter()
+            .filter_map(|t| {
+                taps(
+                    comp(view.v0, an) + comp(view.dn, an) * t,
+                    0.0,
+                    1,
+                    dims[an],
+                    strides[an],
+                )[0]
+            })
+            .collect();
+        let span = match (lo, hi) {
+            (Some(lo), Some(hi)) if !steps.is_empty() => (lo, hi),
+            _ => {
+                rows.fill(None);
+                (0, 0)
+            }
+        };
+        let inside: Vec<usize> = (0..w).filter(|x| cols[*x].is_some()).collect();
+        let valid = match (inside.first(), inside.last()) {
+            (Some(a), Some(b)) => (*a, *b + 1),
+            _ => (0, 0),
+        };
+        let run = &cols[valid.0..valid.1];
+        if run.iter().any(Option::is_none) {
+            return None; // not one run: leave it to the general path
+        }
+        let col_idx = run
+            .iter()
+            .flatten()
+            .map(|c| ((c.0 - span.0) as u32, (c.1 - span.0) as u32))
+            .collect();
+        let col_w = run.iter().flatten().map(|c| c.2).collect();
+        Some(Self {
+            cols,
+            span,
+            valid,
+            col_idx,
+            col_w,
+            col_stride: strides[ax],
+            rows,
+            steps,
+        })
+    }
+
+    pub(crate) fn render(
+        &self,
+        voxels: &[i16],
+        table: &GreyTable,
+        mode: SlabMode,
+        background: u8,
+        out: &mut [u8],
+        w: usize,
+    ) {
+        let (lo, hi) = self.span;
+        let len = hi + 1 - lo;
+        let stride = self.col_stride;
+        out.par_chunks_mut(w)
+            .zip(self.rows.par_iter())
+            .for_each(|(row, r)| {
+                let Some((r0, r1, fy)) = *r else {
+                    row.fill(background);
+                    return;
+                };
+                let mut line = vec![0f32; len];
+                let mut acc = vec![0f32; w];
+                let mut sampled = vec![0f32; w];
+                for (n, &(s0, s1, fz)) in self.steps.iter().enumerate() {
+                    let base = lo * stride;
+                    if stride == 1 {
+                        // Contiguous voxels: plain slices, which the compiler vectorises.
+                        let run = |o: usize| &voxels[base + o..base + o + len];
+                        interpolate(
+                            &mut line,
+                            run(r0 + s0),
+                            run(r1 + s0),
+                            run(r0 + s1),
+                            run(r1 + s1),
+                            fy,
+                            fz,
+                        );
+                    } else {
+                        let run = |o: usize| -> Vec<i16> {
+                            voxels[base + o..]
+                                .iter()
+                                .step_by(stride)
+                                .take(len)
+                                .copied()
+                                .collect()
+                        };
+                        interpolate(
+                            &mut line,
+                            &run(r0 + s0),
+                            &run(r1 + s0),
+                            &run(r0 + s1),
+                            &run(r1 + s1),
+                            fy,
+                            fz,
+                        );
+                    }
+                    // Columns inside the volume form one run (positions are affine in x);
+                    // first sample each into `sampled`, then fold it into the accumulator.
+                    let (x0, x1) = self.valid;
+                    let sampled = &mut sampled[..x1 - x0];
+                    for ((v, &(c0, c1)), &fx) in
+                        sampled.iter_mut().zip(&self.col_idx).zip(&self.col_w)
+                    {
+                        let (p, q) = (line[c0 as usize], line[c1 as usize]);
+                        *v = p + (q - p) * fx;
+                    }
+                    let slots = &mut acc[x0..x1];
+                    match (n, mode) {
+                        (0, _) => slots.copy_from_slice(sampled),
+                        (_, SlabMode::Mip) => slots
+                            .iter_mut()
+                            .zip(sampled.iter())
+                            .for_each(|(a, v)| *a = a.max(*v)),
+                        (_, SlabMode::MinIp) => slots
+                            .iter_mut()
+                            .zip(sampled.iter())
+                            .for_each(|(a, v)| *a = a.min(*v)),
+                        (_, SlabMode::Average) => slots
+                            .iter_mut()
+                            .zip(sampled.iter())
+                            .for_each(|(a, v)| *a += *v),
+                    }
+                }
+                let scale = if mode == SlabMode::Average {
+                    1.0 / self.steps.len() as f32
+                } else {
+                    1.0
+                };
+                for ((px, v), col) in row.iter_mut().zip(&acc).zip(&self.cols) {
+                    *px = if col.is_some() {
+                        table.get_f32(v * scale)
+                    } else {
+                        background
+                    };
+                }
+            });
+    }
+}
+
+/// `line = lerp(lerp(a, b, fy), lerp(c, d, fy), fz)`, element by element.
+#[inline]
+fn interpolate(line: &mut [f32], a: &[i16], b: &[i16], c: &[i16], d: &[i16], fy: f32, fz: f32) {
+    let n = line.len();
+    let (a, b, c, d) = (&a[..n], &b[..n], &c[..n], &d[..n]);
+    if fz == 0.0 {
+        for i in 0..n {
+            let (p, q) = (f32::from(a[i]), f32::from(b[i]));
+            line[i] = p + (q - p) * fy;
+        }
+    } else {
+        for i in 0..n {
+            let (p, q, u, v) = (
+                f32::from(a[i]),
+                f32::from(b[i]),
+                f32::from(c[i]),
+                f32::from(d[i]),
+            );
+            let near = p + (q - p) * fy;
+            line[i] = near + ((u + (v - u) * fy) - near) * fz;
+        }
+    }
+}
+
+/// The voxel axes followed by canvas x, canvas y and the normal, when each follows one.
+fn axes(view: &VoxelView) -> Option<(usize, usize, usize)> {
+    let ax = single_axis(view.dx)?;
+    let ay = single_axis(view.dy)?;
+    let an = if view.offsets.len() > 1 {
+        single_axis(view.dn)?
+    } else {
+        3 - ax - ay
+    };
+    (ax != ay && ax != an && ay != an).then_some((ax, ay, an))
+}
+
+/// The one voxel axis `v` moves along, if it moves along exactly one.
+fn single_axis(v: V3) -> Option<usize> {
+    let a = v.to_array();
+    let scale = a.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+    if scale == 0.0 {
+        return None;
+    }
+    let moving: Vec<usize> = (0..3).filter(|&i| a[i].abs() > scale * 1e-9).collect();
+    (moving.len() == 1).then(|| moving[0])
+}
