@@ -30,6 +30,19 @@ pub enum RenderError {
     /// A measurement cannot be made.
     #[error("bad measurement: {0}")]
     Measure(String),
+    /// The GPU backend cannot run (no adapter, device lost, shader failure).
+    #[error("GPU: {0}")]
+    Gpu(String),
+    /// The volume does not fit in the GPU memory budget or limits: render it on the CPU.
+    #[error(
+        "volume of {bytes} bytes does not fit the GPU budget of {budget} bytes or its size limits"
+    )]
+    DoesNotFit {
+        /// Bytes the volume needs.
+        bytes: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// Encoding failed.
     #[error("encoding {format} failed: {reason}")]
     Encode {

@@ -28,10 +28,13 @@
 //! # Ok::<(), render::RenderError>(())
 //! ```
 
+mod backend;
 pub mod cine;
 pub mod encode;
 mod error;
 mod frame;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod grid;
 mod math;
 pub mod measure;
@@ -43,6 +46,7 @@ mod viewport;
 mod volume;
 mod window;
 
+pub use backend::{Backend, GpuMode, Renderer};
 pub use error::RenderError;
 pub use frame::{Frame, Pixels};
 pub use math::{M3, V3};

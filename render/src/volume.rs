@@ -232,6 +232,11 @@ impl Volume {
         &self.voxels
     }
 
+    /// The shared voxel buffer (what caches key on: one copy serves every viewer).
+    pub fn voxels_arc(&self) -> Arc<[i16]> {
+        Arc::clone(&self.voxels)
+    }
+
     /// The rescale to modality units.
     pub fn rescale(&self) -> Rescale {
         self.rescale

@@ -257,6 +257,11 @@ impl std::fmt::Debug for GreyTable {
 }
 
 impl GreyTable {
+    /// The table as bytes, indexed by the stored value's 16 bits.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Grey for a stored value.
     #[inline]
     pub fn get(&self, stored: i16) -> u8 {
