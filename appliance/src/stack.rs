@@ -76,13 +76,17 @@ async fn stop_all_on_error<E: std::fmt::Display>(
 }
 
 async fn announce_when_ready(config: &Config, ctx: &Context) {
-    let expected = 4; // database, appliance, imaging, sfu
+    // Every subsystem of the stack, each of which registers itself as it starts.
+    const EXPECTED: [&str; 5] = [DATABASE, crate::server::SERVICE, "render", "imaging", "sfu"];
     loop {
         let states = ctx.readiness.snapshot();
         if states.values().any(|s| matches!(s, State::Failed(_))) || ctx.shutdown.is_triggered() {
             return;
         }
-        if states.len() >= expected && ctx.readiness.all_ready() {
+        if EXPECTED
+            .iter()
+            .all(|name| states.get(*name) == Some(&State::Ready))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

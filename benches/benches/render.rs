@@ -162,27 +162,34 @@ fn main() {
         .collect();
     let mut g = c.benchmark_group("concurrent_two_cores");
     g.throughput(Throughput::Elements(planes.len() as u64));
-    g.bench_function("64 frames render+turbojpeg q85", |b| {
-        b.iter(|| {
-            planes
-                .par_iter()
-                .map(|vp| {
-                    let f = render(
-                        &v.volume,
-                        &v.table,
-                        &MprRequest {
-                            viewport: vp,
-                            sampling: Sampling::Trilinear,
-                            slab: None,
-                            background: 0,
-                        },
-                    )
-                    .expect("render");
-                    encode_jpeg_turbo(&f, 85).expect("jpeg").len()
-                })
-                .sum::<usize>()
-        })
-    });
+    for sampling in [Sampling::Trilinear, Sampling::Nearest] {
+        let s = if sampling == Sampling::Nearest {
+            "nearest"
+        } else {
+            "trilinear"
+        };
+        g.bench_function(format!("64 frames {s} render+turbojpeg q85"), |b| {
+            b.iter(|| {
+                planes
+                    .par_iter()
+                    .map(|vp| {
+                        let f = render(
+                            &v.volume,
+                            &v.table,
+                            &MprRequest {
+                                viewport: vp,
+                                sampling,
+                                slab: None,
+                                background: 0,
+                            },
+                        )
+                        .expect("render");
+                        encode_jpeg_turbo(&f, 85).expect("jpeg").len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
     g.finish();
 
     let axial = frame(&v, &v.views[0].1, Sampling::Trilinear, None);
@@ -239,11 +246,15 @@ fn summary(v: &Views, bandwidth: f64) {
         ms("mip_two_cores/coronal 20mm MIP/trilinear"),
         ms("mip_two_cores/oblique 20mm MIP/trilinear")
     );
-    if let Some(m) = median("concurrent_two_cores/64 frames render+turbojpeg q85") {
-        println!(
-            "concurrent (2 cores): {:.0} frames/s render+turbojpeg q85",
-            64.0 / (m / 1e3)
-        );
+    for s in ["trilinear", "nearest"] {
+        if let Some(m) = median(&format!(
+            "concurrent_two_cores/64 frames {s} render+turbojpeg q85"
+        )) {
+            println!(
+                "concurrent (2 cores): {:.0} frames/s, {s} render + turbojpeg q85",
+                64.0 / (m / 1e3)
+            );
+        }
     }
     let axial = frame(v, &v.views[0].1, Sampling::Trilinear, None);
     for q in [50u8, 75, 90] {

@@ -1,11 +1,14 @@
 //! imaging: the imaging compute server. It will take DICOM in (C-STORE, STOW-RS, import), keep
 //! and index it, answer QIDO-RS/WADO-RS, build volumes and stream server-rendered frames to thin
-//! clients. Today it serves its HTTP listener (8081) with the operations routes; the DICOM
-//! listener and the rest arrive with their issues.
+//! clients. Today it opens its renderer (CPU or GPU, from `imaging.gpu`) and serves its HTTP
+//! listener (8081) with the operations routes; the DICOM listener and the rest arrive with their
+//! issues.
 //!
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
+mod renderer;
 mod server;
 
+pub use renderer::{RenderInfo, RendererError};
 pub use server::{ImagingError, run};

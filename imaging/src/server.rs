@@ -1,5 +1,5 @@
-//! The imaging daemon's HTTP listener (8081): service description at `/`, plus the operations
-//! routes.
+//! The imaging daemon's HTTP listener (8081): service description at `/` (with the renderer in
+//! use), plus the operations routes.
 
 use std::net::SocketAddr;
 
@@ -8,6 +8,8 @@ use axum::routing::get;
 use firmware_config::Config;
 use firmware_runtime::{Context, RuntimeError};
 
+use crate::renderer::{self, RendererError};
+
 /// Why imaging stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -15,6 +17,9 @@ pub enum ImagingError {
     /// The HTTP listener could not start or failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The configured renderer is not available.
+    #[error(transparent)]
+    Renderer(#[from] RendererError),
 }
 
 /// Name under which imaging reports readiness and labels its metrics.
@@ -22,14 +27,23 @@ pub const SERVICE: &str = "imaging";
 
 /// Runs imaging until `ctx.shutdown` fires.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
+    let render = match renderer::start(config, &ctx.readiness).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The rest of the stack must not run without the renderer it was told to use.
+            ctx.shutdown.trigger();
+            return Err(e.into());
+        }
+    };
+    let description = serde_json::json!({
+        "service": SERVICE,
+        "version": env!("CARGO_PKG_VERSION"),
+        "render": { "backend": render.backend, "adapter": render.adapter },
+    });
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.imaging_http.get());
     let router = Router::new().route(
         "/",
-        get(|| async {
-            axum::Json(
-                serde_json::json!({ "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }),
-            )
-        }),
+        get(move || std::future::ready(axum::Json(description.clone()))),
     );
     firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.imaging_http", router).await?;
     Ok(())

@@ -1,13 +1,15 @@
 //! `imaging` and `sfu` run on their own (for sites that give them their own machine): each
-//! reads `--config FILE`, answers /healthz, /readyz (its own subsystem only) and /metrics on
-//! its listener, and shuts down cleanly on SIGTERM.
+//! reads `--config FILE`, answers /healthz, /readyz (its own subsystems only) and /metrics on
+//! its listener, and shuts down cleanly on SIGTERM. imaging renders on the backend
+//! `imaging.gpu` names: `on` uses the GPU (lavapipe here), `off` the CPU, `auto` a real GPU
+//! only, and `on` without any GPU stops it with the reason.
 
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::{Daemon, Ports, bin, get, listening, temp_dir};
 
-fn standalone(name: &str, port_key: &str) {
+fn standalone(name: &str, port_key: &str, subsystems_expected: &[&str]) {
     let dir = temp_dir();
     let ports = Ports::free();
     let port = if port_key == "imaging_http" {
@@ -29,8 +31,8 @@ fn standalone(name: &str, port_key: &str) {
         .expect("object")
         .clone();
     assert_eq!(
-        subsystems.keys().collect::<Vec<_>>(),
-        vec![name],
+        subsystems.keys().map(String::as_str).collect::<Vec<_>>(),
+        subsystems_expected,
         "{subsystems:?}"
     );
     let root = get(port, "/").expect("root").json();
@@ -60,12 +62,12 @@ fn standalone(name: &str, port_key: &str) {
 
 #[test]
 fn imaging_runs_alone() {
-    standalone("imaging", "imaging_http");
+    standalone("imaging", "imaging_http", &["imaging", "render"]);
 }
 
 #[test]
 fn sfu_runs_alone() {
-    standalone("sfu", "sfu_signalling");
+    standalone("sfu", "sfu_signalling", &["sfu"]);
 }
 
 #[test]
@@ -85,4 +87,53 @@ fn a_bad_config_file_stops_either_daemon() {
             "{name}"
         );
     }
+}
+
+fn imaging_with_gpu(setting: &str, env: &[(&str, &str)]) -> (Daemon, u16) {
+    let dir = temp_dir();
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args(["--set", &format!("imaging.gpu={setting}")]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (Daemon::spawn(cmd), ports.imaging_http)
+}
+
+#[test]
+fn imaging_gpu_setting_picks_the_renderer() {
+    for (setting, backend) in [("on", "gpu"), ("off", "cpu"), ("auto", "cpu")] {
+        let (mut d, port) = imaging_with_gpu(setting, &[]);
+        d.wait_ok(port, "/readyz", Duration::from_secs(60));
+        let root = get(port, "/").expect("root").json();
+        // On this machine the only Vulkan device is lavapipe, a CPU rasteriser: `auto` does not
+        // count it as a GPU; `on` uses it.
+        assert_eq!(
+            root["render"]["backend"], backend,
+            "imaging.gpu={setting}: {root}"
+        );
+        if backend == "gpu" {
+            assert!(
+                root["render"]["adapter"]
+                    .as_str()
+                    .is_some_and(|a| !a.is_empty()),
+                "{root}"
+            );
+            let metrics = get(port, "/metrics").expect("metrics").body;
+            assert!(metrics.contains("render_gpu{adapter="), "{metrics}");
+        }
+        d.signal("TERM");
+        assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    }
+}
+
+#[test]
+fn imaging_gpu_on_without_a_gpu_refuses_to_start() {
+    // A backend this build does not have: no adapter can be found.
+    let (mut d, _) = imaging_with_gpu("on", &[("WGPU_BACKEND", "dx12")]);
+    let status = d.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1));
+    assert!(d.stderr().contains("imaging.gpu = on"), "{}", d.stderr());
 }
