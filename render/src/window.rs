@@ -320,15 +320,7 @@ mod tests {
 
     #[test]
     fn polarity_and_table() {
-        let p = GreyPipeline {
-            rescale: Rescale {
-                slope: 1.0,
-                intercept: -1024.0,
-            },
-            voi: Voi::Window(Preset::Brain.window()),
-            monochrome1: false,
-            invert: false,
-        };
+        let p = GreyPipeline::default_ct();
         let t = p.table().unwrap();
         assert_eq!(t.get(1024 - 1000), 0, "air is black");
         assert_eq!(t.get(1024 + 1000), 255, "bone is white");
