@@ -109,16 +109,8 @@ fn every_view_matches_the_cpu() {
                     cpu.bytes().iter().filter(|p| **p > 0).count() > n / 20,
                     "{name}: the view shows the phantom"
                 );
-                // Trilinear: every pixel within one grey level. Nearest: a sample that lies
-                // within f32 precision of a voxel midpoint may pick the neighbour (f32 on the
-                // GPU, f64 on the CPU's axis-aligned path), so a handful of pixels may differ.
-                let allowed = if sampling == Sampling::Trilinear {
-                    0
-                } else {
-                    n / 10_000
-                };
                 assert!(
-                    big <= allowed,
+                    big == 0,
                     "{name} {sampling:?} {slab:?}: {big} pixels differ by more than 1 ({any} differ at all)"
                 );
             }
