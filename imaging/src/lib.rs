@@ -8,6 +8,7 @@
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
 mod renderer;
+pub mod series;
 mod server;
 
 pub use renderer::{RenderInfo, RendererError};

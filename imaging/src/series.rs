@@ -1,0 +1,374 @@
+//! Series to volume: reads the slices of a series (dicom-rs; native, RLE, deflate, JPEG and
+//! JPEG 2000 decoders), checks they can form one volume (same series, orientation, size and
+//! pixel spacing), sorts them along the slice normal, derives the grid (a sheared one for gantry
+//! tilt), resamples uneven slice spacing onto a regular grid (and says so), and hands render a
+//! `Volume` of stored values with the rescale. What cannot form a volume is refused with the
+//! reason, so the caller can show it as a stack.
+
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, open_file};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use render::{Geometry, Rescale, V3, Volume};
+
+/// Why slices could not be read or could not form a volume.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeriesError {
+    /// The file is not readable DICOM.
+    #[error("{}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The pixel data cannot be decoded.
+    #[error("{}: cannot decode pixel data ({transfer_syntax}): {reason}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Its transfer syntax UID.
+        transfer_syntax: String,
+        /// Why.
+        reason: String,
+    },
+    /// The slices do not form one volume (they stay viewable as a stack).
+    #[error("not a volume: {0}")]
+    NotAVolume(String),
+}
+
+/// One slice: where it is and its stored values.
+#[derive(Debug, Clone)]
+pub struct Slice {
+    /// Source file.
+    pub path: PathBuf,
+    /// Series Instance UID.
+    pub series_uid: String,
+    /// Image Position (Patient) of the first pixel.
+    pub position: V3,
+    /// Image Orientation (Patient): row and column direction cosines.
+    pub orientation: [V3; 2],
+    /// Pixel Spacing: between rows, between columns (mm).
+    pub pixel_spacing: [f64; 2],
+    /// Rows, columns.
+    pub size: [usize; 2],
+    /// Modality rescale.
+    pub rescale: Rescale,
+    /// MONOCHROME1.
+    pub monochrome1: bool,
+    /// Stored values, row by row (i32 so unsigned 16-bit values fit).
+    pub stored: Vec<i32>,
+}
+
+/// A volume and what was done to build it.
+#[derive(Debug, Clone)]
+pub struct BuiltVolume {
+    /// The volume for render.
+    pub volume: Volume,
+    /// Photometric Interpretation MONOCHROME1 (shown inverted).
+    pub monochrome1: bool,
+    /// Gantry tilt: the angle between the slice step and the slice normal, degrees.
+    pub tilt_degrees: f64,
+    /// When the slices were unevenly spaced: their spacings (mm along the step) before
+    /// resampling to the regular spacing of the volume.
+    pub resampled_from: Option<Vec<f64>>,
+}
+
+fn read_err(path: &Path, reason: impl ToString) -> SeriesError {
+    SeriesError::Read {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn floats(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    tag: dicom_object::Tag,
+    name: &str,
+    n: usize,
+) -> Result<Vec<f64>, SeriesError> {
+    let v = obj
+        .element(tag)
+        .map_err(|_| read_err(path, format!("no {name}")))?
+        .to_multi_float64()
+        .map_err(|e| read_err(path, format!("{name}: {e}")))?;
+    if v.len() < n || v.iter().any(|x| !x.is_finite()) {
+        return Err(read_err(
+            path,
+            format!("{name} has {} values, needs {n} finite ones", v.len()),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads one slice.
+pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
+    let obj = open_file(path).map_err(|e| read_err(path, e))?;
+    let ipp = floats(
+        &obj,
+        path,
+        tags::IMAGE_POSITION_PATIENT,
+        "Image Position (Patient)",
+        3,
+    )?;
+    let iop = floats(
+        &obj,
+        path,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "Image Orientation (Patient)",
+        6,
+    )?;
+    let ps = floats(&obj, path, tags::PIXEL_SPACING, "Pixel Spacing", 2)?;
+    let text = |tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let number = |tag, default: f64| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_float64().ok())
+            .unwrap_or(default)
+    };
+    let series_uid =
+        text(tags::SERIES_INSTANCE_UID).ok_or_else(|| read_err(path, "no Series Instance UID"))?;
+    let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+        return Err(SeriesError::NotAVolume(format!(
+            "{}: photometric {photometric} is not greyscale",
+            path.display()
+        )));
+    }
+    let transfer_syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_owned();
+    let decode_err = |reason: String| SeriesError::Decode {
+        path: path.to_owned(),
+        transfer_syntax: transfer_syntax.clone(),
+        reason,
+    };
+    let decoded = obj
+        .decode_pixel_data()
+        .map_err(|e| decode_err(e.to_string()))?;
+    if decoded.number_of_frames() != 1 || decoded.samples_per_pixel() != 1 {
+        return Err(SeriesError::NotAVolume(format!(
+            "{}: not a single-frame greyscale image",
+            path.display()
+        )));
+    }
+    let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+    let stored: Vec<i32> = decoded
+        .to_vec_with_options(&options)
+        .map_err(|e| decode_err(e.to_string()))?;
+    let size = [decoded.rows() as usize, decoded.columns() as usize];
+    if stored.len() != size[0] * size[1] {
+        return Err(decode_err(format!(
+            "{} values for {}x{} pixels",
+            stored.len(),
+            size[0],
+            size[1]
+        )));
+    }
+    let row = V3::new(iop[0], iop[1], iop[2]);
+    let col = V3::new(iop[3], iop[4], iop[5]);
+    Ok(Slice {
+        path: path.to_owned(),
+        series_uid,
+        position: V3::new(ipp[0], ipp[1], ipp[2]),
+        orientation: [row, col],
+        pixel_spacing: [ps[0], ps[1]],
+        size,
+        rescale: Rescale {
+            slope: number(tags::RESCALE_SLOPE, 1.0),
+            intercept: number(tags::RESCALE_INTERCEPT, 0.0),
+        },
+        monochrome1: photometric == "MONOCHROME1",
+        stored,
+    })
+}
+
+/// Reads every DICOM image file under `dir` (files that are not DICOM images, such as Philips'
+/// DIRFILE, are skipped) and builds the volume.
+pub fn volume_from_dir(dir: &Path) -> Result<BuiltVolume, SeriesError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files);
+    files.sort();
+    let slices: Vec<Slice> = files.iter().filter_map(|f| read_slice(f).ok()).collect();
+    build_volume(slices)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Builds one volume from the slices of a series.
+pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> {
+    let first = slices
+        .first()
+        .ok_or_else(|| SeriesError::NotAVolume("no slices".into()))?
+        .clone();
+    if slices.len() < 2 {
+        return Err(SeriesError::NotAVolume("a single image".into()));
+    }
+    let [row, col] = first.orientation;
+    let normal = row
+        .cross(col)
+        .normalized()
+        .ok_or_else(|| SeriesError::NotAVolume("degenerate orientation".into()))?;
+    for s in &slices {
+        let why = if s.series_uid != first.series_uid {
+            Some("slices from more than one series")
+        } else if (s.orientation[0] - row).norm() > 1e-4 || (s.orientation[1] - col).norm() > 1e-4 {
+            Some("mixed orientations")
+        } else if s.size != first.size {
+            Some("mixed image sizes")
+        } else if (s.pixel_spacing[0] - first.pixel_spacing[0]).abs() > 1e-6
+            || (s.pixel_spacing[1] - first.pixel_spacing[1]).abs() > 1e-6
+        {
+            Some("mixed pixel spacing")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(SeriesError::NotAVolume(format!(
+                "{why} ({})",
+                s.path.display()
+            )));
+        }
+    }
+    slices.sort_by(|a, b| normal.dot(a.position).total_cmp(&normal.dot(b.position)));
+    let depth: Vec<f64> = slices.iter().map(|s| normal.dot(s.position)).collect();
+    if depth.windows(2).any(|w| w[1] - w[0] < 1e-3) {
+        return Err(SeriesError::NotAVolume(
+            "two slices at the same position".into(),
+        ));
+    }
+    // Every step must go the same way (straight, possibly tilted); only its length may vary.
+    let steps: Vec<V3> = slices
+        .windows(2)
+        .map(|w| w[1].position - w[0].position)
+        .collect();
+    let dir = steps[0]
+        .normalized()
+        .ok_or_else(|| SeriesError::NotAVolume("zero slice step".into()))?;
+    if steps
+        .iter()
+        .any(|s| (s.normalized().unwrap_or_default() - dir).norm() > 1e-3)
+    {
+        return Err(SeriesError::NotAVolume(
+            "slice positions do not lie on one line".into(),
+        ));
+    }
+    let lengths: Vec<f64> = steps.iter().map(|s| s.norm()).collect();
+    let tilt_degrees = dir.dot(normal).clamp(-1.0, 1.0).acos().to_degrees();
+
+    // One rescale for the whole volume; values that do not fit i16 are offset into it.
+    let common = first.rescale;
+    let mut modality: Vec<Vec<f64>> = Vec::with_capacity(slices.len());
+    for s in &slices {
+        modality.push(
+            s.stored
+                .iter()
+                .map(|v| s.rescale.apply(f64::from(*v)))
+                .collect(),
+        );
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for m in &modality {
+        for v in m {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+    }
+    let to_stored = |v: f64, r: Rescale| (v - r.intercept) / r.slope;
+    let (slo, shi) = (
+        to_stored(lo, common).min(to_stored(hi, common)),
+        to_stored(lo, common).max(to_stored(hi, common)),
+    );
+    let offset = if slo < f64::from(i16::MIN) || shi > f64::from(i16::MAX) {
+        ((slo + shi) / 2.0).round()
+    } else {
+        0.0
+    };
+    if shi - slo > 65535.0 {
+        return Err(SeriesError::NotAVolume(
+            "values span more than 16 bits".into(),
+        ));
+    }
+    let rescale = Rescale {
+        slope: common.slope,
+        intercept: common.intercept + offset * common.slope,
+    };
+
+    let regular = lengths.iter().all(|l| (l - lengths[0]).abs() < 0.01);
+    let (rows, cols) = (first.size[0], first.size[1]);
+    let plane = rows * cols;
+    let (voxels, count, step_len, resampled_from): (Vec<i16>, usize, f64, Option<Vec<f64>>) =
+        if regular {
+            let mut v = Vec::with_capacity(plane * slices.len());
+            for m in &modality {
+                v.extend(m.iter().map(|x| (to_stored(*x, rescale)).round() as i16));
+            }
+            let mean = lengths.iter().sum::<f64>() / lengths.len() as f64;
+            (v, slices.len(), mean, None)
+        } else {
+            // Resample along the step line at the finest spacing, interpolating linearly between
+            // the two slices around each new position (their grids are shifted along the same
+            // line, so corresponding voxels lie on lines parallel to it).
+            let finest = lengths.iter().copied().fold(f64::INFINITY, f64::min);
+            let mut t = vec![0.0];
+            for l in &lengths {
+                t.push(t.last().copied().unwrap_or(0.0) + l);
+            }
+            let total = t.last().copied().unwrap_or(0.0);
+            let n = (total / finest + 1e-6).floor() as usize + 1;
+            let mut v = Vec::with_capacity(plane * n);
+            let mut seg = 0;
+            for m in 0..n {
+                let tm = m as f64 * finest;
+                while seg + 1 < t.len() - 1 && t[seg + 1] < tm {
+                    seg += 1;
+                }
+                let w = ((tm - t[seg]) / (t[seg + 1] - t[seg])).clamp(0.0, 1.0);
+                let (a, b) = (&modality[seg], &modality[seg + 1]);
+                v.extend(
+                    a.iter()
+                        .zip(b)
+                        .map(|(x, y)| to_stored(x + (y - x) * w, rescale).round() as i16),
+                );
+            }
+            (v, n, finest, Some(lengths.clone()))
+        };
+    let [dr, dc] = first.pixel_spacing;
+    // The origin is the first slice along the normal (not the first file read).
+    let geometry = Geometry::new(
+        [cols, rows, count],
+        slices[0].position,
+        [row * dc, col * dr, dir * step_len],
+    )
+    .map_err(|e| SeriesError::NotAVolume(e.to_string()))?;
+    let volume = Volume::new(geometry, voxels, rescale)
+        .map_err(|e| SeriesError::NotAVolume(e.to_string()))?;
+    Ok(BuiltVolume {
+        volume,
+        monochrome1: first.monochrome1,
+        tilt_degrees,
+        resampled_from,
+    })
+}
