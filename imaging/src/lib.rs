@@ -7,6 +7,7 @@
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
+pub mod cache;
 mod renderer;
 pub mod series;
 mod server;
