@@ -8,6 +8,7 @@
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
 pub mod cache;
+pub mod decode;
 mod renderer;
 pub mod series;
 mod server;

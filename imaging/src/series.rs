@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, open_file};
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use render::{Geometry, Rescale, V3, Volume};
+
+use crate::decode::{DecodeError, decode_object};
 
 /// Why slices could not be read or could not form a volume.
 #[derive(Debug, thiserror::Error)]
@@ -143,38 +144,25 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
             path.display()
         )));
     }
-    let transfer_syntax = obj
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_owned();
-    let decode_err = |reason: String| SeriesError::Decode {
-        path: path.to_owned(),
-        transfer_syntax: transfer_syntax.clone(),
-        reason,
-    };
-    let decoded = obj
-        .decode_pixel_data()
-        .map_err(|e| decode_err(e.to_string()))?;
-    if decoded.number_of_frames() != 1 || decoded.samples_per_pixel() != 1 {
+    let decoded = decode_object(&obj, path).map_err(|e| match e {
+        DecodeError::Pixels {
+            path,
+            transfer_syntax,
+            reason,
+        } => SeriesError::Decode {
+            path,
+            transfer_syntax,
+            reason,
+        },
+        DecodeError::Read { path, reason } => SeriesError::Read { path, reason },
+    })?;
+    if decoded.frames != 1 || decoded.samples != 1 {
         return Err(SeriesError::NotAVolume(format!(
             "{}: not a single-frame greyscale image",
             path.display()
         )));
     }
-    let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
-    let stored: Vec<i32> = decoded
-        .to_vec_with_options(&options)
-        .map_err(|e| decode_err(e.to_string()))?;
-    let size = [decoded.rows() as usize, decoded.columns() as usize];
-    if stored.len() != size[0] * size[1] {
-        return Err(decode_err(format!(
-            "{} values for {}x{} pixels",
-            stored.len(),
-            size[0],
-            size[1]
-        )));
-    }
+    let (size, stored) = ([decoded.rows, decoded.cols], decoded.values);
     let row = V3::new(iop[0], iop[1], iop[2]);
     let col = V3::new(iop[3], iop[4], iop[5]);
     Ok(Slice {
