@@ -137,7 +137,7 @@ fn every_manifest_file_decodes_or_names_its_transfer_syntax() {
     let mut pending = String::new();
     for line in manifest.lines().skip(1) {
         pending.push_str(line);
-        if pending.matches('"').count() % 2 == 0 {
+        if pending.matches('"').count().is_multiple_of(2) {
             records.push(fields(&std::mem::take(&mut pending)));
         } else {
             pending.push(' ');
