@@ -1,9 +1,8 @@
 //! Multiplanar reformatting: a volume seen through a viewport on any plane (axial, coronal,
 //! sagittal, oblique), one plane thick or as a slab (MIP, MinIP, average) of a given thickness
 //! in mm, with nearest or trilinear sampling. Rows render in parallel (rayon). Views whose
-//! canvas axes and normal follow the voxel axes take a separable path: each canvas column,
-//! row and slab step maps to a fixed voxel offset, so a pixel is one table-driven load per slab
-//! step.
+//! canvas axes and normal follow the voxel axes take the separable paths (`separable.rs`);
+//! every other view the per-pixel path (`grid.rs` samplers, `general` here).
 
 use rayon::prelude::*;
 
@@ -107,33 +106,31 @@ pub fn render(
         (Some(SlabMode::MinIp), true) => SlabMode::Mip,
         (Some(m), _) => m,
     };
-    match (req.sampling, Separable::new(volume, &view, w, h)) {
-        (Sampling::Nearest, Some(sep)) => {
-            sep.render(volume.voxels(), table, mode, req.background, &mut out, w)
-        }
-        (Sampling::Nearest, None) => general(
-            NearestSampler(Grid::new(volume)),
-            table,
-            &view,
-            mode,
-            req.background,
-            &mut out,
-            w,
-        ),
-        (Sampling::Trilinear, Some(_))
-            if let Some(lin) = SeparableLinear::new(volume, &view, w, h) =>
-        {
-            lin.render(volume.voxels(), table, mode, req.background, &mut out, w)
-        }
-        (Sampling::Trilinear, _) => general(
-            TrilinearSampler(Grid::new(volume)),
-            table,
-            &view,
-            mode,
-            req.background,
-            &mut out,
-            w,
-        ),
+    match req.sampling {
+        Sampling::Nearest => match Separable::new(volume, &view, w, h) {
+            Some(sep) => sep.render(volume.voxels(), table, mode, req.background, &mut out, w),
+            None => general(
+                NearestSampler(Grid::new(volume)),
+                table,
+                &view,
+                mode,
+                req.background,
+                &mut out,
+                w,
+            ),
+        },
+        Sampling::Trilinear => match SeparableLinear::new(volume, &view, w, h) {
+            Some(lin) => lin.render(volume.voxels(), table, mode, req.background, &mut out, w),
+            None => general(
+                TrilinearSampler(Grid::new(volume)),
+                table,
+                &view,
+                mode,
+                req.background,
+                &mut out,
+                w,
+            ),
+        },
     }
     Ok(Frame {
         width: vp.width,
