@@ -150,8 +150,6 @@ fn taps(start: f64, step: f64, count: usize, n: usize, stride: usize) -> Taps {
 /// (a contiguous, vectorisable loop when the canvas runs along voxel rows), then each canvas
 /// pixel is one interpolation between two neighbours of that line.
 pub(crate) struct SeparableLinear {
-    /// Per canvas column: voxel indices (not offsets) along the column axis and the weight.
-    cols: Taps,
     /// The range of column-axis indices any column reads.
     span: (usize, usize),
     /// The canvas columns inside the volume, `[x0, x1)`.
@@ -216,7 +214,6 @@ impl SeparableLinear {
             .collect();
         let col_w = run.iter().flatten().map(|c| c.2).collect();
         Some(Self {
-            cols,
             span,
             valid,
             col_idx,
@@ -247,8 +244,14 @@ impl SeparableLinear {
                     return;
                 };
                 let mut line = vec![0f32; len];
-                let mut acc = vec![0f32; w];
-                let mut sampled = vec![0f32; w];
+                // Canvas columns outside [x0, x1) keep the background the frame was filled with.
+                let (x0, x1) = self.valid;
+                let single = self.steps.len() == 1;
+                let mut acc = if single {
+                    Vec::new()
+                } else {
+                    vec![0f32; x1 - x0]
+                };
                 for (n, &(s0, s1, fz)) in self.steps.iter().enumerate() {
                     let base = lo * stride;
                     if stride == 1 {
@@ -282,44 +285,35 @@ impl SeparableLinear {
                             fz,
                         );
                     }
-                    // Columns inside the volume form one run (positions are affine in x);
-                    // first sample each into `sampled`, then fold it into the accumulator.
-                    let (x0, x1) = self.valid;
-                    let sampled = &mut sampled[..x1 - x0];
-                    for ((v, &(c0, c1)), &fx) in
-                        sampled.iter_mut().zip(&self.col_idx).zip(&self.col_w)
-                    {
+                    let taps = self.col_idx.iter().zip(&self.col_w);
+                    let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
                         let (p, q) = (line[c0 as usize], line[c1 as usize]);
-                        *v = p + (q - p) * fx;
+                        p + (q - p) * fx
+                    };
+                    if single {
+                        // One plane: straight to grey, no accumulator.
+                        for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
+                            *px = table.get_f32(sample(tap));
+                        }
+                        continue;
                     }
-                    let slots = &mut acc[x0..x1];
+                    let acc_taps = acc.iter_mut().zip(taps);
                     match (n, mode) {
-                        (0, _) => slots.copy_from_slice(sampled),
-                        (_, SlabMode::Mip) => slots
-                            .iter_mut()
-                            .zip(sampled.iter())
-                            .for_each(|(a, v)| *a = a.max(*v)),
-                        (_, SlabMode::MinIp) => slots
-                            .iter_mut()
-                            .zip(sampled.iter())
-                            .for_each(|(a, v)| *a = a.min(*v)),
-                        (_, SlabMode::Average) => slots
-                            .iter_mut()
-                            .zip(sampled.iter())
-                            .for_each(|(a, v)| *a += *v),
+                        (0, _) => acc_taps.for_each(|(a, t)| *a = sample(t)),
+                        (_, SlabMode::Mip) => acc_taps.for_each(|(a, t)| *a = a.max(sample(t))),
+                        (_, SlabMode::MinIp) => acc_taps.for_each(|(a, t)| *a = a.min(sample(t))),
+                        (_, SlabMode::Average) => acc_taps.for_each(|(a, t)| *a += sample(t)),
                     }
                 }
-                let scale = if mode == SlabMode::Average {
-                    1.0 / self.steps.len() as f32
-                } else {
-                    1.0
-                };
-                for ((px, v), col) in row.iter_mut().zip(&acc).zip(&self.cols) {
-                    *px = if col.is_some() {
-                        table.get_f32(v * scale)
+                if !single {
+                    let scale = if mode == SlabMode::Average {
+                        1.0 / self.steps.len() as f32
                     } else {
-                        background
+                        1.0
                     };
+                    for (px, a) in row[x0..x1].iter_mut().zip(&acc) {
+                        *px = table.get_f32(a * scale);
+                    }
                 }
             });
     }

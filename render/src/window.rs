@@ -272,9 +272,10 @@ impl GreyTable {
     #[inline]
     pub fn get_f32(&self, stored: f32) -> u8 {
         // Shifted to be positive, truncation is floor: no call to roundf on baseline x86-64.
-        // The cast saturates, so values beyond the i16 range clamp to its ends.
-        let s = ((stored + 32768.5) as i32).clamp(0, 65535) - 32768;
-        self.get(s as i16)
+        // The cast saturates; the clamp keeps the i16 range. Flipping the top bit of the
+        // shifted value gives the stored value's 16 bits, the table index.
+        let shifted = ((stored + 32768.5) as i32).clamp(0, 65535) as usize;
+        self.0[shifted ^ 0x8000]
     }
 }
 
