@@ -77,7 +77,14 @@ async fn stop_all_on_error<E: std::fmt::Display>(
 
 async fn announce_when_ready(config: &Config, ctx: &Context) {
     // Every subsystem of the stack, each of which registers itself as it starts.
-    const EXPECTED: [&str; 5] = [DATABASE, crate::server::SERVICE, "render", "imaging", "sfu"];
+    const EXPECTED: [&str; 6] = [
+        DATABASE,
+        crate::server::SERVICE,
+        "render",
+        "imaging",
+        "dicom",
+        "sfu",
+    ];
     loop {
         let states = ctx.readiness.snapshot();
         if states.values().any(|s| matches!(s, State::Failed(_))) || ctx.shutdown.is_triggered() {

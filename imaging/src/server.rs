@@ -45,6 +45,15 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
         "/",
         get(move || std::future::ready(axum::Json(description.clone()))),
     );
-    firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.imaging_http", router).await?;
+    let (http, dicom) = tokio::join!(
+        firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.imaging_http", router),
+        crate::dimse::run(config, &ctx),
+    );
+    if http.is_err() || dicom.is_err() {
+        // One listener failing stops the other: imaging runs whole or not at all.
+        ctx.shutdown.trigger();
+    }
+    http?;
+    dicom?;
     Ok(())
 }

@@ -40,7 +40,7 @@ fn runs_on_the_embedded_default() {
     let ready = get(8080, "/readyz").expect("readyz");
     assert_eq!(ready.status, 200, "{}", ready.body);
     let json = ready.json();
-    for subsystem in ["appliance", "database", "render", "imaging", "sfu"] {
+    for subsystem in ["appliance", "database", "render", "imaging", "dicom", "sfu"] {
         assert_eq!(json["subsystems"][subsystem]["state"], "ready", "{json}");
     }
     for port in [8081, 8082] {

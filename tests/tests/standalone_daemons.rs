@@ -62,7 +62,7 @@ fn standalone(name: &str, port_key: &str, subsystems_expected: &[&str]) {
 
 #[test]
 fn imaging_runs_alone() {
-    standalone("imaging", "imaging_http", &["imaging", "render"]);
+    standalone("imaging", "imaging_http", &["dicom", "imaging", "render"]);
 }
 
 #[test]
