@@ -45,14 +45,28 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
         "/",
         get(move || std::future::ready(axum::Json(description.clone()))),
     );
+    // One listener failing stops the other: imaging runs whole or not at all.
+    let stop_on_error = |r: Result<(), RuntimeError>| {
+        if r.is_err() {
+            ctx.shutdown.trigger();
+        }
+        r
+    };
     let (http, dicom) = tokio::join!(
-        firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.imaging_http", router),
-        crate::dimse::run(config, &ctx),
+        async {
+            stop_on_error(
+                firmware_runtime::run_service(
+                    &ctx,
+                    SERVICE,
+                    addr,
+                    "listeners.imaging_http",
+                    router,
+                )
+                .await,
+            )
+        },
+        async { stop_on_error(crate::dimse::run(config, &ctx).await) },
     );
-    if http.is_err() || dicom.is_err() {
-        // One listener failing stops the other: imaging runs whole or not at all.
-        ctx.shutdown.trigger();
-    }
     http?;
     dicom?;
     Ok(())

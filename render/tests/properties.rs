@@ -84,18 +84,35 @@ proptest! {
             .table()
             .unwrap();
         let draw = |viewport: &Viewport, slab: Option<Slab>| {
-            render(&volume, &table, &MprRequest { viewport, sampling: Sampling::Nearest, slab, background: 0 }).unwrap()
+            // Trilinear: values are continuous in position, so the slab's samples and the
+            // separately rendered planes (whose coordinates round a hair differently in f32)
+            // agree within one grey level; nearest could pick the other voxel at a midpoint.
+            render(&volume, &table, &MprRequest { viewport, sampling: Sampling::Trilinear, slab, background: 0 }).unwrap()
         };
         let mip = draw(&vp, Some(Slab { thickness, mode: SlabMode::Mip }));
         let minip = draw(&vp, Some(Slab { thickness, mode: SlabMode::MinIp }));
-        for t in slab_offsets(&g, plane.normal(), Some(Slab { thickness, mode: SlabMode::Mip })) {
-            let one = draw(&Viewport { plane: plane.translated(t), ..vp }, None);
+        let offsets = slab_offsets(&g, plane.normal(), Some(Slab { thickness, mode: SlabMode::Mip }));
+        // Pixels whose samples all lie clearly inside the volume: at the very edge of the
+        // sampling domain a sample can fall in or out depending on f32 rounding.
+        let [nx, ny, nz] = g.dims().map(|n| n as f64);
+        let clear: Vec<bool> = (0..vp.height)
+            .flat_map(|y| (0..vp.width).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let p = vp.canvas_to_patient(f64::from(x) + 0.5, f64::from(y) + 0.5);
+                offsets.iter().all(|t| {
+                    let v = g.patient_to_voxel(p + plane.normal() * *t);
+                    [(v.x, nx), (v.y, ny), (v.z, nz)].iter().all(|(c, n)| *c > -0.49 && *c < n - 0.51)
+                })
+            })
+            .collect();
+        for t in &offsets {
+            let one = draw(&Viewport { plane: plane.translated(*t), ..vp }, None);
             // A canvas pixel the single plane sees inside the volume (grey 0 is only the
             // background here: the window maps every stored value, -900 and up, to >= 9).
-            for ((m, lo), s) in mip.bytes().iter().zip(minip.bytes()).zip(one.bytes()) {
-                if *s > 0 {
-                    prop_assert!(m >= s, "MIP {m} < plane at {t} mm: {s}");
-                    prop_assert!(lo <= s && *lo > 0, "MinIP {lo} > plane at {t} mm: {s}");
+            for (((m, lo), s), inside) in mip.bytes().iter().zip(minip.bytes()).zip(one.bytes()).zip(&clear) {
+                if *s > 0 && *inside {
+                    prop_assert!(m.saturating_add(1) >= *s, "MIP {m} < plane at {t} mm: {s}");
+                    prop_assert!(*lo <= s.saturating_add(1) && *lo > 0, "MinIP {lo} > plane at {t} mm: {s}");
                 }
             }
         }
@@ -141,7 +158,10 @@ proptest! {
             };
             let (fast, general) = (draw(&vp), draw(&tilted));
             let differ = fast.bytes().iter().zip(general.bytes()).filter(|(a, b)| a.abs_diff(**b) > 1).count();
-            prop_assert!(differ <= fast.bytes().len() / 100, "{sampling:?}: {differ} pixels differ by more than 1");
+            // Nearest: where samples sit within rounding of a voxel midpoint the two paths may
+            // pick neighbouring voxels, and at a zoom that is a whole canvas column or row.
+            let allowed = if sampling == Sampling::Nearest { (vp.width + vp.height) as usize } else { fast.bytes().len() / 100 };
+            prop_assert!(differ <= allowed, "{sampling:?}: {differ} pixels differ by more than 1");
         }
     }
 }
