@@ -41,6 +41,7 @@ pub async fn start(config: &Config, readiness: &Readiness) -> Result<RenderInfo,
         firmware_config::GpuMode::Off => GpuMode::Off,
     };
     let budget = config.imaging.gpu_memory.0;
+    let threads = render_threads(config.imaging.render_threads);
     let opened = tokio::time::timeout(
         GPU_OPEN_DEADLINE,
         tokio::task::spawn_blocking(move || Renderer::new(mode, budget)),
@@ -66,12 +67,30 @@ pub async fn start(config: &Config, readiness: &Readiness) -> Result<RenderInfo,
     tracing::info!(
         backend = info.backend,
         adapter = info.adapter.as_deref().unwrap_or("-"),
+        threads,
         "renderer ready"
     );
     metrics::gauge!("render_gpu", "adapter" => info.adapter.clone().unwrap_or_default())
         .set(if info.backend == "gpu" { 1.0 } else { 0.0 });
     readiness.set(SUBSYSTEM, State::Ready);
     Ok(info)
+}
+
+/// Sizes the render thread pool (rayon's global pool, which the CPU path uses): `0` means one
+/// thread per core. The pool can be sized once per process; later calls keep the first size.
+fn render_threads(configured: u32) -> usize {
+    if configured > 0 {
+        let sized = rayon::ThreadPoolBuilder::new()
+            .num_threads(configured as usize)
+            .thread_name(|n| format!("render-{n}"))
+            .build_global();
+        if let Err(e) = sized {
+            tracing::warn!(error = %e, "render thread pool already running; keeping its size");
+        }
+    }
+    let threads = rayon::current_num_threads();
+    metrics::gauge!("render_threads").set(threads as f64);
+    threads
 }
 
 fn describe(renderer: Renderer) -> RenderInfo {

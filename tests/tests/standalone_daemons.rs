@@ -137,3 +137,25 @@ fn imaging_gpu_on_without_a_gpu_refuses_to_start() {
     assert_eq!(status.code(), Some(1));
     assert!(d.stderr().contains("imaging.gpu = on"), "{}", d.stderr());
 }
+
+#[test]
+fn imaging_render_threads_sizes_the_pool() {
+    let dir = temp_dir();
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path()).args(ports.args()).args([
+        "--set",
+        "imaging.render_threads=3",
+        "--set",
+        "imaging.gpu=off",
+    ]);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
+    let metrics = get(ports.imaging_http, "/metrics").expect("metrics").body;
+    assert!(
+        metrics.lines().any(|l| l == "render_threads 3"),
+        "{metrics}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+}
