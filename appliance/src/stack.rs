@@ -35,9 +35,22 @@ pub fn url(config: &Config, port: Port) -> String {
     }
 }
 
+/// Every subsystem of the stack.
+const EXPECTED: [&str; 6] = [
+    DATABASE,
+    crate::server::SERVICE,
+    "render",
+    "imaging",
+    "dicom",
+    "sfu",
+];
+
 /// Runs every service until shutdown.
 pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
-    ctx.readiness.set(DATABASE, State::Starting);
+    // All register before any listener opens, so /readyz never reports a partial stack ready.
+    for name in EXPECTED {
+        ctx.readiness.set(name, State::Starting);
+    }
     let db = match Database::open(&config).await {
         Ok(db) => db,
         Err(e) => {
@@ -76,24 +89,13 @@ async fn stop_all_on_error<E: std::fmt::Display>(
 }
 
 async fn announce_when_ready(config: &Config, ctx: &Context) {
-    // Every subsystem of the stack, each of which registers itself as it starts.
-    const EXPECTED: [&str; 6] = [
-        DATABASE,
-        crate::server::SERVICE,
-        "render",
-        "imaging",
-        "dicom",
-        "sfu",
-    ];
     loop {
         let states = ctx.readiness.snapshot();
         if states.values().any(|s| matches!(s, State::Failed(_))) || ctx.shutdown.is_triggered() {
             return;
         }
-        if EXPECTED
-            .iter()
-            .all(|name| states.get(*name) == Some(&State::Ready))
-        {
+        // Everything registered at the start, so all ready means the whole stack is up.
+        if ctx.readiness.all_ready() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -27,6 +27,11 @@ pub const SERVICE: &str = "imaging";
 
 /// Runs imaging until `ctx.shutdown` fires.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
+    // Every subsystem registers before any listener opens: /readyz must not say "ready" while
+    // one of them has not started yet.
+    for name in [SERVICE, crate::dimse::SUBSYSTEM, renderer::SUBSYSTEM] {
+        ctx.readiness.set(name, firmware_runtime::State::Starting);
+    }
     let render = match renderer::start(config, &ctx.readiness).await {
         Ok(r) => r,
         Err(e) => {
