@@ -228,12 +228,12 @@ fn field(cmd: &InMemDicomObject, tag: dicom_object::Tag) -> Option<u16> {
     cmd.element(tag).ok().and_then(|e| e.to_int::<u16>().ok())
 }
 
-fn text(cmd: &InMemDicomObject, tag: dicom_object::Tag) -> String {
-    cmd.element(tag)
+/// A text element without its padding, if present.
+fn text(obj: &InMemDicomObject, tag: dicom_object::Tag) -> Option<String> {
+    obj.element(tag)
         .ok()
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
-        .unwrap_or_default()
 }
 
 /// Parses one received data set and writes it as a DICOM file: temp file, fsync, rename, fsync
@@ -251,15 +251,10 @@ fn store_instance(
     })?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| refuse(format!("malformed data set: {e}")))?;
-    let uid = |tag| {
-        obj.element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
-    };
-    let (Some(sop_class), Some(sop_instance)) =
-        (uid(tags::SOP_CLASS_UID), uid(tags::SOP_INSTANCE_UID))
-    else {
+    let (Some(sop_class), Some(sop_instance)) = (
+        text(&obj, tags::SOP_CLASS_UID),
+        text(&obj, tags::SOP_INSTANCE_UID),
+    ) else {
         return Err(refuse("missing SOP Class UID or SOP Instance UID".into()));
     };
     let valid_uid = |u: &str| {
@@ -303,17 +298,35 @@ fn store_instance(
 
 fn store_response(cmd: &InMemDicomObject, pc: u8, status: u16) -> Result<Pdu, String> {
     let message_id = field(cmd, tags::MESSAGE_ID).ok_or("C-STORE without Message ID")?;
-    let rsp = InMemDicomObject::command_from_element_iter([
+    let sop_class = text(cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+    let instance = text(cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+    response(
+        pc,
+        &sop_class,
+        C_STORE_RSP,
+        message_id,
+        status,
+        Some(&instance),
+    )
+}
+
+/// A response command without a data set: the affected SOP class, the response's command
+/// field, the message it answers, the status, and for C-STORE the affected instance.
+fn response(
+    pc: u8,
+    sop_class: &str,
+    command: u16,
+    message_id: u16,
+    status: u16,
+    instance: Option<&str>,
+) -> Result<Pdu, String> {
+    let mut elements = vec![
         DataElement::new(
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
-            PrimitiveValue::from(text(cmd, tags::AFFECTED_SOP_CLASS_UID)),
+            PrimitiveValue::from(sop_class),
         ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_STORE_RSP),
-        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(command)),
         DataElement::new(
             tags::MESSAGE_ID_BEING_RESPONDED_TO,
             VR::US,
@@ -325,13 +338,15 @@ fn store_response(cmd: &InMemDicomObject, pc: u8, status: u16) -> Result<Pdu, St
             PrimitiveValue::from(0x0101u16),
         ),
         DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
-        DataElement::new(
+    ];
+    if let Some(uid) = instance {
+        elements.push(DataElement::new(
             tags::AFFECTED_SOP_INSTANCE_UID,
             VR::UI,
-            PrimitiveValue::from(text(cmd, tags::AFFECTED_SOP_INSTANCE_UID)),
-        ),
-    ]);
-    command_pdu(&rsp, pc)
+            PrimitiveValue::from(uid),
+        ));
+    }
+    command_pdu(&InMemDicomObject::command_from_element_iter(elements), pc)
 }
 
 fn command_pdu(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
@@ -356,30 +371,7 @@ fn answer_echo(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
     if command != C_ECHO_RQ {
         return Err(format!("unsupported command 0x{command:04X}"));
     }
-    let rsp = InMemDicomObject::command_from_element_iter([
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(VERIFICATION),
-        ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_ECHO_RSP),
-        ),
-        DataElement::new(
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(message_id),
-        ),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(0x0101u16),
-        ),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(0x0000u16)),
-    ]);
-    command_pdu(&rsp, pc)
+    response(pc, VERIFICATION, C_ECHO_RSP, message_id, 0x0000, None)
 }
 
 #[cfg(test)]
