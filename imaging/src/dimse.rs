@@ -2,23 +2,17 @@
 //! (`listeners.dicom_ae_title`), from callers listed in `imaging.allowed_callers` (AE title, and
 //! address when given; any caller when the list is empty, which the configuration allows only
 //! on loopback). Others get an A-ASSOCIATE-RJ naming the reason. Verification (C-ECHO) is
-//! answered. Storage (C-STORE) of any SOP class in any transfer syntax dicom-rs reads: each
-//! instance is parsed (a malformed one is refused with a failure status and the association
-//! goes on), then written as a DICOM file to a temp file, fsynced and renamed into
-//! `DATA_DIR/dicom/` under its SOP Instance UID, so a crash never leaves half an instance;
-//! storing the same instance again replaces it with identical content. The index and
-//! query/retrieve come with the rest of issue 3.
+//! answered. Storage (C-STORE) of any SOP class in any transfer syntax dicom-rs reads goes to
+//! the [`Store`]: a malformed or unidentifiable instance is refused with a failure status and
+//! the association goes on.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
-use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use dicom_ul::association::Association;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{
@@ -28,6 +22,8 @@ use firmware_config::{Config, DicomCaller};
 use firmware_runtime::{Context, RuntimeError, State};
 use tokio::task::JoinSet;
 
+use crate::store::{Store, text};
+
 /// Readiness name of the DICOM listener.
 pub const SUBSYSTEM: &str = "dicom";
 
@@ -36,9 +32,6 @@ const C_ECHO_RQ: u16 = 0x0030;
 const C_ECHO_RSP: u16 = 0x8030;
 const C_STORE_RQ: u16 = 0x0001;
 const C_STORE_RSP: u16 = 0x8001;
-/// C-STORE failure statuses (PS3.4 B.2.3).
-const STATUS_CANNOT_UNDERSTAND: u16 = 0xC000;
-const STATUS_OUT_OF_RESOURCES: u16 = 0xA700;
 /// How long an idle association may wait for its next message.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -76,7 +69,7 @@ impl AccessControl for Callers {
 
 /// Runs the DICOM listener until `ctx.shutdown`, then lets open associations finish (up to
 /// the idle limit).
-pub async fn run(config: &Config, ctx: &Context) -> Result<(), RuntimeError> {
+pub async fn run(config: &Config, ctx: &Context, store: Store) -> Result<(), RuntimeError> {
     ctx.readiness.set(SUBSYSTEM, State::Starting);
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.dicom.get());
     let listener = match firmware_runtime::bind(addr, "listeners.dicom").await {
@@ -88,7 +81,6 @@ pub async fn run(config: &Config, ctx: &Context) -> Result<(), RuntimeError> {
     };
     let ae_title = config.listeners.dicom_ae_title.as_str().to_owned();
     let allowed = config.imaging.allowed_callers.clone();
-    let store = Arc::new(config.storage.data_dir.join("dicom"));
     tracing::info!(%addr, ae_title = %ae_title, "DICOM listening");
     ctx.readiness.set(SUBSYSTEM, State::Ready);
     let mut associations = JoinSet::new();
@@ -99,7 +91,7 @@ pub async fn run(config: &Config, ctx: &Context) -> Result<(), RuntimeError> {
                 Ok((stream, peer)) => {
                     let callers = Callers { allowed: allowed.clone(), peer: peer.ip() };
                     let ae_title = ae_title.clone();
-                    let store = Arc::clone(&store);
+                    let store = store.clone();
                     associations.spawn(async move {
                         if let Err(e) = association(stream, peer, callers, &ae_title, &store).await {
                             tracing::info!(%peer, reason = %e, "DICOM association ended");
@@ -125,7 +117,7 @@ async fn association(
     peer: SocketAddr,
     callers: Callers,
     ae_title: &str,
-    store: &Path,
+    store: &Store,
 ) -> Result<(), String> {
     let options = ServerAssociationOptions::new()
         .ae_access_control(callers)
@@ -179,26 +171,13 @@ async fn association(
                                     .map(|(_, ts)| ts.clone())
                                     .unwrap_or_default();
                                 let bytes = std::mem::take(&mut data);
-                                let dir = store.to_owned();
-                                let outcome = tokio::task::spawn_blocking(move || {
-                                    store_instance(&dir, &ts, &bytes)
-                                })
-                                .await
-                                .map_err(|e| e.to_string())?;
-                                let status = match outcome {
-                                    Ok(uid) => {
-                                        metrics::counter!("dicom_instances_stored_total")
-                                            .increment(1);
-                                        tracing::debug!(%peer, sop_instance_uid = %uid, "stored");
-                                        0x0000
-                                    }
-                                    Err((status, why)) => {
-                                        metrics::counter!("dicom_instances_refused_total")
-                                            .increment(1);
-                                        tracing::warn!(%peer, reason = %why, "instance refused");
-                                        status
-                                    }
-                                };
+                                let class =
+                                    text(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+                                let instance =
+                                    text(&cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+                                let outcome =
+                                    store.put_dataset(&ts, &class, &instance, &bytes).await;
+                                let status = crate::store::record("dicom", &outcome);
                                 let reply = store_response(&cmd, pc, status)?;
                                 assoc.send(&reply).await.map_err(|e| e.to_string())?;
                             }
@@ -226,74 +205,6 @@ fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
 
 fn field(cmd: &InMemDicomObject, tag: dicom_object::Tag) -> Option<u16> {
     cmd.element(tag).ok().and_then(|e| e.to_int::<u16>().ok())
-}
-
-/// A text element without its padding, if present.
-fn text(obj: &InMemDicomObject, tag: dicom_object::Tag) -> Option<String> {
-    obj.element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
-}
-
-/// Parses one received data set and writes it as a DICOM file: temp file, fsync, rename, fsync
-/// of the folder. Returns the SOP Instance UID, or the failure status and why.
-fn store_instance(
-    dir: &Path,
-    transfer_syntax: &str,
-    bytes: &[u8],
-) -> Result<String, (u16, String)> {
-    let refuse = |why: String| (STATUS_CANNOT_UNDERSTAND, why);
-    let ts = TransferSyntaxRegistry.get(transfer_syntax).ok_or_else(|| {
-        refuse(format!(
-            "transfer syntax {transfer_syntax} is not supported"
-        ))
-    })?;
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
-        .map_err(|e| refuse(format!("malformed data set: {e}")))?;
-    let (Some(sop_class), Some(sop_instance)) = (
-        text(&obj, tags::SOP_CLASS_UID),
-        text(&obj, tags::SOP_INSTANCE_UID),
-    ) else {
-        return Err(refuse("missing SOP Class UID or SOP Instance UID".into()));
-    };
-    let valid_uid = |u: &str| {
-        !u.is_empty() && u.len() <= 64 && u.chars().all(|c| c.is_ascii_digit() || c == '.')
-    };
-    if !valid_uid(&sop_instance) || !valid_uid(&sop_class) {
-        return Err(refuse(format!("malformed UID {sop_instance:?}")));
-    }
-    let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(sop_class.as_str())
-        .media_storage_sop_instance_uid(sop_instance.as_str())
-        .transfer_syntax(transfer_syntax)
-        .implementation_class_uid("1.2.826.0.1.3680043.10.1234.1");
-    let file = obj
-        .with_meta(meta)
-        .map_err(|e| refuse(format!("cannot build the file meta group: {e}")))?;
-    let io = |e: std::io::Error| {
-        (
-            STATUS_OUT_OF_RESOURCES,
-            format!("cannot write the instance: {e}"),
-        )
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let target = dir.join(format!("{sop_instance}.dcm"));
-    let tmp = dir.join(format!(".{sop_instance}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&mut f).map_err(|e| {
-        (
-            STATUS_OUT_OF_RESOURCES,
-            format!("cannot write the instance: {e}"),
-        )
-    })?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, &target).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(sop_instance)
 }
 
 fn store_response(cmd: &InMemDicomObject, pc: u8, status: u16) -> Result<Pdu, String> {
@@ -372,94 +283,4 @@ fn answer_echo(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
         return Err(format!("unsupported command 0x{command:04X}"));
     }
     response(pc, VERIFICATION, C_ECHO_RSP, message_id, 0x0000, None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encoded(obj: &InMemDicomObject) -> Vec<u8> {
-        let mut b = Vec::new();
-        obj.write_dataset_with_ts(
-            &mut b,
-            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
-        )
-        .unwrap();
-        b
-    }
-
-    #[test]
-    fn instances_are_stored_whole_or_refused_with_a_status() {
-        let dir = std::env::temp_dir().join(format!("dimse-store-{}", std::process::id()));
-        let explicit = "1.2.840.10008.1.2.1";
-        let good = InMemDicomObject::from_element_iter([
-            DataElement::new(
-                tags::SOP_CLASS_UID,
-                VR::UI,
-                PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2"),
-            ),
-            DataElement::new(
-                tags::SOP_INSTANCE_UID,
-                VR::UI,
-                PrimitiveValue::from("1.2.3.4.5"),
-            ),
-            DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from("P1")),
-        ]);
-        assert_eq!(
-            store_instance(&dir, explicit, &encoded(&good)),
-            Ok("1.2.3.4.5".to_owned())
-        );
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(
-            files,
-            vec![std::ffi::OsString::from("1.2.3.4.5.dcm")],
-            "no temp file left"
-        );
-        assert!(
-            crate::decode::decode_file(&dir.join("1.2.3.4.5.dcm")).is_err(),
-            "no pixel data, but a readable file"
-        );
-        let reread = dicom_object::open_file(dir.join("1.2.3.4.5.dcm")).unwrap();
-        assert_eq!(reread.meta().media_storage_sop_instance_uid(), "1.2.3.4.5");
-
-        let no_uid = InMemDicomObject::from_element_iter([DataElement::new(
-            tags::PATIENT_ID,
-            VR::LO,
-            PrimitiveValue::from("P1"),
-        )]);
-        let err = store_instance(&dir, explicit, &encoded(&no_uid)).unwrap_err();
-        assert_eq!(err.0, STATUS_CANNOT_UNDERSTAND, "{}", err.1);
-        let err = store_instance(&dir, explicit, b"\x08\x00\x18\x00UI\xff\xff").unwrap_err();
-        assert_eq!(err.0, STATUS_CANNOT_UNDERSTAND, "{}", err.1);
-        let err = store_instance(&dir, "1.2.3.999", &encoded(&good)).unwrap_err();
-        assert!(err.1.contains("1.2.3.999"), "{}", err.1);
-        let bad_uid = InMemDicomObject::from_element_iter([
-            DataElement::new(
-                tags::SOP_CLASS_UID,
-                VR::UI,
-                PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2"),
-            ),
-            DataElement::new(
-                tags::SOP_INSTANCE_UID,
-                VR::UI,
-                PrimitiveValue::from("../../etc/passwd"),
-            ),
-        ]);
-        assert_eq!(
-            store_instance(&dir, explicit, &encoded(&bad_uid))
-                .unwrap_err()
-                .0,
-            STATUS_CANNOT_UNDERSTAND
-        );
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "refused instances leave nothing behind"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -10,10 +10,15 @@
 
 pub mod cache;
 pub mod decode;
+pub mod dicomweb;
 mod dimse;
+pub mod json;
+pub mod multipart;
+pub mod query;
 mod renderer;
 pub mod series;
 mod server;
+pub mod store;
 
 pub use renderer::{RenderInfo, RendererError};
 pub use server::{ImagingError, run};

@@ -9,6 +9,7 @@ use firmware_config::Config;
 use firmware_runtime::{Context, RuntimeError};
 
 use crate::renderer::{self, RendererError};
+use crate::store::{Store, StoreError};
 
 /// Why imaging stopped.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,9 @@ pub enum ImagingError {
     /// The configured renderer is not available.
     #[error(transparent)]
     Renderer(#[from] RendererError),
+    /// The instance store could not be opened.
+    #[error("DICOM store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Name under which imaging reports readiness and labels its metrics.
@@ -40,16 +44,25 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             return Err(e.into());
         }
     };
+    let store = match open_store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.shutdown.trigger();
+            return Err(e);
+        }
+    };
     let description = serde_json::json!({
         "service": SERVICE,
         "version": env!("CARGO_PKG_VERSION"),
         "render": { "backend": render.backend, "adapter": render.adapter },
     });
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.imaging_http.get());
-    let router = Router::new().route(
-        "/",
-        get(move || std::future::ready(axum::Json(description.clone()))),
-    );
+    let router = Router::new()
+        .route(
+            "/",
+            get(move || std::future::ready(axum::Json(description.clone()))),
+        )
+        .merge(crate::dicomweb::routes(store.clone()));
     // One listener failing stops the other: imaging runs whole or not at all.
     let stop_on_error = |r: Result<(), RuntimeError>| {
         if r.is_err() {
@@ -70,9 +83,29 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
                 .await,
             )
         },
-        async { stop_on_error(crate::dimse::run(config, &ctx).await) },
+        async { stop_on_error(crate::dimse::run(config, &ctx, store.clone()).await) },
     );
+    store.close().await;
     http?;
     dicom?;
     Ok(())
+}
+
+/// Opens the store and reports what its start-up check found.
+async fn open_store(config: &Config) -> Result<Store, ImagingError> {
+    let (store, report) = Store::open(&config.storage.data_dir).await?;
+    tracing::info!(
+        instances = report.instances,
+        temp_removed = report.temp_removed,
+        files_indexed = report.files_indexed,
+        "DICOM store checked"
+    );
+    for uid in &report.rows_removed {
+        tracing::error!(sop_instance_uid = %uid, "instance file missing: removed from the index");
+    }
+    for (path, why) in &report.unreadable {
+        tracing::error!(path = %path.display(), reason = %why, "unreadable file in the store, not indexed");
+    }
+    metrics::gauge!("imaging_instances").set(report.instances as f64);
+    Ok(store)
 }

@@ -255,8 +255,10 @@ pub struct Response {
     pub status: u16,
     /// Headers, names lower-cased.
     pub headers: Vec<(String, String)>,
-    /// Body as text.
+    /// Body as text (invalid UTF-8 replaced).
     pub body: String,
+    /// Body as received.
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -276,13 +278,32 @@ impl Response {
 
 /// `GET path` on 127.0.0.1:`port` with HTTP/1.1 and `Connection: close`.
 pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
+    request(port, "GET", path, &[], &[])
+}
+
+/// `METHOD path` on 127.0.0.1:`port` with these headers and body (HTTP/1.1, `Connection:
+/// close`, Content-Length when there is a body).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || method != "GET" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw).ok_or_else(|| {
@@ -309,7 +330,8 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     Some(Response {
         status,
         headers,
-        body: String::from_utf8(body).ok()?,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 

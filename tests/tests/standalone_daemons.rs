@@ -18,7 +18,15 @@ fn standalone(name: &str, port_key: &str, subsystems_expected: &[&str]) {
         ports.sfu_signalling
     };
     let config = dir.path().join(format!("{name}.toml"));
-    std::fs::write(&config, format!("[listeners]\n{port_key} = {port}\n")).expect("write config");
+    // The DICOM port too: other tests run imaging at the same time.
+    std::fs::write(
+        &config,
+        format!(
+            "[listeners]\n{port_key} = {port}\ndicom = {}\n",
+            ports.dicom
+        ),
+    )
+    .expect("write config");
     let mut cmd = Command::new(bin(name));
     cmd.current_dir(dir.path()).arg("--config").arg(&config);
     let mut d = Daemon::spawn(cmd);
@@ -89,8 +97,7 @@ fn a_bad_config_file_stops_either_daemon() {
     }
 }
 
-fn imaging_with_gpu(setting: &str, env: &[(&str, &str)]) -> (Daemon, u16) {
-    let dir = temp_dir();
+fn imaging_with_gpu(dir: &tempfile::TempDir, setting: &str, env: &[(&str, &str)]) -> (Daemon, u16) {
     let ports = Ports::free();
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())
@@ -105,7 +112,8 @@ fn imaging_with_gpu(setting: &str, env: &[(&str, &str)]) -> (Daemon, u16) {
 #[test]
 fn imaging_gpu_setting_picks_the_renderer() {
     for (setting, backend) in [("on", "gpu"), ("off", "cpu"), ("auto", "cpu")] {
-        let (mut d, port) = imaging_with_gpu(setting, &[]);
+        let dir = temp_dir();
+        let (mut d, port) = imaging_with_gpu(&dir, setting, &[]);
         d.wait_ok(port, "/readyz", Duration::from_secs(60));
         let root = get(port, "/").expect("root").json();
         // On this machine the only Vulkan device is lavapipe, a CPU rasteriser: `auto` does not
@@ -132,7 +140,8 @@ fn imaging_gpu_setting_picks_the_renderer() {
 #[test]
 fn imaging_gpu_on_without_a_gpu_refuses_to_start() {
     // A backend this build does not have: no adapter can be found.
-    let (mut d, _) = imaging_with_gpu("on", &[("WGPU_BACKEND", "dx12")]);
+    let dir = temp_dir();
+    let (mut d, _) = imaging_with_gpu(&dir, "on", &[("WGPU_BACKEND", "dx12")]);
     let status = d.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(1));
     assert!(d.stderr().contains("imaging.gpu = on"), "{}", d.stderr());

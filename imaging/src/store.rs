@@ -1,0 +1,666 @@
+//! The instance store and its index. Every way DICOM comes in (C-STORE, STOW-RS, `imaging
+//! import`) ends in [`Store::put`]: the instance is parsed whole (a malformed one is refused and
+//! changes nothing), its bytes are written exactly as received to a temp file, fsynced and renamed
+//! to a path derived from its SOP Instance UID (`DATA_DIR/dicom/ab/cd/UID.dcm`), and only then
+//! are its index rows (study, series, instance with the attributes QIDO-RS and C-FIND match on,
+//! and its DICOM JSON metadata) committed in one SQLite transaction (`DATA_DIR/dicom/index.sqlite`).
+//! An instance already kept is not written again. So a crash at any moment leaves at most a temp
+//! file or a file without its rows, never a row without its file; [`Store::open`] checks this
+//! and repairs what it finds (temp files removed, unindexed files indexed, rows whose file has
+//! gone removed and reported).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+/// C-STORE failure statuses (PS3.4 B.2.3) for what cannot be kept.
+pub const STATUS_CANNOT_UNDERSTAND: u16 = 0xC000;
+/// The data set lacks what its SOP class requires (here: the UIDs that identify it).
+pub const STATUS_DOES_NOT_MATCH: u16 = 0xA900;
+/// Out of resources: the disk or the index failed.
+pub const STATUS_OUT_OF_RESOURCES: u16 = 0xA700;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "index", include_str!("../migrations/0001_index.sql"))];
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A folder or file of the store could not be used.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index database failed.
+    #[error("index {}: {source}", path.display())]
+    Index {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration of the index failed.
+    #[error("index {} migration: {source}", path.display())]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Why one instance was not kept. The store is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// Not a readable DICOM data set.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// A UID that identifies the instance is missing or not a UID.
+    #[error("{0}")]
+    Identity(String),
+    /// Writing the file or the index failed.
+    #[error("cannot keep the instance: {0}")]
+    Resources(String),
+}
+
+impl Refused {
+    /// The DIMSE status that reports this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Malformed(_) => STATUS_CANNOT_UNDERSTAND,
+            Self::Identity(_) => STATUS_DOES_NOT_MATCH,
+            Self::Resources(_) => STATUS_OUT_OF_RESOURCES,
+        }
+    }
+}
+
+/// An instance the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Study Instance UID.
+    pub study: String,
+    /// Series Instance UID.
+    pub series: String,
+    /// SOP Class UID.
+    pub sop_class: String,
+    /// SOP Instance UID.
+    pub sop_instance: String,
+    /// It was kept already; nothing was written.
+    pub duplicate: bool,
+}
+
+/// What the start-up check found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Instances in the index with their file present.
+    pub instances: u64,
+    /// Temp files of interrupted writes, removed.
+    pub temp_removed: u64,
+    /// Files that had no index rows (a crash between rename and commit), now indexed.
+    pub files_indexed: u64,
+    /// Index rows whose file had gone, removed.
+    pub rows_removed: Vec<String>,
+    /// Files in the store that cannot be read as DICOM, left in place and not indexed.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Where an instance is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its transfer syntax UID.
+    pub transfer_syntax: String,
+    /// Study Instance UID.
+    pub study: String,
+    /// Series Instance UID.
+    pub series: String,
+    /// SOP Class UID.
+    pub sop_class: String,
+    /// Frames (1 for single-frame images and for non-images).
+    pub frames: u32,
+}
+
+/// The store: files under `root`, rows in the index.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    db_path: PathBuf,
+    pool: SqlitePool,
+}
+
+/// The attributes an instance contributes to the index.
+#[derive(Debug, Clone)]
+struct Rows {
+    study: [String; 11],
+    series: (String, String, Option<i64>, [String; 4]),
+    sop_class: String,
+    sop_instance: String,
+    instance_number: Option<i64>,
+    image: [Option<i64>; 4],
+    transfer_syntax: String,
+    metadata: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir/dicom` and runs the start-up check.
+    pub async fn open(data_dir: &Path) -> Result<(Self, CheckReport), StoreError> {
+        let root = data_dir.join("dicom");
+        create_private_dir(&root)?;
+        let db_path = root.join("index.sqlite");
+        let index_err = |source| StoreError::Index {
+            path: db_path.clone(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(index_err)?
+            .filename(&db_path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Each commit is on disk before the sender hears "stored".
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(index_err)?;
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: db_path.clone(),
+                source,
+            })?;
+        let store = Self {
+            root,
+            db_path,
+            pool,
+        };
+        let report = store.check().await?;
+        Ok((store, report))
+    }
+
+    /// The folder the instances are kept in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The index connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the index.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn index_err(&self, source: sqlx::Error) -> StoreError {
+        StoreError::Index {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    /// Keeps one DICOM Part 10 file (preamble optional), given as its bytes.
+    pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
+        let (rows, bytes) = tokio::task::spawn_blocking(move || parse(&bytes).map(|r| (r, bytes)))
+            .await
+            .map_err(|e| Refused::Resources(e.to_string()))??;
+        let stored = Stored {
+            study: rows.study[0].clone(),
+            series: rows.series.0.clone(),
+            sop_class: rows.sop_class.clone(),
+            sop_instance: rows.sop_instance.clone(),
+            duplicate: false,
+        };
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM instances WHERE sop_instance_uid = ?")
+                .bind(&rows.sop_instance)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| Refused::Resources(format!("index: {e}")))?;
+        if exists.is_some() {
+            return Ok(Stored {
+                duplicate: true,
+                ..stored
+            });
+        }
+        let rel = relative_path(&rows.sop_instance);
+        let size = bytes.len() as i64;
+        let root = self.root.clone();
+        let rel2 = rel.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&root, &rel2, &bytes))
+            .await
+            .map_err(|e| Refused::Resources(e.to_string()))?
+            .map_err(|e| Refused::Resources(format!("{}: {e}", rel.display())))?;
+        self.insert(&rows, &rel, size)
+            .await
+            .map_err(|e| Refused::Resources(format!("index: {e}")))?;
+        Ok(stored)
+    }
+
+    /// Keeps one data set received over DICOM in `transfer_syntax`, wrapping it as a Part 10
+    /// file (the bytes are kept as received).
+    pub async fn put_dataset(
+        &self,
+        transfer_syntax: &str,
+        sop_class: &str,
+        sop_instance: &str,
+        dataset: &[u8],
+    ) -> Result<Stored, Refused> {
+        let meta = dicom_object::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(sop_class)
+            .media_storage_sop_instance_uid(sop_instance)
+            .transfer_syntax(transfer_syntax)
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name("APPLIANCE_IMG")
+            .build()
+            .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
+        let mut file = Vec::with_capacity(dataset.len() + 512);
+        file.extend_from_slice(&[0u8; 128]);
+        file.extend_from_slice(b"DICM");
+        meta.write(&mut file)
+            .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
+        file.extend_from_slice(dataset);
+        self.put(file).await
+    }
+
+    async fn insert(&self, rows: &Rows, rel: &Path, size: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let s = &rows.study;
+        sqlx::query(
+            "INSERT INTO studies (study_uid, patient_id, patient_name, patient_birth_date, \
+             patient_sex, study_date, study_time, accession_number, study_id, \
+             referring_physician_name, study_description) VALUES (?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (study_uid) DO NOTHING",
+        )
+        .bind(&s[0])
+        .bind(&s[1])
+        .bind(&s[2])
+        .bind(&s[3])
+        .bind(&s[4])
+        .bind(&s[5])
+        .bind(&s[6])
+        .bind(&s[7])
+        .bind(&s[8])
+        .bind(&s[9])
+        .bind(&s[10])
+        .execute(&mut *tx)
+        .await?;
+        let (series_uid, study_uid, number, text) = &rows.series;
+        sqlx::query(
+            "INSERT INTO series (series_uid, study_uid, modality, series_number, \
+             series_description, body_part_examined, pps_start_date, pps_start_time) \
+             VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (series_uid) DO NOTHING",
+        )
+        .bind(series_uid)
+        .bind(study_uid)
+        .bind(&text[0])
+        .bind(number)
+        .bind(&text[1])
+        .bind(&text[2])
+        .bind(&text[3])
+        .bind("")
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, \
+             instance_number, rows, columns, bits_allocated, frames, transfer_syntax, file, \
+             size, metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (sop_instance_uid) DO NOTHING",
+        )
+        .bind(&rows.sop_instance)
+        .bind(series_uid)
+        .bind(&rows.sop_class)
+        .bind(rows.instance_number)
+        .bind(rows.image[0])
+        .bind(rows.image[1])
+        .bind(rows.image[2])
+        .bind(rows.image[3])
+        .bind(&rows.transfer_syntax)
+        .bind(rel.to_string_lossy().as_ref())
+        .bind(size)
+        .bind(&rows.metadata)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Where an instance is kept, if it is.
+    pub async fn instance(&self, sop_instance: &str) -> Result<Option<InstanceFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT i.file, i.transfer_syntax, s.study_uid, i.series_uid, i.sop_class_uid, \
+             COALESCE(i.frames, 1) FROM instances i JOIN series s USING (series_uid) \
+             WHERE i.sop_instance_uid = ?",
+        )
+        .bind(sop_instance)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.index_err(e))?;
+        Ok(row.map(|r| InstanceFile {
+            path: self.root.join(r.get::<String, _>(0)),
+            transfer_syntax: r.get(1),
+            study: r.get(2),
+            series: r.get(3),
+            sop_class: r.get(4),
+            frames: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1).max(1),
+        }))
+    }
+
+    /// The start-up check: temp files removed, files without rows indexed, rows without files
+    /// removed (and reported: that data is lost, something outside us deleted it).
+    async fn check(&self) -> Result<CheckReport, StoreError> {
+        let mut report = CheckReport::default();
+        let root = self.root.clone();
+        let (files, temps) = tokio::task::spawn_blocking(move || walk(&root))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: self.root.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        for tmp in temps {
+            std::fs::remove_file(&tmp).map_err(|source| StoreError::Io { path: tmp, source })?;
+            report.temp_removed += 1;
+        }
+        let indexed: Vec<(String, String)> =
+            sqlx::query_as("SELECT sop_instance_uid, file FROM instances")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.index_err(e))?;
+        let on_disk: HashSet<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let mut known = HashSet::new();
+        for (uid, file) in &indexed {
+            if on_disk.contains(Path::new(file)) {
+                report.instances += 1;
+                known.insert(Path::new(file));
+            } else {
+                report.rows_removed.push(uid.clone());
+            }
+        }
+        if !report.rows_removed.is_empty() {
+            let mut tx = self.pool.begin().await.map_err(|e| self.index_err(e))?;
+            for uid in &report.rows_removed {
+                sqlx::query("DELETE FROM instances WHERE sop_instance_uid = ?")
+                    .bind(uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.index_err(e))?;
+            }
+            sqlx::query(
+                "DELETE FROM series WHERE series_uid NOT IN (SELECT series_uid FROM instances)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.index_err(e))?;
+            sqlx::query(
+                "DELETE FROM studies WHERE study_uid NOT IN (SELECT study_uid FROM series)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.index_err(e))?;
+            tx.commit().await.map_err(|e| self.index_err(e))?;
+        }
+        for rel in files.iter().filter(|f| !known.contains(f.as_path())) {
+            let path = self.root.join(rel);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.unreadable.push((path, e.to_string()));
+                    continue;
+                }
+            };
+            let size = bytes.len() as i64;
+            match tokio::task::spawn_blocking(move || parse(&bytes)).await {
+                Ok(Ok(rows)) => {
+                    self.insert(&rows, rel, size)
+                        .await
+                        .map_err(|e| self.index_err(e))?;
+                    report.files_indexed += 1;
+                    report.instances += 1;
+                }
+                Ok(Err(why)) => report.unreadable.push((path, why.to_string())),
+                Err(e) => report.unreadable.push((path, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Counts and logs one instance kept or refused (`source`: "dicom", "stow", "import") and
+/// returns the DIMSE status reporting it.
+pub fn record(source: &'static str, outcome: &Result<Stored, Refused>) -> u16 {
+    match outcome {
+        Ok(s) => {
+            let kind = if s.duplicate { "duplicate" } else { "stored" };
+            metrics::counter!("imaging_instances_total", "source" => source, "outcome" => kind)
+                .increment(1);
+            tracing::debug!(source, sop_instance_uid = %s.sop_instance, kind, "instance kept");
+            0x0000
+        }
+        Err(why) => {
+            metrics::counter!("imaging_instances_total", "source" => source, "outcome" => "refused")
+                .increment(1);
+            tracing::warn!(source, reason = %why, "instance refused");
+            why.status()
+        }
+    }
+}
+
+/// The implementation class UID written in the files we wrap.
+pub const IMPLEMENTATION_CLASS_UID: &str = "1.2.826.0.1.3680043.10.1234.1";
+
+/// A text element without its padding, if present.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_matches(['\0', ' ']).to_owned())
+}
+
+fn text_or_empty(obj: &InMemDicomObject, tag: Tag) -> String {
+    text(obj, tag).unwrap_or_default()
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    text(obj, tag).and_then(|s| s.split('\\').next().and_then(|v| v.trim().parse().ok()))
+}
+
+/// A syntactically valid UID: digits and dots, at most 64 characters.
+pub fn valid_uid(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !u.starts_with('.')
+        && !u.ends_with('.')
+        && !u.contains("..")
+}
+
+/// The file of an instance, relative to the store root: two levels of folders from a hash of
+/// the UID, so no folder grows past a few thousand entries.
+pub fn relative_path(sop_instance: &str) -> PathBuf {
+    // FNV-1a: stable across versions and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in sop_instance.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    PathBuf::from(format!(
+        "{:02x}/{:02x}/{sop_instance}.dcm",
+        h >> 24,
+        (h >> 16) & 0xff
+    ))
+}
+
+fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
+    let obj: DefaultDicomObject = OpenFileOptions::new()
+        .from_reader(bytes)
+        .map_err(|e| Refused::Malformed(e.to_string()))?;
+    let required = |tag: Tag, name: &str| -> Result<String, Refused> {
+        match text(&obj, tag) {
+            Some(u) if valid_uid(&u) => Ok(u),
+            Some(u) => Err(Refused::Identity(format!(
+                "{name} {u:?} is not a valid UID"
+            ))),
+            None => Err(Refused::Identity(format!("{name} is missing"))),
+        }
+    };
+    let study = required(tags::STUDY_INSTANCE_UID, "Study Instance UID")?;
+    let series = required(tags::SERIES_INSTANCE_UID, "Series Instance UID")?;
+    let sop_instance = required(tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
+    let sop_class = required(tags::SOP_CLASS_UID, "SOP Class UID")?;
+    let meta_uid = obj.meta().media_storage_sop_instance_uid();
+    if !meta_uid.is_empty() && meta_uid != sop_instance {
+        // The data set is what the instance is; the meta group only wraps it (some writers
+        // leave a stale one). Kept as received, indexed by the data set's UID.
+        tracing::warn!(
+            meta = meta_uid,
+            data_set = %sop_instance,
+            "file meta group names another SOP Instance UID; the data set's is used"
+        );
+    }
+    let transfer_syntax = obj.meta().transfer_syntax().to_owned();
+    let t = |tag| text_or_empty(&obj, tag);
+    let base = format!("/dicomweb/studies/{study}/series/{series}/instances/{sop_instance}");
+    let metadata = crate::json::to_json(&obj, &base).to_string();
+    Ok(Rows {
+        study: [
+            study.clone(),
+            t(tags::PATIENT_ID),
+            t(tags::PATIENT_NAME),
+            t(tags::PATIENT_BIRTH_DATE),
+            t(tags::PATIENT_SEX),
+            t(tags::STUDY_DATE),
+            t(tags::STUDY_TIME),
+            t(tags::ACCESSION_NUMBER),
+            t(tags::STUDY_ID),
+            t(tags::REFERRING_PHYSICIAN_NAME),
+            t(tags::STUDY_DESCRIPTION),
+        ],
+        series: (
+            series,
+            study,
+            int(&obj, tags::SERIES_NUMBER),
+            [
+                t(tags::MODALITY),
+                t(tags::SERIES_DESCRIPTION),
+                t(tags::BODY_PART_EXAMINED),
+                t(tags::PERFORMED_PROCEDURE_STEP_START_DATE),
+            ],
+        ),
+        sop_class,
+        sop_instance,
+        instance_number: int(&obj, tags::INSTANCE_NUMBER),
+        image: [
+            int(&obj, tags::ROWS),
+            int(&obj, tags::COLUMNS),
+            int(&obj, tags::BITS_ALLOCATED),
+            int(&obj, tags::NUMBER_OF_FRAMES),
+        ],
+        transfer_syntax,
+        metadata,
+    })
+}
+
+/// Writes `bytes` to `root/rel` so the file is either absent or whole: temp file, fsync,
+/// rename, fsync of the folder.
+fn write_atomically(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let target = root.join(rel);
+    let dir = target.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &target)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Every `.dcm` file under `root` (relative paths) and every leftover temp file.
+fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), StoreError> {
+    let mut files = Vec::new();
+    let mut temps = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let io = |source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(&dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
+                temps.push(path);
+            } else if name.ends_with(".dcm")
+                && let Ok(rel) = path.strip_prefix(root)
+            {
+                files.push(rel.to_owned());
+            }
+        }
+    }
+    Ok((files, temps))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
