@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{FieldType, section, serde_field};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, HostName, HttpUrl, Port, PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, HostName, HttpUrl, Port, PortRange,
+    Secret,
 };
 
 // The defaults below are literals; the unit test `defaults_are_valid` builds them, so a typo
@@ -110,6 +111,9 @@ section! {
         /// DICOM peers allowed to call us: "AE" or "AE@IP". Empty accepts any caller, which is
         /// allowed only on a loopback bind address.
         allowed_callers: Vec<DicomCaller> = Vec::new(),
+        /// PACS we query (C-FIND) and retrieve from (C-MOVE to our AE title): "AE@host:port",
+        /// e.g. ["PACS1@10.0.0.9:104"]. Each must know our AE title, address and DICOM port.
+        peers: Vec<DicomPeer> = Vec::new(),
     }
 }
 

@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, FieldError, Origin};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, HostName, HttpUrl, MASK, Port, PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, HostName, HttpUrl, MASK, Port,
+    PortRange, Secret,
 };
 
 /// A field's documentation, taken from its doc comment.
@@ -92,6 +93,7 @@ serde_field!(
     HostName,
     Vec<String>,
     Vec<DicomCaller>,
+    Vec<DicomPeer>,
 );
 
 impl FieldType for IpAddr {

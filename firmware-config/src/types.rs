@@ -201,6 +201,46 @@ impl fmt::Display for DicomCaller {
     }
 }
 
+/// A DICOM peer we call (a PACS we query and retrieve from): `AE@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomPeer {
+    /// Its AE title, which also names it in the API.
+    pub ae_title: AeTitle,
+    /// Its host name or address.
+    pub host: HostName,
+    /// Its DICOM port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for DicomPeer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hint = "write AE@host:port, e.g. PACS1@10.0.0.9:104";
+        let (ae, address) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("\"{s}\" has no @: {hint}"))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("\"{s}\" has no :port: {hint}"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("\"{port}\" in \"{s}\" is not a port (1-65535)"))?;
+        Ok(Self {
+            ae_title: ae.parse()?,
+            host: host.parse()?,
+            port,
+        })
+    }
+}
+
+impl fmt::Display for DicomPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.ae_title, self.host.as_str(), self.port)
+    }
+}
+
 /// A size in bytes, written as an integer or with a unit: `"512MiB"`, `"4GiB"`, `"2GB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -481,6 +521,7 @@ string_form! {
     PortRange => "a port range such as \"40000-40999\"",
     AeTitle => "an AE title (1-16 printable ASCII characters)",
     DicomCaller => "a calling AE title, optionally with its address: \"CT1\" or \"CT1@10.0.0.5\"",
+    DicomPeer => "a DICOM peer: \"AE@host:port\", e.g. \"PACS1@10.0.0.9:104\"",
     DatabaseUrl => "a database URL: sqlite:PATH or postgres://user@host/db",
     HttpUrl => "an http(s) URL",
     HostName => "a host name or IP address",
@@ -567,6 +608,17 @@ mod tests {
         let c: DicomCaller = "CT1@10.0.0.5".parse().unwrap();
         assert_eq!(c.to_string(), "CT1@10.0.0.5");
         assert!("CT1@scanner".parse::<DicomCaller>().is_err());
+        let p: DicomPeer = "PACS1@pacs.hospital.local:104".parse().unwrap();
+        assert_eq!(p.to_string(), "PACS1@pacs.hospital.local:104");
+        for bad in [
+            "PACS1",
+            "PACS1@host",
+            "PACS1@host:0",
+            "@host:104",
+            "P@bad host:104",
+        ] {
+            assert!(bad.parse::<DicomPeer>().is_err(), "{bad}");
+        }
     }
 
     #[test]

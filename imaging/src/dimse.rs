@@ -23,6 +23,7 @@ use firmware_runtime::{Context, RuntimeError, State};
 use tokio::task::JoinSet;
 
 use crate::store::{Store, text};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 /// Readiness name of the DICOM listener.
 pub const SUBSYSTEM: &str = "dicom";
@@ -32,6 +33,19 @@ const C_ECHO_RQ: u16 = 0x0030;
 const C_ECHO_RSP: u16 = 0x8030;
 const C_STORE_RQ: u16 = 0x0001;
 const C_STORE_RSP: u16 = 0x8001;
+const C_FIND_RQ: u16 = 0x0020;
+const C_FIND_RSP: u16 = 0x8020;
+const C_MOVE_RQ: u16 = 0x0021;
+const C_MOVE_RSP: u16 = 0x8021;
+const C_GET_RQ: u16 = 0x0010;
+const C_GET_RSP: u16 = 0x8010;
+const C_CANCEL_RQ: u16 = 0x0FFF;
+/// Command Data Set Type: no data set follows.
+const NO_DATA_SET: u16 = 0x0101;
+/// C-FIND pending: a match follows.
+const PENDING: u16 = 0xFF00;
+/// Refused: SOP class not supported.
+const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
 /// How long an idle association may wait for its next message.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -138,25 +152,24 @@ async fn association(
         .iter()
         .map(|pc| (pc.id, pc.transfer_syntax.clone()))
         .collect();
-    // A C-STORE-RQ command waiting for its data set, and the data received so far.
+    // A command waiting for its data set, and the data received so far.
     let mut pending: Option<(InMemDicomObject, u8)> = None;
     let mut data = Vec::new();
     loop {
         match assoc.receive().await.map_err(|e| e.to_string())? {
             Pdu::PData { data: values } => {
                 for pdv in values {
+                    let pc = pdv.presentation_context_id;
                     match pdv.value_type {
                         PDataValueType::Command if pdv.is_last => {
                             let cmd = read_command(&pdv.data)?;
-                            match field(&cmd, tags::COMMAND_FIELD) {
-                                Some(C_STORE_RQ) => {
-                                    pending = Some((cmd, pdv.presentation_context_id));
-                                    data.clear();
-                                }
-                                _ => {
-                                    let reply = answer_echo(&cmd, pdv.presentation_context_id)?;
+                            if field(&cmd, tags::COMMAND_DATA_SET_TYPE) == Some(NO_DATA_SET) {
+                                if let Some(reply) = answer_without_data(&cmd, pc)? {
                                     assoc.send(&reply).await.map_err(|e| e.to_string())?;
                                 }
+                            } else {
+                                pending = Some((cmd, pc));
+                                data.clear();
                             }
                         }
                         PDataValueType::Command => return Err("fragmented command".into()),
@@ -164,22 +177,16 @@ async fn association(
                             data.extend_from_slice(&pdv.data);
                             if pdv.is_last {
                                 let (cmd, pc) =
-                                    pending.take().ok_or("data set without a C-STORE command")?;
+                                    pending.take().ok_or("data set without a command")?;
                                 let ts = contexts
                                     .iter()
                                     .find(|(id, _)| *id == pc)
                                     .map(|(_, ts)| ts.clone())
                                     .unwrap_or_default();
                                 let bytes = std::mem::take(&mut data);
-                                let class =
-                                    text(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
-                                let instance =
-                                    text(&cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
-                                let outcome =
-                                    store.put_dataset(&ts, &class, &instance, &bytes).await;
-                                let status = crate::store::record("dicom", &outcome);
-                                let reply = store_response(&cmd, pc, status)?;
-                                assoc.send(&reply).await.map_err(|e| e.to_string())?;
+                                for reply in answer_with_data(store, &cmd, pc, &ts, &bytes).await? {
+                                    assoc.send(&reply).await.map_err(|e| e.to_string())?;
+                                }
                             }
                         }
                     }
@@ -221,7 +228,7 @@ fn store_response(cmd: &InMemDicomObject, pc: u8, status: u16) -> Result<Pdu, St
     )
 }
 
-/// A response command without a data set: the affected SOP class, the response's command
+/// A response command: the affected SOP class, the response's command
 /// field, the message it answers, the status, and for C-STORE the affected instance.
 fn response(
     pc: u8,
@@ -246,7 +253,14 @@ fn response(
         DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
             VR::US,
-            PrimitiveValue::from(0x0101u16),
+            // A pending C-FIND response carries its match; no other response has a data set.
+            PrimitiveValue::from(
+                if command == C_FIND_RSP && matches!(status, 0xFF00 | 0xFF01) {
+                    0x0000u16
+                } else {
+                    NO_DATA_SET
+                },
+            ),
         ),
         DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
     ];
@@ -274,13 +288,103 @@ fn command_pdu(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
     })
 }
 
-/// The response to a command other than C-STORE: C-ECHO-RSP with status Success; anything
-/// else ends the association (a conforming peer sends only what was negotiated).
-fn answer_echo(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
+/// The answer to a command that has no data set: C-ECHO-RSP with status Success; nothing for
+/// C-CANCEL (every C-FIND is answered whole before the next message is read); anything else
+/// ends the association (a conforming peer sends only what was negotiated).
+fn answer_without_data(cmd: &InMemDicomObject, pc: u8) -> Result<Option<Pdu>, String> {
+    let command = field(cmd, tags::COMMAND_FIELD).ok_or("command without Command Field")?;
+    match command {
+        C_ECHO_RQ => {
+            let message_id = field(cmd, tags::MESSAGE_ID).ok_or("command without Message ID")?;
+            response(pc, VERIFICATION, C_ECHO_RSP, message_id, 0x0000, None).map(Some)
+        }
+        C_CANCEL_RQ => Ok(None),
+        other => Err(format!("unsupported command 0x{other:04X}")),
+    }
+}
+
+/// The answers to a command with a data set: C-STORE (the instance kept or refused), C-FIND
+/// (pending responses with identifiers, then the final status); C-MOVE and C-GET are refused
+/// with "SOP class not supported" (we are not a PACS others retrieve from).
+async fn answer_with_data(
+    store: &Store,
+    cmd: &InMemDicomObject,
+    pc: u8,
+    ts: &str,
+    bytes: &[u8],
+) -> Result<Vec<Pdu>, String> {
     let command = field(cmd, tags::COMMAND_FIELD).ok_or("command without Command Field")?;
     let message_id = field(cmd, tags::MESSAGE_ID).ok_or("command without Message ID")?;
-    if command != C_ECHO_RQ {
-        return Err(format!("unsupported command 0x{command:04X}"));
+    let sop_class = text(cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+    match command {
+        C_STORE_RQ => {
+            let instance = text(cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+            let outcome = store.put_dataset(ts, &sop_class, &instance, bytes).await;
+            let status = crate::store::record("dicom", &outcome);
+            Ok(vec![store_response(cmd, pc, status)?])
+        }
+        C_FIND_RQ => {
+            let transfer = TransferSyntaxRegistry
+                .get(ts)
+                .ok_or_else(|| format!("transfer syntax {ts} is not known"))?;
+            let found = match InMemDicomObject::read_dataset_with_ts(bytes, transfer) {
+                Err(e) => Err((0xC000, format!("identifier: {e}"))),
+                Ok(id) => match crate::cfind::read_identifier(&id) {
+                    Err(e) => Err((0xA900, e.to_string())),
+                    Ok(find) => find
+                        .run(store.pool())
+                        .await
+                        .map_err(|e| (0xA700, e.to_string())),
+                },
+            };
+            metrics::counter!("dicom_find_total").increment(1);
+            let mut replies = Vec::new();
+            match found {
+                Ok(results) => {
+                    for r in &results {
+                        replies.push(response(
+                            pc, &sop_class, C_FIND_RSP, message_id, PENDING, None,
+                        )?);
+                        let mut data = Vec::new();
+                        r.write_dataset_with_ts(&mut data, transfer)
+                            .map_err(|e| e.to_string())?;
+                        replies.push(Pdu::PData {
+                            data: vec![PDataValue {
+                                presentation_context_id: pc,
+                                value_type: PDataValueType::Data,
+                                is_last: true,
+                                data,
+                            }],
+                        });
+                    }
+                    replies.push(response(
+                        pc, &sop_class, C_FIND_RSP, message_id, 0x0000, None,
+                    )?);
+                }
+                Err((status, why)) => {
+                    tracing::warn!(reason = %why, "C-FIND refused");
+                    replies.push(response(
+                        pc, &sop_class, C_FIND_RSP, message_id, status, None,
+                    )?);
+                }
+            }
+            Ok(replies)
+        }
+        C_MOVE_RQ | C_GET_RQ => {
+            let rsp = if command == C_MOVE_RQ {
+                C_MOVE_RSP
+            } else {
+                C_GET_RSP
+            };
+            Ok(vec![response(
+                pc,
+                &sop_class,
+                rsp,
+                message_id,
+                SOP_CLASS_NOT_SUPPORTED,
+                None,
+            )?])
+        }
+        other => Err(format!("unsupported command 0x{other:04X}")),
     }
-    response(pc, VERIFICATION, C_ECHO_RSP, message_id, 0x0000, None)
 }

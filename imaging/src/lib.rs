@@ -9,6 +9,7 @@
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
 pub mod cache;
+pub mod cfind;
 pub mod decode;
 pub mod dicomweb;
 mod dimse;
@@ -16,6 +17,7 @@ pub mod json;
 pub mod multipart;
 pub mod query;
 mod renderer;
+pub mod scu;
 pub mod series;
 mod server;
 pub mod store;

@@ -62,7 +62,11 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             "/",
             get(move || std::future::ready(axum::Json(description.clone()))),
         )
-        .merge(crate::dicomweb::routes(store.clone()));
+        .merge(crate::dicomweb::routes(store.clone()))
+        .merge(crate::scu::routes(
+            config.listeners.dicom_ae_title.as_str().to_owned(),
+            config.imaging.peers.clone(),
+        ));
     // One listener failing stops the other: imaging runs whole or not at all.
     let stop_on_error = |r: Result<(), RuntimeError>| {
         if r.is_err() {

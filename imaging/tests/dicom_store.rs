@@ -137,6 +137,69 @@ fn storescu_stores_the_series_once() {
     let study = e2e::get(port, "/dicomweb/studies").unwrap().json()[0].clone();
     assert_eq!(study["00201208"]["Value"][0], 140);
 
+    // dcmtk's findscu against our C-FIND SCP, at every level.
+    let out = dir.path().join("find");
+    let study_rsp = findscu(
+        ports.dicom,
+        &out,
+        "-S",
+        &[
+            "QueryRetrieveLevel=STUDY",
+            "PatientName",
+            "StudyInstanceUID",
+            "NumberOfStudyRelatedInstances",
+            "ModalitiesInStudy",
+        ],
+    );
+    assert_eq!(study_rsp.len(), 1, "{study_rsp:?}");
+    assert!(
+        study_rsp[0].contains("NumberOfStudyRelatedInstances") && study_rsp[0].contains("[140]"),
+        "{}",
+        study_rsp[0]
+    );
+    assert!(
+        study_rsp[0].contains("ModalitiesInStudy") && study_rsp[0].contains("[CT]"),
+        "{}",
+        study_rsp[0]
+    );
+    let uid = study["0020000D"]["Value"][0].as_str().unwrap().to_owned();
+    let images = findscu(
+        ports.dicom,
+        &out,
+        "-S",
+        &[
+            "QueryRetrieveLevel=IMAGE",
+            &format!("StudyInstanceUID={uid}"),
+            "SOPInstanceUID",
+            "InstanceNumber",
+            "Rows",
+        ],
+    );
+    assert_eq!(images.len(), 140);
+    assert!(
+        images.iter().all(|d| d.contains("(0028,0010) US 512")),
+        "{}",
+        images[0]
+    );
+    let none = findscu(
+        ports.dicom,
+        &out,
+        "-S",
+        &[
+            "QueryRetrieveLevel=SERIES",
+            "Modality=MR",
+            "SeriesInstanceUID",
+        ],
+    );
+    assert!(none.is_empty(), "{none:?}");
+    let patients = findscu(
+        ports.dicom,
+        &out,
+        "-P",
+        &["QueryRetrieveLevel=PATIENT", "PatientID", "PatientName"],
+    );
+    assert_eq!(patients.len(), 1, "{patients:?}");
+
     // kill -9, then the debris of a crash and a file removed behind our back.
     d.signal("KILL");
     d.wait_exit(Duration::from_secs(20));
@@ -187,6 +250,41 @@ fn storescu_stores_the_series_once() {
     let log = d.stderr();
     assert!(log.contains("instance file missing"), "{log}");
     assert!(log.contains(&lost_uid), "{log}");
+}
+
+/// Runs findscu (`-S` study root, `-P` patient root) with these keys and returns each
+/// response identifier as dcmdump prints it.
+fn findscu(port: u16, out: &Path, root: &str, keys: &[&str]) -> Vec<String> {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).expect("response folder");
+    let mut cmd = Command::new("findscu");
+    cmd.args([root, "-aet", "FINDSCU", "-aec", "APPLIANCE", "-X", "-od"])
+        .arg(out);
+    for k in keys {
+        cmd.args(["-k", k]);
+    }
+    let run = cmd
+        .args(["127.0.0.1", &port.to_string()])
+        .output()
+        .expect("run findscu (scripts/test installs dcmtk)");
+    assert!(
+        run.status.success(),
+        "findscu {keys:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("responses")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let d = Command::new("dcmdump").arg(f).output().expect("dcmdump");
+            String::from_utf8_lossy(&d.stdout).into_owned()
+        })
+        .collect()
 }
 
 /// (rows, columns) of a stored file, read by dcmdump (an independent reader).
