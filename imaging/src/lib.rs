@@ -13,6 +13,8 @@ pub mod cfind;
 pub mod decode;
 pub mod dicomweb;
 mod dimse;
+mod guard;
+pub mod import;
 pub mod json;
 pub mod multipart;
 pub mod query;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
+use dicom_transfer_syntax_registry::TransferSyntaxIndex;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -235,10 +236,19 @@ impl Store {
     }
 
     /// Keeps one DICOM Part 10 file (preamble optional), given as its bytes.
+    /// A data set without the Part 10 wrapping (no "DICM") is accepted when its encoding can be
+    /// recognised, and kept wrapped in a file meta group.
     pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
-        let (rows, bytes) = tokio::task::spawn_blocking(move || parse(&bytes).map(|r| (r, bytes)))
-            .await
-            .map_err(|e| Refused::Resources(e.to_string()))??;
+        let (rows, bytes) = tokio::task::spawn_blocking(move || {
+            let bytes = if has_dicm(&bytes) {
+                bytes
+            } else {
+                wrap_raw(&bytes)?
+            };
+            parse(&bytes).map(|r| (r, bytes))
+        })
+        .await
+        .map_err(|e| Refused::Resources(e.to_string()))??;
         let stored = Stored {
             study: rows.study[0].clone(),
             series: rows.series.0.clone(),
@@ -262,14 +272,25 @@ impl Store {
         let size = bytes.len() as i64;
         let root = self.root.clone();
         let rel2 = rel.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&root, &rel2, &bytes))
+        let tmp = tokio::task::spawn_blocking(move || write_temp(&root, &rel2, &bytes))
             .await
             .map_err(|e| Refused::Resources(e.to_string()))?
             .map_err(|e| Refused::Resources(format!("{}: {e}", rel.display())))?;
-        self.insert(&rows, &rel, size)
-            .await
-            .map_err(|e| Refused::Resources(format!("index: {e}")))?;
-        Ok(stored)
+        match self.insert(&rows, &rel, size, Some(&tmp)).await {
+            Ok(true) => Ok(stored),
+            // Another writer kept the same instance meanwhile.
+            Ok(false) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(Stored {
+                    duplicate: true,
+                    ..stored
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(Refused::Resources(format!("index: {e}")))
+            }
+        }
     }
 
     /// Keeps one data set received over DICOM in `transfer_syntax`, wrapping it as a Part 10
@@ -281,24 +302,23 @@ impl Store {
         sop_instance: &str,
         dataset: &[u8],
     ) -> Result<Stored, Refused> {
-        let meta = dicom_object::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(sop_class)
-            .media_storage_sop_instance_uid(sop_instance)
-            .transfer_syntax(transfer_syntax)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name("APPLIANCE_IMG")
-            .build()
-            .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
-        let mut file = Vec::with_capacity(dataset.len() + 512);
-        file.extend_from_slice(&[0u8; 128]);
-        file.extend_from_slice(b"DICM");
-        meta.write(&mut file)
-            .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
-        file.extend_from_slice(dataset);
+        let file = wrap(transfer_syntax, sop_class, sop_instance, dataset)?;
         self.put(file).await
     }
 
-    async fn insert(&self, rows: &Rows, rel: &Path, size: i64) -> Result<(), sqlx::Error> {
+    /// Inserts the rows of an instance kept at `rel`, in one transaction. With `tmp`, the
+    /// instance's fsynced temp file is renamed to `rel` inside the transaction, after the
+    /// instance row is known to be new: the index's write lock makes "is it new, then put the
+    /// file in place" atomic across writers (threads and processes). A crash after the rename
+    /// and before the commit leaves a file without rows, which the start-up check indexes.
+    /// Returns false (and changes nothing) when the instance is already indexed.
+    async fn insert(
+        &self,
+        rows: &Rows,
+        rel: &Path,
+        size: i64,
+        tmp: Option<&Path>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let s = &rows.study;
         sqlx::query(
@@ -336,7 +356,7 @@ impl Store {
         .bind("")
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, \
              instance_number, rows, columns, bits_allocated, frames, transfer_syntax, file, \
              size, metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) \
@@ -356,7 +376,19 @@ impl Store {
         .bind(&rows.metadata)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(tmp) = tmp {
+            let (tmp, target) = (tmp.to_owned(), self.root.join(rel));
+            tokio::task::spawn_blocking(move || put_in_place(&tmp, &target))
+                .await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?
+                .map_err(sqlx::Error::Io)?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Where an instance is kept, if it is.
@@ -445,7 +477,7 @@ impl Store {
             let size = bytes.len() as i64;
             match tokio::task::spawn_blocking(move || parse(&bytes)).await {
                 Ok(Ok(rows)) => {
-                    self.insert(&rows, rel, size)
+                    self.insert(&rows, rel, size, None)
                         .await
                         .map_err(|e| self.index_err(e))?;
                     report.files_indexed += 1;
@@ -484,10 +516,15 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "1.2.826.0.1.3680043.10.1234.1";
 
 /// A text element without its padding, if present.
 pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_matches(['\0', ' ']).to_owned())
+    let elem = obj.element(tag).ok()?;
+    // A value kept as bytes (VR UN, as some writers send known attributes) is text here.
+    let s = match elem.value() {
+        dicom_core::value::Value::Primitive(dicom_core::PrimitiveValue::U8(b)) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        _ => elem.to_str().ok()?.into_owned(),
+    };
+    Some(s.trim_matches(['\0', ' ']).to_owned())
 }
 
 fn text_or_empty(obj: &InMemDicomObject, tag: Tag) -> String {
@@ -523,7 +560,72 @@ pub fn relative_path(sop_instance: &str) -> PathBuf {
     ))
 }
 
+fn has_dicm(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM") || bytes.get(..4) == Some(b"DICM")
+}
+
+/// A data set as a Part 10 file: preamble, "DICM", file meta group, then the data set as is.
+fn wrap(
+    transfer_syntax: &str,
+    sop_class: &str,
+    sop_instance: &str,
+    dataset: &[u8],
+) -> Result<Vec<u8>, Refused> {
+    let meta = dicom_object::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop_instance)
+        .transfer_syntax(transfer_syntax)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name("APPLIANCE_IMG")
+        .build()
+        .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
+    let mut file = Vec::with_capacity(dataset.len() + 512);
+    file.extend_from_slice(&[0u8; 128]);
+    file.extend_from_slice(b"DICM");
+    meta.write(&mut file)
+        .map_err(|e| Refused::Identity(format!("cannot build the file meta group: {e}")))?;
+    file.extend_from_slice(dataset);
+    Ok(file)
+}
+
+/// A bare data set (no preamble, no meta group): its encoding recognised from the first
+/// element (group 0008 or 0002, explicit VR when a VR's two letters follow the tag), then
+/// wrapped. Anything else is not DICOM.
+fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
+    let not_dicom = || Refused::Malformed("not a DICOM file (no DICM prefix, no data set)".into());
+    let h = bytes.get(..8).ok_or_else(not_dicom)?;
+    let le = u16::from_le_bytes([h[0], h[1]]);
+    if le == 0x0002 && h[4..6] == *b"UI" {
+        // A file meta group without the preamble and "DICM": add them.
+        let mut file = Vec::with_capacity(bytes.len() + 132);
+        file.extend_from_slice(&[0u8; 128]);
+        file.extend_from_slice(b"DICM");
+        file.extend_from_slice(bytes);
+        return Ok(file);
+    }
+    let be = u16::from_be_bytes([h[0], h[1]]);
+    let letters = h[4].is_ascii_uppercase() && h[5].is_ascii_uppercase();
+    let ts = match (le, be, letters) {
+        (0x0008, _, true) => "1.2.840.10008.1.2.1",
+        (0x0008, _, false) => "1.2.840.10008.1.2",
+        (_, 0x0008, true) => "1.2.840.10008.1.2.2",
+        _ => return Err(not_dicom()),
+    };
+    // Checked before parsing, like any file (the wrapping only adds the meta group).
+    let probe = wrap(ts, "1.2", "1.2", bytes)?;
+    crate::guard::check(&probe).map_err(Refused::Malformed)?;
+    let registry_ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(ts)
+        .ok_or_else(not_dicom)?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, registry_ts)
+        .map_err(|e| Refused::Malformed(format!("data set without a meta group: {e}")))?;
+    let class = text(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    let instance = text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
+    wrap(ts, &class, &instance, bytes)
+}
+
 fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
+    crate::guard::check(bytes).map_err(Refused::Malformed)?;
     let obj: DefaultDicomObject = OpenFileOptions::new()
         .from_reader(bytes)
         .map_err(|e| Refused::Malformed(e.to_string()))?;
@@ -593,9 +695,8 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
     })
 }
 
-/// Writes `bytes` to `root/rel` so the file is either absent or whole: temp file, fsync,
-/// rename, fsync of the folder.
-fn write_atomically(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` beside where `root/rel` will be, as a hidden temp file, and fsyncs it.
+fn write_temp(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     use std::io::Write;
     let target = root.join(rel);
     let dir = target.parent().unwrap_or(root);
@@ -605,22 +706,33 @@ fn write_atomically(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(
-        ".{name}.{}.{:?}.tmp",
+        ".{name}.{}.{}.tmp",
         std::process::id(),
-        std::thread::current().id()
+        TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &target)?;
-        std::fs::File::open(dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Renames the temp file to its place and fsyncs the folder, so the name is durable.
+fn put_in_place(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, target)?;
+    match target.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Every `.dcm` file under `root` (relative paths) and every leftover temp file.

@@ -1,0 +1,288 @@
+//! A structural pre-check of a Part 10 file before dicom-rs parses it: every element, item and
+//! fragment length must fit in the bytes that remain. dicom-rs allocates (and zero-fills) a
+//! value's claimed length before reading it, so a 674-byte file that claims a 4 GiB value costs
+//! 4 GiB of memory and tens of seconds (pydicom's UN_sequence.dcm); such a file is refused here
+//! in microseconds. The walk follows sequences and items (defined or undefined length),
+//! encapsulated pixel data fragments, and UN sequences of undefined length (implicit VR little
+//! endian inside, PS3.5 6.2.2).
+
+use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_dictionary_std::StandardDataDictionary;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sequence,
+    Item,
+    Fragments,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    kind: Kind,
+    implicit: bool,
+    big_endian: bool,
+    end: Option<usize>,
+}
+
+/// Checks the lengths a Part 10 file claims. Files this walk cannot follow (no DICM prefix,
+/// a deflated data set) are left to the parser.
+pub fn check(bytes: &[u8]) -> Result<(), String> {
+    let start = if bytes.get(128..132) == Some(b"DICM") {
+        132
+    } else if bytes.get(..4) == Some(b"DICM") {
+        4
+    } else {
+        return Ok(());
+    };
+    // The file meta group: explicit VR little endian, group 0002.
+    let mut pos = start;
+    let mut ts = String::new();
+    while let Some(h) = bytes.get(pos..pos + 8) {
+        let group = u16::from_le_bytes([h[0], h[1]]);
+        if group != 0x0002 {
+            break;
+        }
+        let elem = u16::from_le_bytes([h[2], h[3]]);
+        let (len, header) = if long_vr(&h[4..6]) {
+            let l = bytes
+                .get(pos + 8..pos + 12)
+                .ok_or("file meta group truncated")?;
+            (u32::from_le_bytes([l[0], l[1], l[2], l[3]]), 12)
+        } else {
+            (u32::from(u16::from_le_bytes([h[6], h[7]])), 8)
+        };
+        let value = bytes
+            .get(pos + header..pos + header + len as usize)
+            .ok_or_else(|| format!("file meta element (0002,{elem:04X}) runs past the end"))?;
+        if elem == 0x0010 {
+            ts = String::from_utf8_lossy(value)
+                .trim_end_matches(['\0', ' '])
+                .to_owned();
+        }
+        pos += header + len as usize;
+    }
+    let (implicit, big_endian) = match ts.as_str() {
+        "1.2.840.10008.1.2" => (true, false),
+        "1.2.840.10008.1.2.2" => (false, true),
+        // Deflated data sets are compressed: their lengths are checked by nobody here.
+        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        _ => (false, false),
+    };
+    walk(bytes, pos, implicit, big_endian)
+}
+
+/// VRs with a reserved field and a 4-byte length in explicit VR.
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT"
+    )
+}
+
+fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Result<(), String> {
+    let root = Frame {
+        kind: Kind::Item,
+        implicit,
+        big_endian,
+        end: Some(bytes.len()),
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    loop {
+        while stack
+            .last()
+            .is_some_and(|f| f.end.is_some_and(|e| pos >= e))
+        {
+            stack.pop();
+        }
+        let frame = stack.last().copied().unwrap_or(root);
+        let Some(h) = bytes.get(pos..pos + 8) else {
+            // The end, or a truncated header: the parser reports the latter.
+            return Ok(());
+        };
+        let u16_at = |b: &[u8]| {
+            if frame.big_endian {
+                u16::from_be_bytes([b[0], b[1]])
+            } else {
+                u16::from_le_bytes([b[0], b[1]])
+            }
+        };
+        let u32_at = |b: &[u8]| {
+            if frame.big_endian {
+                u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+            } else {
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }
+        };
+        let tag = Tag(u16_at(&h[0..2]), u16_at(&h[2..4]));
+        let remaining = |from: usize| bytes.len().saturating_sub(from);
+        let too_long = |len: u32, at: usize| {
+            format!(
+                "element ({:04X},{:04X}) claims {len} bytes but only {} remain",
+                tag.0,
+                tag.1,
+                remaining(at)
+            )
+        };
+        if tag.0 == 0xFFFE {
+            let len = u32_at(&h[4..8]);
+            pos += 8;
+            match tag.1 {
+                0xE000 if frame.kind == Kind::Fragments => {
+                    if len == UNDEFINED || len as usize > remaining(pos) {
+                        return Err(too_long(len, pos));
+                    }
+                    pos += len as usize;
+                }
+                0xE000 => {
+                    if len != UNDEFINED && len as usize > remaining(pos) {
+                        return Err(too_long(len, pos));
+                    }
+                    stack.push(Frame {
+                        kind: Kind::Item,
+                        end: (len != UNDEFINED).then(|| pos + len as usize),
+                        ..frame
+                    });
+                }
+                0xE00D if frame.kind == Kind::Item && frame.end.is_none() => {
+                    stack.pop();
+                }
+                0xE0DD
+                    if matches!(frame.kind, Kind::Sequence | Kind::Fragments)
+                        && frame.end.is_none() =>
+                {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (vr, len, header): ([u8; 2], u32, usize) = if frame.implicit {
+            let vr = match StandardDataDictionary
+                .by_tag(tag)
+                .map(|e| format!("{:?}", e.vr()))
+            {
+                Some(v) if v.contains("SQ") => *b"SQ",
+                _ => *b"UN",
+            };
+            (vr, u32_at(&h[4..8]), 8)
+        } else if long_vr(&h[4..6]) {
+            let Some(l) = bytes.get(pos + 8..pos + 12) else {
+                return Ok(());
+            };
+            ([h[4], h[5]], u32_at(l), 12)
+        } else {
+            ([h[4], h[5]], u32::from(u16_at(&h[6..8])), 8)
+        };
+        pos += header;
+        if len == UNDEFINED {
+            match &vr {
+                b"SQ" => stack.push(Frame {
+                    kind: Kind::Sequence,
+                    end: None,
+                    ..frame
+                }),
+                // A UN of undefined length is a sequence in implicit VR little endian (PS3.5
+                // 6.2.2). dicom-rs 0.10 reads on in explicit VR, misreads the items and then
+                // allocates whatever length it finds: refused until the parser follows.
+                b"UN" if !frame.implicit => {
+                    return Err(format!(
+                        "element ({:04X},{:04X}) is a UN sequence of undefined length, which \
+                         this parser cannot read safely",
+                        tag.0, tag.1
+                    ));
+                }
+                b"UN" => stack.push(Frame {
+                    kind: Kind::Sequence,
+                    end: None,
+                    ..frame
+                }),
+                b"OB" | b"OW" => stack.push(Frame {
+                    kind: Kind::Fragments,
+                    end: None,
+                    ..frame
+                }),
+                _ => {
+                    return Err(format!(
+                        "element ({:04X},{:04X}) has an undefined length but is not a sequence \
+                         or pixel data",
+                        tag.0, tag.1
+                    ));
+                }
+            }
+            continue;
+        }
+        if len as usize > remaining(pos) {
+            return Err(too_long(len, pos));
+        }
+        if &vr == b"SQ" {
+            stack.push(Frame {
+                kind: Kind::Sequence,
+                end: Some(pos + len as usize),
+                ..frame
+            });
+        } else {
+            pos += len as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part10(ts: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 128];
+        b.extend_from_slice(b"DICM");
+        let mut ts = ts.as_bytes().to_vec();
+        if ts.len() % 2 == 1 {
+            ts.push(0);
+        }
+        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        b.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        b.extend_from_slice(&ts);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_refused() {
+        // (0010,0010) PN of 8 bytes: fine. Then an OB claiming 4 GiB - 2.
+        let mut d = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 8, 0];
+        d.extend_from_slice(b"Wang^Fan");
+        assert_eq!(check(&part10("1.2.840.10008.1.2.1", &d)), Ok(()));
+        d.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        d.extend_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        let e = check(&part10("1.2.840.10008.1.2.1", &d)).unwrap_err();
+        assert!(e.contains("(0009,1010)"), "{e}");
+    }
+
+    #[test]
+    fn the_testdata_files_that_hurt_the_parser_are_caught_and_good_ones_pass() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/dicom/pydicom-3.0.2-wheel-test_files");
+        let un = std::fs::read(dir.join("UN_sequence.dcm")).unwrap();
+        assert!(check(&un).is_err());
+        for good in [
+            "CT_small.dcm",
+            "MR_small_bigendian.dcm",
+            "MR_small_implicit.dcm",
+            "JPEG2000.dcm",
+            "nested_priv_SQ.dcm",
+            "rtplan.dcm",
+            "image_dfl.dcm",
+            "explicit_VR-UN.dcm",
+        ] {
+            let path = dir.join(good);
+            let path = if path.exists() {
+                path
+            } else {
+                dir.join("../pydicom-data").join(good)
+            };
+            let b = std::fs::read(&path).unwrap();
+            assert_eq!(check(&b), Ok(()), "{good}");
+        }
+    }
+}
