@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dicom_object::{DefaultDicomObject, open_file};
+use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 
 /// Decoded frames of one file.
@@ -51,9 +51,9 @@ pub enum DecodeError {
 
 /// Decodes every frame of `path`.
 pub fn decode_file(path: &Path) -> Result<Decoded, DecodeError> {
-    let obj = open_file(path).map_err(|e| DecodeError::Read {
+    let obj = crate::guard::open_file(path).map_err(|reason| DecodeError::Read {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason,
     })?;
     decode_object(&obj, path)
 }
@@ -70,6 +70,9 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
         transfer_syntax: transfer_syntax.clone(),
         reason,
     };
+    if let Some(values) = native_greyscale(obj, &transfer_syntax) {
+        return Ok(values);
+    }
     let decoded = obj.decode_pixel_data().map_err(|e| fail(e.to_string()))?;
     let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
     let values: Vec<i32> = decoded
@@ -94,4 +97,126 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
         transfer_syntax,
         values,
     })
+}
+
+/// The common case without the general decoder: uncompressed greyscale, 8 or 16 bits allocated,
+/// high bit at the top of the stored bits. The values are masked to Bits Stored and sign-extended
+/// when Pixel Representation is 1, exactly as the general path does (a test holds them equal);
+/// about ten times faster, which is most of the time a volume takes to build. `None` when the
+/// image is anything else.
+fn native_greyscale(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
+    use dicom_dictionary_std::tags;
+    if !matches!(
+        transfer_syntax,
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
+    ) {
+        return None;
+    }
+    let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
+    let (rows, cols) = (int(tags::ROWS)? as usize, int(tags::COLUMNS)? as usize);
+    let frames = obj
+        .element(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let allocated = int(tags::BITS_ALLOCATED)?;
+    let stored = int(tags::BITS_STORED)?;
+    let high = int(tags::HIGH_BIT)?;
+    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
+    if samples != 1
+        || !(allocated == 8 || allocated == 16)
+        || stored == 0
+        || stored > allocated
+        || high + 1 != stored
+        || obj.element(tags::MODALITY_LUT_SEQUENCE).is_ok()
+    {
+        return None;
+    }
+    let bytes = obj.element(tags::PIXEL_DATA).ok()?.to_bytes().ok()?;
+    let n = rows.checked_mul(cols)?.checked_mul(frames)?;
+    let per = allocated as usize / 8;
+    if bytes.len() < n.checked_mul(per)? {
+        return None;
+    }
+    let mask = if stored == 32 {
+        u32::MAX
+    } else {
+        (1u32 << stored) - 1
+    };
+    let shift = 32 - stored;
+    let value = |raw: u32| -> i32 {
+        let v = raw & mask;
+        if signed {
+            // Sign-extend from Bits Stored.
+            ((v << shift) as i32) >> shift
+        } else {
+            v as i32
+        }
+    };
+    let values: Vec<i32> = if per == 2 {
+        bytes[..n * 2]
+            .chunks_exact(2)
+            .map(|b| value(u32::from(u16::from_ne_bytes([b[0], b[1]]))))
+            .collect()
+    } else {
+        bytes[..n].iter().map(|&b| value(u32::from(b))).collect()
+    };
+    Some(Decoded {
+        rows,
+        cols,
+        frames,
+        samples: 1,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path and dicom-pixeldata agree on every uncompressed greyscale test file.
+    #[test]
+    fn the_native_fast_path_equals_the_general_decoder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
+        let mut checked = 0;
+        let mut dirs = vec![
+            root.join("dicom"),
+            root.join("series/ct-ge-head-varspacing-28"),
+        ];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                    continue;
+                }
+                // Files the length check refuses would stall the parser.
+                let ok = std::fs::read(&p).is_ok_and(|b| crate::guard::check(&b).is_ok());
+                if !ok {
+                    continue;
+                }
+                let Ok(obj) = dicom_object::open_file(&p) else {
+                    continue;
+                };
+                let ts = obj
+                    .meta()
+                    .transfer_syntax()
+                    .trim_end_matches('\0')
+                    .to_owned();
+                let Some(fast) = native_greyscale(&obj, &ts) else {
+                    continue;
+                };
+                let Ok(general) = obj.decode_pixel_data() else {
+                    continue;
+                };
+                let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+                let values: Vec<i32> = general.to_vec_with_options(&options).unwrap();
+                assert_eq!(fast.values, values, "{}", p.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} files checked");
+    }
 }

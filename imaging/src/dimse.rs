@@ -103,6 +103,13 @@ pub async fn run(config: &Config, ctx: &Context, store: Store) -> Result<(), Run
             () = ctx.shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Responses are small and answer a request: Nagle's algorithm would hold
+                    // each one until the peer's delayed ACK (40 ms), capping an association
+                    // at ~25 instances/s.
+                    let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
                     let callers = Callers { allowed: allowed.clone(), peer: peer.ip() };
                     let ae_title = ae_title.clone();
                     let store = store.clone();
@@ -156,7 +163,13 @@ async fn association(
     let mut pending: Option<(InMemDicomObject, u8)> = None;
     let mut data = Vec::new();
     loop {
-        match assoc.receive().await.map_err(|e| e.to_string())? {
+        let pdu = assoc.receive().await.map_err(|e| e.to_string())?;
+        // ACK at once: a sender that uses Nagle's algorithm (dcmtk's storescu does unless
+        // TCP_NODELAY=1) holds the last piece of each data set until its previous segment is
+        // acknowledged, and a delayed ACK costs 40 ms per instance. Linux drops quick-ACK mode
+        // by itself, so it is renewed after every PDU.
+        let _ = socket2::SockRef::from(&*assoc.inner_stream()).set_tcp_quickack(true);
+        match pdu {
             Pdu::PData { data: values } => {
                 for pdv in values {
                     let pc = pdv.presentation_context_id;

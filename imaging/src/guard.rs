@@ -12,6 +12,15 @@ use dicom_dictionary_std::StandardDataDictionary;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
+/// Opens a DICOM file after [`check`]ing it: the way every file is opened here.
+pub fn open_file(path: &std::path::Path) -> Result<dicom_object::DefaultDicomObject, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    check(&bytes)?;
+    dicom_object::OpenFileOptions::new()
+        .from_reader(bytes.as_slice())
+        .map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Sequence,

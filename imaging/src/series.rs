@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, open_file};
+use dicom_object::DefaultDicomObject;
 use render::{Geometry, Rescale, V3, Volume};
 
 use crate::decode::{DecodeError, decode_object};
@@ -107,7 +107,7 @@ fn floats(
 
 /// Reads one slice.
 pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
-    let obj = open_file(path).map_err(|e| read_err(path, e))?;
+    let obj = crate::guard::open_file(path).map_err(|e| read_err(path, e))?;
     let ipp = floats(
         &obj,
         path,
@@ -187,7 +187,14 @@ pub fn volume_from_dir(dir: &Path) -> Result<BuiltVolume, SeriesError> {
     let mut files = Vec::new();
     collect_files(dir, &mut files);
     files.sort();
-    let slices: Vec<Slice> = files.iter().filter_map(|f| read_slice(f).ok()).collect();
+    // Slices decode independently: one per core.
+    let slices: Vec<Slice> = {
+        use rayon::prelude::*;
+        files
+            .par_iter()
+            .filter_map(|f| read_slice(f).ok())
+            .collect()
+    };
     build_volume(slices)
 }
 

@@ -239,6 +239,7 @@ impl Store {
     /// A data set without the Part 10 wrapping (no "DICM") is accepted when its encoding can be
     /// recognised, and kept wrapped in a file meta group.
     pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
+        let started = std::time::Instant::now();
         let (rows, bytes) = tokio::task::spawn_blocking(move || {
             let bytes = if has_dicm(&bytes) {
                 bytes
@@ -268,6 +269,7 @@ impl Store {
                 ..stored
             });
         }
+        let parsed = started.elapsed();
         let rel = relative_path(&rows.sop_instance);
         let size = bytes.len() as i64;
         let root = self.root.clone();
@@ -276,7 +278,21 @@ impl Store {
             .await
             .map_err(|e| Refused::Resources(e.to_string()))?
             .map_err(|e| Refused::Resources(format!("{}: {e}", rel.display())))?;
-        match self.insert(&rows, &rel, size, Some(&tmp)).await {
+        let written = started.elapsed();
+        let indexed = self.insert(&rows, &rel, size, Some(&tmp)).await;
+        let seconds = |d: Duration| d.as_secs_f64();
+        metrics::histogram!("imaging_store_seconds", "stage" => "parse").record(seconds(parsed));
+        metrics::histogram!("imaging_store_seconds", "stage" => "write")
+            .record(seconds(written - parsed));
+        metrics::histogram!("imaging_store_seconds", "stage" => "index")
+            .record(seconds(started.elapsed() - written));
+        tracing::debug!(
+            parse_ms = parsed.as_secs_f64() * 1e3,
+            write_ms = (written - parsed).as_secs_f64() * 1e3,
+            index_ms = (started.elapsed() - written).as_secs_f64() * 1e3,
+            "instance stored"
+        );
+        match indexed {
             Ok(true) => Ok(stored),
             // Another writer kept the same instance meanwhile.
             Ok(false) => {

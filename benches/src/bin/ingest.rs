@@ -1,0 +1,232 @@
+//! Bench for the DICOM data centre (issue 3), each figure beside Orthanc 1.10 (Debian's
+//! `orthanc` and `orthanc-dicomweb`) fed the same way on the same machine in the same run:
+//! - C-STORE ingest of the 140-slice CT with dcmtk's storescu over 1 and 4 associations:
+//!   instances/s and MB/s (goal: at least 5x Orthanc);
+//! - WADO-RS series metadata for the 140 instances, p50 (goal: <= 20 ms);
+//! - building the volume (decode and assemble) from the 140 files, beside a plain read of them.
+//!
+//! Build first: `cargo build --release --workspace --bins`, then `target/release/ingest [RUNS]`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::{Daemon, Ports, bin, temp_dir};
+
+fn series_dir() -> PathBuf {
+    benches::repo_root().join("../shared/testdata/series/ct-philips-headphantom-140")
+}
+
+fn files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![series_dir()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).expect("series folder").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A store under test: a DICOM port, its AE title, and its DICOMweb root.
+struct Target {
+    _daemon: Daemon,
+    _dir: tempfile::TempDir,
+    dicom: u16,
+    ae: &'static str,
+    http: u16,
+    web_root: &'static str,
+}
+
+fn imaging() -> Target {
+    let dir = temp_dir();
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args(["--set", "imaging.gpu=off"])
+        .env("RUST_LOG", "warn");
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
+    Target {
+        _daemon: d,
+        _dir: dir,
+        dicom: ports.dicom,
+        ae: "APPLIANCE",
+        http: ports.imaging_http,
+        web_root: "/dicomweb",
+    }
+}
+
+fn orthanc() -> Target {
+    let dir = temp_dir();
+    let ports = Ports::free();
+    let config = dir.path().join("orthanc.json");
+    let json = serde_json::json!({
+        "Name": "bench",
+        "StorageDirectory": dir.path().join("storage"),
+        "IndexDirectory": dir.path().join("index"),
+        "HttpPort": ports.http,
+        "DicomPort": ports.dicom,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": false,
+        "AuthenticationEnabled": false,
+        "DicomCheckCalledAet": false,
+        "StorageCompression": false,
+        "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+        "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+    });
+    std::fs::write(&config, json.to_string()).expect("write Orthanc config");
+    let mut cmd = Command::new("Orthanc");
+    cmd.current_dir(dir.path()).arg(&config);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.http, "/system", Duration::from_secs(60));
+    Target {
+        _daemon: d,
+        _dir: dir,
+        dicom: ports.dicom,
+        ae: "ORTHANC",
+        http: ports.http,
+        web_root: "/dicom-web",
+    }
+}
+
+/// Sends `files` with `associations` storescu processes at once; returns the wall time.
+fn ingest(t: &Target, files: &[PathBuf], associations: usize) -> Duration {
+    let per = files.len().div_ceil(associations);
+    let start = Instant::now();
+    let children: Vec<_> = files
+        .chunks(per)
+        .map(|chunk| {
+            Command::new("storescu")
+                .args([
+                    "-aet",
+                    "BENCH",
+                    "-aec",
+                    t.ae,
+                    "127.0.0.1",
+                    &t.dicom.to_string(),
+                ])
+                .args(chunk)
+                .spawn()
+                .expect("run storescu (scripts/test installs dcmtk)")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("storescu").success(), "storescu failed");
+    }
+    start.elapsed()
+}
+
+fn count_instances(t: &Target) -> usize {
+    let r = e2e::get(t.http, &format!("{}/instances?limit=1000", t.web_root)).expect("QIDO");
+    r.json().as_array().map_or(0, Vec::len)
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    let files = files();
+    let bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let n = files.len();
+    println!(
+        "DICOM data centre bench: {n} instances, {:.1} MB, {runs} runs each",
+        bytes as f64 / 1e6
+    );
+
+    for associations in [1, 4] {
+        for (name, make) in [
+            ("imaging", imaging as fn() -> Target),
+            ("Orthanc 1.10", orthanc),
+        ] {
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let t = make();
+                times.push(ingest(&t, &files, associations));
+                assert_eq!(count_instances(&t), n, "{name} kept every instance");
+            }
+            let m = median(&mut times).as_secs_f64();
+            println!(
+                "  C-STORE ingest, {associations} association(s), {name:<12}: {:>7.1} instances/s, {:>6.1} MB/s (median {:.0} ms)",
+                n as f64 / m,
+                bytes as f64 / 1e6 / m,
+                m * 1e3
+            );
+        }
+    }
+
+    // Series metadata, warm (one request first), p50 of 50.
+    for (name, make) in [
+        ("imaging", imaging as fn() -> Target),
+        ("Orthanc 1.10", orthanc),
+    ] {
+        let t = make();
+        ingest(&t, &files, 4);
+        let studies = e2e::get(t.http, &format!("{}/studies", t.web_root))
+            .expect("QIDO")
+            .json();
+        let study = studies[0]["0020000D"]["Value"][0]
+            .as_str()
+            .expect("study UID")
+            .to_owned();
+        let series = e2e::get(t.http, &format!("{}/studies/{study}/series", t.web_root))
+            .expect("QIDO")
+            .json();
+        let se = series[0]["0020000E"]["Value"][0]
+            .as_str()
+            .expect("series UID")
+            .to_owned();
+        let path = format!("{}/studies/{study}/series/{se}/metadata", t.web_root);
+        let first = e2e::get(t.http, &path).expect("metadata");
+        assert_eq!(first.json().as_array().map_or(0, Vec::len), n, "{name}");
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let s = Instant::now();
+            let r = e2e::get(t.http, &path).expect("metadata");
+            times.push(s.elapsed());
+            assert_eq!(r.status, 200);
+        }
+        println!(
+            "  WADO-RS series metadata ({n} instances), {name:<12}: p50 {:.2} ms",
+            median(&mut times).as_secs_f64() * 1e3
+        );
+    }
+
+    // Volume build from the files, beside reading them.
+    let mut read = Vec::new();
+    let mut build = Vec::new();
+    for _ in 0..runs.max(5) {
+        let s = Instant::now();
+        let total: usize = files
+            .iter()
+            .map(|f| std::fs::read(f).map(|b| b.len()).unwrap_or(0))
+            .sum();
+        read.push(s.elapsed());
+        assert!(total > 0);
+        let s = Instant::now();
+        let v = imaging::series::volume_from_dir(&series_dir()).expect("volume");
+        build.push(s.elapsed());
+        assert_eq!(v.volume.geometry().dims()[2], n);
+    }
+    println!(
+        "  volume build (decode + assemble, {n} slices): median {:.1} ms; reference, plain read of the files: {:.1} ms",
+        median(&mut build).as_secs_f64() * 1e3,
+        median(&mut read).as_secs_f64() * 1e3
+    );
+}
