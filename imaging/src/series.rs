@@ -273,8 +273,56 @@ pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> 
     let lengths: Vec<f64> = steps.iter().map(|s| s.norm()).collect();
     let tilt_degrees = dir.dot(normal).clamp(-1.0, 1.0).acos().to_degrees();
 
-    // One rescale for the whole volume; values that do not fit i16 are offset into it.
+    let regular = lengths.iter().all(|l| (l - lengths[0]).abs() < 0.01);
+    let (rows, cols) = (first.size[0], first.size[1]);
+    let [dr, dc] = first.pixel_spacing;
     let common = first.rescale;
+
+    // The common case: evenly spaced slices that share one rescale and whose stored values fit
+    // i16 become the volume as they are (what the general path below computes, without its
+    // per-voxel floating point).
+    let same_rescale = slices
+        .iter()
+        .all(|s| s.rescale.slope == common.slope && s.rescale.intercept == common.intercept);
+    if regular && same_rescale {
+        use rayon::prelude::*;
+        let (lo, hi) = slices
+            .par_iter()
+            .map(|s| {
+                s.stored
+                    .iter()
+                    .fold((i32::MAX, i32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+            })
+            .reduce(|| (i32::MAX, i32::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+        if lo >= i32::from(i16::MIN) && hi <= i32::from(i16::MAX) {
+            let mut voxels = vec![0i16; rows * cols * slices.len()];
+            voxels
+                .par_chunks_mut(rows * cols)
+                .zip(slices.par_iter())
+                .for_each(|(out, s)| {
+                    for (o, &v) in out.iter_mut().zip(&s.stored) {
+                        *o = v as i16;
+                    }
+                });
+            let mean = lengths.iter().sum::<f64>() / lengths.len() as f64;
+            let geometry = Geometry::new(
+                [cols, rows, slices.len()],
+                slices[0].position,
+                [row * dc, col * dr, dir * mean],
+            )
+            .map_err(|e| SeriesError::NotAVolume(e.to_string()))?;
+            let volume = Volume::new(geometry, voxels, common)
+                .map_err(|e| SeriesError::NotAVolume(e.to_string()))?;
+            return Ok(BuiltVolume {
+                volume,
+                monochrome1: first.monochrome1,
+                tilt_degrees,
+                resampled_from: None,
+            });
+        }
+    }
+
+    // One rescale for the whole volume; values that do not fit i16 are offset into it.
     let mut modality: Vec<Vec<f64>> = Vec::with_capacity(slices.len());
     for s in &slices {
         modality.push(
@@ -311,8 +359,6 @@ pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> 
         intercept: common.intercept + offset * common.slope,
     };
 
-    let regular = lengths.iter().all(|l| (l - lengths[0]).abs() < 0.01);
-    let (rows, cols) = (first.size[0], first.size[1]);
     let plane = rows * cols;
     let (voxels, count, step_len, resampled_from): (Vec<i16>, usize, f64, Option<Vec<f64>>) =
         if regular {
@@ -350,7 +396,6 @@ pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> 
             }
             (v, n, finest, Some(lengths.clone()))
         };
-    let [dr, dc] = first.pixel_spacing;
     // The origin is the first slice along the normal (not the first file read).
     let geometry = Geometry::new(
         [cols, rows, count],
