@@ -39,12 +39,25 @@ struct Frame {
 /// Checks the lengths a Part 10 file claims. Files this walk cannot follow (no DICM prefix,
 /// a deflated data set) are left to the parser.
 pub fn check(bytes: &[u8]) -> Result<(), String> {
+    scan(bytes).map(|_| ())
+}
+
+/// What [`scan`] saw besides the lengths being sound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The VR of the top-level Pixel Data element, when there is one ("OW" in implicit VR).
+    pub pixel_data_vr: Option<[u8; 2]>,
+}
+
+/// [`check`], also reporting whether the data set has pixel data (so a parser may stop before
+/// it).
+pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
     let start = if bytes.get(128..132) == Some(b"DICM") {
         132
     } else if bytes.get(..4) == Some(b"DICM") {
         4
     } else {
-        return Ok(());
+        return Ok(Scan::default());
     };
     // The file meta group: explicit VR little endian, group 0002.
     let mut pos = start;
@@ -77,7 +90,7 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
         "1.2.840.10008.1.2" => (true, false),
         "1.2.840.10008.1.2.2" => (false, true),
         // Deflated data sets are compressed: their lengths are checked by nobody here.
-        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        "1.2.840.10008.1.2.1.99" => return Ok(Scan::default()),
         _ => (false, false),
     };
     walk(bytes, pos, implicit, big_endian)
@@ -91,7 +104,8 @@ fn long_vr(vr: &[u8]) -> bool {
     )
 }
 
-fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Result<(), String> {
+fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Result<Scan, String> {
+    let mut scan = Scan::default();
     let root = Frame {
         kind: Kind::Item,
         implicit,
@@ -109,7 +123,7 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
         let frame = stack.last().copied().unwrap_or(root);
         let Some(h) = bytes.get(pos..pos + 8) else {
             // The end, or a truncated header: the parser reports the latter.
-            return Ok(());
+            return Ok(scan);
         };
         let u16_at = |b: &[u8]| {
             if frame.big_endian {
@@ -179,13 +193,16 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
             (vr, u32_at(&h[4..8]), 8)
         } else if long_vr(&h[4..6]) {
             let Some(l) = bytes.get(pos + 8..pos + 12) else {
-                return Ok(());
+                return Ok(scan);
             };
             ([h[4], h[5]], u32_at(l), 12)
         } else {
             ([h[4], h[5]], u32::from(u16_at(&h[6..8])), 8)
         };
         pos += header;
+        if stack.is_empty() && tag == Tag(0x7FE0, 0x0010) {
+            scan.pixel_data_vr = Some(if frame.implicit { *b"OW" } else { vr });
+        }
         if len == UNDEFINED {
             match &vr {
                 b"SQ" => stack.push(Frame {

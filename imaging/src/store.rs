@@ -146,6 +146,9 @@ pub struct Store {
     root: PathBuf,
     db_path: PathBuf,
     pool: SqlitePool,
+    /// Series whose study and series rows are known to exist (rows are never deleted while
+    /// running), so their inserts are skipped.
+    known_series: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 /// The attributes an instance contributes to the index.
@@ -208,6 +211,7 @@ impl Store {
             root,
             db_path,
             pool,
+            known_series: Default::default(),
         };
         let report = store.check().await?;
         Ok((store, report))
@@ -239,14 +243,62 @@ impl Store {
     /// A data set without the Part 10 wrapping (no "DICM") is accepted when its encoding can be
     /// recognised, and kept wrapped in a file meta group.
     pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
+        self.keep(bytes).await
+    }
+
+    fn series_known(&self, series: &str) -> bool {
+        self.known_series
+            .lock()
+            .is_ok_and(|known| known.contains(series))
+    }
+
+    fn remember_series(&self, series: &str) {
+        if let Ok(mut known) = self.known_series.lock() {
+            // A bound on memory; forgetting only costs two idempotent inserts.
+            if known.len() >= 100_000 {
+                known.clear();
+            }
+            known.insert(series.to_owned());
+        }
+    }
+
+    /// Whether an instance is kept, and what it is.
+    async fn kept(&self, sop_instance: &str) -> Result<Option<Stored>, Refused> {
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT se.study_uid, i.series_uid, i.sop_class_uid FROM instances i \
+             JOIN series se USING (series_uid) WHERE i.sop_instance_uid = ?",
+        )
+        .bind(sop_instance)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Refused::Resources(format!("index: {e}")))?;
+        Ok(row.map(|(study, series, sop_class)| Stored {
+            study,
+            series,
+            sop_class,
+            sop_instance: sop_instance.to_owned(),
+            duplicate: true,
+        }))
+    }
+
+    async fn keep(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
         let started = std::time::Instant::now();
-        let (rows, bytes) = tokio::task::spawn_blocking(move || {
+        let root = self.root.clone();
+        // Parsing and writing the temp file in one trip to a blocking thread. An instance
+        // already kept costs a temp file here; C-STORE, which names the instance up front,
+        // checks before sending it this way.
+        let (rows, rel, tmp, size, parsed) = tokio::task::spawn_blocking(move || {
             let bytes = if has_dicm(&bytes) {
                 bytes
             } else {
                 wrap_raw(&bytes)?
             };
-            parse(&bytes).map(|r| (r, bytes))
+            let rows = parse(&bytes)?;
+            let parsed = started.elapsed();
+            let rel = relative_path(&rows.sop_instance);
+            let tmp = write_temp(&root, &rel, &bytes)
+                .map_err(|e| Refused::Resources(format!("{}: {e}", rel.display())))?;
+            Ok::<_, Refused>((rows, rel, tmp, bytes.len() as i64, parsed))
         })
         .await
         .map_err(|e| Refused::Resources(e.to_string()))??;
@@ -257,27 +309,6 @@ impl Store {
             sop_instance: rows.sop_instance.clone(),
             duplicate: false,
         };
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM instances WHERE sop_instance_uid = ?")
-                .bind(&rows.sop_instance)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| Refused::Resources(format!("index: {e}")))?;
-        if exists.is_some() {
-            return Ok(Stored {
-                duplicate: true,
-                ..stored
-            });
-        }
-        let parsed = started.elapsed();
-        let rel = relative_path(&rows.sop_instance);
-        let size = bytes.len() as i64;
-        let root = self.root.clone();
-        let rel2 = rel.clone();
-        let tmp = tokio::task::spawn_blocking(move || write_temp(&root, &rel2, &bytes))
-            .await
-            .map_err(|e| Refused::Resources(e.to_string()))?
-            .map_err(|e| Refused::Resources(format!("{}: {e}", rel.display())))?;
         let written = started.elapsed();
         let indexed = self.insert(&rows, &rel, size, Some(&tmp)).await;
         let seconds = |d: Duration| d.as_secs_f64();
@@ -319,7 +350,22 @@ impl Store {
         dataset: &[u8],
     ) -> Result<Stored, Refused> {
         let file = wrap(transfer_syntax, sop_class, sop_instance, dataset)?;
-        self.put(file).await
+        if let Some(kept) = self.kept(sop_instance).await? {
+            // Kept already, if the data set is what the command says it is: parsed (a
+            // malformed one is still refused) but not written again.
+            let named = sop_instance.to_owned();
+            return tokio::task::spawn_blocking(move || match parse(&file) {
+                Ok(rows) if rows.sop_instance == named => Ok(kept),
+                Ok(rows) => Err(Refused::Identity(format!(
+                    "the data set is instance {} but the command names {named}",
+                    rows.sop_instance
+                ))),
+                Err(e) => Err(e),
+            })
+            .await
+            .map_err(|e| Refused::Resources(e.to_string()))?;
+        }
+        self.keep(file).await
     }
 
     /// Inserts the rows of an instance kept at `rel`, in one transaction. With `tmp`, the
@@ -337,41 +383,44 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let s = &rows.study;
-        sqlx::query(
-            "INSERT INTO studies (study_uid, patient_id, patient_name, patient_birth_date, \
+        let (series_uid, study_uid, number, text) = &rows.series;
+        let known = self.series_known(series_uid);
+        if !known {
+            sqlx::query(
+                "INSERT INTO studies (study_uid, patient_id, patient_name, patient_birth_date, \
              patient_sex, study_date, study_time, accession_number, study_id, \
              referring_physician_name, study_description) VALUES (?,?,?,?,?,?,?,?,?,?,?) \
              ON CONFLICT (study_uid) DO NOTHING",
-        )
-        .bind(&s[0])
-        .bind(&s[1])
-        .bind(&s[2])
-        .bind(&s[3])
-        .bind(&s[4])
-        .bind(&s[5])
-        .bind(&s[6])
-        .bind(&s[7])
-        .bind(&s[8])
-        .bind(&s[9])
-        .bind(&s[10])
-        .execute(&mut *tx)
-        .await?;
-        let (series_uid, study_uid, number, text) = &rows.series;
-        sqlx::query(
-            "INSERT INTO series (series_uid, study_uid, modality, series_number, \
+            )
+            .bind(&s[0])
+            .bind(&s[1])
+            .bind(&s[2])
+            .bind(&s[3])
+            .bind(&s[4])
+            .bind(&s[5])
+            .bind(&s[6])
+            .bind(&s[7])
+            .bind(&s[8])
+            .bind(&s[9])
+            .bind(&s[10])
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO series (series_uid, study_uid, modality, series_number, \
              series_description, body_part_examined, pps_start_date, pps_start_time) \
              VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (series_uid) DO NOTHING",
-        )
-        .bind(series_uid)
-        .bind(study_uid)
-        .bind(&text[0])
-        .bind(number)
-        .bind(&text[1])
-        .bind(&text[2])
-        .bind(&text[3])
-        .bind("")
-        .execute(&mut *tx)
-        .await?;
+            )
+            .bind(series_uid)
+            .bind(study_uid)
+            .bind(&text[0])
+            .bind(number)
+            .bind(&text[1])
+            .bind(&text[2])
+            .bind(&text[3])
+            .bind("")
+            .execute(&mut *tx)
+            .await?;
+        }
         let inserted = sqlx::query(
             "INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, \
              instance_number, rows, columns, bits_allocated, frames, transfer_syntax, file, \
@@ -404,6 +453,9 @@ impl Store {
                 .map_err(sqlx::Error::Io)?;
         }
         tx.commit().await?;
+        if !known {
+            self.remember_series(series_uid);
+        }
         Ok(true)
     }
 
@@ -641,8 +693,11 @@ fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
 }
 
 fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
-    crate::guard::check(bytes).map_err(Refused::Malformed)?;
+    let scan = crate::guard::scan(bytes).map_err(Refused::Malformed)?;
+    // The attributes are what the index needs; the pixel data's structure is checked by the
+    // scan, and its bytes are kept in the file, so the parser stops before it.
     let obj: DefaultDicomObject = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
         .from_reader(bytes)
         .map_err(|e| Refused::Malformed(e.to_string()))?;
     let required = |tag: Tag, name: &str| -> Result<String, Refused> {
@@ -671,7 +726,17 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
     let transfer_syntax = obj.meta().transfer_syntax().to_owned();
     let t = |tag| text_or_empty(&obj, tag);
     let base = format!("/dicomweb/studies/{study}/series/{series}/instances/{sop_instance}");
-    let metadata = crate::json::to_json(&obj, &base).to_string();
+    let mut metadata = crate::json::to_json(&obj, &base);
+    if let (Some(vr), Some(map)) = (scan.pixel_data_vr, metadata.as_object_mut()) {
+        map.insert(
+            "7FE00010".into(),
+            serde_json::json!({
+                "vr": String::from_utf8_lossy(&vr),
+                "BulkDataURI": format!("{base}/bulk/7FE00010"),
+            }),
+        );
+    }
+    let metadata = metadata.to_string();
     Ok(Rows {
         study: [
             study.clone(),
