@@ -1,13 +1,15 @@
 //! The instance store and its index. Every way DICOM comes in (C-STORE, STOW-RS, `imaging
-//! import`) ends in [`Store::put`]: the instance is parsed whole (a malformed one is refused and
-//! changes nothing), its bytes are written exactly as received to a temp file, fsynced and renamed
-//! to a path derived from its SOP Instance UID (`DATA_DIR/dicom/ab/cd/UID.dcm`), and only then
-//! are its index rows (study, series, instance with the attributes QIDO-RS and C-FIND match on,
-//! and its DICOM JSON metadata) committed in one SQLite transaction (`DATA_DIR/dicom/index.sqlite`).
-//! An instance already kept is not written again. So a crash at any moment leaves at most a temp
-//! file or a file without its rows, never a row without its file; [`Store::open`] checks this
-//! and repairs what it finds (temp files removed, unindexed files indexed, rows whose file has
-//! gone removed and reported).
+//! import`) ends in [`Store::put`]: the instance is checked ([`crate::guard`]) and parsed (a
+//! malformed one is refused and changes nothing); its bytes, exactly as received, go to a temp
+//! file beside their final place, which is fsynced; then, in one SQLite transaction
+//! (`DATA_DIR/dicom/index.sqlite`), its index rows are inserted (study, series, instance with
+//! the attributes QIDO-RS and C-FIND match on, and its DICOM JSON metadata) and, only if the
+//! instance is new, the temp file is renamed to a path derived from its SOP Instance UID
+//! (`DATA_DIR/dicom/ab/cd/UID.dcm`); after the commit the folder is fsynced, and only then does
+//! the sender hear "stored". An instance already kept is not written again. A crash at any
+//! moment leaves at most a temp file, or a file whose rows were not committed; never a row
+//! whose file is missing. [`Store::open`] checks this and repairs what it finds (temp files
+//! removed, unindexed files indexed, rows whose file has gone removed and reported).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -179,8 +181,11 @@ impl Store {
             .filename(&db_path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // Each commit is on disk before the sender hears "stored".
-            .synchronous(SqliteSynchronous::Full)
+            // The files are the record: each is fsynced (and its name, with its folder) before
+            // the sender hears "stored". The index is derived from them, so its commits need
+            // not wait for the disk: a commit lost to a power cut leaves a file without rows,
+            // which the start-up check indexes again. WAL keeps every commit atomic either way.
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
@@ -445,14 +450,25 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        let io = |e: std::io::Error| sqlx::Error::Io(e);
+        let joined = |e: tokio::task::JoinError| io(std::io::Error::other(e.to_string()));
+        let target = self.root.join(rel);
         if let Some(tmp) = tmp {
-            let (tmp, target) = (tmp.to_owned(), self.root.join(rel));
-            tokio::task::spawn_blocking(move || put_in_place(&tmp, &target))
+            let (tmp, target) = (tmp.to_owned(), target.clone());
+            tokio::task::spawn_blocking(move || std::fs::rename(&tmp, &target))
                 .await
-                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))?
-                .map_err(sqlx::Error::Io)?;
+                .map_err(joined)?
+                .map_err(io)?;
         }
         tx.commit().await?;
+        if tmp.is_some() {
+            // The new name is durable before anyone hears "stored". Done outside the
+            // transaction, so other writers need not wait for this disk flush.
+            tokio::task::spawn_blocking(move || sync_parent(&target))
+                .await
+                .map_err(joined)?
+                .map_err(io)?;
+        }
         if !known {
             self.remember_series(series_uid);
         }
@@ -807,9 +823,8 @@ fn write_temp(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<PathBuf>
 
 static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Renames the temp file to its place and fsyncs the folder, so the name is durable.
-fn put_in_place(tmp: &Path, target: &Path) -> std::io::Result<()> {
-    std::fs::rename(tmp, target)?;
+/// Fsyncs the folder of a file just renamed into it, so the name is durable.
+fn sync_parent(target: &Path) -> std::io::Result<()> {
     match target.parent() {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => Ok(()),
