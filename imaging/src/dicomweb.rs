@@ -68,6 +68,14 @@ pub fn routes(store: Store) -> Router {
             "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulk/{*path}",
             get(bulk),
         )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(rendered_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
+            get(rendered_frame),
+        )
         .layer(DefaultBodyLimit::max(MAX_STOW_BYTES))
         .with_state(web)
 }
@@ -646,6 +654,100 @@ async fn bulk(
         }
         Ok(Ok(None)) => not_found("bulk data"),
         Ok(Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+// ---- rendered ------------------------------------------------------------------------------
+
+async fn rendered_instance(
+    State(w): Shared,
+    Path((study, series, instance)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    rendered(&w, &study, &series, &instance, "1", q, &h).await
+}
+
+async fn rendered_frame(
+    State(w): Shared,
+    Path((study, series, instance, frame)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    rendered(&w, &study, &series, &instance, &frame, q, &h).await
+}
+
+/// The image format an Accept header asks for: PNG when it names image/png before any JPEG,
+/// JPEG otherwise; `None` when it accepts neither.
+fn image_format(accept: Option<&str>, quality: u8) -> Option<crate::rendered::Format> {
+    use crate::rendered::Format;
+    let Some(accept) = accept else {
+        return Some(Format::Jpeg(quality));
+    };
+    for range in accept.split(',') {
+        match multipart::media_type(range).as_str() {
+            "image/png" => return Some(Format::Png),
+            "image/jpeg" | "image/*" | "*/*" => return Some(Format::Jpeg(quality)),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rendered(
+    w: &Web,
+    study: &str,
+    series: &str,
+    instance: &str,
+    frame: &str,
+    raw: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    use crate::rendered::{Format, RenderedError, parse_params, render_instance};
+    let params = match parse_params(raw.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let Some(format) = image_format(accept, params.quality) else {
+        return problem(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Accept {accept:?}: rendered images are image/jpeg or image/png"),
+        );
+    };
+    let Ok(frame) = frame.trim().parse::<usize>() else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("frame {frame:?} is not a number"),
+        );
+    };
+    if frame == 0 {
+        return problem(StatusCode::BAD_REQUEST, "frames are numbered from 1");
+    }
+    let file = match w.store.instance(instance).await {
+        Ok(Some(f)) if f.study == study && f.series == series => f,
+        Ok(_) => return not_found("instance"),
+        Err(e) => return index_failed(e),
+    };
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        render_instance(&file.path, frame - 1, &params, format)
+    })
+    .await;
+    metrics::histogram!("dicomweb_rendered_seconds").record(started.elapsed().as_secs_f64());
+    match out {
+        Ok(Ok(bytes)) => {
+            let ct = match format {
+                Format::Png => "image/png",
+                Format::Jpeg(_) => "image/jpeg",
+            };
+            metrics::counter!("dicomweb_requests_total", "kind" => "rendered").increment(1);
+            ([(header::CONTENT_TYPE, ct)], Body::from(bytes)).into_response()
+        }
+        Ok(Err(e @ RenderedError::Param { .. })) => problem(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

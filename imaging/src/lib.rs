@@ -18,6 +18,7 @@ pub mod import;
 pub mod json;
 pub mod multipart;
 pub mod query;
+pub mod rendered;
 mod renderer;
 pub mod scu;
 pub mod series;
