@@ -1,7 +1,9 @@
-//! Pixel decoding: a DICOM file's frames as stored values (no modality rescale), through
-//! dicom-rs's registered decoders (native, deflate, RLE, JPEG baseline/extended/lossless,
-//! JPEG 2000). A file that cannot be decoded gives an error naming its transfer syntax; JPEG-LS
-//! needs the `charls` decoder, not built here (it needs cmake), so those files say so.
+//! Pixel decoding: a DICOM file's frames as stored values (no modality rescale). Uncompressed
+//! pixels are read natively (1, 8, 16 and 32 bits, greyscale or RGB, either planar
+//! configuration, either byte order); everything else goes through dicom-rs's registered
+//! decoders (deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS through CharLS, JPEG 2000
+//! and HTJ2K through openjp2). A file that cannot be decoded gives an error naming its transfer
+//! syntax.
 
 use std::path::{Path, PathBuf};
 
