@@ -181,6 +181,153 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
     })
 }
 
+/// The frames of an enhanced multi-frame image (Enhanced CT/MR: per-frame and shared functional
+/// groups give each frame's position, orientation, pixel spacing and rescale) as slices, and
+/// the volume they form. Frames at repeated positions (several echoes or time points) do not
+/// form one volume: the error says so, and the image stays viewable frame by frame.
+pub fn volume_from_multiframe(path: &Path) -> Result<BuiltVolume, SeriesError> {
+    build_volume(multiframe_slices(path)?)
+}
+
+/// The frames of an enhanced multi-frame image as slices (see [`volume_from_multiframe`]).
+pub fn multiframe_slices(path: &Path) -> Result<Vec<Slice>, SeriesError> {
+    let obj = crate::guard::open_file(path).map_err(|e| read_err(path, e))?;
+    let text = |tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let series_uid =
+        text(tags::SERIES_INSTANCE_UID).ok_or_else(|| read_err(path, "no Series Instance UID"))?;
+    let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+        return Err(SeriesError::NotAVolume(format!(
+            "{}: photometric {photometric} is not greyscale",
+            path.display()
+        )));
+    }
+    let shared = obj
+        .element(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
+        .ok()
+        .and_then(|e| e.items())
+        .and_then(|items| items.first());
+    let per_frame = obj
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .ok()
+        .and_then(|e| e.items())
+        .ok_or_else(|| {
+            SeriesError::NotAVolume(format!(
+                "{}: no per-frame functional groups (not an enhanced multi-frame image)",
+                path.display()
+            ))
+        })?;
+    let decoded = decode_object(&obj, path).map_err(|e| match e {
+        DecodeError::Pixels {
+            path,
+            transfer_syntax,
+            reason,
+        } => SeriesError::Decode {
+            path,
+            transfer_syntax,
+            reason,
+        },
+        DecodeError::Read { path, reason } => SeriesError::Read { path, reason },
+    })?;
+    if decoded.samples != 1 || per_frame.len() != decoded.frames {
+        return Err(SeriesError::NotAVolume(format!(
+            "{}: {} functional group items for {} frames of {} samples",
+            path.display(),
+            per_frame.len(),
+            decoded.frames,
+            decoded.samples
+        )));
+    }
+    // A functional group macro attribute: the frame's own item first, else the shared one.
+    let group_values = |frame: &dicom_object::InMemDicomObject,
+                        sequence: dicom_object::Tag,
+                        tag: dicom_object::Tag|
+     -> Option<Vec<f64>> {
+        [Some(frame), shared].into_iter().flatten().find_map(|g| {
+            g.element(sequence)
+                .ok()?
+                .items()?
+                .first()?
+                .element(tag)
+                .ok()?
+                .to_multi_float64()
+                .ok()
+        })
+    };
+    let plane = decoded.rows * decoded.cols;
+    let mut slices = Vec::with_capacity(decoded.frames);
+    for (k, frame) in per_frame.iter().enumerate() {
+        let need = |v: Option<Vec<f64>>, n: usize, name: &str| {
+            v.filter(|v| v.len() >= n && v.iter().all(|x| x.is_finite()))
+                .ok_or_else(|| read_err(path, format!("frame {}: no {name}", k + 1)))
+        };
+        let ipp = need(
+            group_values(
+                frame,
+                tags::PLANE_POSITION_SEQUENCE,
+                tags::IMAGE_POSITION_PATIENT,
+            ),
+            3,
+            "Image Position (Patient)",
+        )?;
+        let iop = need(
+            group_values(
+                frame,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            ),
+            6,
+            "Image Orientation (Patient)",
+        )?;
+        let ps = need(
+            group_values(frame, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING),
+            2,
+            "Pixel Spacing",
+        )?;
+        let first = |v: Option<Vec<f64>>, default: f64| {
+            v.and_then(|v| v.first().copied()).unwrap_or(default)
+        };
+        let rescale = Rescale {
+            slope: first(
+                group_values(
+                    frame,
+                    tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                    tags::RESCALE_SLOPE,
+                ),
+                1.0,
+            ),
+            intercept: first(
+                group_values(
+                    frame,
+                    tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                    tags::RESCALE_INTERCEPT,
+                ),
+                0.0,
+            ),
+        };
+        slices.push(Slice {
+            path: path.to_owned(),
+            series_uid: series_uid.clone(),
+            position: V3::new(ipp[0], ipp[1], ipp[2]),
+            orientation: [
+                V3::new(iop[0], iop[1], iop[2]),
+                V3::new(iop[3], iop[4], iop[5]),
+            ],
+            pixel_spacing: [ps[0], ps[1]],
+            size: [decoded.rows, decoded.cols],
+            rescale,
+            monochrome1: photometric == "MONOCHROME1",
+            stored: decoded.values[k * plane..(k + 1) * plane].to_vec(),
+        });
+    }
+    Ok(slices)
+}
+
 /// Reads every DICOM image file under `dir` (files that are not DICOM images, such as Philips'
 /// DIRFILE, are skipped) and builds the volume.
 pub fn volume_from_dir(dir: &Path) -> Result<BuiltVolume, SeriesError> {
