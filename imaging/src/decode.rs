@@ -91,6 +91,11 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
             values.len()
         )));
     }
+    let values = if samples == 3 && jpeg_ls_by_plane(obj, &transfer_syntax) {
+        interleave(values, rows * cols)
+    } else {
+        values
+    };
     Ok(Decoded {
         rows,
         cols,
@@ -99,6 +104,45 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
         transfer_syntax,
         values,
     })
+}
+
+/// Whether colour JPEG-LS was coded one component per scan (interleave mode 0): CharLS then
+/// hands back the planes one after the other, whatever the Planar Configuration says.
+fn jpeg_ls_by_plane(obj: &DefaultDicomObject, transfer_syntax: &str) -> bool {
+    use dicom_dictionary_std::tags;
+    if !matches!(
+        transfer_syntax,
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81"
+    ) {
+        return false;
+    }
+    let Some(fragment) = obj
+        .element(tags::PIXEL_DATA)
+        .ok()
+        .and_then(|e| e.fragments())
+        .and_then(|f| f.first())
+    else {
+        return false;
+    };
+    // The first Start Of Scan marker: FFDA, length (2 bytes), Ns (components in this scan).
+    fragment
+        .windows(5)
+        .find(|w| w[0] == 0xFF && w[1] == 0xDA)
+        .is_some_and(|w| w[4] == 1)
+}
+
+/// Planes (R..., G..., B...) of each frame as interleaved samples (R G B ...).
+fn interleave(values: Vec<i32>, plane: usize) -> Vec<i32> {
+    let per_frame = plane * 3;
+    let mut out = vec![0i32; values.len()];
+    for (frame, dst) in values.chunks(per_frame).zip(out.chunks_mut(per_frame)) {
+        for p in 0..plane.min(frame.len() / 3) {
+            for c in 0..3 {
+                dst[p * 3 + c] = frame[c * plane + p];
+            }
+        }
+    }
+    out
 }
 
 /// Uncompressed pixels without the general decoder: greyscale or RGB (either planar
@@ -205,18 +249,7 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         values.push(v);
     }
     if planar && samples == 3 {
-        // R plane, G plane, B plane per frame -> R G B interleaved.
-        let plane = rows * cols;
-        let mut interleaved = vec![0i32; n];
-        for (f, frame) in values.chunks_exact(per_frame).enumerate() {
-            let out = &mut interleaved[f * per_frame..(f + 1) * per_frame];
-            for p in 0..plane {
-                for c in 0..3 {
-                    out[p * 3 + c] = frame[c * plane + p];
-                }
-            }
-        }
-        values = interleaved;
+        values = interleave(values, rows * cols);
     }
     Some(Decoded {
         rows,

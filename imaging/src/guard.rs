@@ -16,9 +16,69 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 pub fn open_file(path: &std::path::Path) -> Result<dicom_object::DefaultDicomObject, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     check(&bytes)?;
+    let bytes = with_group_length(&bytes);
     dicom_object::OpenFileOptions::new()
-        .from_reader(bytes.as_slice())
+        .from_reader(&*bytes)
         .map_err(|e| e.to_string())
+}
+
+/// The file with a File Meta Information Group Length (0002,0000) when its meta group lacks
+/// one (some writers leave it out, and dicom-rs needs it to find where the meta group ends);
+/// the file itself when it has one or is not a Part 10 file. A meta group without the preamble
+/// and "DICM" gets them too.
+pub fn with_group_length(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let (prefix, start): (&[u8], usize) = if bytes.get(128..132) == Some(b"DICM") {
+        (&bytes[..132], 132)
+    } else if bytes.get(..4) == Some(b"DICM") {
+        (&bytes[..4], 4)
+    } else if bytes.get(..2) == Some(&[0x02, 0x00]) && bytes.get(4..6) == Some(b"UL".as_slice())
+        || bytes.get(..2) == Some(&[0x02, 0x00]) && bytes.get(4..6) == Some(b"OB".as_slice())
+        || bytes.get(..2) == Some(&[0x02, 0x00]) && bytes.get(4..6) == Some(b"UI".as_slice())
+    {
+        (&[][..], 0)
+    } else {
+        return Cow::Borrowed(bytes);
+    };
+    let first = bytes.get(start..start + 4);
+    if first == Some(&[0x02, 0x00, 0x00, 0x00]) && start > 0 {
+        return Cow::Borrowed(bytes);
+    }
+    // Walk the meta elements (explicit VR little endian) to find where the group ends.
+    let mut pos = start;
+    while let Some(h) = bytes.get(pos..pos + 8) {
+        if u16::from_le_bytes([h[0], h[1]]) != 0x0002 {
+            break;
+        }
+        let (len, header) = if long_vr(&h[4..6]) {
+            match bytes.get(pos + 8..pos + 12) {
+                Some(l) => (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize, 12),
+                None => return Cow::Borrowed(bytes),
+            }
+        } else {
+            (usize::from(u16::from_le_bytes([h[6], h[7]])), 8)
+        };
+        if pos + header + len > bytes.len() {
+            return Cow::Borrowed(bytes);
+        }
+        pos += header + len;
+    }
+    let Ok(group) = u32::try_from(pos - start) else {
+        return Cow::Borrowed(bytes);
+    };
+    let mut out = Vec::with_capacity(bytes.len() + 144);
+    if prefix.is_empty() {
+        out.extend_from_slice(&[0u8; 128]);
+        out.extend_from_slice(b"DICM");
+    } else {
+        out.extend_from_slice(prefix);
+    }
+    if first != Some(&[0x02, 0x00, 0x00, 0x00]) {
+        out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        out.extend_from_slice(&group.to_le_bytes());
+    }
+    out.extend_from_slice(&bytes[start..]);
+    Cow::Owned(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

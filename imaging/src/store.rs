@@ -709,6 +709,7 @@ fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
 }
 
 fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
+    let bytes = &*crate::guard::with_group_length(bytes);
     let scan = crate::guard::scan(bytes).map_err(Refused::Malformed)?;
     // The attributes are what the index needs; the pixel data's structure is checked by the
     // scan, and its bytes are kept in the file, so the parser stops before it.

@@ -23,10 +23,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "nema-wg04/JLSL/MR1_JLSL",
         "CharLS 2.4 refuses this JPEG-LS stream",
     ),
-    ("pydicom-data/JLSL_RGB_ILV0.dcm", "meta group not parsed"),
-    ("pydicom-data/JLSL_RGB_ILV1.dcm", "meta group not parsed"),
-    ("pydicom-data/JLSL_RGB_ILV2.dcm", "meta group not parsed"),
-    ("pydicom-data/JLSN_RGB_ILV0.dcm", "meta group not parsed"),
     ("pydicom-data/SC_rgb_32bit.dcm", "32-bit samples"),
     ("pydicom-data/SC_rgb_32bit_2frame.dcm", "32-bit samples"),
     ("pydicom-data/SC_rgb_expb_32bit.dcm", "32-bit samples"),
@@ -278,6 +274,15 @@ fn native_layouts_agree_with_twins_and_pydicom() {
             "pydicom-3.0.2-wheel-test_files/rtdose_expb_1frame.dcm",
         ),
         ("pydicom-data/liver.dcm", "pydicom-data/liver_expb.dcm"),
+        // JPEG-LS colour, lossless, in each interleave mode (meta groups without a length).
+        (
+            "pydicom-data/JLSL_RGB_ILV0.dcm",
+            "pydicom-data/JLSL_RGB_ILV1.dcm",
+        ),
+        (
+            "pydicom-data/JLSL_RGB_ILV0.dcm",
+            "pydicom-data/JLSL_RGB_ILV2.dcm",
+        ),
         (
             "pydicom-3.0.2-wheel-test_files/liver_1frame.dcm",
             "pydicom-3.0.2-wheel-test_files/liver_expb_1frame.dcm",
