@@ -23,8 +23,9 @@ pub struct Decoded {
     pub samples: usize,
     /// Transfer syntax UID of the file.
     pub transfer_syntax: String,
-    /// Stored values, frame by frame, row by row, samples interleaved.
-    pub values: Vec<i32>,
+    /// Stored values, frame by frame, row by row, samples interleaved (i64: unsigned 32-bit
+    /// samples fit).
+    pub values: Vec<i64>,
 }
 
 /// Why a file could not be decoded.
@@ -72,12 +73,12 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
         transfer_syntax: transfer_syntax.clone(),
         reason,
     };
-    if let Some(values) = native(obj, &transfer_syntax) {
+    if let Some(values) = native(obj, &transfer_syntax).or_else(|| rle(obj, &transfer_syntax)) {
         return Ok(values);
     }
     let decoded = obj.decode_pixel_data().map_err(|e| fail(e.to_string()))?;
     let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
-    let values: Vec<i32> = decoded
+    let values: Vec<i64> = decoded
         .to_vec_with_options(&options)
         .map_err(|e| fail(e.to_string()))?;
     let (rows, cols) = (decoded.rows() as usize, decoded.columns() as usize);
@@ -106,6 +107,166 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
     })
 }
 
+/// Uncompressed YBR_FULL_422 (8 bits: Y Y Cb Cr for each pair of pixels in a row) as RGB, by
+/// the YBR_FULL equations of PS3.3 C.7.6.3.1.2.
+fn ybr_full_422(
+    obj: &DefaultDicomObject,
+    transfer_syntax: &str,
+    rows: usize,
+    cols: usize,
+    frames: usize,
+    allocated: u32,
+) -> Option<Decoded> {
+    use dicom_dictionary_std::tags;
+    if allocated != 8 || !cols.is_multiple_of(2) {
+        return None;
+    }
+    let bytes = obj.element(tags::PIXEL_DATA).ok()?.to_bytes().ok()?;
+    let pairs = rows.checked_mul(cols / 2)?.checked_mul(frames)?;
+    let data = bytes.get(..pairs.checked_mul(4)?)?;
+    let rgb = |y: u8, cb: u8, cr: u8| -> [i64; 3] {
+        let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
+        let c = |v: f64| v.round().clamp(0.0, 255.0) as i64;
+        [
+            c(y + 1.402 * cr),
+            c(y - 0.344_136 * cb - 0.714_136 * cr),
+            c(y + 1.772 * cb),
+        ]
+    };
+    let mut values = Vec::with_capacity(pairs * 6);
+    for q in data.chunks_exact(4) {
+        values.extend(rgb(q[0], q[2], q[3]));
+        values.extend(rgb(q[1], q[2], q[3]));
+    }
+    Some(Decoded {
+        rows,
+        cols,
+        frames,
+        samples: 3,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+    })
+}
+
+/// RLE Lossless (PS3.5 Annex G) for every sample width, 32 bits included (dicom-rs 0.10 stops
+/// at 16): per frame, one fragment of up to 15 PackBits segments, one per byte of each sample,
+/// most significant byte first, colour planes in order. `None` when the layout is not that
+/// (then dicom-rs tries, and names the transfer syntax if it cannot).
+fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
+    use dicom_dictionary_std::tags;
+    if transfer_syntax != "1.2.840.10008.1.2.5" {
+        return None;
+    }
+    let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
+    let (rows, cols) = (int(tags::ROWS)? as usize, int(tags::COLUMNS)? as usize);
+    let frames = obj
+        .element(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    let allocated = int(tags::BITS_ALLOCATED)?;
+    let stored = int(tags::BITS_STORED)?;
+    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
+    let photometric = obj
+        .element(tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
+        .unwrap_or_default();
+    let layout_ok = match samples {
+        1 => photometric.starts_with("MONOCHROME"),
+        3 => photometric == "RGB",
+        _ => false,
+    };
+    if !layout_ok || !matches!(allocated, 8 | 16 | 32) || stored == 0 || stored > allocated {
+        return None;
+    }
+    let fragments = obj.element(tags::PIXEL_DATA).ok()?.fragments()?;
+    if fragments.len() != frames {
+        return None;
+    }
+    let width = allocated as usize / 8;
+    let plane = rows.checked_mul(cols)?;
+    let shift = 32 - stored;
+    let mask = if stored == 32 {
+        u32::MAX
+    } else {
+        (1u32 << stored) - 1
+    };
+    let mut values = Vec::with_capacity(plane * samples * frames);
+    for fragment in fragments {
+        let header = fragment.get(..64)?;
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                header[4 * i],
+                header[4 * i + 1],
+                header[4 * i + 2],
+                header[4 * i + 3],
+            ]) as usize
+        };
+        let segments = word(0);
+        if segments != samples * width || segments > 15 {
+            return None;
+        }
+        let mut planes: Vec<Vec<u8>> = Vec::with_capacity(segments);
+        for k in 0..segments {
+            let start = word(k + 1);
+            let end = if k + 1 < segments {
+                word(k + 2)
+            } else {
+                fragment.len()
+            };
+            planes.push(packbits(fragment.get(start..end)?, plane)?);
+        }
+        let frame_start = values.len();
+        values.resize(frame_start + plane * samples, 0);
+        for p in 0..plane {
+            for c in 0..samples {
+                let mut raw = 0u32;
+                for b in 0..width {
+                    raw = (raw << 8) | u32::from(planes[c * width + b][p]);
+                }
+                let raw = raw & mask;
+                values[frame_start + p * samples + c] = if signed {
+                    i64::from(((raw << shift) as i32) >> shift)
+                } else {
+                    i64::from(raw)
+                };
+            }
+        }
+    }
+    Some(Decoded {
+        rows,
+        cols,
+        frames,
+        samples,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+    })
+}
+
+/// One PackBits segment, decoded to exactly `len` bytes (`None` if it holds fewer).
+fn packbits(mut data: &[u8], len: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let (&n, rest) = data.split_first()?;
+        let n = n as i8;
+        data = rest;
+        if n >= 0 {
+            let count = n as usize + 1;
+            out.extend_from_slice(data.get(..count)?);
+            data = &data[count..];
+        } else if n != -128 {
+            let (&byte, rest) = data.split_first()?;
+            data = rest;
+            out.extend(std::iter::repeat_n(byte, (1 - isize::from(n)) as usize));
+        }
+    }
+    out.truncate(len);
+    Some(out)
+}
+
 /// Whether colour JPEG-LS was coded one component per scan (interleave mode 0): CharLS then
 /// hands back the planes one after the other, whatever the Planar Configuration says.
 fn jpeg_ls_by_plane(obj: &DefaultDicomObject, transfer_syntax: &str) -> bool {
@@ -132,9 +293,9 @@ fn jpeg_ls_by_plane(obj: &DefaultDicomObject, transfer_syntax: &str) -> bool {
 }
 
 /// Planes (R..., G..., B...) of each frame as interleaved samples (R G B ...).
-fn interleave(values: Vec<i32>, plane: usize) -> Vec<i32> {
+fn interleave(values: Vec<i64>, plane: usize) -> Vec<i64> {
     let per_frame = plane * 3;
-    let mut out = vec![0i32; values.len()];
+    let mut out = vec![0i64; values.len()];
     for (frame, dst) in values.chunks(per_frame).zip(out.chunks_mut(per_frame)) {
         for p in 0..plane.min(frame.len() / 3) {
             for c in 0..3 {
@@ -178,6 +339,9 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         .ok()
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
         .unwrap_or_default();
+    if photometric == "YBR_FULL_422" {
+        return ybr_full_422(obj, transfer_syntax, rows, cols, frames, allocated);
+    }
     let layout_ok = match samples {
         1 => photometric.starts_with("MONOCHROME"),
         3 => photometric == "RGB",
@@ -201,7 +365,7 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
             return None;
         }
         let values = (0..n)
-            .map(|i| i32::from((bytes[i / 8] >> (i % 8)) & 1))
+            .map(|i| i64::from((bytes[i / 8] >> (i % 8)) & 1))
             .collect();
         return Some(Decoded {
             rows,
@@ -241,10 +405,9 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         } & mask;
         let v = if signed {
             // Sign-extend from Bits Stored.
-            ((raw << shift) as i32) >> shift
+            i64::from(((raw << shift) as i32) >> shift)
         } else {
-            // Unsigned 32-bit values past i32 cannot be held: left to the general path.
-            i32::try_from(raw).ok()?
+            i64::from(raw)
         };
         values.push(v);
     }
@@ -302,7 +465,7 @@ mod tests {
                 };
                 let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
                 // Layouts only the native path reads are checked against twins elsewhere.
-                let Ok(values) = general.to_vec_with_options::<i32>(&options) else {
+                let Ok(values) = general.to_vec_with_options::<i64>(&options) else {
                     continue;
                 };
                 assert_eq!(fast.values, values, "{}", p.display());

@@ -171,10 +171,28 @@ pub fn render_instance(
     let (w, h) = (w.clamp(1, MAX_SIDE), h.clamp(1, MAX_SIDE));
     let image: Frame = if decoded.samples == 3 {
         let per = decoded.rows * decoded.cols * 3;
+        // Samples wider than 8 bits are scaled to 8 by their Bits Stored.
+        let bits = obj
+            .element(tags::BITS_STORED)
+            .ok()
+            .and_then(|e| e.to_int::<u32>().ok())
+            .unwrap_or(8)
+            .clamp(1, 32);
+        let max = ((1u64 << bits) - 1) as f64;
         let frames: Vec<std::sync::Arc<[u8]>> = decoded
             .values
             .chunks(per)
-            .map(|f| f.iter().map(|&v| v.clamp(0, 255) as u8).collect())
+            .map(|f| {
+                f.iter()
+                    .map(|&v| {
+                        if bits == 8 {
+                            v.clamp(0, 255) as u8
+                        } else {
+                            (v.max(0) as f64 / max * 255.0).round().clamp(0.0, 255.0) as u8
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let stack = ColourStack::new(decoded.cols, decoded.rows, spacing, frames)
             .map_err(|e| fail(e.to_string()))?;
@@ -186,10 +204,10 @@ pub fn render_instance(
         let values = &decoded.values[frame * per..(frame + 1) * per];
         let (lo, hi) = values
             .iter()
-            .fold((i32::MAX, i32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         // Stored values shifted into i16 when they do not fit (unsigned 16-bit images), the
-        // rescale intercept taking the shift back.
-        let offset = if lo < i32::from(i16::MIN) || hi > i32::from(i16::MAX) {
+        // rescale intercept taking the shift back; a range wider than 16 bits is clipped.
+        let offset = if lo < i64::from(i16::MIN) || hi > i64::from(i16::MAX) {
             (lo + hi) / 2
         } else {
             0
@@ -198,11 +216,11 @@ pub fn render_instance(
         let intercept = first_float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
         let rescale = Rescale {
             slope: if slope == 0.0 { 1.0 } else { slope },
-            intercept: intercept + f64::from(offset) * slope,
+            intercept: intercept + offset as f64 * slope,
         };
         let shifted: Vec<i16> = values
             .iter()
-            .map(|&v| (v - offset).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16)
+            .map(|&v| (v - offset).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16)
             .collect();
         let window = params.window.unwrap_or_else(|| {
             match (
@@ -212,8 +230,8 @@ pub fn render_instance(
                 (Some(c), Some(ww)) if ww >= 1.0 => Window::linear(c, ww),
                 _ => {
                     let (a, b) = (
-                        rescale.apply(f64::from(lo - offset)),
-                        rescale.apply(f64::from(hi - offset)),
+                        rescale.apply((lo - offset) as f64),
+                        rescale.apply((hi - offset) as f64),
                     );
                     let (a, b) = (a.min(b), a.max(b));
                     Window::linear((a + b) / 2.0, (b - a).max(1.0))

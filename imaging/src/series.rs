@@ -105,6 +105,20 @@ fn floats(
     Ok(v)
 }
 
+/// Stored values as i32 (a volume's values must fit 32 bits before they are fitted to 16).
+fn to_i32(values: Vec<i64>, path: &Path) -> Result<Vec<i32>, SeriesError> {
+    values
+        .into_iter()
+        .map(i32::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            SeriesError::NotAVolume(format!(
+                "{}: stored values beyond 32-bit signed",
+                path.display()
+            ))
+        })
+}
+
 /// Reads one slice.
 pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
     let obj = crate::guard::open_file(path).map_err(|e| read_err(path, e))?;
@@ -162,7 +176,8 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
             path.display()
         )));
     }
-    let (size, stored) = ([decoded.rows, decoded.cols], decoded.values);
+    let size = [decoded.rows, decoded.cols];
+    let stored = to_i32(decoded.values, path)?;
     let row = V3::new(iop[0], iop[1], iop[2]);
     let col = V3::new(iop[3], iop[4], iop[5]);
     Ok(Slice {
@@ -322,7 +337,7 @@ pub fn multiframe_slices(path: &Path) -> Result<Vec<Slice>, SeriesError> {
             size: [decoded.rows, decoded.cols],
             rescale,
             monochrome1: photometric == "MONOCHROME1",
-            stored: decoded.values[k * plane..(k + 1) * plane].to_vec(),
+            stored: to_i32(decoded.values[k * plane..(k + 1) * plane].to_vec(), path)?,
         });
     }
     Ok(slices)
