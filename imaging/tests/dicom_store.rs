@@ -306,3 +306,52 @@ fn imaging_decode(f: &Path) -> (u32, u32) {
     );
     (nums[0], nums[1])
 }
+
+/// Four storescu processes at once, each with a quarter of the series: every instance is kept
+/// once, none is lost or doubled.
+#[test]
+fn concurrent_associations_keep_every_instance() {
+    let dir = temp_dir();
+    let (mut d, ports) = start(dir.path());
+    let mut files = Vec::new();
+    let mut dirs = vec![series()];
+    while let Some(p) = dirs.pop() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 140);
+    // Overlapping quarters: the middle files are sent twice, by two associations at once.
+    let children: Vec<_> = (0..4usize)
+        .map(|k| {
+            let from = (k * 35).saturating_sub(5);
+            let to = ((k + 1) * 35 + 5).min(140);
+            Command::new("storescu")
+                .args(["-aet", &format!("SCU{k}"), "-aec", "APPLIANCE", "127.0.0.1"])
+                .arg(ports.dicom.to_string())
+                .args(&files[from..to])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("storescu")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("storescu");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(count(ports.imaging_http, "/dicomweb/instances"), 140);
+    assert_eq!(stored(dir.path()).len(), 140, "one file per instance");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
