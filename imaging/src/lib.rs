@@ -24,6 +24,7 @@ pub mod scu;
 pub mod series;
 mod server;
 pub mod store;
+pub mod view;
 
 pub use renderer::{RenderInfo, RendererError};
 pub use server::{ImagingError, run};
