@@ -114,6 +114,10 @@ section! {
         /// PACS we query (C-FIND) and retrieve from (C-MOVE to our AE title): "AE@host:port",
         /// e.g. ["PACS1@10.0.0.9:104"]. Each must know our AE title, address and DICOM port.
         peers: Vec<DicomPeer> = Vec::new(),
+        /// The Ed25519 public key (base64, 32 bytes) whose signature viewer tokens must carry:
+        /// the appliance's, or a development key until it issues them. Empty: every viewer
+        /// session is refused.
+        viewer_token_key: String = String::new(),
     }
 }
 

@@ -193,6 +193,21 @@ fn readable_pem(path: &Path, label: &str) -> Result<(), String> {
 
 fn imaging(c: &Config, k: &mut Check<'_>) {
     let i = &c.imaging;
+    let key = &i.viewer_token_key;
+    let base64 = |ch: char| ch.is_ascii_alphanumeric() || ch == '+' || ch == '/';
+    let key_ok = key.is_empty()
+        || (key.len() == 44
+            && key.ends_with('=')
+            && key[..43].chars().all(base64)
+            && !key[..43].ends_with('='));
+    if !key_ok {
+        k.fail(
+            "imaging.viewer_token_key",
+            ErrorKind::Invalid,
+            key,
+            "an Ed25519 public key is 32 bytes in base64: 44 characters ending in '='",
+        );
+    }
     if i.volume_cache.0 < 64 << 20 {
         k.fail(
             "imaging.volume_cache",

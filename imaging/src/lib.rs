@@ -24,7 +24,9 @@ pub mod scu;
 pub mod series;
 mod server;
 pub mod store;
+pub mod token;
 pub mod view;
+mod viewer;
 
 pub use renderer::{RenderInfo, RendererError};
 pub use server::{ImagingError, run};

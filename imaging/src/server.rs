@@ -63,6 +63,12 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             get(move || std::future::ready(axum::Json(description.clone()))),
         )
         .merge(crate::dicomweb::routes(store.clone()))
+        .merge(crate::viewer::routes(
+            store.clone(),
+            std::sync::Arc::clone(&render.renderer),
+            config.imaging.volume_cache.0,
+            &config.imaging.viewer_token_key,
+        ))
         .merge(crate::scu::routes(
             config.listeners.dicom_ae_title.as_str().to_owned(),
             config.imaging.peers.clone(),

@@ -1,0 +1,551 @@
+//! The viewer's WebSocket (`/view/ws?token=...&session=...`) on imaging's HTTP listener: the
+//! thin shell around [`crate::view`]. A client opens with a token signed with
+//! `imaging.viewer_token_key` ([`crate::token`]); it joins (or creates) a named session and
+//! sends JSON operations; it receives JSON (`hello`, `state`, `error`, `control`) and binary
+//! frames rendered on the server for its own canvas:
+//! `[viewport u8][encoding u8: 0 JPEG, 1 PNG][quality u8][0u8][state version u64 LE]
+//! [width u16 LE][height u16 LE]` then the image.
+//!
+//! Latest state wins: a client's render loop watches the session's state, so operations that
+//! arrive while a frame renders are folded into the next one, and a socket that reads slowly
+//! gets fewer frames, never a queue. Frames while the state changes are JPEG at quality 70; a
+//! full-quality frame (JPEG 95, or PNG when asked) follows 150 ms after the last change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use render::mpr::{MprRequest, Sampling, Slab, SlabMode};
+use render::{GreyPipeline, Orientation, Plane, Renderer, V3, Viewport, Voi, Window};
+use serde_json::{Value as Json, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::cache::VolumeCache;
+use crate::series::{BuiltVolume, build_volume, read_slice};
+use crate::store::Store;
+use crate::token::{Claims, verify};
+use crate::view::{ClientId, Event, Op, PlaneKind, Session, SlabKind, ViewState, ViewportState};
+
+/// Frames while the view changes.
+const INTERACTIVE_QUALITY: u8 = 70;
+/// The frame after the view settles.
+const FINAL_QUALITY: u8 = 95;
+/// How long the view must rest before the full-quality frame.
+const SETTLE: Duration = Duration::from_millis(150);
+/// How long a dropped client keeps its place.
+const GRACE: Duration = Duration::from_secs(30);
+
+struct Shared {
+    session: Mutex<Session>,
+    state: watch::Sender<ViewState>,
+    /// Studies each client's token allows.
+    allowed: Mutex<HashMap<ClientId, Vec<String>>>,
+}
+
+/// The viewer: sessions by name, and what rendering needs.
+pub struct Viewer {
+    store: Store,
+    renderer: Arc<Renderer>,
+    cache: Arc<VolumeCache>,
+    key: Result<ed25519_dalek::VerifyingKey, crate::token::TokenError>,
+    sessions: Mutex<HashMap<String, Arc<Shared>>>,
+    next_client: AtomicU64,
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer").finish_non_exhaustive()
+    }
+}
+
+/// The `/view` routes.
+pub fn routes(store: Store, renderer: Arc<Renderer>, cache_bytes: u64, token_key: &str) -> Router {
+    let viewer = Arc::new(Viewer {
+        store,
+        renderer,
+        cache: Arc::new(VolumeCache::new(cache_bytes)),
+        key: crate::token::key(token_key),
+        sessions: Mutex::new(HashMap::new()),
+        next_client: AtomicU64::new(1),
+    });
+    Router::new()
+        .route("/view/ws", get(upgrade))
+        .with_state(viewer)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Connect {
+    token: String,
+    #[serde(default)]
+    session: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn upgrade(
+    State(viewer): State<Arc<Viewer>>,
+    Query(connect): Query<Connect>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match &viewer.key {
+        Err(e) => Err(e.clone()),
+        Ok(key) => verify(&connect.token, key, unix_now()),
+    };
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(reason = %e, "viewer token refused");
+            metrics::counter!("viewer_refused_total").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({ "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    };
+    let name = connect
+        .session
+        .unwrap_or_else(|| format!("{}-{}", claims.sub, unix_now()));
+    if name.is_empty() || name.len() > 128 {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "session: 1-128 characters" })),
+        )
+            .into_response();
+    }
+    ws.max_message_size(64 << 10)
+        .on_upgrade(move |socket| client(viewer, socket, claims, name))
+}
+
+impl Viewer {
+    fn join(&self, name: &str, client: ClientId, claims: &Claims) -> Arc<Shared> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = sessions
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Shared {
+                    session: Mutex::new(Session::new(client, &claims.sub, GRACE)),
+                    state: watch::channel(ViewState::default()).0,
+                    allowed: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone();
+        shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .join(client, &claims.sub);
+        shared
+            .allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(client, claims.studies.clone());
+        shared
+    }
+
+    /// The volume of a series, built once and shared by every viewer.
+    async fn volume(&self, series: &str) -> Result<Arc<BuiltVolume>, String> {
+        let files: Vec<String> = sqlx::query_scalar(
+            "SELECT file FROM instances WHERE series_uid = ? ORDER BY instance_number",
+        )
+        .bind(series)
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+        if files.is_empty() {
+            return Err(format!("series {series} is not stored here"));
+        }
+        let root = self.store.root().to_owned();
+        let cache = Arc::clone(&self.cache);
+        let series = series.to_owned();
+        tokio::task::spawn_blocking(move || {
+            cache
+                .get_or_build(&series, || {
+                    use rayon::prelude::*;
+                    let slices = files
+                        .par_iter()
+                        .map(|f| read_slice(&root.join(f)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    build_volume(slices)
+                })
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The study a stored series belongs to.
+    async fn study_of(&self, series: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT study_uid FROM series WHERE series_uid = ?")
+            .bind(series)
+            .fetch_optional(self.store.pool())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+fn send_json(out: &mpsc::Sender<Json>, message: Json) {
+    // A client that does not read its messages loses some; it never grows our memory.
+    let _ = out.try_send(message);
+}
+
+async fn client(viewer: Arc<Viewer>, socket: WebSocket, claims: Claims, name: String) {
+    let id = viewer.next_client.fetch_add(1, Ordering::Relaxed);
+    let shared = viewer.join(&name, id, &claims);
+    metrics::gauge!("viewer_clients").increment(1.0);
+    tracing::info!(client = id, session = %name, user = %claims.sub, "viewer joined");
+    let (out_tx, out_rx) = mpsc::channel::<Json>(16);
+    let (size_tx, size_rx) = watch::channel((512u32, 512u32));
+    let (png_tx, png_rx) = watch::channel(false);
+    let controller = shared
+        .session
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .controller();
+    send_json(
+        &out_tx,
+        json!({ "type": "hello", "client": id, "session": name, "controller": controller }),
+    );
+    let (sink, mut stream) = futures_split(socket);
+    let renderer = tokio::spawn(render_loop(
+        Arc::clone(&viewer),
+        shared.state.subscribe(),
+        size_rx,
+        png_rx,
+        out_rx,
+        sink,
+    ));
+    while let Some(Ok(message)) = stream.recv().await {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            Message::Binary(_) => {
+                send_json(
+                    &out_tx,
+                    json!({ "type": "error", "message": "operations are JSON text" }),
+                );
+                continue;
+            }
+            _ => continue,
+        };
+        if let Err(message) = operate(
+            &viewer,
+            &shared,
+            id,
+            text.as_str(),
+            &size_tx,
+            &png_tx,
+            &out_tx,
+        )
+        .await
+        {
+            send_json(&out_tx, json!({ "type": "error", "message": message }));
+        }
+    }
+    renderer.abort();
+    let events = shared
+        .session
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .leave(id);
+    for e in events {
+        if let Event::Control(c) = e {
+            tracing::info!(session = %name, controller = c, "control passed on leave");
+        }
+    }
+    metrics::gauge!("viewer_clients").decrement(1.0);
+    tracing::info!(client = id, session = %name, "viewer left");
+}
+
+/// One message from a client: canvas size, output format, control, or a view operation.
+async fn operate(
+    viewer: &Viewer,
+    shared: &Shared,
+    id: ClientId,
+    text: &str,
+    size: &watch::Sender<(u32, u32)>,
+    png: &watch::Sender<bool>,
+    out: &mpsc::Sender<Json>,
+) -> Result<(), String> {
+    let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match value["op"].as_str() {
+        Some("resize") => {
+            let side = |k: &str| {
+                value[k]
+                    .as_u64()
+                    .filter(|v| (16..=4096).contains(v))
+                    .map(|v| v as u32)
+                    .ok_or_else(|| format!("{k}: 16-4096 pixels"))
+            };
+            size.send_replace((side("width")?, side("height")?));
+            return Ok(());
+        }
+        Some("png") => {
+            png.send_replace(value["on"].as_bool().unwrap_or(true));
+            return Ok(());
+        }
+        Some("request_control") | Some("grant_control") => {
+            let mut session = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let event = if value["op"] == "request_control" {
+                session.request_control(id)
+            } else {
+                session.grant_control(id)
+            }
+            .map_err(|e| e.to_string())?;
+            let controller = session.controller();
+            drop(session);
+            send_json(
+                out,
+                json!({ "type": "control", "controller": controller, "event": format!("{event:?}") }),
+            );
+            // Everyone learns who is in control with the next state message.
+            shared.state.send_modify(|_| {});
+            return Ok(());
+        }
+        _ => {}
+    }
+    let op: Op = crate::view::parse(text).map_err(|e| e.to_string())?;
+    if let Op::Open { series } = &op {
+        let allowed = shared
+            .allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
+        for s in series {
+            let study = viewer
+                .study_of(s)
+                .await
+                .ok_or_else(|| format!("series {s} is not stored here"))?;
+            if !allowed.contains(&study) {
+                return Err(format!("series {s}: study {study} is not in this token"));
+            }
+        }
+    }
+    let state = {
+        let mut session = shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        session.operate(id, &op).map_err(|e| e.to_string())?;
+        session.state().clone()
+    };
+    shared.state.send_replace(state);
+    Ok(())
+}
+
+/// The sending half of a socket and a receiver of its messages.
+fn futures_split(
+    socket: WebSocket,
+) -> (
+    mpsc::Sender<Message>,
+    mpsc::Receiver<Result<Message, axum::Error>>,
+) {
+    // One task owns the socket; the render loop hands it one message at a time (capacity 1),
+    // so a slow reader slows the render loop instead of growing a queue.
+    let (to_socket, mut outgoing) = mpsc::channel::<Message>(1);
+    let (incoming_tx, incoming) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut socket = socket;
+        loop {
+            tokio::select! {
+                out = outgoing.recv() => match out {
+                    Some(m) => if socket.send(m).await.is_err() { break },
+                    None => break,
+                },
+                inc = socket.recv() => match inc {
+                    Some(m) => if incoming_tx.send(m).await.is_err() { break },
+                    None => break,
+                },
+            }
+        }
+    });
+    (to_socket, incoming)
+}
+
+async fn render_loop(
+    viewer: Arc<Viewer>,
+    mut state: watch::Receiver<ViewState>,
+    mut size: watch::Receiver<(u32, u32)>,
+    mut png: watch::Receiver<bool>,
+    mut messages: mpsc::Receiver<Json>,
+    sink: mpsc::Sender<Message>,
+) {
+    let mut settle_at: Option<tokio::time::Instant> = None;
+    let mut sent_version = None;
+    // A joiner gets the current state (a snapshot) and its frames at once.
+    state.mark_changed();
+    loop {
+        let final_frame = tokio::select! {
+            m = messages.recv() => {
+                let Some(m) = m else { return };
+                if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
+                continue;
+            }
+            r = state.changed() => { if r.is_err() { return } false }
+            r = size.changed() => { if r.is_err() { return } false }
+            r = png.changed() => { if r.is_err() { return } true }
+            () = async {
+                match settle_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let snapshot = state.borrow_and_update().clone();
+        let canvas = *size.borrow_and_update();
+        let as_png = *png.borrow_and_update();
+        if !final_frame && sent_version != Some(snapshot.version) {
+            let msg = json!({ "type": "state", "state": snapshot });
+            if sink
+                .send(Message::Text(msg.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent_version = Some(snapshot.version);
+        }
+        let quality = if final_frame {
+            settle_at = None;
+            if as_png { 0 } else { FINAL_QUALITY }
+        } else {
+            settle_at = Some(tokio::time::Instant::now() + SETTLE);
+            INTERACTIVE_QUALITY
+        };
+        for (i, vs) in snapshot.viewports.iter().enumerate() {
+            let Some(series) = snapshot.series.get(vs.series) else {
+                continue;
+            };
+            let frame = match viewer.volume(series).await {
+                Ok(volume) => {
+                    let renderer = Arc::clone(&viewer.renderer);
+                    let vs = vs.clone();
+                    let started = Instant::now();
+                    let out = tokio::task::spawn_blocking(move || {
+                        render_frame(&renderer, &volume, &vs, canvas, quality)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                    metrics::histogram!("viewer_frame_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    out
+                }
+                Err(e) => Err(e),
+            };
+            let message = match frame {
+                Ok((bytes, w, h)) => {
+                    let mut b = Vec::with_capacity(bytes.len() + 16);
+                    b.push(i as u8);
+                    b.push(u8::from(quality == 0));
+                    b.push(quality);
+                    b.push(0);
+                    b.extend_from_slice(&snapshot.version.to_le_bytes());
+                    b.extend_from_slice(&(w as u16).to_le_bytes());
+                    b.extend_from_slice(&(h as u16).to_le_bytes());
+                    b.extend_from_slice(&bytes);
+                    metrics::counter!("viewer_frames_total").increment(1);
+                    Message::Binary(b.into())
+                }
+                Err(e) => Message::Text(
+                    json!({ "type": "error", "viewport": i, "message": e })
+                        .to_string()
+                        .into(),
+                ),
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Renders one viewport: (encoded image, width, height). Quality 0 means PNG.
+fn render_frame(
+    renderer: &Renderer,
+    built: &BuiltVolume,
+    vs: &ViewportState,
+    (width, height): (u32, u32),
+    quality: u8,
+) -> Result<(Vec<u8>, u32, u32), String> {
+    let volume = &built.volume;
+    let g = volume.geometry();
+    let [nx, ny, nz] = g.dims();
+    let center = g.voxel_to_patient(V3::new(
+        (nx as f64 - 1.0) / 2.0,
+        (ny as f64 - 1.0) / 2.0,
+        (nz as f64 - 1.0) / 2.0,
+    ));
+    let plane = match vs.plane {
+        PlaneKind::Axial => Plane::standard(Orientation::Axial, center),
+        PlaneKind::Coronal => Plane::standard(Orientation::Coronal, center),
+        PlaneKind::Sagittal => Plane::standard(Orientation::Sagittal, center),
+        PlaneKind::Oblique { pitch, yaw } => {
+            let axial = Plane::standard(Orientation::Axial, center);
+            axial
+                .rotated(axial.row, pitch)
+                .and_then(|p| p.rotated(p.col, yaw))
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let plane = plane.translated(f64::from(vs.slice) * g.step_along(plane.normal()));
+    let mut vp = Viewport::fit(plane, g, width, height).map_err(|e| e.to_string())?;
+    vp.zoom = vs.zoom;
+    vp.pan = [vs.pan.0, vs.pan.1];
+    vp.rotation = vs.rotation;
+    vp.flip_h = vs.flip_h;
+    vp.flip_v = vs.flip_v;
+    let (c, w) = vs.window.unwrap_or((40.0, 400.0));
+    let table = GreyPipeline {
+        rescale: volume.rescale(),
+        voi: Voi::Window(Window::linear(c, w)),
+        monochrome1: built.monochrome1,
+        invert: vs.invert,
+    }
+    .table()
+    .map_err(|e| e.to_string())?;
+    let slab = vs.slab.map(|(mode, thickness)| Slab {
+        thickness,
+        mode: match mode {
+            SlabKind::Mip => SlabMode::Mip,
+            SlabKind::Minip => SlabMode::MinIp,
+            SlabKind::Average => SlabMode::Average,
+        },
+    });
+    let (frame, _) = renderer
+        .render(
+            volume,
+            &table,
+            &MprRequest {
+                viewport: &vp,
+                sampling: Sampling::Trilinear,
+                slab,
+                background: 0,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let bytes = if quality == 0 {
+        render::encode::encode_png(&frame)
+    } else {
+        render::encode::encode_jpeg(&frame, quality)
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((bytes, frame.width, frame.height))
+}

@@ -1,0 +1,260 @@
+//! The viewer WebSocket with a Rust client (tokio-tungstenite) against the real imaging binary
+//! holding the 140-slice CT: a signed token opens a session and frames come back for the
+//! client's canvas; 1000 operations sent at once give far fewer frames and the last one shows
+//! the last state; malformed operations get an error and the session goes on; a second client
+//! in the same session sees the first one's window and the annotation it draws; a bad, foreign
+//! or expired token is refused.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use e2e::{Daemon, Ports, bin, temp_dir};
+use futures_util::{SinkExt, StreamExt};
+use imaging::token::{Claims, public_key_base64, sign};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn connect(port: u16, token: &str, session: &str) -> Result<Socket, String> {
+    let url = format!("ws://127.0.0.1:{port}/view/ws?token={token}&session={session}");
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(s, _)| s)
+        .map_err(|e| e.to_string())
+}
+
+/// The next JSON message of `kind`, skipping frames and other messages.
+async fn next_json(ws: &mut Socket, kind: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a message within a minute")
+            .expect("socket open")
+            .expect("message");
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// The next state message at `version`.
+async fn state_at(ws: &mut Socket, version: u64) -> Value {
+    loop {
+        let s = next_json(ws, "state").await;
+        if s["state"]["version"] == version {
+            return s;
+        }
+    }
+}
+
+/// (viewport, png, quality, version, width, height, image bytes) of a binary frame.
+fn frame(b: &[u8]) -> (u8, bool, u8, u64, u16, u16, &[u8]) {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[4..12]);
+    let version = u64::from_le_bytes(v);
+    let w = u16::from_le_bytes([b[12], b[13]]);
+    let h = u16::from_le_bytes([b[14], b[15]]);
+    (b[0], b[1] == 1, b[2], version, w, h, &b[16..])
+}
+
+/// Frames until one at full quality of `version` arrives: (frames seen, that frame's bytes).
+async fn frames_until_final(ws: &mut Socket, version: u64) -> (usize, Vec<u8>) {
+    let mut seen = 0;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(120), ws.next())
+            .await
+            .expect("a frame within two minutes")
+            .expect("socket open")
+            .expect("message");
+        if let Message::Binary(b) = m {
+            seen += 1;
+            let (_, _, quality, v, ..) = frame(&b);
+            if v == version && quality == 95 {
+                return (seen, b.to_vec());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_frames_coalescing_coviewing_and_tokens() {
+    let dir = temp_dir();
+    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/series/ct-philips-headphantom-140");
+    let import = Command::new(bin("imaging"))
+        .current_dir(dir.path())
+        .arg("import")
+        .arg(&series)
+        .output()
+        .expect("imaging import");
+    assert!(
+        String::from_utf8_lossy(&import.stdout).starts_with("stored 140"),
+        "{}",
+        String::from_utf8_lossy(&import.stdout)
+    );
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args(["--set", "imaging.gpu=off"])
+        .args([
+            "--set",
+            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
+        ]);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
+    let port = ports.imaging_http;
+    let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
+    let study = series_json[0]["0020000D"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let series_uid = series_json[0]["0020000E"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let token = |studies: Vec<String>, exp: u64| {
+        sign(
+            &Claims {
+                sub: "wang".into(),
+                studies,
+                exp,
+            },
+            &signer,
+        )
+    };
+    let good = token(vec![study.clone()], now() + 600);
+
+    // Refused: expired, signed by another key, not a token.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let foreign = sign(
+        &Claims {
+            sub: "x".into(),
+            studies: vec![study.clone()],
+            exp: now() + 600,
+        },
+        &stranger,
+    );
+    for bad in [
+        token(vec![study.clone()], now() - 1),
+        foreign,
+        "nonsense".into(),
+    ] {
+        let e = connect(port, &bad, "s1").await.unwrap_err();
+        assert!(e.contains("401"), "{e}");
+    }
+
+    let mut a = connect(port, &good, "s1").await.expect("connect");
+    let hello = next_json(&mut a, "hello").await;
+    assert_eq!(
+        hello["controller"], hello["client"],
+        "the first client controls"
+    );
+    a.send(Message::text(r#"{"op":"resize","width":256,"height":200}"#))
+        .await
+        .unwrap();
+    a.send(Message::text(
+        json!({"op": "open", "series": [series_uid]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let state = state_at(&mut a, 1).await;
+    assert_eq!(state["state"]["series"][0], series_uid.as_str());
+    let (_, first) = frames_until_final(&mut a, 1).await;
+    let (viewport, png, _, _, w, h, image) = frame(&first);
+    assert_eq!((viewport, png, w, h), (0, false, 256, 200));
+    assert_eq!(&image[..2], &[0xFF, 0xD8], "a JPEG");
+
+    // 1000 operations at once: far fewer frames, the last shows the last state.
+    for _ in 0..1000 {
+        a.feed(Message::text(r#"{"op":"scroll","viewport":0,"delta":1}"#))
+            .await
+            .unwrap();
+    }
+    a.flush().await.unwrap();
+    let (frames, last) = frames_until_final(&mut a, 1001).await;
+    assert!(frames < 200, "{frames} frames for 1000 operations");
+    assert_eq!(frame(&last).3, 1001);
+
+    // Malformed operations: an error message, and the session goes on.
+    for junk in [
+        "{",
+        r#"{"op":"zoom","viewport":0,"factor":-2}"#,
+        r#"{"op":"open","series":["1.2.3"]}"#,
+    ] {
+        a.send(Message::text(junk)).await.unwrap();
+        let e = next_json(&mut a, "error").await;
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{junk}"
+        );
+    }
+
+    // A second client in the same session: the same state; the first one's window and the
+    // second one's annotation reach both.
+    let mut b = connect(port, &good, "s1").await.expect("second client");
+    next_json(&mut b, "hello").await;
+    let joined = next_json(&mut b, "state").await;
+    assert_eq!(
+        joined["state"]["version"], 1001,
+        "a late joiner gets the state"
+    );
+    a.send(Message::text(
+        r#"{"op":"window","viewport":0,"center":-600,"width":1500}"#,
+    ))
+    .await
+    .unwrap();
+    let seen = state_at(&mut b, 1002).await;
+    assert_eq!(
+        seen["state"]["viewports"][0]["window"],
+        json!([-600.0, 1500.0])
+    );
+    b.send(Message::text(
+        r#"{"op":"annotate","kind":"length","points":[[0,0,0],[30,40,0]]}"#,
+    ))
+    .await
+    .unwrap();
+    let annotated = state_at(&mut a, 1003).await;
+    assert_eq!(annotated["state"]["annotations"]["1"]["kind"], "length");
+    // Only the controller changes the view.
+    b.send(Message::text(r#"{"op":"scroll","viewport":0,"delta":1}"#))
+        .await
+        .unwrap();
+    let refused = next_json(&mut b, "error").await;
+    assert!(refused["message"].as_str().unwrap().contains("control"));
+
+    // A token for another study cannot open this series.
+    let mut c = connect(port, &token(vec!["1.2.3".into()], now() + 600), "s2")
+        .await
+        .expect("third client");
+    c.send(Message::text(
+        json!({"op": "open", "series": [series_uid]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let denied = next_json(&mut c, "error").await;
+    assert!(
+        denied["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in this token")
+    );
+
+    drop((a, b, c));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
