@@ -141,6 +141,28 @@ pub struct Annotation {
     pub text: String,
     /// Who drew it.
     pub author: ClientId,
+    /// Its measurement from the points: mm for a length, degrees for an angle; regions get
+    /// their statistics from the voxels, in the shell.
+    pub value: Option<f64>,
+}
+
+/// The measurement a kind of annotation has from its points alone.
+fn measure(kind: &str, points: &[[f64; 3]]) -> Option<f64> {
+    let sub = |a: [f64; 3], b: [f64; 3]| [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    let norm = |v: [f64; 3]| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    match (kind, points) {
+        ("length", [a, b]) => Some(norm(sub(*b, *a))),
+        ("angle", [a, vertex, b]) => {
+            let (u, v) = (sub(*a, *vertex), sub(*b, *vertex));
+            let (nu, nv) = (norm(u), norm(v));
+            if nu == 0.0 || nv == 0.0 {
+                return None;
+            }
+            let cos = (u[0] * v[0] + u[1] * v[1] + u[2] * v[2]) / (nu * nv);
+            Some(cos.clamp(-1.0, 1.0).acos().to_degrees())
+        }
+        _ => None,
+    }
 }
 
 /// The shared state: what every participant sees.
@@ -509,6 +531,7 @@ impl ViewState {
                         points: points.clone(),
                         text: text.clone(),
                         author,
+                        value: measure(kind, points),
                     },
                 );
             }
@@ -519,6 +542,7 @@ impl ViewState {
                     .ok_or_else(|| field("id", format!("no annotation {id}")))?;
                 check_points(points, a.points.len()..=a.points.len())?;
                 a.points = points.clone();
+                a.value = measure(&a.kind, points);
             }
             Op::DeleteAnnotation { id } => {
                 self.annotations
@@ -895,9 +919,21 @@ mod tests {
             parse(r#"{"op":"annotate","kind":"length","points":[[0,0,0],[30,40,0]]}"#).unwrap();
         assert_eq!(session.operate(2, &length), Ok(Event::State(2)));
         assert_eq!(session.state().annotations[&1].author, 2);
+        assert_eq!(
+            session.state().annotations[&1].value,
+            Some(50.0),
+            "3-4-5 mm"
+        );
+        let angle =
+            parse(r#"{"op":"annotate","kind":"angle","points":[[10,0,0],[0,0,0],[0,10,0]]}"#)
+                .unwrap();
+        session.operate(1, &angle).unwrap();
+        let degrees = session.state().annotations[&2].value.unwrap();
+        assert!((degrees - 90.0).abs() < 1e-9, "{degrees}");
         session.open_annotations = false;
         assert_eq!(session.operate(2, &length), Err(OpError::NotController(2)));
         assert_eq!(session.operate(3, &length), Err(OpError::Unknown(3)));
+        let version = session.state().version;
 
         assert!(session.grant_control(1).is_err(), "nobody asked");
         assert_eq!(session.request_control(2), Ok(Event::ControlRequested(2)));
@@ -906,7 +942,7 @@ mod tests {
         assert_eq!(session.controller(), Some(2));
         let scroll = parse(r#"{"op":"scroll","viewport":0,"delta":1}"#).unwrap();
         assert_eq!(session.operate(1, &scroll), Err(OpError::NotController(1)));
-        assert_eq!(session.operate(2, &scroll), Ok(Event::State(3)));
+        assert_eq!(session.operate(2, &scroll), Ok(Event::State(version + 1)));
     }
 
     #[test]

@@ -230,6 +230,10 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     .unwrap();
     let annotated = state_at(&mut a, 1003).await;
     assert_eq!(annotated["state"]["annotations"]["1"]["kind"], "length");
+    assert_eq!(
+        annotated["state"]["annotations"]["1"]["value"], 50.0,
+        "the same measurement value for both"
+    );
     // Only the controller changes the view.
     b.send(Message::text(r#"{"op":"scroll","viewport":0,"delta":1}"#))
         .await
