@@ -47,6 +47,35 @@ struct Shared {
     state: watch::Sender<ViewState>,
     /// Studies each client's token allows.
     allowed: Mutex<HashMap<ClientId, Vec<String>>>,
+    /// Frames of the latest state, by (viewport, width, height, quality): co-viewers with the
+    /// same canvas share one render and encode.
+    frames: Mutex<FrameCache>,
+}
+
+/// An encoded frame, or why it could not be made.
+type Encoded = Result<(Arc<Vec<u8>>, u32, u32), String>;
+
+#[derive(Default)]
+struct FrameCache {
+    version: u64,
+    frames: HashMap<(usize, u32, u32, u8), Arc<tokio::sync::OnceCell<Encoded>>>,
+}
+
+impl Shared {
+    /// The cell holding a frame of `version`, shared by everyone asking for the same one;
+    /// `None` for a version older than the latest asked (rendered without sharing).
+    fn frame_cell(
+        &self,
+        version: u64,
+        key: (usize, u32, u32, u8),
+    ) -> Option<Arc<tokio::sync::OnceCell<Encoded>>> {
+        let mut cache = self.frames.lock().unwrap_or_else(PoisonError::into_inner);
+        if version > cache.version {
+            cache.version = version;
+            cache.frames.clear();
+        }
+        (version == cache.version).then(|| Arc::clone(cache.frames.entry(key).or_default()))
+    }
 }
 
 /// The viewer: sessions by name, and what rendering needs.
@@ -138,6 +167,7 @@ impl Viewer {
                     session: Mutex::new(Session::new(client, &claims.sub, GRACE)),
                     state: watch::channel(ViewState::default()).0,
                     allowed: Mutex::new(HashMap::new()),
+                    frames: Mutex::new(FrameCache::default()),
                 })
             })
             .clone();
@@ -221,6 +251,7 @@ async fn client(viewer: Arc<Viewer>, socket: WebSocket, claims: Claims, name: St
     let (sink, mut stream) = futures_split(socket);
     let renderer = tokio::spawn(render_loop(
         Arc::clone(&viewer),
+        Arc::clone(&shared),
         shared.state.subscribe(),
         size_rx,
         png_rx,
@@ -381,6 +412,7 @@ fn futures_split(
 
 async fn render_loop(
     viewer: Arc<Viewer>,
+    shared: Arc<Shared>,
     mut state: watch::Receiver<ViewState>,
     mut size: watch::Receiver<(u32, u32)>,
     mut png: watch::Receiver<bool>,
@@ -433,22 +465,26 @@ async fn render_loop(
             let Some(series) = snapshot.series.get(vs.series) else {
                 continue;
             };
-            let frame = match viewer.volume(series).await {
-                Ok(volume) => {
-                    let renderer = Arc::clone(&viewer.renderer);
-                    let vs = vs.clone();
-                    let started = Instant::now();
-                    let out = tokio::task::spawn_blocking(move || {
-                        render_frame(&renderer, &volume, &vs, canvas, quality)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r);
-                    metrics::histogram!("viewer_frame_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    out
-                }
-                Err(e) => Err(e),
+            let make = async {
+                let volume = viewer.volume(series).await?;
+                let renderer = Arc::clone(&viewer.renderer);
+                let vs = vs.clone();
+                let started = Instant::now();
+                let out = tokio::task::spawn_blocking(move || {
+                    render_frame(&renderer, &volume, &vs, canvas, quality)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map(|(bytes, w, h)| (Arc::new(bytes), w, h));
+                metrics::histogram!("viewer_frame_seconds").record(started.elapsed().as_secs_f64());
+                metrics::counter!("viewer_renders_total").increment(1);
+                out
+            };
+            let key = (i, canvas.0, canvas.1, quality);
+            let frame = match shared.frame_cell(snapshot.version, key) {
+                Some(cell) => cell.get_or_init(|| make).await.clone(),
+                None => make.await,
             };
             let message = match frame {
                 Ok((bytes, w, h)) => {

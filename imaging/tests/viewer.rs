@@ -234,6 +234,29 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
         annotated["state"]["annotations"]["1"]["value"], 50.0,
         "the same measurement value for both"
     );
+    // Both clients have the same canvas: each frame of the shared state was rendered once and
+    // sent twice (the first client's frames before the second joined were its own).
+    b.send(Message::text(r#"{"op":"resize","width":256,"height":200}"#))
+        .await
+        .unwrap();
+    a.send(Message::text(r#"{"op":"invert","viewport":0}"#))
+        .await
+        .unwrap();
+    frames_until_final(&mut a, 1004).await;
+    frames_until_final(&mut b, 1004).await;
+    let metrics = e2e::get(port, "/metrics").unwrap().body;
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (rendered, sent) = (
+        counter("viewer_renders_total"),
+        counter("viewer_frames_total"),
+    );
+    assert!(rendered < sent, "{rendered} renders for {sent} frames sent");
+
     // Only the controller changes the view.
     b.send(Message::text(r#"{"op":"scroll","viewport":0,"delta":1}"#))
         .await
