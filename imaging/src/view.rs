@@ -765,6 +765,27 @@ impl Session {
         Ok(Event::State(self.state.version))
     }
 
+    /// Viewports playing cine and their rates.
+    pub fn cine(&self) -> Vec<(usize, f64)> {
+        self.state
+            .viewports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.cine.map(|fps| (i, fps)))
+            .collect()
+    }
+
+    /// One cine step of viewport `i`: the next slice, wrapping within `-half..=half` (the
+    /// slices the volume has along the viewport's normal). A new version, like any change.
+    pub fn cine_step(&mut self, i: usize, half: i32) -> Option<Event> {
+        let v = self.state.viewports.get_mut(i)?;
+        v.cine?;
+        let half = half.max(0);
+        v.slice = if v.slice >= half { -half } else { v.slice + 1 };
+        self.state.version += 1;
+        Some(Event::State(self.state.version))
+    }
+
     /// `client` asks for control.
     pub fn request_control(&mut self, client: ClientId) -> Result<Event, OpError> {
         if !self.participants.contains_key(&client) {
@@ -943,6 +964,25 @@ mod tests {
         let scroll = parse(r#"{"op":"scroll","viewport":0,"delta":1}"#).unwrap();
         assert_eq!(session.operate(1, &scroll), Err(OpError::NotController(1)));
         assert_eq!(session.operate(2, &scroll), Ok(Event::State(version + 1)));
+    }
+
+    #[test]
+    fn cine_steps_wrap_within_the_volume() {
+        let mut session = Session::new(1, "wang", Duration::from_secs(30));
+        let open = parse(&format!(r#"{{"op":"open","series":["{CT}"]}}"#)).unwrap();
+        session.operate(1, &open).unwrap();
+        assert!(session.cine().is_empty());
+        assert_eq!(session.cine_step(0, 2), None, "not playing");
+        let play = parse(r#"{"op":"cine","viewport":0,"fps":20}"#).unwrap();
+        session.operate(1, &play).unwrap();
+        assert_eq!(session.cine(), vec![(0, 20.0)]);
+        let slices: Vec<i32> = (0..6)
+            .map(|_| {
+                session.cine_step(0, 2);
+                session.state().viewports[0].slice
+            })
+            .collect();
+        assert_eq!(slices, [1, 2, -2, -1, 0, 1]);
     }
 
     #[test]

@@ -158,17 +158,19 @@ async fn upgrade(
 }
 
 impl Viewer {
-    fn join(&self, name: &str, client: ClientId, claims: &Claims) -> Arc<Shared> {
+    fn join(self: &Arc<Self>, name: &str, client: ClientId, claims: &Claims) -> Arc<Shared> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let shared = sessions
             .entry(name.to_owned())
             .or_insert_with(|| {
-                Arc::new(Shared {
+                let shared = Arc::new(Shared {
                     session: Mutex::new(Session::new(client, &claims.sub, GRACE)),
                     state: watch::channel(ViewState::default()).0,
                     allowed: Mutex::new(HashMap::new()),
                     frames: Mutex::new(FrameCache::default()),
-                })
+                });
+                tokio::spawn(cine(Arc::clone(self), Arc::downgrade(&shared)));
+                shared
             })
             .clone();
         shared
@@ -224,6 +226,78 @@ impl Viewer {
             .ok()
             .flatten()
     }
+}
+
+/// Cine for a session, paced by the server: each playing viewport moves one slice per tick of
+/// its rate. A client that cannot keep up skips states (its render loop only sees the latest);
+/// nothing queues. Ends with the session.
+async fn cine(viewer: Arc<Viewer>, shared: std::sync::Weak<Shared>) {
+    let mut next: HashMap<usize, tokio::time::Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let (playing, state) = {
+            let session = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (session.cine(), session.state().clone())
+        };
+        if playing.is_empty() {
+            next.clear();
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        let mut changed = false;
+        for (i, fps) in playing {
+            let due = *next.entry(i).or_insert(now);
+            if now < due {
+                continue;
+            }
+            next.insert(i, due + Duration::from_secs_f64(1.0 / fps.max(0.1)));
+            let Some(vs) = state.viewports.get(i) else {
+                continue;
+            };
+            let Some(series) = state.series.get(vs.series) else {
+                continue;
+            };
+            let Ok(volume) = viewer.volume(series).await else {
+                continue;
+            };
+            let half = slices_along(&volume, vs.plane) / 2;
+            let mut session = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            changed |= session.cine_step(i, half).is_some();
+        }
+        if changed {
+            let state = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .state()
+                .clone();
+            shared.state.send_replace(state);
+        }
+    }
+}
+
+/// How many slices a volume has along a viewport's normal.
+fn slices_along(built: &BuiltVolume, plane: PlaneKind) -> i32 {
+    let g = built.volume.geometry();
+    let normal = match plane {
+        PlaneKind::Axial | PlaneKind::Oblique { .. } => V3::new(0.0, 0.0, 1.0),
+        PlaneKind::Coronal => V3::new(0.0, 1.0, 0.0),
+        PlaneKind::Sagittal => V3::new(1.0, 0.0, 0.0),
+    };
+    let corners = g.corners();
+    let (lo, hi) = corners.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
+        (lo.min(c.dot(normal)), hi.max(c.dot(normal)))
+    });
+    ((hi - lo) / g.step_along(normal).max(1e-6)).round() as i32 + 1
 }
 
 fn send_json(out: &mpsc::Sender<Json>, message: Json) {

@@ -257,6 +257,22 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     );
     assert!(rendered < sent, "{rendered} renders for {sent} frames sent");
 
+    // Cine, paced by the server: new states and frames keep coming without operations.
+    a.send(Message::text(r#"{"op":"cine","viewport":0,"fps":20}"#))
+        .await
+        .unwrap();
+    let mut versions = std::collections::BTreeSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < until {
+        if let Ok(Some(Ok(Message::Binary(b)))) = tokio::time::timeout_at(until, a.next()).await {
+            versions.insert(frame(&b).3);
+        }
+    }
+    assert!(versions.len() >= 10, "cine frames: {versions:?}");
+    a.send(Message::text(r#"{"op":"cine","viewport":0,"fps":0}"#))
+        .await
+        .unwrap();
+
     // Only the controller changes the view.
     b.send(Message::text(r#"{"op":"scroll","viewport":0,"delta":1}"#))
         .await
