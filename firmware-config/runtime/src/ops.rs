@@ -96,6 +96,13 @@ pub async fn serve(
     }));
     let addr = listener.local_addr()?;
     tracing::info!(service, %addr, "listening");
+    // Small messages (WebSocket operations and state) must not wait for the peer's delayed
+    // ACK behind Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
