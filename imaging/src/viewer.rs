@@ -499,6 +499,8 @@ async fn render_loop(
     state.mark_changed();
     loop {
         let final_frame = tokio::select! {
+            // In this order: `hello` before the first state, messages before frames.
+            biased;
             m = messages.recv() => {
                 let Some(m) = m else { return };
                 if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
