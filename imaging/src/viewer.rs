@@ -86,6 +86,8 @@ pub struct Viewer {
     key: Result<ed25519_dalek::VerifyingKey, crate::token::TokenError>,
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
     next_client: AtomicU64,
+    /// Each series' own window (from its first instance), shown until someone sets one.
+    windows: Mutex<HashMap<String, (f64, f64)>>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -103,6 +105,7 @@ pub fn routes(store: Store, renderer: Arc<Renderer>, cache_bytes: u64, token_key
         key: crate::token::key(token_key),
         sessions: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
+        windows: Mutex::new(HashMap::new()),
     });
     Router::new()
         .route("/view/ws", get(upgrade))
@@ -215,6 +218,48 @@ impl Viewer {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// The window a series is shown with by default: its first instance's Window Center and
+    /// Width, else one over the volume's value range.
+    async fn default_window(&self, series: &str, built: &BuiltVolume) -> (f64, f64) {
+        if let Some(w) = self
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(series)
+        {
+            return *w;
+        }
+        let metadata: Option<String> = sqlx::query_scalar(
+            "SELECT metadata FROM instances WHERE series_uid = ? ORDER BY instance_number LIMIT 1",
+        )
+        .bind(series)
+        .fetch_optional(self.store.pool())
+        .await
+        .ok()
+        .flatten();
+        let first = |m: &Json, tag: &str| m[tag]["Value"][0].as_f64();
+        let window = metadata
+            .and_then(|m| serde_json::from_str::<Json>(&m).ok())
+            .and_then(|m| Some((first(&m, "00281050")?, first(&m, "00281051")?)))
+            .filter(|(_, w)| *w >= 1.0)
+            .unwrap_or_else(|| {
+                let r = built.volume.rescale();
+                let (lo, hi) = built
+                    .volume
+                    .voxels()
+                    .iter()
+                    .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
+                let (a, b) = (a.min(b), a.max(b));
+                ((a + b) / 2.0, (b - a).max(1.0))
+            });
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(series.to_owned(), window);
+        window
     }
 
     /// The study a stored series belongs to.
@@ -543,11 +588,12 @@ async fn render_loop(
             };
             let make = async {
                 let volume = viewer.volume(series).await?;
+                let window = viewer.default_window(series, &volume).await;
                 let renderer = Arc::clone(&viewer.renderer);
                 let vs = vs.clone();
                 let started = Instant::now();
                 let out = tokio::task::spawn_blocking(move || {
-                    render_frame(&renderer, &volume, &vs, canvas, quality)
+                    render_frame(&renderer, &volume, &vs, window, canvas, quality)
                 })
                 .await
                 .map_err(|e| e.to_string())
@@ -594,6 +640,7 @@ fn render_frame(
     renderer: &Renderer,
     built: &BuiltVolume,
     vs: &ViewportState,
+    default_window: (f64, f64),
     (width, height): (u32, u32),
     quality: u8,
 ) -> Result<(Vec<u8>, u32, u32), String> {
@@ -624,7 +671,7 @@ fn render_frame(
     vp.rotation = vs.rotation;
     vp.flip_h = vs.flip_h;
     vp.flip_v = vs.flip_v;
-    let (c, w) = vs.window.unwrap_or((40.0, 400.0));
+    let (c, w) = vs.window.unwrap_or(default_window);
     let table = GreyPipeline {
         rescale: volume.rescale(),
         voi: Voi::Window(Window::linear(c, w)),
