@@ -109,7 +109,20 @@ pub fn routes(store: Store, renderer: Arc<Renderer>, cache_bytes: u64, token_key
     });
     Router::new()
         .route("/view/ws", get(upgrade))
+        .route("/view", get(page))
         .with_state(viewer)
+}
+
+/// The viewer page (Chinese first, English on a button): `/view?token=...&session=...&series=...`.
+async fn page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/viewer.html"),
+    )
+        .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
