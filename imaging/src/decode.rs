@@ -148,6 +148,57 @@ fn ybr_full_422(
     })
 }
 
+/// The Image Pixel module attributes the native paths read.
+struct PixelAttrs {
+    rows: usize,
+    cols: usize,
+    frames: usize,
+    samples: usize,
+    allocated: u32,
+    stored: u32,
+    high: u32,
+    signed: bool,
+    planar: bool,
+    photometric: String,
+}
+
+impl PixelAttrs {
+    fn read(obj: &DefaultDicomObject) -> Option<Self> {
+        use dicom_dictionary_std::tags;
+        let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
+        Some(Self {
+            rows: int(tags::ROWS)? as usize,
+            cols: int(tags::COLUMNS)? as usize,
+            frames: obj
+                .element(tags::NUMBER_OF_FRAMES)
+                .ok()
+                .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1),
+            samples: int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize,
+            allocated: int(tags::BITS_ALLOCATED)?,
+            stored: int(tags::BITS_STORED)?,
+            high: int(tags::HIGH_BIT)?,
+            signed: int(tags::PIXEL_REPRESENTATION)? == 1,
+            planar: int(tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1,
+            photometric: obj
+                .element(tags::PHOTOMETRIC_INTERPRETATION)
+                .ok()
+                .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Greyscale or RGB: the layouts the native paths produce.
+    fn grey_or_rgb(&self) -> bool {
+        match self.samples {
+            1 => self.photometric.starts_with("MONOCHROME"),
+            3 => self.photometric == "RGB",
+            _ => false,
+        }
+    }
+}
+
 /// RLE Lossless (PS3.5 Annex G) for every sample width, 32 bits included (dicom-rs 0.10 stops
 /// at 16): per frame, one fragment of up to 15 PackBits segments, one per byte of each sample,
 /// most significant byte first, colour planes in order. `None` when the layout is not that
@@ -157,29 +208,10 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     if transfer_syntax != "1.2.840.10008.1.2.5" {
         return None;
     }
-    let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
-    let (rows, cols) = (int(tags::ROWS)? as usize, int(tags::COLUMNS)? as usize);
-    let frames = obj
-        .element(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
-    let allocated = int(tags::BITS_ALLOCATED)?;
-    let stored = int(tags::BITS_STORED)?;
-    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
-    let photometric = obj
-        .element(tags::PHOTOMETRIC_INTERPRETATION)
-        .ok()
-        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
-        .unwrap_or_default();
-    let layout_ok = match samples {
-        1 => photometric.starts_with("MONOCHROME"),
-        3 => photometric == "RGB",
-        _ => false,
-    };
-    if !layout_ok || !matches!(allocated, 8 | 16 | 32) || stored == 0 || stored > allocated {
+    let a = PixelAttrs::read(obj)?;
+    let (rows, cols, frames, samples) = (a.rows, a.cols, a.frames, a.samples);
+    let (allocated, stored, signed) = (a.allocated, a.stored, a.signed);
+    if !a.grey_or_rgb() || !matches!(allocated, 8 | 16 | 32) || stored == 0 || stored > allocated {
         return None;
     }
     let fragments = obj.element(tags::PIXEL_DATA).ok()?.fragments()?;
@@ -320,34 +352,14 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     ) {
         return None;
     }
-    let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
-    let (rows, cols) = (int(tags::ROWS)? as usize, int(tags::COLUMNS)? as usize);
-    let frames = obj
-        .element(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
-    let allocated = int(tags::BITS_ALLOCATED)?;
-    let stored = int(tags::BITS_STORED)?;
-    let high = int(tags::HIGH_BIT)?;
-    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
-    let planar = int(tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1;
-    let photometric = obj
-        .element(tags::PHOTOMETRIC_INTERPRETATION)
-        .ok()
-        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
-        .unwrap_or_default();
-    if photometric == "YBR_FULL_422" {
+    let a = PixelAttrs::read(obj)?;
+    let (rows, cols, frames, samples) = (a.rows, a.cols, a.frames, a.samples);
+    let (allocated, stored, high, signed, planar) =
+        (a.allocated, a.stored, a.high, a.signed, a.planar);
+    if a.photometric == "YBR_FULL_422" {
         return ybr_full_422(obj, transfer_syntax, rows, cols, frames, allocated);
     }
-    let layout_ok = match samples {
-        1 => photometric.starts_with("MONOCHROME"),
-        3 => photometric == "RGB",
-        _ => false,
-    };
-    if !layout_ok
+    if !a.grey_or_rgb()
         || !matches!(allocated, 1 | 8 | 16 | 32)
         || stored == 0
         || stored > allocated

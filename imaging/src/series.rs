@@ -77,6 +77,23 @@ pub struct BuiltVolume {
     pub resampled_from: Option<Vec<f64>>,
 }
 
+impl From<DecodeError> for SeriesError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Pixels {
+                path,
+                transfer_syntax,
+                reason,
+            } => Self::Decode {
+                path,
+                transfer_syntax,
+                reason,
+            },
+            DecodeError::Read { path, reason } => Self::Read { path, reason },
+        }
+    }
+}
+
 fn read_err(path: &Path, reason: impl ToString) -> SeriesError {
     SeriesError::Read {
         path: path.to_owned(),
@@ -158,18 +175,7 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
             path.display()
         )));
     }
-    let decoded = decode_object(&obj, path).map_err(|e| match e {
-        DecodeError::Pixels {
-            path,
-            transfer_syntax,
-            reason,
-        } => SeriesError::Decode {
-            path,
-            transfer_syntax,
-            reason,
-        },
-        DecodeError::Read { path, reason } => SeriesError::Read { path, reason },
-    })?;
+    let decoded = decode_object(&obj, path)?;
     if decoded.frames != 1 || decoded.samples != 1 {
         return Err(SeriesError::NotAVolume(format!(
             "{}: not a single-frame greyscale image",
@@ -237,18 +243,7 @@ pub fn multiframe_slices(path: &Path) -> Result<Vec<Slice>, SeriesError> {
                 path.display()
             ))
         })?;
-    let decoded = decode_object(&obj, path).map_err(|e| match e {
-        DecodeError::Pixels {
-            path,
-            transfer_syntax,
-            reason,
-        } => SeriesError::Decode {
-            path,
-            transfer_syntax,
-            reason,
-        },
-        DecodeError::Read { path, reason } => SeriesError::Read { path, reason },
-    })?;
+    let decoded = decode_object(&obj, path)?;
     if decoded.samples != 1 || per_frame.len() != decoded.frames {
         return Err(SeriesError::NotAVolume(format!(
             "{}: {} functional group items for {} frames of {} samples",
