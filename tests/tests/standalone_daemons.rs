@@ -31,8 +31,8 @@ fn standalone(name: &str, port_key: &str, subsystems_expected: &[&str]) {
     cmd.current_dir(dir.path()).arg("--config").arg(&config);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(port, "/healthz", Duration::from_secs(20));
-
-    let ready = get(port, "/readyz").expect("readyz");
+    // Live first; ready once every subsystem (the DICOM listener binds beside HTTP) is.
+    let (ready, _) = d.wait_ok(port, "/readyz", Duration::from_secs(20));
     assert_eq!(ready.status, 200);
     let subsystems = ready.json()["subsystems"]
         .as_object()
