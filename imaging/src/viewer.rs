@@ -130,6 +130,10 @@ struct Connect {
     token: String,
     #[serde(default)]
     session: Option<String>,
+    /// The client id of a connection that dropped: within the grace period the same
+    /// participant comes back (same session, state and control).
+    #[serde(default)]
+    resume: Option<u64>,
 }
 
 fn unix_now() -> u64 {
@@ -170,7 +174,7 @@ async fn upgrade(
             .into_response();
     }
     ws.max_message_size(64 << 10)
-        .on_upgrade(move |socket| client(viewer, socket, claims, name))
+        .on_upgrade(move |socket| client(viewer, socket, claims, name, connect.resume))
 }
 
 impl Viewer {
@@ -200,6 +204,36 @@ impl Viewer {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(client, claims.studies.clone());
         shared
+    }
+
+    /// A dropped participant of session `name` coming back within the grace period, as the
+    /// same user: its id and the session.
+    fn resume(&self, name: &str, id: ClientId, claims: &Claims) -> Option<(ClientId, Arc<Shared>)> {
+        let shared = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()?;
+        {
+            let mut session = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let same_user = session
+                .participants()
+                .get(&id)
+                .is_some_and(|p| p.user == claims.sub && p.dropped_at.is_some());
+            if !same_user || !session.resume(id, Instant::now()) {
+                return None;
+            }
+        }
+        shared
+            .allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, claims.studies.clone());
+        Some((id, shared))
     }
 
     /// The volume of a series, built once and shared by every viewer.
@@ -286,7 +320,8 @@ impl Viewer {
     }
 }
 
-/// Cine for a session, paced by the server: each playing viewport moves one slice per tick of
+/// A session's housekeeping: participants whose grace period ran out are removed (control
+/// passes on), and cine, paced by the server: each playing viewport moves one slice per tick of
 /// its rate. A client that cannot keep up skips states (its render loop only sees the latest);
 /// nothing queues. Ends with the session.
 async fn cine(viewer: Arc<Viewer>, shared: std::sync::Weak<Shared>) {
@@ -296,13 +331,27 @@ async fn cine(viewer: Arc<Viewer>, shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let (playing, state) = {
-            let session = shared
+        let (playing, state, expired) = {
+            let mut session = shared
                 .session
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            (session.cine(), session.state().clone())
+            let expired = session.expire(Instant::now());
+            (session.cine(), session.state().clone(), expired)
         };
+        for e in expired {
+            match e {
+                Event::Left(c) => {
+                    shared
+                        .allowed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&c);
+                }
+                Event::Control(c) => tracing::info!(controller = c, "control passed on"),
+                _ => {}
+            }
+        }
         if playing.is_empty() {
             next.clear();
             continue;
@@ -363,9 +412,22 @@ fn send_json(out: &mpsc::Sender<Json>, message: Json) {
     let _ = out.try_send(message);
 }
 
-async fn client(viewer: Arc<Viewer>, socket: WebSocket, claims: Claims, name: String) {
-    let id = viewer.next_client.fetch_add(1, Ordering::Relaxed);
-    let shared = viewer.join(&name, id, &claims);
+async fn client(
+    viewer: Arc<Viewer>,
+    socket: WebSocket,
+    claims: Claims,
+    name: String,
+    resume: Option<u64>,
+) {
+    let resumed = resume.and_then(|rid| viewer.resume(&name, rid, &claims));
+    let was_resumed = resumed.is_some();
+    let (id, shared) = match resumed {
+        Some(found) => found,
+        None => {
+            let id = viewer.next_client.fetch_add(1, Ordering::Relaxed);
+            (id, viewer.join(&name, id, &claims))
+        }
+    };
     metrics::gauge!("viewer_clients").increment(1.0);
     tracing::info!(client = id, session = %name, user = %claims.sub, "viewer joined");
     let (out_tx, out_rx) = mpsc::channel::<Json>(16);
@@ -378,7 +440,13 @@ async fn client(viewer: Arc<Viewer>, socket: WebSocket, claims: Claims, name: St
         .controller();
     send_json(
         &out_tx,
-        json!({ "type": "hello", "client": id, "session": name, "controller": controller }),
+        json!({
+            "type": "hello",
+            "client": id,
+            "session": name,
+            "controller": controller,
+            "resumed": was_resumed,
+        }),
     );
     let (sink, mut stream) = futures_split(socket);
     let renderer = tokio::spawn(render_loop(
@@ -418,18 +486,15 @@ async fn client(viewer: Arc<Viewer>, socket: WebSocket, claims: Claims, name: St
         }
     }
     renderer.abort();
-    let events = shared
+    // The participant keeps its place (and control) for the grace period; the session's
+    // housekeeping removes it after that.
+    shared
         .session
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .leave(id);
-    for e in events {
-        if let Event::Control(c) = e {
-            tracing::info!(session = %name, controller = c, "control passed on leave");
-        }
-    }
+        .dropped(id, Instant::now());
     metrics::gauge!("viewer_clients").decrement(1.0);
-    tracing::info!(client = id, session = %name, "viewer left");
+    tracing::info!(client = id, session = %name, "viewer dropped");
 }
 
 /// One message from a client: canvas size, output format, control, or a view operation.

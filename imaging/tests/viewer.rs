@@ -280,6 +280,42 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     let refused = next_json(&mut b, "error").await;
     assert!(refused["message"].as_str().unwrap().contains("control"));
 
+    // The controller's connection drops; it comes back within the grace period as the same
+    // participant, still in control, with the state as it was.
+    let a_id = hello["client"].as_u64().expect("client id");
+    let version_before = annotated["state"]["version"].as_u64().unwrap_or(0);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = format!("ws://127.0.0.1:{port}/view/ws?token={good}&session=s1&resume={a_id}");
+    let (mut a, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("reconnect");
+    let back = next_json(&mut a, "hello").await;
+    assert_eq!(back["resumed"], true, "{back}");
+    assert_eq!(back["client"], a_id);
+    assert_eq!(back["controller"], a_id, "control kept across the drop");
+    let state = next_json(&mut a, "state").await;
+    assert!(state["state"]["version"].as_u64().unwrap_or(0) >= version_before);
+    a.send(Message::text(r#"{"op":"zoom","viewport":0,"factor":1.5}"#))
+        .await
+        .unwrap();
+    let zoomed = loop {
+        let s = next_json(&mut a, "state").await;
+        if s["state"]["viewports"][0]["zoom"] == 1.5 {
+            break s;
+        }
+    };
+    assert!(zoomed["state"]["version"].as_u64().unwrap_or(0) > version_before);
+    // Resuming someone else's id, or an id that never was, starts a new participant.
+    let url = format!("ws://127.0.0.1:{port}/view/ws?token={good}&session=s1&resume=999");
+    let (mut stranger, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let fresh = next_json(&mut stranger, "hello").await;
+    assert_eq!(fresh["resumed"], false);
+    assert_ne!(fresh["client"], 999);
+    drop(stranger);
+
     // A token for another study cannot open this series.
     let mut c = connect(port, &token(vec!["1.2.3".into()], now() + 600), "s2")
         .await
