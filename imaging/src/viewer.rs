@@ -52,8 +52,9 @@ struct Shared {
     frames: Mutex<FrameCache>,
 }
 
-/// An encoded frame, or why it could not be made.
-type Encoded = Result<(Arc<Vec<u8>>, u32, u32), String>;
+/// A frame message ready to send (header and image), or why it could not be made. Shared
+/// co-viewers send the same bytes without copying them.
+type Encoded = Result<axum::body::Bytes, String>;
 
 #[derive(Default)]
 struct FrameCache {
@@ -670,13 +671,26 @@ async fn render_loop(
                 let renderer = Arc::clone(&viewer.renderer);
                 let vs = vs.clone();
                 let started = Instant::now();
+                let version = snapshot.version;
                 let out = tokio::task::spawn_blocking(move || {
-                    render_frame(&renderer, &volume, &vs, window, canvas, quality)
+                    render_frame(&renderer, &volume, &vs, window, canvas, quality).map(
+                        |(bytes, w, h)| {
+                            let mut b = Vec::with_capacity(bytes.len() + 16);
+                            b.push(i as u8);
+                            b.push(u8::from(quality == 0));
+                            b.push(quality);
+                            b.push(0);
+                            b.extend_from_slice(&version.to_le_bytes());
+                            b.extend_from_slice(&(w as u16).to_le_bytes());
+                            b.extend_from_slice(&(h as u16).to_le_bytes());
+                            b.extend_from_slice(&bytes);
+                            axum::body::Bytes::from(b)
+                        },
+                    )
                 })
                 .await
                 .map_err(|e| e.to_string())
-                .and_then(|r| r)
-                .map(|(bytes, w, h)| (Arc::new(bytes), w, h));
+                .and_then(|r| r);
                 metrics::histogram!("viewer_frame_seconds").record(started.elapsed().as_secs_f64());
                 metrics::counter!("viewer_renders_total").increment(1);
                 out
@@ -687,18 +701,9 @@ async fn render_loop(
                 None => make.await,
             };
             let message = match frame {
-                Ok((bytes, w, h)) => {
-                    let mut b = Vec::with_capacity(bytes.len() + 16);
-                    b.push(i as u8);
-                    b.push(u8::from(quality == 0));
-                    b.push(quality);
-                    b.push(0);
-                    b.extend_from_slice(&snapshot.version.to_le_bytes());
-                    b.extend_from_slice(&(w as u16).to_le_bytes());
-                    b.extend_from_slice(&(h as u16).to_le_bytes());
-                    b.extend_from_slice(&bytes);
+                Ok(bytes) => {
                     metrics::counter!("viewer_frames_total").increment(1);
-                    Message::Binary(b.into())
+                    Message::Binary(bytes)
                 }
                 Err(e) => Message::Text(
                     json!({ "type": "error", "viewport": i, "message": e })
