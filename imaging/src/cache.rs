@@ -100,6 +100,22 @@ impl VolumeCache {
         self.len() == 0
     }
 
+    /// The volume of `series` if it is held (and marks it used).
+    pub fn get(&self, series: &str) -> Option<Arc<BuiltVolume>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.clock += 1;
+        let now = state.clock;
+        match state.slots.get_mut(series) {
+            Some(Slot::Ready {
+                volume, last_used, ..
+            }) => {
+                *last_used = now;
+                Some(Arc::clone(volume))
+            }
+            _ => None,
+        }
+    }
+
     /// The volume of `series`, built with `build` if it is not held (once, however many ask at
     /// the same time). A failed build is not remembered: those waiting for it, and the next
     /// request, try again.

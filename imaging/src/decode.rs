@@ -189,6 +189,23 @@ impl PixelAttrs {
         })
     }
 
+    /// A raw sample as its stored value: masked to Bits Stored, sign-extended when Pixel
+    /// Representation is 1.
+    fn value(&self, raw: u32) -> i64 {
+        let stored = self.stored.clamp(1, 32);
+        let raw = if stored == 32 {
+            raw
+        } else {
+            raw & ((1u32 << stored) - 1)
+        };
+        if self.signed {
+            let shift = 32 - stored;
+            i64::from(((raw << shift) as i32) >> shift)
+        } else {
+            i64::from(raw)
+        }
+    }
+
     /// Greyscale or RGB: the layouts the native paths produce.
     fn grey_or_rgb(&self) -> bool {
         match self.samples {
@@ -210,7 +227,7 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     }
     let a = PixelAttrs::read(obj)?;
     let (rows, cols, frames, samples) = (a.rows, a.cols, a.frames, a.samples);
-    let (allocated, stored, signed) = (a.allocated, a.stored, a.signed);
+    let (allocated, stored) = (a.allocated, a.stored);
     if !a.grey_or_rgb() || !matches!(allocated, 8 | 16 | 32) || stored == 0 || stored > allocated {
         return None;
     }
@@ -220,12 +237,6 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     }
     let width = allocated as usize / 8;
     let plane = rows.checked_mul(cols)?;
-    let shift = 32 - stored;
-    let mask = if stored == 32 {
-        u32::MAX
-    } else {
-        (1u32 << stored) - 1
-    };
     let mut values = Vec::with_capacity(plane * samples * frames);
     for fragment in fragments {
         let header = fragment.get(..64)?;
@@ -259,12 +270,7 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
                 for b in 0..width {
                     raw = (raw << 8) | u32::from(planes[c * width + b][p]);
                 }
-                let raw = raw & mask;
-                values[frame_start + p * samples + c] = if signed {
-                    i64::from(((raw << shift) as i32) >> shift)
-                } else {
-                    i64::from(raw)
-                };
+                values[frame_start + p * samples + c] = a.value(raw);
             }
         }
     }
@@ -354,8 +360,7 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     }
     let a = PixelAttrs::read(obj)?;
     let (rows, cols, frames, samples) = (a.rows, a.cols, a.frames, a.samples);
-    let (allocated, stored, high, signed, planar) =
-        (a.allocated, a.stored, a.high, a.signed, a.planar);
+    let (allocated, stored, high, planar) = (a.allocated, a.stored, a.high, a.planar);
     if a.photometric == "YBR_FULL_422" {
         return ybr_full_422(obj, transfer_syntax, rows, cols, frames, allocated);
     }
@@ -398,12 +403,6 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         && obj
             .element(tags::PIXEL_DATA)
             .is_ok_and(|e| e.header().vr == dicom_core::VR::OW);
-    let mask = if stored == 32 {
-        u32::MAX
-    } else {
-        (1u32 << stored) - 1
-    };
-    let shift = 32 - stored;
     let mut values = Vec::with_capacity(n);
     for chunk in bytes[..n * width].chunks_exact(width) {
         let raw = match width {
@@ -414,14 +413,8 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
                     | u32::from(u16::from_ne_bytes([chunk[2], chunk[3]]))
             }
             _ => u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
-        } & mask;
-        let v = if signed {
-            // Sign-extend from Bits Stored.
-            i64::from(((raw << shift) as i32) >> shift)
-        } else {
-            i64::from(raw)
         };
-        values.push(v);
+        values.push(a.value(raw));
     }
     if planar && samples == 3 {
         values = interleave(values, rows * cols);

@@ -244,13 +244,6 @@ impl Store {
         }
     }
 
-    /// Keeps one DICOM Part 10 file (preamble optional), given as its bytes.
-    /// A data set without the Part 10 wrapping (no "DICM") is accepted when its encoding can be
-    /// recognised, and kept wrapped in a file meta group.
-    pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
-        self.keep(bytes).await
-    }
-
     fn series_known(&self, series: &str) -> bool {
         self.known_series
             .lock()
@@ -286,7 +279,10 @@ impl Store {
         }))
     }
 
-    async fn keep(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
+    /// Keeps one DICOM Part 10 file (preamble optional), given as its bytes.
+    /// A data set without the Part 10 wrapping (no "DICM") is accepted when its encoding can be
+    /// recognised, and kept wrapped in a file meta group.
+    pub async fn put(&self, bytes: Vec<u8>) -> Result<Stored, Refused> {
         let started = std::time::Instant::now();
         let root = self.root.clone();
         // Parsing and writing the temp file in one trip to a blocking thread. An instance
@@ -370,7 +366,7 @@ impl Store {
             .await
             .map_err(|e| Refused::Resources(e.to_string()))?;
         }
-        self.keep(file).await
+        self.put(file).await
     }
 
     /// Inserts the rows of an instance kept at `rel`, in one transaction. With `tmp`, the

@@ -239,6 +239,10 @@ impl Viewer {
 
     /// The volume of a series, built once and shared by every viewer.
     async fn volume(&self, series: &str) -> Result<Arc<BuiltVolume>, String> {
+        // Every frame and cine tick asks: a held volume costs no index query.
+        if let Some(v) = self.cache.get(series) {
+            return Ok(v);
+        }
         let files: Vec<String> = sqlx::query_scalar(
             "SELECT file FROM instances WHERE series_uid = ? ORDER BY instance_number",
         )

@@ -44,23 +44,13 @@ fn storescu(port: u16) -> (bool, String) {
 
 /// Every file under DATA_DIR/dicom except the index database.
 fn stored(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.join("data/dicom")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if !p
-                .file_name()
+    e2e::files_under(&dir.join("data/dicom"))
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("index.sqlite"))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
+        })
+        .collect()
 }
 
 fn count(port: u16, path: &str) -> usize {
@@ -313,19 +303,7 @@ fn imaging_decode(f: &Path) -> (u32, u32) {
 fn concurrent_associations_keep_every_instance() {
     let dir = temp_dir();
     let (mut d, ports) = start(dir.path());
-    let mut files = Vec::new();
-    let mut dirs = vec![series()];
-    while let Some(p) = dirs.pop() {
-        for e in std::fs::read_dir(p).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = e2e::ct_series_files();
     assert_eq!(files.len(), 140);
     // Overlapping quarters: the middle files are sent twice, by two associations at once.
     let children: Vec<_> = (0..4usize)

@@ -47,19 +47,10 @@ fn instances(port: u16) -> usize {
 }
 
 fn files_in_store(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut dirs = vec![dir.join("data/dicom")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "dcm") {
-                n += 1;
-            }
-        }
-    }
-    n
+    e2e::files_under(&dir.join("data/dicom"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .count()
 }
 
 #[test]
@@ -97,19 +88,7 @@ fn folders_dicomdir_zip_and_the_whole_manifest() {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    let mut ct: Vec<PathBuf> = Vec::new();
-    let mut dirs = vec![testdata("series/ct-philips-headphantom-140")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
-                ct.push(p);
-            }
-        }
-    }
-    ct.sort();
+    let ct = e2e::ct_series_files();
     for (i, f) in ct.iter().take(5).enumerate() {
         zip.start_file(format!("ct/{i}.dcm"), options).unwrap();
         std::io::Write::write_all(&mut zip, &std::fs::read(f).unwrap()).unwrap();

@@ -2,16 +2,10 @@
 //! with C-FIND (`GET /pacs/PACS/studies`) and has it sent over with C-MOVE
 //! (`POST /pacs/PACS/retrieve`), after which QIDO-RS shows all 140 instances here.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::{Daemon, Ports, bin, request, temp_dir};
-
-fn series() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/series/ct-philips-headphantom-140")
-}
 
 #[test]
 fn cfind_and_cmove_against_dcmqrscp() {
@@ -23,19 +17,7 @@ fn cfind_and_cmove_against_dcmqrscp() {
     // destination.
     let db = dir.path().join("pacs");
     std::fs::create_dir_all(&db).unwrap();
-    let mut files = Vec::new();
-    let mut dirs = vec![series()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = e2e::ct_series_files();
     assert_eq!(files.len(), 140);
     let idx = Command::new("dcmqridx")
         .arg(&db)

@@ -350,6 +350,35 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Every file under `dir`, recursively, sorted (nothing when it cannot be read).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The 140 images of ../shared/testdata/series/ct-philips-headphantom-140 (without Philips'
+/// DIRFILE, which is not an image), sorted.
+pub fn ct_series_files() -> Vec<PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/series/ct-philips-headphantom-140");
+    files_under(&dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "DIRFILE"))
+        .collect()
+}
+
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(

@@ -17,23 +17,6 @@ fn series_dir() -> PathBuf {
     benches::repo_root().join("../shared/testdata/series/ct-philips-headphantom-140")
 }
 
-fn files() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![series_dir()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).expect("series folder").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n != "DIRFILE") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A store under test: a DICOM port, its AE title, and its DICOMweb root.
 struct Target {
     _daemon: Daemon,
@@ -139,7 +122,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(3);
-    let files = files();
+    let files = e2e::ct_series_files();
     let bytes: u64 = files
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
