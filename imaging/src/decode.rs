@@ -11,7 +11,7 @@ use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 
 /// Decoded frames of one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     /// Rows per frame.
     pub rows: usize,
@@ -24,8 +24,22 @@ pub struct Decoded {
     /// Transfer syntax UID of the file.
     pub transfer_syntax: String,
     /// Stored values, frame by frame, row by row, samples interleaved (i64: unsigned 32-bit
-    /// samples fit).
+    /// samples fit). For Float and Double Float Pixel Data, the real samples divided by
+    /// `real.step` and rounded.
     pub values: Vec<i64>,
+    /// The samples as they are, for Float (7FE0,0008) and Double Float (7FE0,0009) Pixel Data.
+    pub real: Option<RealSamples>,
+}
+
+/// Floating point samples (parametric maps): exact, and the step `values` are counted in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealSamples {
+    /// The samples, frame by frame, row by row.
+    pub values: Vec<f64>,
+    /// What one unit of [`Decoded::values`] is worth: a power of two that puts the largest
+    /// magnitude between 2^13 and 2^14, so the values fit the 16-bit volumes render works on
+    /// (display precision; the exact samples are in `values` here).
+    pub step: f64,
 }
 
 /// Why a file could not be decoded.
@@ -76,7 +90,21 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
     if let Some(values) = native(obj, &transfer_syntax).or_else(|| rle(obj, &transfer_syntax)) {
         return Ok(values);
     }
-    let decoded = obj.decode_pixel_data().map_err(|e| fail(e.to_string()))?;
+    if let Some(decoded) = jpeg(obj, &transfer_syntax) {
+        return decoded.map_err(fail);
+    }
+    if let Some(decoded) = jpeg2000(obj, &transfer_syntax) {
+        return decoded.map_err(fail);
+    }
+    let decoded = match obj.decode_pixel_data() {
+        Ok(d) => d,
+        Err(e) => {
+            return match jpeg_ls_padded(obj, &transfer_syntax) {
+                Some(decoded) => decoded.map_err(fail),
+                None => Err(fail(e.to_string())),
+            };
+        }
+    };
     let options = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
     let values: Vec<i64> = decoded
         .to_vec_with_options(&options)
@@ -104,6 +132,7 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
         samples,
         transfer_syntax,
         values,
+        real: None,
     })
 }
 
@@ -145,6 +174,7 @@ fn ybr_full_422(
         samples: 3,
         transfer_syntax: transfer_syntax.to_owned(),
         values,
+        real: None,
     })
 }
 
@@ -281,6 +311,7 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         samples,
         transfer_syntax: transfer_syntax.to_owned(),
         values,
+        real: None,
     })
 }
 
@@ -358,6 +389,9 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     ) {
         return None;
     }
+    if obj.element(tags::PIXEL_DATA).is_err() {
+        return float(obj, transfer_syntax);
+    }
     let a = PixelAttrs::read(obj)?;
     let (rows, cols, frames, samples) = (a.rows, a.cols, a.frames, a.samples);
     let (allocated, stored, high, planar) = (a.allocated, a.stored, a.high, a.planar);
@@ -391,6 +425,7 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
             samples,
             transfer_syntax: transfer_syntax.to_owned(),
             values,
+            real: None,
         });
     }
     let width = allocated as usize / 8;
@@ -426,6 +461,311 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         samples,
         transfer_syntax: transfer_syntax.to_owned(),
         values,
+        real: None,
+    })
+}
+
+/// Each frame's compressed stream: one fragment per frame, all fragments for a single frame,
+/// or else fragments grouped by where a new stream starts (`start`, e.g. a JPEG SOI).
+fn frame_streams(obj: &DefaultDicomObject, frames: usize, start: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use dicom_dictionary_std::tags;
+    let fragments = obj.element(tags::PIXEL_DATA).ok()?.fragments()?;
+    if fragments.len() == frames {
+        return Some(fragments.iter().map(|f| f.to_vec()).collect());
+    }
+    if frames == 1 {
+        return Some(vec![fragments.concat()]);
+    }
+    let mut streams: Vec<Vec<u8>> = Vec::with_capacity(frames);
+    for f in fragments {
+        let new_stream = f.starts_with(start) && streams.len() < frames;
+        match streams.last_mut() {
+            Some(last) if !new_stream => last.extend_from_slice(f),
+            _ => streams.push(f.to_vec()),
+        }
+    }
+    (streams.len() == frames).then_some(streams)
+}
+
+/// JPEG Baseline and Extended where dicom-rs falls short: 12-bit greyscale (jpeg-decoder
+/// refuses it; [`crate::jpeg12`] reads it), and colour whose Photometric Interpretation is RGB,
+/// whose components are then R, G and B as coded (PS3.5 8.2.1) unless a complete Adobe APP14
+/// marker says they were transformed; jpeg-decoder would otherwise assume YCbCr. `None` for
+/// everything else, which dicom-rs decodes.
+fn jpeg(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Result<Decoded, String>> {
+    if !matches!(
+        transfer_syntax,
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51"
+    ) {
+        return None;
+    }
+    let a = PixelAttrs::read(obj)?;
+    let streams = frame_streams(obj, a.frames, &[0xFF, 0xD8])?;
+    let first = streams.first()?;
+    let plane = a.rows.checked_mul(a.cols)?;
+    let mut values = Vec::with_capacity(plane.checked_mul(a.samples)?.checked_mul(a.frames)?);
+    if a.samples == 1 && sof_precision(first) == Some(12) {
+        for (i, stream) in streams.iter().enumerate() {
+            let grey = match crate::jpeg12::decode(stream) {
+                Ok(g) => g,
+                Err(e) => return Some(Err(format!("frame {}: {e}", i + 1))),
+            };
+            if (grey.height, grey.width) != (a.rows, a.cols) {
+                return Some(Err(format!(
+                    "frame {} is {}x{}, not the {}x{} the data set says",
+                    i + 1,
+                    grey.width,
+                    grey.height,
+                    a.cols,
+                    a.rows
+                )));
+            }
+            values.extend(grey.samples.iter().map(|&v| a.value(u32::from(v))));
+        }
+    } else if a.samples == 3 && a.photometric == "RGB" && !adobe_transformed(first) {
+        for (i, stream) in streams.iter().enumerate() {
+            let mut decoder = jpeg_decoder::Decoder::new(&stream[..]);
+            decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+            let pixels = match decoder.decode() {
+                Ok(p) => p,
+                Err(e) => return Some(Err(format!("frame {}: {e}", i + 1))),
+            };
+            if pixels.len() != plane * 3 {
+                return Some(Err(format!(
+                    "frame {}: {} samples for {}x{} RGB",
+                    i + 1,
+                    pixels.len(),
+                    a.cols,
+                    a.rows
+                )));
+            }
+            values.extend(pixels.iter().map(|&v| i64::from(v)));
+        }
+    } else {
+        return None;
+    }
+    Some(Ok(Decoded {
+        rows: a.rows,
+        cols: a.cols,
+        frames: a.frames,
+        samples: a.samples,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+        real: None,
+    }))
+}
+
+/// JPEG-LS whose entropy-coded data is followed by zero bytes before EOI (NEMA WG04's
+/// MR1_JLSL has one): CharLS 2.3 and later refuse it, older CharLS and libjpeg read it. Tried
+/// only after the general decoder failed, with the zeros removed. 8- or 16-bit samples.
+fn jpeg_ls_padded(
+    obj: &DefaultDicomObject,
+    transfer_syntax: &str,
+) -> Option<Result<Decoded, String>> {
+    if !matches!(
+        transfer_syntax,
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81"
+    ) {
+        return None;
+    }
+    let a = PixelAttrs::read(obj)?;
+    if !matches!(a.allocated, 8 | 16) || !a.grey_or_rgb() {
+        return None;
+    }
+    let by_plane = a.samples == 3 && jpeg_ls_by_plane(obj, transfer_syntax);
+    let streams = frame_streams(obj, a.frames, &[0xFF, 0xD8])?;
+    let per_frame = a.rows.checked_mul(a.cols)?.checked_mul(a.samples)?;
+    let mut values = Vec::with_capacity(per_frame.checked_mul(a.frames)?);
+    for stream in &streams {
+        // The stream ends FF D9, perhaps with DICOM's padding to an even length after it.
+        let mut end = stream.len();
+        while end > 0 && stream[end - 1] == 0 {
+            end -= 1;
+        }
+        if end < 4 || stream[end - 2..end] != [0xFF, 0xD9] || stream[end - 3] != 0 {
+            return None;
+        }
+        let mut zeros = end - 2;
+        while zeros > 2 && stream[zeros - 1] == 0 {
+            zeros -= 1;
+        }
+        let mut trimmed = stream[..zeros].to_vec();
+        trimmed.extend_from_slice(&[0xFF, 0xD9]);
+        let bytes = match charls::CharLS::default().decode(&trimmed) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let width = usize::from(a.allocated == 16) + 1;
+        if bytes.len() != per_frame * width {
+            return Some(Err(format!(
+                "{} bytes for a {}x{}x{} frame",
+                bytes.len(),
+                a.cols,
+                a.rows,
+                a.samples
+            )));
+        }
+        values.extend(bytes.chunks_exact(width).map(|c| {
+            let raw = if width == 2 {
+                u32::from(u16::from_le_bytes([c[0], c[1]]))
+            } else {
+                u32::from(c[0])
+            };
+            a.value(raw)
+        }));
+    }
+    if by_plane {
+        values = interleave(values, a.rows * a.cols);
+    }
+    Some(Ok(Decoded {
+        rows: a.rows,
+        cols: a.cols,
+        frames: a.frames,
+        samples: a.samples,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+        real: None,
+    }))
+}
+
+/// The JPEG marker segments before the first scan: (marker, segment body).
+fn jpeg_segments(stream: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut pos = 2;
+    std::iter::from_fn(move || {
+        let marker = match stream.get(pos..pos + 2)? {
+            [0xFF, m] if *m != 0xDA && *m != 0xD9 => *m,
+            _ => return None,
+        };
+        let len = usize::from(u16::from_be_bytes([
+            *stream.get(pos + 2)?,
+            *stream.get(pos + 3)?,
+        ]));
+        let body = stream.get(pos + 4..pos + 2 + len.max(2))?;
+        pos += 2 + len;
+        Some((marker, body))
+    })
+}
+
+/// The sample precision in a JPEG stream's frame header.
+fn sof_precision(stream: &[u8]) -> Option<u8> {
+    jpeg_segments(stream)
+        .find(|(m, _)| matches!(m, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF))
+        .and_then(|(_, body)| body.first().copied())
+}
+
+/// Whether a JPEG stream carries a complete Adobe APP14 marker with a colour transform.
+fn adobe_transformed(stream: &[u8]) -> bool {
+    jpeg_segments(stream).any(|(m, body)| {
+        m == 0xEE && body.len() >= 12 && body.starts_with(b"Adobe") && body[11] != 0
+    })
+}
+
+/// JPEG 2000 (and HTJ2K) where dicom-rs refuses the layout: Bits Allocated other than 8 or
+/// 16 (1-bit segmentations, 32-bit images). Decoded through openjp2 (the jpeg2k crate), each
+/// component's values taken as coded. `None` for everything dicom-rs decodes.
+fn jpeg2000(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Result<Decoded, String>> {
+    if !matches!(
+        transfer_syntax,
+        "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.201"
+            | "1.2.840.10008.1.2.4.202"
+            | "1.2.840.10008.1.2.4.203"
+    ) {
+        return None;
+    }
+    let a = PixelAttrs::read(obj)?;
+    if matches!(a.allocated, 8 | 16) {
+        return None;
+    }
+    // A J2K codestream starts with SOC (FF4F); a JP2 file with its signature box.
+    let streams = frame_streams(obj, a.frames, &[0xFF, 0x4F])?;
+    let plane = a.rows.checked_mul(a.cols)?;
+    let mut values = Vec::with_capacity(plane.checked_mul(a.samples)?.checked_mul(a.frames)?);
+    for (i, stream) in streams.iter().enumerate() {
+        let image = match jpeg2k::Image::from_bytes(stream) {
+            Ok(image) => image,
+            Err(e) => return Some(Err(format!("frame {}: {e}", i + 1))),
+        };
+        let components = image.components();
+        if components.len() != a.samples
+            || components
+                .iter()
+                .any(|c| (c.height() as usize, c.width() as usize) != (a.rows, a.cols))
+        {
+            return Some(Err(format!(
+                "frame {}: the codestream's components do not match {}x{}x{}",
+                i + 1,
+                a.cols,
+                a.rows,
+                a.samples
+            )));
+        }
+        for p in 0..plane {
+            for c in components {
+                values.push(a.value(c.data()[p] as u32));
+            }
+        }
+    }
+    Some(Ok(Decoded {
+        rows: a.rows,
+        cols: a.cols,
+        frames: a.frames,
+        samples: a.samples,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+        real: None,
+    }))
+}
+
+/// Float (OF, 32-bit) or Double Float (OD, 64-bit) Pixel Data, greyscale: the samples kept
+/// exactly in [`Decoded::real`], and counted in a power-of-two step in [`Decoded::values`].
+/// `None` when there is neither, a sample is not finite, or the count is not the frames'.
+fn float(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
+    use dicom_dictionary_std::tags;
+    let int = |tag| obj.element(tag).ok().and_then(|e| e.to_int::<u32>().ok());
+    let (rows, cols) = (int(tags::ROWS)? as usize, int(tags::COLUMNS)? as usize);
+    let frames = obj
+        .element(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .and_then(|e| e.to_str().ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if int(tags::SAMPLES_PER_PIXEL).unwrap_or(1) != 1 {
+        return None;
+    }
+    let real: Vec<f64> = if let Ok(e) = obj.element(tags::FLOAT_PIXEL_DATA) {
+        e.to_multi_float32()
+            .ok()?
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    } else {
+        obj.element(tags::DOUBLE_FLOAT_PIXEL_DATA)
+            .ok()?
+            .to_multi_float64()
+            .ok()?
+    };
+    if real.len() != rows.checked_mul(cols)?.checked_mul(frames)?
+        || real.iter().any(|v| !v.is_finite())
+    {
+        return None;
+    }
+    let largest = real.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let step = if largest > 0.0 {
+        2f64.powi(largest.log2().ceil() as i32 - 14)
+    } else {
+        1.0
+    };
+    let values = real.iter().map(|v| (v / step).round() as i64).collect();
+    Some(Decoded {
+        rows,
+        cols,
+        frames,
+        samples: 1,
+        transfer_syntax: transfer_syntax.to_owned(),
+        values,
+        real: Some(RealSamples { values: real, step }),
     })
 }
 

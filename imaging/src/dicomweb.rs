@@ -568,6 +568,22 @@ async fn frame_bytes(
         32 => 4,
         _ => 2,
     };
+    if let Some(real) = &decoded.real {
+        // Float pixel data goes out as stored: 32-bit floats for OF, 64-bit for OD.
+        let frames = real
+            .values
+            .chunks(per_frame.max(1))
+            .map(|f| {
+                f.iter()
+                    .flat_map(|&v| match bits {
+                        Some(64) => v.to_le_bytes().to_vec(),
+                        _ => (v as f32).to_le_bytes().to_vec(),
+                    })
+                    .collect()
+            })
+            .collect();
+        return Ok((frames, decoded.frames as u32));
+    }
     let frames = decoded
         .values
         .chunks(per_frame.max(1))

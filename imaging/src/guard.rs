@@ -15,11 +15,42 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Opens a DICOM file after [`check`]ing it: the way every file is opened here.
 pub fn open_file(path: &std::path::Path) -> Result<dicom_object::DefaultDicomObject, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    check(&bytes)?;
-    let bytes = with_group_length(&bytes);
-    dicom_object::OpenFileOptions::new()
-        .from_reader(&*bytes)
-        .map_err(|e| e.to_string())
+    parse(&bytes, false).map(|(obj, _)| obj)
+}
+
+/// Parses a Part 10 file after [`scan`]ning it, the whole of it or (`until_pixels`) up to its
+/// Pixel Data. A data set written in implicit VR under a meta group that names an explicit VR
+/// transfer syntax (some writers did this with JPEG Baseline; pydicom reads such files too) is
+/// read as implicit VR, keeping the declared transfer syntax for its pixel data.
+pub fn parse(
+    bytes: &[u8],
+    until_pixels: bool,
+) -> Result<(dicom_object::DefaultDicomObject, Scan), String> {
+    use dicom_dictionary_std::tags;
+    let bytes = with_group_length(bytes);
+    let scan = scan(&bytes)?;
+    if scan.implicit_data_set {
+        let start = if bytes.get(128..132) == Some(b"DICM") {
+            128
+        } else {
+            0
+        };
+        let mut reader = bytes.get(start..).unwrap_or_default();
+        let meta =
+            dicom_object::FileMetaTable::from_reader(&mut reader).map_err(|e| e.to_string())?;
+        let ts = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(reader, &ts)
+            .map_err(|e| format!("data set in implicit VR under an explicit VR meta group: {e}"))?;
+        return Ok((obj.with_exact_meta(meta), scan));
+    }
+    let options = dicom_object::OpenFileOptions::new();
+    let options = if until_pixels {
+        options.read_until(tags::PIXEL_DATA)
+    } else {
+        options
+    };
+    let obj = options.from_reader(&*bytes).map_err(|e| e.to_string())?;
+    Ok((obj, scan))
 }
 
 /// The file with a File Meta Information Group Length (0002,0000) when its meta group lacks
@@ -107,6 +138,9 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
 pub struct Scan {
     /// The VR of the top-level Pixel Data element, when there is one ("OW" in implicit VR).
     pub pixel_data_vr: Option<[u8; 2]>,
+    /// The meta group names explicit VR little endian (or a compressed syntax built on it) but
+    /// the data set is in implicit VR: its first element has no VR letters.
+    pub implicit_data_set: bool,
 }
 
 /// [`check`], also reporting whether the data set has pixel data (so a parser may stop before
@@ -153,7 +187,14 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
         "1.2.840.10008.1.2.1.99" => return Ok(Scan::default()),
         _ => (false, false),
     };
-    walk(bytes, pos, implicit, big_endian)
+    let misdeclared = !implicit
+        && !big_endian
+        && bytes
+            .get(pos + 4..pos + 6)
+            .is_some_and(|vr| !(vr[0].is_ascii_uppercase() && vr[1].is_ascii_uppercase()));
+    let mut scan = walk(bytes, pos, implicit || misdeclared, big_endian)?;
+    scan.implicit_data_set = misdeclared;
+    Ok(scan)
 }
 
 /// VRs with a reserved field and a 4-byte length in explicit VR.
@@ -280,6 +321,12 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
                         tag.0, tag.1
                     ));
                 }
+                // Pixel Data of undefined length is encapsulated, whatever the VR encoding.
+                _ if frame.implicit && tag == Tag(0x7FE0, 0x0010) => stack.push(Frame {
+                    kind: Kind::Fragments,
+                    end: None,
+                    ..frame
+                }),
                 b"UN" => stack.push(Frame {
                     kind: Kind::Sequence,
                     end: None,

@@ -15,6 +15,7 @@ pub mod dicomweb;
 mod dimse;
 mod guard;
 pub mod import;
+pub mod jpeg12;
 pub mod json;
 pub mod multipart;
 pub mod query;

@@ -214,6 +214,8 @@ pub fn render_instance(
         };
         let slope = first_float(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0);
         let intercept = first_float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+        // Float pixel data: the integer values count in steps of the real samples.
+        let slope = slope * decoded.real.as_ref().map_or(1.0, |r| r.step);
         let rescale = Rescale {
             slope: if slope == 0.0 { 1.0 } else { slope },
             intercept: intercept + offset as f64 * slope,

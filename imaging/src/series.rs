@@ -183,6 +183,7 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
         )));
     }
     let size = [decoded.rows, decoded.cols];
+    let real_step = decoded.real.as_ref().map_or(1.0, |r| r.step);
     let stored = to_i32(decoded.values, path)?;
     let row = V3::new(iop[0], iop[1], iop[2]);
     let col = V3::new(iop[3], iop[4], iop[5]);
@@ -194,7 +195,7 @@ pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
         pixel_spacing: [ps[0], ps[1]],
         size,
         rescale: Rescale {
-            slope: number(tags::RESCALE_SLOPE, 1.0),
+            slope: number(tags::RESCALE_SLOPE, 1.0) * real_step,
             intercept: number(tags::RESCALE_INTERCEPT, 0.0),
         },
         monochrome1: photometric == "MONOCHROME1",

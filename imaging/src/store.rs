@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
+use dicom_object::{InMemDicomObject, Tag};
 use dicom_transfer_syntax_registry::TransferSyntaxIndex;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -705,14 +705,9 @@ fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
 }
 
 fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
-    let bytes = &*crate::guard::with_group_length(bytes);
-    let scan = crate::guard::scan(bytes).map_err(Refused::Malformed)?;
     // The attributes are what the index needs; the pixel data's structure is checked by the
     // scan, and its bytes are kept in the file, so the parser stops before it.
-    let obj: DefaultDicomObject = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(bytes)
-        .map_err(|e| Refused::Malformed(e.to_string()))?;
+    let (obj, scan) = crate::guard::parse(bytes, true).map_err(Refused::Malformed)?;
     let required = |tag: Tag, name: &str| -> Result<String, Refused> {
         match text(&obj, tag) {
             Some(u) if valid_uid(&u) => Ok(u),
