@@ -236,7 +236,17 @@ pub fn render_instance(
                         rescale.apply((hi - offset) as f64),
                     );
                     let (a, b) = (a.min(b), a.max(b));
-                    Window::linear((a + b) / 2.0, (b - a).max(1.0))
+                    if decoded.real.is_some() && b > a {
+                        // Real-valued maps may span less than one unit: the exact linear
+                        // function, whose width may be below 1.
+                        Window {
+                            center: (a + b) / 2.0,
+                            width: b - a,
+                            function: VoiFunction::LinearExact,
+                        }
+                    } else {
+                        Window::linear((a + b) / 2.0, (b - a).max(1.0))
+                    }
                 }
             }
         });
