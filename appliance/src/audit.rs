@@ -174,8 +174,20 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, AuditError> {
     };
     let (mut expected_seq, mut prev) = (1i64, GENESIS.to_owned());
     while let Some(row) = rows.try_next().await? {
-        let (seq, at, user_id, login, role, institution, action, target, source, result, prev_hash, stored) =
-            row;
+        let (
+            seq,
+            at,
+            user_id,
+            login,
+            role,
+            institution,
+            action,
+            target,
+            source,
+            result,
+            prev_hash,
+            stored,
+        ) = row;
         v.records += 1;
         if seq != expected_seq {
             v.problems.push(format!(
@@ -200,8 +212,9 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, AuditError> {
             result,
         };
         if hash(seq, &at, &record, &prev_hash) != stored {
-            v.problems
-                .push(format!("row {seq}: its content does not match its hash (edited)"));
+            v.problems.push(format!(
+                "row {seq}: its content does not match its hash (edited)"
+            ));
         }
         expected_seq = seq + 1;
         prev = stored.clone();

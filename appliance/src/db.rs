@@ -51,8 +51,15 @@ pub enum DbError {
 }
 
 /// The migrations, embedded in the binary, in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "meta", include_str!("../migrations/0001_meta.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "meta", include_str!("../migrations/0001_meta.sql")),
+    (2, "audit", include_str!("../migrations/0002_audit.sql")),
+    (
+        3,
+        "accounts",
+        include_str!("../migrations/0003_accounts.sql"),
+    ),
+];
 
 /// An open database.
 #[derive(Debug, Clone)]

@@ -6,6 +6,9 @@
 //!
 //! Only this crate knows SQL about people and workflows; `imaging` and `sfu` never depend on it.
 
+pub mod accounts;
+pub mod api;
+pub mod audit;
 pub mod config_cmd;
 pub mod db;
 pub mod server;

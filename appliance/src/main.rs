@@ -27,6 +27,57 @@ enum Command {
     /// Check, show and manage the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the institutions of the alliance.
+    #[command(subcommand)]
+    Institution(InstitutionCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InstitutionCommand {
+    /// Add an institution and print its id.
+    Add {
+        /// Its name, e.g. 市第一人民医院.
+        #[arg(long)]
+        name: String,
+        /// hospital, campus or clinic.
+        #[arg(long, default_value = "hospital")]
+        kind: String,
+        /// The institution it belongs to (a campus's hospital, a clinic's lead hospital).
+        #[arg(long)]
+        parent: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user and print a one-time password, to be changed at first login.
+    Add {
+        /// The login name.
+        #[arg(long)]
+        login: String,
+        /// The name shown.
+        #[arg(long)]
+        name: String,
+        /// doctor, expert, coordinator, qc_reviewer, referral_staff, institution_admin,
+        /// system_admin, security_admin or audit_admin.
+        #[arg(long)]
+        role: String,
+        /// The user's institution (id).
+        #[arg(long)]
+        institution: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exit 1 naming every edited or deleted row.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +122,9 @@ fn main() -> ExitCode {
     let args = &cli.config;
     let output = match cli.command.unwrap_or(Command::Run) {
         Command::Run => return run(args),
+        Command::Institution(c) => return admin(args, Admin::Institution(c)),
+        Command::User(c) => return admin(args, Admin::User(c)),
+        Command::Audit(c) => return admin(args, Admin::Audit(c)),
         Command::Config(ConfigCommand::Check { file }) => appliance::config_cmd::check(args, &file),
         Command::Config(ConfigCommand::Show) => appliance::config_cmd::show(args),
         Command::Config(ConfigCommand::Sample) => Ok(firmware_config::Config::sample()),
@@ -110,4 +164,77 @@ fn run(args: &ConfigArgs) -> ExitCode {
         }
     };
     firmware_runtime::daemon_main(args.log_format.into(), config, appliance::stack::run)
+}
+
+enum Admin {
+    Institution(InstitutionCommand),
+    User(UserCommand),
+    Audit(AuditCommand),
+}
+
+/// The database commands: open the database of the effective configuration, act, report.
+fn admin(args: &ConfigArgs, command: Admin) -> ExitCode {
+    let config = match appliance::config_cmd::effective(args) {
+        Ok((loaded, _)) => loaded.config,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async {
+        let db = appliance::db::Database::open(&config).await?;
+        let pool = db.pool();
+        let code = match command {
+            Admin::Institution(InstitutionCommand::Add { name, kind, parent }) => {
+                let id = appliance::accounts::add_institution(pool, &name, &kind, parent).await?;
+                println!("institution {id}: {name}");
+                ExitCode::SUCCESS
+            }
+            Admin::User(UserCommand::Add {
+                login,
+                name,
+                role,
+                institution,
+            }) => {
+                let role = appliance::accounts::parse_role(&role)?;
+                let (id, password) =
+                    appliance::accounts::add_user(pool, &login, &name, role, institution).await?;
+                println!("user {id}: {login}");
+                println!("one-time password (must be changed at first login): {password}");
+                ExitCode::SUCCESS
+            }
+            Admin::Audit(AuditCommand::Verify) => {
+                let v = appliance::audit::verify(pool).await?;
+                for p in &v.problems {
+                    println!("{p}");
+                }
+                let head = v
+                    .head
+                    .map_or("empty".to_owned(), |(seq, hash)| format!("{seq} {hash}"));
+                println!("{} records checked; head: {head}", v.records);
+                if v.problems.is_empty() {
+                    println!("the audit chain is intact");
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        };
+        db.close().await;
+        Ok(code)
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
 }

@@ -21,7 +21,11 @@ struct Site {
 }
 
 /// Runs the appliance HTTP service until `ctx.shutdown` fires.
-pub async fn run(config: &Config, ctx: &Context) -> Result<(), RuntimeError> {
+pub async fn run(
+    config: &Config,
+    ctx: &Context,
+    db: &crate::db::Database,
+) -> Result<(), RuntimeError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.http.get());
     let site = Site {
         name: config.site.name.clone(),
@@ -31,7 +35,11 @@ pub async fn run(config: &Config, ctx: &Context) -> Result<(), RuntimeError> {
     let router = Router::new()
         .route("/", get(landing))
         .route("/api/v1", get(api_root))
-        .with_state(site);
+        .with_state(site)
+        .merge(crate::api::routes(crate::api::Api {
+            pool: db.pool().clone(),
+            policy: crate::accounts::Policy::from_config(config),
+        }));
     firmware_runtime::run_service(ctx, SERVICE, addr, "listeners.http", router).await
 }
 

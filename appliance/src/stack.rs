@@ -64,7 +64,7 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
         let (a, i, s) = tokio::join!(
-            stop_all_on_error(&ctx, crate::server::run(&config, &ctx)),
+            stop_all_on_error(&ctx, crate::server::run(&config, &ctx, &db)),
             stop_all_on_error(&ctx, imaging::run(&config, ctx.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );

@@ -103,7 +103,9 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    axum::serve(listener, router)
+    // Handlers may ask for the client's address (ConnectInfo), e.g. for the audit trail.
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
     tracing::info!(service, %addr, "stopped");

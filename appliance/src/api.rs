@@ -1,0 +1,167 @@
+//! The REST API under /api/v1 (JSON; errors as `{code, message, field}`): login, logout,
+//! password change and the current user. Every route but login needs `Authorization: Bearer
+//! <token>`; a user whose password must change may only change it.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::SqlitePool;
+
+use crate::accounts::{self, AccountError, Policy, User};
+
+/// What the API handlers share.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The database.
+    pub pool: SqlitePool,
+    /// The account policy.
+    pub policy: Policy,
+}
+
+/// An API error: the status and the `{code, message, field}` body.
+#[derive(Debug)]
+pub struct ApiError(pub AccountError);
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            AccountError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AccountError::BadCredentials | AccountError::Unauthenticated => {
+                StatusCode::UNAUTHORIZED
+            }
+            AccountError::Locked { .. } => StatusCode::LOCKED,
+            AccountError::PasswordChangeRequired => StatusCode::FORBIDDEN,
+            AccountError::Taken { .. } => StatusCode::CONFLICT,
+            AccountError::Db(_) | AccountError::Audit(_) => {
+                tracing::error!(error = %e, "API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let body = json!({ "code": e.code(), "message": e.to_string(), "field": e.field() });
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The API routes.
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/me", get(me))
+        .with_state(api)
+}
+
+fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError(AccountError::Unauthenticated))
+}
+
+/// The user behind the request; `allow_pending` lets a user who must change the password in.
+async fn user(
+    api: &Api,
+    headers: &HeaderMap,
+    allow_pending: bool,
+) -> Result<(User, String), ApiError> {
+    let token = bearer(headers)?;
+    let user = accounts::authenticate(&api.pool, &api.policy, &token).await?;
+    if user.must_change_password && !allow_pending {
+        return Err(AccountError::PasswordChangeRequired.into());
+    }
+    Ok((user, token))
+}
+
+/// A JSON body, or a 422 naming what is wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError(AccountError::Field {
+            field: "body",
+            message: e.to_string(),
+        })
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: LoginBody = body(&bytes)?;
+    let (token, user) = accounts::login(
+        &api.pool,
+        &api.policy,
+        &b.login,
+        &b.password,
+        &peer.ip().to_string(),
+    )
+    .await?;
+    Ok(Json(json!({ "token": token, "user": user })).into_response())
+}
+
+async fn logout(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let (user, token) = user(&api, &headers, true).await?;
+    accounts::logout(&api.pool, &user, &token, &peer.ip().to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    old_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (user, token) = user(&api, &headers, true).await?;
+    let b: PasswordBody = body(&bytes)?;
+    accounts::change_password(
+        &api.pool,
+        &api.policy,
+        &user,
+        &token,
+        &b.old_password,
+        &b.new_password,
+        &peer.ip().to_string(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(api): State<Api>, headers: HeaderMap) -> Result<Json<User>, ApiError> {
+    let (user, _) = user(&api, &headers, true).await?;
+    Ok(Json(user))
+}
