@@ -41,6 +41,15 @@ pub enum AccountError {
     /// The password must be changed before anything else.
     #[error("the password must be changed first")]
     PasswordChangeRequired,
+    /// The account needs a second factor and has none yet: set one up first.
+    #[error("a second factor (TOTP) must be set up first")]
+    TotpEnrollmentRequired,
+    /// The login needs the current TOTP code.
+    #[error("totp: the authenticator app's current code is required")]
+    TotpRequired,
+    /// The TOTP code is wrong, expired or already used.
+    #[error("totp: the code is wrong, expired or already used")]
+    BadTotp,
     /// A name that must be unique is taken.
     #[error("{field}: {value:?} is already taken")]
     Taken {
@@ -66,6 +75,9 @@ impl AccountError {
             Self::Locked { .. } => "locked",
             Self::Unauthenticated => "unauthenticated",
             Self::PasswordChangeRequired => "password_change_required",
+            Self::TotpEnrollmentRequired => "totp_enrollment_required",
+            Self::TotpRequired => "totp_required",
+            Self::BadTotp => "bad_totp",
             Self::Taken { .. } => "conflict",
             Self::Db(_) | Self::Audit(_) => "internal",
         }
@@ -75,6 +87,7 @@ impl AccountError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Field { field, .. } | Self::Taken { field, .. } => Some(field),
+            Self::TotpRequired | Self::BadTotp => Some("totp"),
             _ => None,
         }
     }
@@ -102,6 +115,8 @@ pub struct Policy {
     pub lockout_ms: i64,
     /// Idle milliseconds before a session ends.
     pub idle_ms: i64,
+    /// Whether every user (not only administrators) needs a second factor.
+    pub totp_for_everyone: bool,
 }
 
 impl Policy {
@@ -115,6 +130,7 @@ impl Policy {
             lockout_threshold: i64::from(s.lockout_threshold),
             lockout_ms: i64::from(s.lockout_minutes) * 60_000,
             idle_ms: i64::from(s.idle_timeout_minutes) * 60_000,
+            totp_for_everyone: s.second_factor == firmware_config::SecondFactor::Everyone,
         }
     }
 
@@ -340,6 +356,10 @@ pub struct User {
     pub institution: i64,
     /// Whether the password must be changed before anything else.
     pub must_change_password: bool,
+    /// Whether a second factor must be set up before anything else.
+    pub must_enroll_totp: bool,
+    /// Whether logins need a TOTP code.
+    pub totp_enabled: bool,
 }
 
 type UserRow = (
@@ -354,24 +374,30 @@ type UserRow = (
     i64,
     i64,
     i64,
+    i64,
+    i64,
 );
 
 /// The columns a [`UserRow`] holds, in order.
 macro_rules! user_columns {
     () => {
         "id, login, display_name, role, institution_id, password_hash, password_changed_at, \
-         must_change, failed_count, locked_until, active"
+         must_change, failed_count, locked_until, active, totp_enabled, totp_last_step"
     };
 }
 
 fn user_from(row: &UserRow, policy: &Policy, now: i64) -> Result<User, AccountError> {
+    let role = parse_role(&row.3)?;
+    let totp_enabled = row.11 != 0;
     Ok(User {
         id: row.0,
         login: row.1.clone(),
         display_name: row.2.clone(),
-        role: parse_role(&row.3)?,
+        role,
         institution: row.4,
         must_change_password: row.7 != 0 || now - row.6 >= policy.max_age_ms,
+        must_enroll_totp: !totp_enabled && (role.is_admin() || policy.totp_for_everyone),
+        totp_enabled,
     })
 }
 
@@ -382,6 +408,7 @@ pub async fn login(
     policy: &Policy,
     login: &str,
     password: &str,
+    totp: Option<&str>,
     source: &str,
 ) -> Result<(String, User), AccountError> {
     let now = now_ms();
@@ -417,7 +444,30 @@ pub async fn login(
             minutes: (row.9 - now + 59_999) / 60_000,
         });
     }
-    if !password_matches(password, &row.5) {
+    let password_ok = password_matches(password, &row.5);
+    let mut second_factor_failed = false;
+    if password_ok && row.11 != 0 {
+        let Some(code) = totp else {
+            audit::append(pool, &record(Some(&row), "login_failed", "totp_required")).await?;
+            return Err(AccountError::TotpRequired);
+        };
+        let secret: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT totp_secret FROM users WHERE id = ?")
+                .bind(row.0)
+                .fetch_one(pool)
+                .await?;
+        match secret.and_then(|s| crate::totp::accept(&s, code, now / 1000, row.12)) {
+            Some(step) => {
+                sqlx::query("UPDATE users SET totp_last_step = ? WHERE id = ?")
+                    .bind(step)
+                    .bind(row.0)
+                    .execute(pool)
+                    .await?;
+            }
+            None => second_factor_failed = true,
+        }
+    }
+    if second_factor_failed || !password_ok {
         let failures = row.8 + 1;
         let (count, until) = if failures >= policy.lockout_threshold {
             (0, now + policy.lockout_ms)
@@ -430,13 +480,17 @@ pub async fn login(
             .bind(row.0)
             .execute(pool)
             .await?;
-        let result = if until > 0 {
-            "locked"
-        } else {
-            "bad_credentials"
+        let result = match (until > 0, second_factor_failed) {
+            (true, _) => "locked",
+            (false, true) => "bad_totp",
+            (false, false) => "bad_credentials",
         };
         audit::append(pool, &record(Some(&row), "login_failed", result)).await?;
-        return Err(AccountError::BadCredentials);
+        return Err(if second_factor_failed {
+            AccountError::BadTotp
+        } else {
+            AccountError::BadCredentials
+        });
     }
     sqlx::query("UPDATE users SET failed_count = 0, locked_until = 0 WHERE id = ?")
         .bind(row.0)
@@ -584,6 +638,72 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Starts setting up a second factor: a new secret (kept pending until confirmed) and the
+/// `otpauth://` URI for the authenticator app.
+pub async fn totp_setup(
+    pool: &SqlitePool,
+    issuer: &str,
+    user: &User,
+) -> Result<(String, String), AccountError> {
+    let mut secret = [0u8; 20];
+    OsRng.fill_bytes(&mut secret);
+    sqlx::query("UPDATE users SET totp_pending = ? WHERE id = ?")
+        .bind(&secret[..])
+        .bind(user.id)
+        .execute(pool)
+        .await?;
+    Ok((
+        crate::totp::base32(&secret),
+        crate::totp::otpauth_uri(issuer, &user.login, &secret),
+    ))
+}
+
+/// Confirms the pending secret with a code from the app; logins need codes from then on.
+pub async fn totp_confirm(
+    pool: &SqlitePool,
+    user: &User,
+    code: &str,
+    source: &str,
+) -> Result<(), AccountError> {
+    let pending: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT totp_pending FROM users WHERE id = ?")
+            .bind(user.id)
+            .fetch_one(pool)
+            .await?;
+    let Some(pending) = pending else {
+        return Err(field(
+            "code",
+            "no second factor is being set up (call setup first)",
+        ));
+    };
+    let Some(step) = crate::totp::accept(&pending, code, now_ms() / 1000, 0) else {
+        return Err(field("code", "is not the authenticator app's current code"));
+    };
+    sqlx::query(
+        "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_enabled = 1, \
+         totp_last_step = ? WHERE id = ?",
+    )
+    .bind(step)
+    .bind(user.id)
+    .execute(pool)
+    .await?;
+    audit::append(
+        pool,
+        &Record {
+            user_id: Some(user.id),
+            login: user.login.clone(),
+            role: role_name(user.role),
+            institution: Some(user.institution),
+            action: "totp_enabled".into(),
+            target: format!("user:{}", user.id),
+            source: source.to_owned(),
+            result: "ok".into(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,6 +716,7 @@ mod tests {
             lockout_threshold: 5,
             lockout_ms: 15 * 60_000,
             idle_ms: 30 * 60_000,
+            totp_for_everyone: false,
         }
     }
 

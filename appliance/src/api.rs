@@ -22,6 +22,8 @@ pub struct Api {
     pub pool: SqlitePool,
     /// The account policy.
     pub policy: Policy,
+    /// The site's name (the issuer authenticator apps show).
+    pub site: String,
 }
 
 /// An API error: the status and the `{code, message, field}` body.
@@ -39,9 +41,11 @@ impl IntoResponse for ApiError {
         let e = self.0;
         let status = match &e {
             AccountError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AccountError::BadCredentials | AccountError::Unauthenticated => {
-                StatusCode::UNAUTHORIZED
-            }
+            AccountError::BadCredentials
+            | AccountError::Unauthenticated
+            | AccountError::TotpRequired
+            | AccountError::BadTotp => StatusCode::UNAUTHORIZED,
+            AccountError::TotpEnrollmentRequired => StatusCode::FORBIDDEN,
             AccountError::Locked { .. } => StatusCode::LOCKED,
             AccountError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             AccountError::Taken { .. } => StatusCode::CONFLICT,
@@ -61,6 +65,8 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/password", post(change_password))
+        .route("/api/v1/auth/totp/setup", post(totp_setup))
+        .route("/api/v1/auth/totp/confirm", post(totp_confirm))
         .route("/api/v1/me", get(me))
         .with_state(api)
 }
@@ -86,6 +92,9 @@ async fn user(
     if user.must_change_password && !allow_pending {
         return Err(AccountError::PasswordChangeRequired.into());
     }
+    if user.must_enroll_totp && !allow_pending {
+        return Err(AccountError::TotpEnrollmentRequired.into());
+    }
     Ok((user, token))
 }
 
@@ -104,6 +113,8 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 struct LoginBody {
     login: String,
     password: String,
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 async fn login(
@@ -117,6 +128,7 @@ async fn login(
         &api.policy,
         &b.login,
         &b.password,
+        b.totp.as_deref(),
         &peer.ip().to_string(),
     )
     .await?;
@@ -164,4 +176,31 @@ async fn change_password(
 async fn me(State(api): State<Api>, headers: HeaderMap) -> Result<Json<User>, ApiError> {
     let (user, _) = user(&api, &headers, true).await?;
     Ok(Json(user))
+}
+
+async fn totp_setup(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (user, _) = user(&api, &headers, true).await?;
+    let (secret, uri) = accounts::totp_setup(&api.pool, &api.site, &user).await?;
+    Ok(Json(json!({ "secret": secret, "otpauth_uri": uri })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: String,
+}
+
+async fn totp_confirm(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (user, _) = user(&api, &headers, true).await?;
+    let b: CodeBody = body(&bytes)?;
+    accounts::totp_confirm(&api.pool, &user, &b.code, &peer.ip().to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../migrations/0003_accounts.sql"),
     ),
+    (4, "totp", include_str!("../migrations/0004_totp.sql")),
 ];
 
 /// An open database.

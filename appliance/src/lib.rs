@@ -13,3 +13,4 @@ pub mod config_cmd;
 pub mod db;
 pub mod server;
 pub mod stack;
+pub mod totp;

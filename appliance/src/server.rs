@@ -39,6 +39,7 @@ pub async fn run(
         .merge(crate::api::routes(crate::api::Api {
             pool: db.pool().clone(),
             policy: crate::accounts::Policy::from_config(config),
+            site: config.site.name.clone(),
         }));
     firmware_runtime::run_service(ctx, SERVICE, addr, "listeners.http", router).await
 }

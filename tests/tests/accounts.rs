@@ -245,3 +245,129 @@ fn accounts_lockout_and_a_tamper_evident_audit_trail() {
     assert!(report.contains("rows 7 to 7 are missing"), "{report}");
     assert!(report.contains("row 8: its link"), "{report}");
 }
+
+/// The TOTP code for a base32 `secret`, `offset` steps from now, computed by Python's standard
+/// library (hmac, hashlib): an implementation nobody here wrote.
+fn python_totp(secret: &str, offset: i64) -> String {
+    let script = "import base64, hashlib, hmac, struct, sys, time\n\
+s = sys.argv[1]; key = base64.b32decode(s + '=' * (-len(s) % 8))\n\
+step = int(time.time()) // 30 + int(sys.argv[2])\n\
+h = hmac.new(key, struct.pack('>Q', step), hashlib.sha1).digest()\n\
+o = h[-1] & 15\n\
+print('%06d' % ((struct.unpack('>I', h[o:o + 4])[0] & 0x7fffffff) % 1000000))\n";
+    let out = Command::new("python3")
+        .args(["-c", script, secret, &offset.to_string()])
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An administrator must set up a TOTP second factor, and from then on logs in with the
+/// authenticator's code; a wrong or replayed code is refused and counts as a failure.
+#[test]
+fn administrators_need_a_second_factor() {
+    let dir = temp_dir();
+    assert!(
+        appliance(dir.path(), &["institution", "add", "--name", "市医院"])
+            .status
+            .success()
+    );
+    let out = appliance(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--login",
+            "sec.admin",
+            "--name",
+            "安全管理员",
+            "--role",
+            "security_admin",
+            "--institution",
+            "1",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let one_time = text
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|_| l.contains("one-time")))
+        .expect("a one-time password")
+        .to_owned();
+    let ports = Ports::free();
+    let mut d = start(dir.path(), &ports);
+    let port = ports.http;
+
+    let r = login(port, "sec.admin", &one_time);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"]["must_enroll_totp"], true);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let r = post(
+        port,
+        "/api/v1/auth/password",
+        Some(&token),
+        &json!({ "old_password": one_time, "new_password": "Security-2026" }),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let confirm = |code: &str| {
+        post(
+            port,
+            "/api/v1/auth/totp/confirm",
+            Some(&token),
+            &json!({ "code": code }),
+        )
+    };
+    assert_eq!(confirm("123456").json()["field"], "code", "before setup");
+    let setup = post(port, "/api/v1/auth/totp/setup", Some(&token), &json!({}));
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    let secret = setup.json()["secret"].as_str().unwrap().to_owned();
+    assert!(
+        setup.json()["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("secret={secret}"))
+    );
+    let good = python_totp(&secret, 0);
+    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = confirm(&wrong);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["field"], "code");
+    assert_eq!(confirm(&good).status, 204);
+    let me = get_as(port, "/api/v1/me", &token).json();
+    assert_eq!(
+        (me["totp_enabled"].clone(), me["must_enroll_totp"].clone()),
+        (json!(true), json!(false))
+    );
+
+    let with = |code: Option<&str>| {
+        post(
+            port,
+            "/api/v1/auth/login",
+            None,
+            &json!({ "login": "sec.admin", "password": "Security-2026", "totp": code }),
+        )
+    };
+    let r = with(None);
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (401, json!("totp_required"))
+    );
+    let r = with(Some(&wrong));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (401, json!("bad_totp"))
+    );
+    assert_eq!(r.json()["field"], "totp");
+    // The next step's code (within the one-step drift allowed), then the same code again.
+    let next = python_totp(&secret, 1);
+    let r = with(Some(&next));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = with(Some(&next));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (401, json!("bad_totp")),
+        "replayed"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
