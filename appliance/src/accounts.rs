@@ -341,6 +341,25 @@ pub async fn add_user(
     }
 }
 
+/// Whether `phone` is empty or an 11-digit mobile number.
+pub fn valid_phone(phone: &str) -> bool {
+    phone.is_empty() || phone.len() == 11 && phone.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Sets the mobile number SMS notices go to (11 digits; empty: none).
+pub async fn set_phone(pool: &SqlitePool, user: i64, phone: &str) -> Result<(), AccountError> {
+    let phone = phone.trim();
+    if !valid_phone(phone) {
+        return Err(field("phone", "an 11-digit mobile number"));
+    }
+    sqlx::query("UPDATE users SET phone = ? WHERE id = ?")
+        .bind(phone)
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// A logged-in user, as the API sees them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {

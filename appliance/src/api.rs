@@ -24,21 +24,80 @@ pub struct Api {
     pub policy: Policy,
     /// The site's name (the issuer authenticator apps show).
     pub site: String,
+    /// Whether an SMS gateway is configured (else notices are in-app only).
+    pub sms: bool,
 }
 
-/// An API error: the status and the `{code, message, field}` body.
+/// An API error: the status and the `{code, message, field}` body (with the resource's current
+/// state on a conflict).
 #[derive(Debug)]
-pub struct ApiError(pub AccountError);
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable code.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// The field at fault.
+    pub field: Option<&'static str>,
+    /// The resource as it is now (conflicts).
+    pub current: Option<serde_json::Value>,
+}
 
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        Self(e)
+impl ApiError {
+    /// An error without a field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            current: None,
+        }
+    }
+
+    /// A 422 naming `field`.
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+    }
+
+    /// A 404 that does not say whether the thing exists for someone else.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
+    }
+
+    /// A 500, logged.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error (logged)",
+        )
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let e = self.0;
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
         let status = match &e {
             AccountError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AccountError::BadCredentials
@@ -49,13 +108,25 @@ impl IntoResponse for ApiError {
             AccountError::Locked { .. } => StatusCode::LOCKED,
             AccountError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             AccountError::Taken { .. } => StatusCode::CONFLICT,
-            AccountError::Db(_) | AccountError::Audit(_) => {
-                tracing::error!(error = %e, "API request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            AccountError::Db(_) | AccountError::Audit(_) => return Self::internal(e),
         };
-        let body = json!({ "code": e.code(), "message": e.to_string(), "field": e.field() });
-        (status, Json(body)).into_response()
+        Self {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field(),
+            current: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code, "message": self.message, "field": self.field });
+        if let Some(current) = self.current {
+            body["current"] = current;
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -68,6 +139,7 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/auth/totp/setup", post(totp_setup))
         .route("/api/v1/auth/totp/confirm", post(totp_confirm))
         .route("/api/v1/me", get(me))
+        .merge(crate::consult::routes())
         .with_state(api)
 }
 
@@ -78,11 +150,11 @@ fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
-        .ok_or(ApiError(AccountError::Unauthenticated))
+        .ok_or_else(|| AccountError::Unauthenticated.into())
 }
 
 /// The user behind the request; `allow_pending` lets a user who must change the password in.
-async fn user(
+pub(crate) async fn user(
     api: &Api,
     headers: &HeaderMap,
     allow_pending: bool,
@@ -99,13 +171,8 @@ async fn user(
 }
 
 /// A JSON body, or a 422 naming what is wrong with it.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError(AccountError::Field {
-            field: "body",
-            message: e.to_string(),
-        })
-    })
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::field("body", e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_accounts.sql"),
     ),
     (4, "totp", include_str!("../migrations/0004_totp.sql")),
+    (
+        5,
+        "consultations",
+        include_str!("../migrations/0005_consultations.sql"),
+    ),
 ];
 
 /// An open database.

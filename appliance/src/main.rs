@@ -71,6 +71,9 @@ enum UserCommand {
         /// The user's institution (id).
         #[arg(long)]
         institution: i64,
+        /// A mobile number for SMS notices (11 digits).
+        #[arg(long, default_value = "")]
+        phone: String,
     },
 }
 
@@ -205,10 +208,15 @@ fn admin(args: &ConfigArgs, command: Admin) -> ExitCode {
                 name,
                 role,
                 institution,
+                phone,
             }) => {
                 let role = appliance::accounts::parse_role(&role)?;
+                if !appliance::accounts::valid_phone(&phone) {
+                    anyhow::bail!("phone: an 11-digit mobile number");
+                }
                 let (id, password) =
                     appliance::accounts::add_user(pool, &login, &name, role, institution).await?;
+                appliance::accounts::set_phone(pool, id, &phone).await?;
                 println!("user {id}: {login}");
                 println!("one-time password (must be changed at first login): {password}");
                 ExitCode::SUCCESS

@@ -40,7 +40,15 @@ pub async fn run(
             pool: db.pool().clone(),
             policy: crate::accounts::Policy::from_config(config),
             site: config.site.name.clone(),
+            sms: crate::notify::Gateway::from_config(config).is_some(),
         }));
+    if let Some(gateway) = crate::notify::Gateway::from_config(config) {
+        tokio::spawn(crate::notify::run(
+            db.pool().clone(),
+            gateway,
+            ctx.shutdown.clone(),
+        ));
+    }
     firmware_runtime::run_service(ctx, SERVICE, addr, "listeners.http", router).await
 }
 

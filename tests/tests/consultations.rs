@@ -1,0 +1,510 @@
+//! The consultation journey over HTTP against the real `appliance` binary and its SQLite file:
+//! a clinic doctor registers a patient and applies; quality control rejects, the doctor fixes
+//! and resubmits; two reviewers act at once (one wins, the other gets 409 with the current
+//! state); the centre schedules an expert, who joins, reports and signs; the centre closes it.
+//! Scoping: another clinic's doctor cannot see the patient or the consultation. Notices arrive
+//! in-app and by SMS through a local gateway stub that records what it receives: while the
+//! gateway is down they wait in the outbox, across a restart, and arrive once it is back.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Daemon, Ports, Response, bin, request, temp_dir};
+use serde_json::{Value, json};
+
+/// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
+struct SmsStub {
+    port: u16,
+    down: Arc<AtomicBool>,
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl SmsStub {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stub");
+        let port = listener.local_addr().expect("addr").port();
+        let down = Arc::new(AtomicBool::new(true));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (d, r) = (down.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let status = if d.load(Ordering::SeqCst) {
+                    "503 Service Unavailable"
+                } else {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        r.lock().expect("stub lock").push(v);
+                    }
+                    "200 OK"
+                };
+                let _ = reader.get_mut().write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Self {
+            port,
+            down,
+            received,
+        }
+    }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin("appliance"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run appliance");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start(dir: &Path, ports: &Ports, sms: u16) -> Daemon {
+    let mut cmd = Command::new(bin("appliance"));
+    cmd.current_dir(dir)
+        .args(ports.args())
+        .args([
+            "--set",
+            "notifications.sms_gateway=http-json",
+            "--set",
+            &format!("notifications.sms_url=http://127.0.0.1:{sms}/sms"),
+        ])
+        .env_remove("RUST_LOG");
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    d
+}
+
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    h.extend_from_slice(headers);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    request(port, method, path, &h, body.as_bytes()).expect("request")
+}
+
+/// Adds a user and logs in once to replace the one-time password; returns a session token.
+fn person(dir: &Path, login: &str, role: &str, institution: &str, phone: &str) -> (String, String) {
+    let out = cli(
+        dir,
+        &[
+            "user",
+            "add",
+            "--login",
+            login,
+            "--name",
+            login,
+            "--role",
+            role,
+            "--institution",
+            institution,
+            "--phone",
+            phone,
+        ],
+    );
+    let one_time = out
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|_| l.contains("one-time")))
+        .expect("one-time password")
+        .to_owned();
+    (login.to_owned(), one_time)
+}
+
+fn activate(port: u16, login: &str, one_time: &str) -> String {
+    let r = request(
+        port,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        json!({ "login": login, "password": one_time })
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("login");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["token"].as_str().expect("a token").to_owned();
+    let r = call(
+        port,
+        "POST",
+        "/api/v1/auth/password",
+        &token,
+        &[],
+        Some(json!({ "old_password": one_time, "new_password": "Consult-2026" })),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    token
+}
+
+#[test]
+fn the_consultation_journey_with_scoping_concurrency_and_notices() {
+    let dir = temp_dir();
+    let d = dir.path();
+    cli(d, &["institution", "add", "--name", "市第一人民医院"]);
+    cli(
+        d,
+        &[
+            "institution",
+            "add",
+            "--name",
+            "城东社区卫生服务中心",
+            "--kind",
+            "clinic",
+            "--parent",
+            "1",
+        ],
+    );
+    cli(
+        d,
+        &[
+            "institution",
+            "add",
+            "--name",
+            "城西乡镇卫生院",
+            "--kind",
+            "clinic",
+            "--parent",
+            "1",
+        ],
+    );
+    let people = [
+        person(d, "doctor.a", "doctor", "2", "13800000001"),
+        person(d, "doctor.b", "doctor", "3", ""),
+        person(d, "qc.one", "qc_reviewer", "1", ""),
+        person(d, "qc.two", "qc_reviewer", "1", ""),
+        person(d, "centre", "coordinator", "1", ""),
+        person(d, "expert.w", "expert", "1", "13900000009"),
+    ];
+    let sms = SmsStub::start();
+    let ports = Ports::free();
+    let mut daemon = start(d, &ports, sms.port);
+    let port = ports.http;
+    let tokens: Vec<String> = people
+        .iter()
+        .map(|(login, pw)| activate(port, login, pw))
+        .collect();
+    let [doctor_a, doctor_b, qc1, qc2, centre, expert] =
+        [0, 1, 2, 3, 4, 5].map(|i| tokens[i].clone());
+    let expert_id = call(port, "GET", "/api/v1/me", &expert, &[], None).json()["id"]
+        .as_i64()
+        .unwrap();
+
+    // The patient, with field errors named first.
+    let bad = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "name": "王五", "sex": "X", "birth_date": "1960-05-01" })),
+    );
+    assert_eq!(
+        (bad.status, bad.json()["field"].clone()),
+        (422, json!("sex"))
+    );
+    let bad = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "name": "王五", "sex": "M", "birth_date": "1960-02-30" })),
+    );
+    assert_eq!(bad.json()["field"], "birth_date");
+    let p = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "name": "王五", "sex": "M", "birth_date": "1960-05-01", "phone": "13700000007" })),
+    );
+    assert_eq!(p.status, 201, "{}", p.body);
+    let patient = p.json()["id"].as_i64().unwrap();
+    let path = format!("/api/v1/patients/{patient}");
+    assert_eq!(
+        call(port, "GET", &path, &doctor_a, &[], None).json()["name"],
+        "王五"
+    );
+    assert_eq!(
+        call(port, "GET", &path, &doctor_b, &[], None).status,
+        404,
+        "another clinic"
+    );
+    assert_eq!(
+        call(port, "GET", &path, &expert, &[], None).status,
+        404,
+        "not yet involved"
+    );
+
+    let c = call(
+        port,
+        "POST",
+        "/api/v1/consultations",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "patient": patient, "kind": "remote", "mode": "appointment",
+        "reason": "反复头痛两周，CT 提示低密度灶", "question": "是否需要溶栓或手术？",
+        "diagnosis": "headache" })),
+    );
+    assert_eq!(c.status, 201, "{}", c.body);
+    let id = c.json()["id"].as_i64().unwrap();
+    assert_eq!(c.header("etag"), Some("\"1\""));
+    let url = format!("/api/v1/consultations/{id}");
+    let actions = format!("{url}/actions");
+    let act = |token: &str, version: i64, action: Value| {
+        let tag = format!("\"{version}\"");
+        call(
+            port,
+            "POST",
+            &actions,
+            token,
+            &[("If-Match", &tag)],
+            Some(action),
+        )
+    };
+    assert_eq!(call(port, "GET", &url, &doctor_b, &[], None).status, 404);
+
+    // Submission names the bad diagnosis; the draft can be fixed only by... resubmitting a
+    // corrected application is a new draft here, so the first one is cancelled.
+    let r = act(&doctor_a, 1, json!({ "action": "submit" }));
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (422, json!("diagnosis"))
+    );
+    let r = act(
+        &doctor_a,
+        1,
+        json!({ "action": "cancel", "reason": "诊断编码填错" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = call(
+        port,
+        "POST",
+        "/api/v1/consultations",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "patient": patient, "kind": "remote", "mode": "appointment",
+        "reason": "反复头痛两周，CT 提示低密度灶", "question": "是否需要溶栓或手术？",
+        "diagnosis": "I63.9" })),
+    );
+    let id = c.json()["id"].as_i64().unwrap();
+    let url = format!("/api/v1/consultations/{id}");
+    let actions = format!("{url}/actions");
+    let act = |token: &str, version: i64, action: Value| {
+        let tag = format!("\"{version}\"");
+        call(
+            port,
+            "POST",
+            &actions,
+            token,
+            &[("If-Match", &tag)],
+            Some(action),
+        )
+    };
+
+    assert_eq!(act(&doctor_a, 1, json!({ "action": "submit" })).status, 200);
+    assert_eq!(
+        act(
+            &qc1,
+            2,
+            json!({ "action": "qc_reject", "reasons": ["缺少影像资料"] })
+        )
+        .status,
+        200
+    );
+    // A stale version is a conflict, with the current state in the answer.
+    let stale = act(&doctor_a, 2, json!({ "action": "submit" }));
+    assert_eq!(stale.status, 409);
+    assert_eq!(stale.json()["current"]["state"], "rejected");
+    assert_eq!(stale.json()["current"]["version"], 3);
+    assert_eq!(act(&doctor_a, 3, json!({ "action": "submit" })).status, 200);
+
+    // Two reviewers at once on version 4: one wins, the other gets 409 and the current state.
+    let (a, b) = std::thread::scope(|s| {
+        let one = s.spawn(|| act(&qc1, 4, json!({ "action": "qc_pass" })));
+        let two = s.spawn(|| {
+            act(
+                &qc2,
+                4,
+                json!({ "action": "qc_reject", "reasons": ["图像不清"] }),
+            )
+        });
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
+    let loser = if a.status == 409 { &a } else { &b };
+    assert_eq!(loser.json()["current"]["version"], 5);
+    let winner_state = call(port, "GET", &url, &centre, &[], None).json()["state"].clone();
+    if winner_state == "rejected" {
+        assert_eq!(act(&doctor_a, 5, json!({ "action": "submit" })).status, 200);
+        assert_eq!(act(&qc1, 6, json!({ "action": "qc_pass" })).status, 200);
+    }
+    let mut version = call(port, "GET", &url, &centre, &[], None).json()["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        call(port, "GET", &url, &centre, &[], None).json()["state"],
+        "qc_passed"
+    );
+
+    // Scheduled ten minutes from now: within the check-in window.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 600_000;
+    let wrong_role = act(
+        &doctor_a,
+        version,
+        json!({ "action": "schedule", "at": at, "experts": [expert_id], "room": "会诊室1" }),
+    );
+    assert_eq!(wrong_role.status, 403);
+    let r = act(
+        &centre,
+        version,
+        json!({ "action": "schedule", "at": at, "experts": [expert_id], "room": "会诊室1" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    version += 1;
+    // Now the expert is involved: the patient and the consultation are visible to them.
+    assert_eq!(call(port, "GET", &path, &expert, &[], None).status, 200);
+    let unread = call(port, "GET", "/api/v1/notifications", &expert, &[], None).json();
+    let note = unread["unread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["event"] == "consultation_scheduled")
+        .expect("the expert is told in-app")
+        .clone();
+    assert!(
+        note["message"].as_str().unwrap().contains("已安排"),
+        "{note}"
+    );
+    let read = call(
+        port,
+        "POST",
+        &format!("/api/v1/notifications/{}/read", note["id"]),
+        &expert,
+        &[],
+        None,
+    );
+    assert_eq!(read.status, 204);
+    for action in ["check_in", "draft_report", "sign"] {
+        let r = act(&expert, version, json!({ "action": action }));
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+        version += 1;
+    }
+    assert_eq!(
+        act(&centre, version, json!({ "action": "close" })).status,
+        200
+    );
+    let done = call(port, "GET", &url, &doctor_a, &[], None).json();
+    assert_eq!(done["state"], "closed");
+    let history: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(history.last(), Some(&"closed"));
+    // Lists are scoped too.
+    let mine = call(port, "GET", "/api/v1/consultations", &doctor_b, &[], None).json();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 0);
+    let all = call(
+        port,
+        "GET",
+        "/api/v1/consultations?state=closed",
+        &centre,
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+
+    // The gateway has been down all along: nothing was delivered, everything waits. A restart
+    // keeps it; once the gateway is back, every message arrives.
+    assert!(sms.received.lock().unwrap().is_empty());
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    sms.down.store(false, Ordering::SeqCst);
+    let mut daemon = start(d, &ports, sms.port);
+    assert_eq!(
+        call(port, "GET", &url, &centre, &[], None).json()["state"],
+        "closed",
+        "kept across the restart"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wanted = |got: &[Value]| {
+        let to = |phone: &str, text: &str| {
+            got.iter().any(|m| {
+                m["phone"] == phone && m["message"].as_str().is_some_and(|t| t.contains(text))
+            })
+        };
+        // The expert and the patient are told of the schedule; the applicant of the
+        // rejection and of the signed report.
+        to("13900000009", "已安排")
+            && to("13700000007", "已安排")
+            && to("13800000001", "未通过审核")
+            && to("13800000001", "报告已签发")
+    };
+    while !wanted(&sms.received.lock().unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "delivered: {:?}",
+            sms.received.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = sms.received.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .all(|m| m["message"].as_str().unwrap().starts_with('【')),
+        "the template: {got:?}"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+
+    let verify = cli(d, &["audit", "verify"]);
+    assert!(verify.contains("intact"), "{verify}");
+}
