@@ -26,6 +26,10 @@ pub struct Api {
     pub site: String,
     /// Whether an SMS gateway is configured (else notices are in-app only).
     pub sms: bool,
+    /// The key that signs viewer and room tokens.
+    pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
+    /// Imaging's base URL (the viewer page is under it).
+    pub imaging_url: String,
 }
 
 /// An API error: the status and the `{code, message, field}` body (with the resource's current

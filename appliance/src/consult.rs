@@ -34,6 +34,7 @@ pub fn routes() -> Router<Api> {
         )
         .route("/api/v1/consultations/{id}", get(get_consultation))
         .route("/api/v1/consultations/{id}/actions", post(act))
+        .route("/api/v1/consultations/{id}/view-token", post(view_token))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/notifications/{id}/read", post(mark_read))
 }
@@ -230,6 +231,19 @@ struct NewConsultation {
     diagnosis: String,
     #[serde(default)]
     requested_experts: Vec<i64>,
+    /// Study Instance UIDs in imaging.
+    #[serde(default)]
+    studies: Vec<String>,
+}
+
+/// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters.
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !uid.starts_with('.')
+        && !uid.ends_with('.')
+        && !uid.contains("..")
 }
 
 fn refusal(r: Refusal) -> ApiError {
@@ -283,6 +297,13 @@ async fn create_consultation(
     c.question = b.question;
     c.diagnosis = b.diagnosis;
     c.requested_experts = b.requested_experts;
+    if let Some(bad) = b.studies.iter().find(|u| !valid_uid(u)) {
+        return Err(ApiError::field(
+            "studies",
+            format!("{bad:?} is not a Study Instance UID"),
+        ));
+    }
+    c.studies = b.studies;
     let now = now_ms();
     let data = serde_json::to_string(&c).map_err(ApiError::internal)?;
     let id = sqlx::query(
@@ -574,6 +595,55 @@ async fn act(
         view(id, patient, version, &c),
         StatusCode::OK,
     ))
+}
+
+/// How long a viewer token lasts.
+const VIEW_TOKEN_SECS: u64 = 2 * 3600;
+
+/// A signed token for imaging's viewer, limited to the consultation's studies, for anyone who
+/// may see the consultation; with the viewer page's address.
+async fn view_token(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (_, _, c) = load(&mut conn, &u, id).await?;
+    drop(conn);
+    if c.studies.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_studies",
+            "the consultation has no imaging studies attached",
+        ));
+    }
+    let exp = (now_ms() / 1000) as u64 + VIEW_TOKEN_SECS;
+    let token = imaging::token::sign(
+        &imaging::token::Claims {
+            sub: u.login.clone(),
+            studies: c.studies.clone(),
+            exp,
+        },
+        &api.key,
+    );
+    audit_event(
+        &api,
+        &u,
+        &peer,
+        "view_token",
+        format!("consultation:{id}"),
+        "ok",
+    )
+    .await?;
+    let session = format!("consultation-{id}");
+    Ok(Json(json!({
+        "token": token,
+        "expires_at": exp,
+        "session": session,
+        "viewer_url": format!("{}view?token={token}&session={session}", api.imaging_url),
+    })))
 }
 
 async fn notifications(

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod config_cmd;
 pub mod consult;
 pub mod db;
+pub mod keys;
 pub mod notify;
 pub mod server;
 pub mod stack;

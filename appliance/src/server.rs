@@ -25,6 +25,7 @@ pub async fn run(
     config: &Config,
     ctx: &Context,
     db: &crate::db::Database,
+    key: std::sync::Arc<ed25519_dalek::SigningKey>,
 ) -> Result<(), RuntimeError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.http.get());
     let site = Site {
@@ -41,6 +42,8 @@ pub async fn run(
             policy: crate::accounts::Policy::from_config(config),
             site: config.site.name.clone(),
             sms: crate::notify::Gateway::from_config(config).is_some(),
+            key,
+            imaging_url: crate::stack::url(config, config.listeners.imaging_http),
         }));
     if let Some(gateway) = crate::notify::Gateway::from_config(config) {
         tokio::spawn(crate::notify::run(

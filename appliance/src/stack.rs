@@ -59,12 +59,30 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
         }
     };
     ctx.readiness.set(DATABASE, State::Ready);
+    let key = match crate::keys::signing_key(&config.storage.data_dir) {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => {
+            ctx.readiness.set(DATABASE, State::Failed(e.to_string()));
+            return Err(StackError::Service(e.to_string()));
+        }
+    };
+    // Imaging checks the tokens the appliance signs.
+    let mut config = config;
+    let public = imaging::token::public_key_base64(&key);
+    if config.imaging.viewer_token_key.is_empty() {
+        config.imaging.viewer_token_key = public;
+    } else if config.imaging.viewer_token_key != public {
+        tracing::warn!(
+            "imaging.viewer_token_key is not this appliance's key: the viewer will refuse the \
+             tokens the appliance signs"
+        );
+    }
     tracing::info!(path = %db.path().display(), "database open");
 
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
         let (a, i, s) = tokio::join!(
-            stop_all_on_error(&ctx, crate::server::run(&config, &ctx, &db)),
+            stop_all_on_error(&ctx, crate::server::run(&config, &ctx, &db, key.clone())),
             stop_all_on_error(&ctx, imaging::run(&config, ctx.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );

@@ -508,3 +508,118 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     let verify = cli(d, &["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
 }
+
+/// The status line imaging answers to a WebSocket handshake on `path`.
+fn websocket_status(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect imaging");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .expect("send");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("status line");
+    line.trim().to_owned()
+}
+
+/// The appliance signs viewer tokens with its own key, which the stack hands to imaging: a
+/// token for a consultation's studies opens imaging's viewer session; an altered one does not.
+#[test]
+fn view_tokens_from_the_appliance_open_imaging_sessions() {
+    let dir = temp_dir();
+    let d = dir.path();
+    cli(
+        d,
+        &[
+            "institution",
+            "add",
+            "--name",
+            "城东社区卫生服务中心",
+            "--kind",
+            "clinic",
+        ],
+    );
+    cli(
+        d,
+        &[
+            "institution",
+            "add",
+            "--name",
+            "城西乡镇卫生院",
+            "--kind",
+            "clinic",
+        ],
+    );
+    let a = person(d, "doctor.a", "doctor", "1", "");
+    let b = person(d, "doctor.b", "doctor", "2", "");
+    let sms = SmsStub::start();
+    let ports = Ports::free();
+    let mut daemon = start(d, &ports, sms.port);
+    let port = ports.http;
+    let (doctor_a, doctor_b) = (activate(port, &a.0, &a.1), activate(port, &b.0, &b.1));
+    let patient = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "name": "赵六", "sex": "F", "birth_date": "1975-11-02" })),
+    )
+    .json()["id"]
+        .clone();
+    let new = |studies: Value| {
+        call(
+            port,
+            "POST",
+            "/api/v1/consultations",
+            &doctor_a,
+            &[],
+            Some(json!({
+            "patient": patient, "kind": "remote", "mode": "appointment", "studies": studies })),
+        )
+    };
+    assert_eq!(new(json!(["1.2.x"])).json()["field"], "studies");
+    let with = new(json!(["1.3.6.1.4.1.5962.99.1.1"])).json()["id"]
+        .as_i64()
+        .unwrap();
+    let without = new(json!([])).json()["id"].as_i64().unwrap();
+    let token = |id: i64, who: &str| {
+        call(
+            port,
+            "POST",
+            &format!("/api/v1/consultations/{id}/view-token"),
+            who,
+            &[],
+            None,
+        )
+    };
+    assert_eq!(token(without, &doctor_a).json()["code"], "no_studies");
+    assert_eq!(token(with, &doctor_b).status, 404, "another clinic");
+    let r = token(with, &doctor_a);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json()["token"].as_str().unwrap().to_owned();
+    assert!(r.json()["viewer_url"].as_str().unwrap().contains(&t));
+    let path = |t: &str| format!("/view/ws?token={t}&session=consultation-{with}");
+    assert!(
+        websocket_status(ports.imaging_http, &path(&t)).contains(" 101 "),
+        "the signed token opens a session"
+    );
+    let mut forged = t.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(websocket_status(ports.imaging_http, &path(&forged)).contains(" 401 "));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    // The key is kept, private, for the next start.
+    let key = d.join("data/keys/token-signing.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

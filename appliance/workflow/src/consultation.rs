@@ -174,6 +174,9 @@ pub struct Consultation {
     pub diagnosis: String,
     /// Experts the applicant asks for (named mode).
     pub requested_experts: Vec<i64>,
+    /// Imaging studies attached by reference (Study Instance UIDs).
+    #[serde(default)]
+    pub studies: Vec<String>,
     /// Where it stands.
     pub state: ConsultationState,
     /// The experts once scheduled.
@@ -206,6 +209,7 @@ impl Consultation {
             question: String::new(),
             diagnosis: String::new(),
             requested_experts: Vec::new(),
+            studies: Vec::new(),
             state: ConsultationState::Draft,
             experts: Vec::new(),
             scheduled_at: None,

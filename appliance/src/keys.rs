@@ -1,0 +1,101 @@
+//! The appliance's token-signing key (Ed25519): made on first start under
+//! `DATA_DIR/keys/token-signing.key` (the 32-byte seed, base64, readable by this user only) and
+//! kept. The appliance signs the tokens imaging's viewer and the SFU's rooms check; in the
+//! whole stack, imaging is given the public half when `imaging.viewer_token_key` is empty.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::SigningKey;
+use rand_core::{OsRng, RngCore};
+
+/// Why the key could not be read or made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not hold a key.
+    #[error("{}: not a base64 Ed25519 seed of 32 bytes", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The key file under `data_dir`.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("token-signing.key")
+}
+
+/// Loads the signing key, making it on first use.
+pub fn signing_key(data_dir: &Path) -> Result<SigningKey, KeyError> {
+    let file = path(data_dir);
+    let io = |source| KeyError::Io {
+        path: file.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let seed: [u8; 32] = STANDARD
+                .decode(text.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| KeyError::Invalid { path: file.clone() })?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = file.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io)?;
+            }
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut seed);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(io)?;
+            f.write_all(format!("{}\n", STANDARD.encode(seed)).as_bytes())
+                .map_err(io)?;
+            f.sync_all().map_err(io)?;
+            tracing::info!(path = %file.display(), "token-signing key created");
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_once_then_kept_private() {
+        let dir = std::env::temp_dir().join(format!("keys-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = signing_key(&dir).unwrap();
+        let b = signing_key(&dir).unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path(&dir)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(path(&dir), "garbage").unwrap();
+        assert!(matches!(signing_key(&dir), Err(KeyError::Invalid { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
