@@ -1,5 +1,5 @@
--- Patients (registered at an institution), consultations (the workflow's state as JSON, with a
--- version for optimistic concurrency), in-app notifications and the outbox the notification
+-- Patients (registered at an institution), consultations and referrals (the workflow's state as
+-- JSON, with a version for optimistic concurrency), in-app notifications and the outbox the notification
 -- worker sends from. A state change, its notifications and its outbox rows are written in one
 -- transaction.
 CREATE TABLE patients (
@@ -30,12 +30,28 @@ CREATE TABLE consultations (
 CREATE INDEX consultations_state ON consultations (state, id);
 CREATE INDEX consultations_institution ON consultations (institution_id, id);
 
--- Who takes part in a consultation (experts once scheduled), for scoping.
-CREATE TABLE consultation_experts (
-    consultation_id INTEGER NOT NULL REFERENCES consultations (id),
-    user_id         INTEGER NOT NULL REFERENCES users (id),
-    PRIMARY KEY (consultation_id, user_id)
+CREATE TABLE referrals (
+    id             INTEGER PRIMARY KEY NOT NULL,
+    patient_id     INTEGER NOT NULL REFERENCES patients (id),
+    institution_id INTEGER NOT NULL REFERENCES institutions (id),
+    applicant_id   INTEGER NOT NULL REFERENCES users (id),
+    state          TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    data           TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
 );
+CREATE INDEX referrals_state ON referrals (state, id);
+
+-- Who takes part in a consultation or referral besides its applicant, for scoping:
+-- 'user:ID' (an expert, a receiving doctor) or 'institution:ID' (a receiving institution).
+CREATE TABLE case_parties (
+    kind    TEXT    NOT NULL CHECK (kind IN ('consultation', 'referral')),
+    case_id INTEGER NOT NULL,
+    party   TEXT    NOT NULL,
+    PRIMARY KEY (kind, case_id, party)
+);
+CREATE INDEX case_parties_party ON case_parties (party, kind);
 
 CREATE TABLE notifications (
     id         INTEGER PRIMARY KEY NOT NULL,

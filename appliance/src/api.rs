@@ -144,6 +144,7 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/auth/totp/confirm", post(totp_confirm))
         .route("/api/v1/me", get(me))
         .merge(crate::consult::routes())
+        .merge(crate::referral::routes())
         .with_state(api)
 }
 

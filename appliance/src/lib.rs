@@ -9,11 +9,13 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+mod cases;
 pub mod config_cmd;
 pub mod consult;
 pub mod db;
 pub mod keys;
 pub mod notify;
+pub mod referral;
 pub mod server;
 pub mod stack;
 pub mod totp;

@@ -444,3 +444,108 @@ mod tests {
         assert!(parse_response(b"garbage").is_none());
     }
 }
+
+/// Helpers for the appliance's command line and REST API.
+pub mod api {
+    use std::path::Path;
+    use std::process::Command;
+
+    use serde_json::{Value, json};
+
+    use crate::{Response, bin, request};
+
+    /// Runs `appliance ARGS` in `dir` (its data under `dir/data`); panics unless it succeeds.
+    pub fn admin(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new(bin("appliance"))
+            .current_dir(dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run appliance");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds a user from the command line; returns (login, one-time password).
+    pub fn new_user(
+        dir: &Path,
+        login: &str,
+        role: &str,
+        institution: &str,
+        phone: &str,
+    ) -> (String, String) {
+        let out = admin(
+            dir,
+            &[
+                "user",
+                "add",
+                "--login",
+                login,
+                "--name",
+                login,
+                "--role",
+                role,
+                "--institution",
+                institution,
+                "--phone",
+                phone,
+            ],
+        );
+        let one_time = out
+            .lines()
+            .find_map(|l| l.split(": ").nth(1).filter(|_| l.contains("one-time")))
+            .expect("a one-time password")
+            .to_owned();
+        (login.to_owned(), one_time)
+    }
+
+    /// An API call with a bearer token, extra headers and an optional JSON body.
+    pub fn call(
+        port: u16,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Response {
+        let auth = format!("Bearer {token}");
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        h.extend_from_slice(headers);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        request(port, method, path, &h, body.as_bytes()).expect("API request")
+    }
+
+    /// Logs in with the one-time password and replaces it with `Consult-2026`; returns a
+    /// session token.
+    pub fn activate(port: u16, (login, one_time): &(String, String)) -> String {
+        let r = request(
+            port,
+            "POST",
+            "/api/v1/auth/login",
+            &[("Content-Type", "application/json")],
+            json!({ "login": login, "password": one_time })
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("login");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let token = r.json()["token"].as_str().expect("a token").to_owned();
+        let r = call(
+            port,
+            "POST",
+            "/api/v1/auth/password",
+            &token,
+            &[],
+            Some(json!({ "old_password": one_time, "new_password": "Consult-2026" })),
+        );
+        assert_eq!(r.status, 204, "{}", r.body);
+        token
+    }
+}

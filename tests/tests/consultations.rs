@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Daemon, Ports, Response, bin, request, temp_dir};
+use e2e::api::{activate, admin as cli, call, new_user as person};
+use e2e::{Daemon, Ports, bin, temp_dir};
 use serde_json::{Value, json};
 
 /// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
@@ -68,21 +69,6 @@ impl SmsStub {
     }
 }
 
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin("appliance"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run appliance");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn start(dir: &Path, ports: &Ports, sms: u16) -> Daemon {
     let mut cmd = Command::new(bin("appliance"));
     cmd.current_dir(dir)
@@ -97,76 +83,6 @@ fn start(dir: &Path, ports: &Ports, sms: u16) -> Daemon {
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
     d
-}
-
-fn call(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> Response {
-    let auth = format!("Bearer {token}");
-    let mut h = vec![
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    h.extend_from_slice(headers);
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    request(port, method, path, &h, body.as_bytes()).expect("request")
-}
-
-/// Adds a user and logs in once to replace the one-time password; returns a session token.
-fn person(dir: &Path, login: &str, role: &str, institution: &str, phone: &str) -> (String, String) {
-    let out = cli(
-        dir,
-        &[
-            "user",
-            "add",
-            "--login",
-            login,
-            "--name",
-            login,
-            "--role",
-            role,
-            "--institution",
-            institution,
-            "--phone",
-            phone,
-        ],
-    );
-    let one_time = out
-        .lines()
-        .find_map(|l| l.split(": ").nth(1).filter(|_| l.contains("one-time")))
-        .expect("one-time password")
-        .to_owned();
-    (login.to_owned(), one_time)
-}
-
-fn activate(port: u16, login: &str, one_time: &str) -> String {
-    let r = request(
-        port,
-        "POST",
-        "/api/v1/auth/login",
-        &[("Content-Type", "application/json")],
-        json!({ "login": login, "password": one_time })
-            .to_string()
-            .as_bytes(),
-    )
-    .expect("login");
-    assert_eq!(r.status, 200, "{}", r.body);
-    let token = r.json()["token"].as_str().expect("a token").to_owned();
-    let r = call(
-        port,
-        "POST",
-        "/api/v1/auth/password",
-        &token,
-        &[],
-        Some(json!({ "old_password": one_time, "new_password": "Consult-2026" })),
-    );
-    assert_eq!(r.status, 204, "{}", r.body);
-    token
 }
 
 #[test]
@@ -212,10 +128,7 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     let ports = Ports::free();
     let mut daemon = start(d, &ports, sms.port);
     let port = ports.http;
-    let tokens: Vec<String> = people
-        .iter()
-        .map(|(login, pw)| activate(port, login, pw))
-        .collect();
+    let tokens: Vec<String> = people.iter().map(|p| activate(port, p)).collect();
     let [doctor_a, doctor_b, qc1, qc2, centre, expert] =
         [0, 1, 2, 3, 4, 5].map(|i| tokens[i].clone());
     let expert_id = call(port, "GET", "/api/v1/me", &expert, &[], None).json()["id"]
@@ -559,7 +472,7 @@ fn view_tokens_from_the_appliance_open_imaging_sessions() {
     let ports = Ports::free();
     let mut daemon = start(d, &ports, sms.port);
     let port = ports.http;
-    let (doctor_a, doctor_b) = (activate(port, &a.0, &a.1), activate(port, &b.0, &b.1));
+    let (doctor_a, doctor_b) = (activate(port, &a), activate(port, &b));
     let patient = call(
         port,
         "POST",

@@ -1,0 +1,443 @@
+//! The shell every workflow record shares (consultations and referrals): loading what the
+//! user may see, listing, and applying an action. An action takes the write lock first, checks
+//! the version the client saw (`If-Match`), applies the pure workflow, and writes the new state,
+//! its parties (for scoping), its in-app notifications and its SMS outbox rows in one
+//! transaction, then audits. A conflict (a stale version, or an action the state no longer
+//! allows because someone else acted first) is a 409 carrying the current state.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use workflow::{Actor, Millis, Notice, Refusal, Role};
+
+use crate::accounts::{User, now_ms, role_name};
+use crate::api::{Api, ApiError, body, user};
+use crate::audit::{self, Record};
+
+/// A workflow record kept as JSON in its own table.
+pub(crate) trait Flow: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// What someone does to it.
+    type Action: DeserializeOwned + Send;
+    /// The kind, as in audit targets and `case_parties`.
+    const KIND: &'static str;
+    /// Its name in messages (Chinese).
+    const LABEL: &'static str;
+    /// Takes the write lock on row `?`.
+    const LOCK: &'static str;
+    /// `id, patient_id, version, data` of row `?`.
+    const LOAD: &'static str;
+    /// Sets `state, data, updated_at` and bumps the version, for `id, version`.
+    const SAVE: &'static str;
+    /// Rows visible to (all?, party user, party institution, applicant), with an optional
+    /// state, limit and offset: `id, patient_id, version, data`.
+    const LIST: &'static str;
+    /// The action's name.
+    fn action_name(action: &Self::Action) -> &'static str;
+    /// Applies an action (the workflow's rules).
+    fn apply(
+        &mut self,
+        actor: &Actor,
+        action: Self::Action,
+        now: Millis,
+    ) -> Result<Vec<Notice>, Refusal>;
+    /// The state's name.
+    fn state_name(&self) -> &'static str;
+    /// Whether `u` may see it.
+    fn visible_to(&self, u: &User) -> bool;
+    /// Who besides the applicant takes part: `user:ID` or `institution:ID`.
+    fn parties(&self) -> Vec<String>;
+    /// Whether `role` sees every record of this kind (centre staff).
+    fn sees_all(role: Role) -> bool;
+}
+
+pub(crate) fn actor(u: &User) -> Actor {
+    Actor {
+        user: u.id,
+        role: u.role,
+        institution: u.institution,
+    }
+}
+
+pub(crate) async fn audit_event(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    action: &str,
+    target: String,
+    result: &str,
+) -> Result<(), ApiError> {
+    audit::append(
+        &api.pool,
+        &Record {
+            user_id: Some(u.id),
+            login: u.login.clone(),
+            role: role_name(u.role),
+            institution: Some(u.institution),
+            action: action.to_owned(),
+            target,
+            source: peer.ip().to_string(),
+            result: result.to_owned(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The Chinese text of an event for `object` (e.g. "会诊 12 ").
+pub fn message(event: &str, object: &str) -> String {
+    let text = match event {
+        "consultation_submitted" | "referral_submitted" => "已提交，请审核。",
+        "consultation_rejected" | "referral_rejected" => "未通过审核，请按意见修改后重新提交。",
+        "consultation_qc_passed" => "已通过审核，请安排会诊。",
+        "consultation_scheduled" => "已安排，请按时参加。",
+        "consultation_report_signed" => "的报告已签发。",
+        "referral_assigned" => "已分配给您，请处理。",
+        "referral_accepted" => "已被接收，请按时前往。",
+        "referral_refused" => "被拒收，请重新分配。",
+        "consultation_cancelled" | "referral_cancelled" => "已取消。",
+        _ => "有新的进展。",
+    };
+    format!("{object}{text}")
+}
+
+pub(crate) fn refusal(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Field { field, message } => ApiError::field(field, message),
+        Refusal::Forbidden { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", r.to_string())
+        }
+        _ => ApiError::new(StatusCode::CONFLICT, "conflict", r.to_string()),
+    }
+}
+
+pub(crate) fn view<F: Flow>(id: i64, patient: i64, version: i64, c: &F) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    v["id"] = json!(id);
+    v["patient"] = json!(patient);
+    v["version"] = json!(version);
+    v
+}
+
+pub(crate) fn with_etag(version: i64, v: Value, status: StatusCode) -> Response {
+    let mut r = (status, Json(v)).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        r.headers_mut().insert(header::ETAG, tag);
+    }
+    r
+}
+
+type Row = (i64, i64, i64, String);
+
+/// Loads record `id` if `u` may see it (else 404, which says nothing about others' records).
+pub(crate) async fn load<F: Flow>(
+    conn: &mut SqliteConnection,
+    u: &User,
+    id: i64,
+) -> Result<(i64, i64, F), ApiError> {
+    let row: Option<Row> = sqlx::query_as(F::LOAD)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((_, patient, version, data)) = row else {
+        return Err(ApiError::not_found(F::KIND));
+    };
+    let c: F = serde_json::from_str(&data).map_err(ApiError::internal)?;
+    if !c.visible_to(u) {
+        return Err(ApiError::not_found(F::KIND));
+    }
+    Ok((patient, version, c))
+}
+
+/// `GET /api/v1/{kind}s/{id}`.
+pub(crate) async fn get_one<F: Flow>(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (patient, version, c) = load::<F>(&mut conn, &u, id).await?;
+    drop(conn);
+    audit_event(&api, &u, &peer, "read", format!("{}:{id}", F::KIND), "ok").await?;
+    Ok(with_etag(
+        version,
+        view(id, patient, version, &c),
+        StatusCode::OK,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    #[serde(default)]
+    offset: i64,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/{kind}s?state=&offset=&limit=`: what the user may see, newest first.
+pub(crate) async fn list<F: Flow>(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::field("limit", "1-200"));
+    }
+    if q.offset < 0 {
+        return Err(ApiError::field("offset", "0 or more"));
+    }
+    let rows: Vec<Row> = sqlx::query_as(F::LIST)
+        .bind(F::sees_all(u.role))
+        .bind(format!("user:{}", u.id))
+        .bind(format!("institution:{}", u.institution))
+        .bind(u.id)
+        .bind(&q.state)
+        .bind(&q.state)
+        .bind(limit)
+        .bind(q.offset)
+        .fetch_all(&api.pool)
+        .await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .filter_map(|(id, patient, version, data)| {
+            let c: F = serde_json::from_str(data).ok()?;
+            c.visible_to(&u).then(|| view(*id, *patient, *version, &c))
+        })
+        .collect();
+    Ok(Json(
+        json!({ "items": items, "offset": q.offset, "limit": limit }),
+    ))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::field("If-Match", "an ETag this API gave, e.g. \"3\""))
+}
+
+/// Turns notices into in-app notifications and SMS outbox rows, inside `tx`.
+async fn deliver(
+    tx: &mut Transaction<'_, Sqlite>,
+    sms: bool,
+    notices: &[Notice],
+    object: &str,
+    patient: i64,
+) -> Result<(), ApiError> {
+    let now = now_ms();
+    for n in notices {
+        let (users, event, patient_sms): (Vec<i64>, &str, bool) = match n {
+            Notice::Applicant { user, event }
+            | Notice::Expert { user, event }
+            | Notice::Receiver { user, event } => (vec![*user], event, false),
+            Notice::Centre { role, event } => {
+                let ids: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM users WHERE role = ? AND active = 1")
+                        .bind(role_name(*role))
+                        .fetch_all(&mut **tx)
+                        .await?;
+                (ids, event, false)
+            }
+            Notice::Patient { event } => (Vec::new(), event, true),
+        };
+        let text = message(event, object);
+        for u in users {
+            sqlx::query(
+                "INSERT INTO notifications (user_id, event, object, message, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(u)
+            .bind(event)
+            .bind(object)
+            .bind(&text)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            if sms && !matches!(n, Notice::Centre { .. }) {
+                let phone: String = sqlx::query_scalar("SELECT phone FROM users WHERE id = ?")
+                    .bind(u)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                queue_sms(tx, &phone, &text, now).await?;
+            }
+        }
+        if patient_sms && sms {
+            let phone: String = sqlx::query_scalar("SELECT phone FROM patients WHERE id = ?")
+                .bind(patient)
+                .fetch_one(&mut **tx)
+                .await?;
+            queue_sms(tx, &phone, &text, now).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn queue_sms(
+    tx: &mut Transaction<'_, Sqlite>,
+    phone: &str,
+    text: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    if phone.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO outbox (channel, recipient, message, created_at, next_attempt_at) \
+         VALUES ('sms', ?, ?, ?, ?)",
+    )
+    .bind(phone)
+    .bind(text)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the parties of record `id` (replacing the old ones).
+pub(crate) async fn set_parties<F: Flow>(
+    conn: &mut SqliteConnection,
+    id: i64,
+    c: &F,
+) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM case_parties WHERE kind = ? AND case_id = ?")
+        .bind(F::KIND)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for p in c.parties() {
+        sqlx::query("INSERT OR IGNORE INTO case_parties (kind, case_id, party) VALUES (?, ?, ?)")
+            .bind(F::KIND)
+            .bind(id)
+            .bind(p)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/{kind}s/{id}/actions` with `If-Match`.
+pub(crate) async fn act<F: Flow>(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let expected = if_match(&headers)?;
+    let action: F::Action = body(&bytes)?;
+    let name = F::action_name(&action);
+    let target = format!("{}:{id}", F::KIND);
+    let mut tx = api.pool.begin().await?;
+    // Take the write lock before reading, so concurrent actions queue instead of racing.
+    sqlx::query(F::LOCK).bind(id).execute(&mut *tx).await?;
+    let (patient, version, mut c) = load::<F>(&mut tx, &u, id).await?;
+    let conflict = |message: String, c: &F| ApiError {
+        current: Some(view(id, patient, version, c)),
+        ..ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    };
+    if expected.is_some_and(|v| v != version) {
+        return Err(conflict(
+            format!("the {} changed (version {version}); reload it", F::KIND),
+            &c,
+        ));
+    }
+    let before = c.clone();
+    let notices = match c.apply(&actor(&u), action, now_ms()) {
+        Ok(n) => n,
+        Err(r @ Refusal::State { .. }) => return Err(conflict(r.to_string(), &before)),
+        Err(r) => {
+            drop(tx);
+            audit_event(&api, &u, &peer, name, target, "refused").await?;
+            return Err(refusal(r));
+        }
+    };
+    let data = serde_json::to_string(&c).map_err(ApiError::internal)?;
+    sqlx::query(F::SAVE)
+        .bind(c.state_name())
+        .bind(data)
+        .bind(now_ms())
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    set_parties(&mut tx, id, &c).await?;
+    deliver(
+        &mut tx,
+        api.sms,
+        &notices,
+        &format!("{} {id} ", F::LABEL),
+        patient,
+    )
+    .await?;
+    tx.commit().await?;
+    audit_event(&api, &u, &peer, name, target, "ok").await?;
+    metrics::counter!("appliance_workflow_transitions_total", "kind" => F::KIND, "action" => name)
+        .increment(1);
+    let version = version + 1;
+    Ok(with_etag(
+        version,
+        view(id, patient, version, &c),
+        StatusCode::OK,
+    ))
+}
+
+/// Inserts a new record (version 1) with its parties; returns its id.
+pub(crate) async fn insert<F: Flow>(
+    api: &Api,
+    insert_sql: &'static str,
+    patient: i64,
+    u: &User,
+    c: &F,
+) -> Result<i64, ApiError> {
+    let now = now_ms();
+    let data = serde_json::to_string(c).map_err(ApiError::internal)?;
+    let mut tx = api.pool.begin().await?;
+    let id = sqlx::query(insert_sql)
+        .bind(patient)
+        .bind(u.institution)
+        .bind(u.id)
+        .bind(c.state_name())
+        .bind(data)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+    set_parties(&mut tx, id, c).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_chinese() {
+        assert_eq!(
+            message("consultation_scheduled", "会诊 3 "),
+            "会诊 3 已安排，请按时参加。"
+        );
+        assert_eq!(
+            message("referral_refused", "转诊 4 "),
+            "转诊 4 被拒收，请重新分配。"
+        );
+    }
+}
