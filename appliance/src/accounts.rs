@@ -341,6 +341,29 @@ pub async fn add_user(
     }
 }
 
+/// Replaces a user's password with a new one-time password (to be changed at the next login),
+/// unlocks the account and ends its sessions.
+pub async fn reset_password(pool: &SqlitePool, user: i64) -> Result<String, AccountError> {
+    let password = one_time_password();
+    let hash = hash_password(&password)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change = 1, \
+         failed_count = 0, locked_until = 0 WHERE id = ?",
+    )
+    .bind(hash)
+    .bind(now_ms())
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(password)
+}
+
 /// Whether `phone` is empty or an 11-digit mobile number.
 pub fn valid_phone(phone: &str) -> bool {
     phone.is_empty() || phone.len() == 11 && phone.bytes().all(|b| b.is_ascii_digit())

@@ -145,6 +145,7 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/me", get(me))
         .merge(crate::consult::routes())
         .merge(crate::referral::routes())
+        .merge(crate::admin::routes())
         .with_state(api)
 }
 

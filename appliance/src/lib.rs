@@ -7,6 +7,7 @@
 //! Only this crate knows SQL about people and workflows; `imaging` and `sfu` never depend on it.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod audit;
 mod cases;

@@ -246,23 +246,6 @@ fn accounts_lockout_and_a_tamper_evident_audit_trail() {
     assert!(report.contains("row 8: its link"), "{report}");
 }
 
-/// The TOTP code for a base32 `secret`, `offset` steps from now, computed by Python's standard
-/// library (hmac, hashlib): an implementation nobody here wrote.
-fn python_totp(secret: &str, offset: i64) -> String {
-    let script = "import base64, hashlib, hmac, struct, sys, time\n\
-s = sys.argv[1]; key = base64.b32decode(s + '=' * (-len(s) % 8))\n\
-step = int(time.time()) // 30 + int(sys.argv[2])\n\
-h = hmac.new(key, struct.pack('>Q', step), hashlib.sha1).digest()\n\
-o = h[-1] & 15\n\
-print('%06d' % ((struct.unpack('>I', h[o:o + 4])[0] & 0x7fffffff) % 1000000))\n";
-    let out = Command::new("python3")
-        .args(["-c", script, secret, &offset.to_string()])
-        .output()
-        .expect("python3");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// An administrator must set up a TOTP second factor, and from then on logs in with the
 /// authenticator's code; a wrong or replayed code is refused and counts as a failure.
 #[test]
@@ -327,7 +310,7 @@ fn administrators_need_a_second_factor() {
             .unwrap()
             .contains(&format!("secret={secret}"))
     );
-    let good = python_totp(&secret, 0);
+    let good = e2e::totp::code(&secret, 0);
     let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
     let r = confirm(&wrong);
     assert_eq!(r.status, 422);
@@ -359,7 +342,7 @@ fn administrators_need_a_second_factor() {
     );
     assert_eq!(r.json()["field"], "totp");
     // The next step's code (within the one-step drift allowed), then the same code again.
-    let next = python_totp(&secret, 1);
+    let next = e2e::totp::code(&secret, 1);
     let r = with(Some(&next));
     assert_eq!(r.status, 200, "{}", r.body);
     let r = with(Some(&next));
