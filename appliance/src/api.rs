@@ -146,6 +146,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::consult::routes())
         .merge(crate::referral::routes())
         .merge(crate::admin::routes())
+        .merge(crate::stats::routes())
         .with_state(api)
 }
 

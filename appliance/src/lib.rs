@@ -19,4 +19,5 @@ pub mod notify;
 pub mod referral;
 pub mod server;
 pub mod stack;
+pub mod stats;
 pub mod totp;

@@ -375,6 +375,81 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     .json();
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
 
+    // Statistics: the centre counts by institution and outcome, as JSON, CSV and XLSX (read
+    // back by openpyxl); a doctor may not.
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let date = |days: u64| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import datetime,sys; print(datetime.date.fromordinal(719163 + int(sys.argv[1])))",
+                &days.to_string(),
+            ])
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let range = format!("from={}&to={}", date(today - 1), date(today + 1));
+    let stats = |token: &str, format: &str| {
+        call(
+            port,
+            "GET",
+            &format!(
+                "/api/v1/statistics?kind=consultation&by=institution,outcome&{range}&format={format}"
+            ),
+            token,
+            &[],
+            None,
+        )
+    };
+    assert_eq!(stats(&doctor_a, "json").status, 403);
+    let j = stats(&centre, "json").json();
+    assert_eq!(j["total"], 2, "{j}");
+    assert_eq!(
+        j["rows"],
+        json!([
+            { "key": ["城东社区卫生服务中心", "cancelled"], "count": 1 },
+            { "key": ["城东社区卫生服务中心", "closed"], "count": 1 },
+        ])
+    );
+    let c = stats(&centre, "csv");
+    assert!(
+        c.header("content-type")
+            .is_some_and(|t| t.starts_with("text/csv"))
+    );
+    assert!(
+        c.body.contains("城东社区卫生服务中心,closed,1"),
+        "{}",
+        c.body
+    );
+    let x = stats(&centre, "xlsx");
+    assert_eq!(x.status, 200);
+    let xlsx = d.join("stats.xlsx");
+    std::fs::write(&xlsx, &x.bytes).unwrap();
+    let read = Command::new("python3")
+        .args(["-c", "import openpyxl, sys\nws = openpyxl.load_workbook(sys.argv[1]).active\nfor row in ws.iter_rows(values_only=True): print('|'.join(str(v) for v in row))"])
+        .arg(&xlsx)
+        .output()
+        .expect("python3 openpyxl");
+    let sheet = String::from_utf8_lossy(&read.stdout).into_owned();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(
+        sheet.lines().collect::<Vec<_>>(),
+        [
+            "institution|outcome|count",
+            "城东社区卫生服务中心|cancelled|1",
+            "城东社区卫生服务中心|closed|1",
+        ]
+    );
+
     // The gateway has been down all along: nothing was delivered, everything waits. A restart
     // keeps it; once the gateway is back, every message arrives.
     assert!(sms.received.lock().unwrap().is_empty());
