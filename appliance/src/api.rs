@@ -134,6 +134,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Every API route ("METHOD path"), as the OpenAPI document must describe them.
+pub const ROUTES: &[&str] = &[
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/logout",
+    "POST /api/v1/auth/password",
+    "POST /api/v1/auth/totp/setup",
+    "POST /api/v1/auth/totp/confirm",
+    "GET /api/v1/me",
+    "POST /api/v1/patients",
+    "GET /api/v1/patients/{id}",
+    "POST /api/v1/consultations",
+    "GET /api/v1/consultations",
+    "GET /api/v1/consultations/{id}",
+    "POST /api/v1/consultations/{id}/actions",
+    "POST /api/v1/consultations/{id}/view-token",
+    "POST /api/v1/referrals",
+    "GET /api/v1/referrals",
+    "GET /api/v1/referrals/{id}",
+    "POST /api/v1/referrals/{id}/actions",
+    "GET /api/v1/notifications",
+    "POST /api/v1/notifications/{id}/read",
+    "POST /api/v1/users",
+    "GET /api/v1/users",
+    "POST /api/v1/users/{id}/unlock",
+    "POST /api/v1/users/{id}/reset-password",
+    "POST /api/v1/users/{id}/disable",
+    "GET /api/v1/audit",
+    "GET /api/v1/audit/verify",
+    "GET /api/v1/statistics",
+];
+
 /// The API routes.
 pub fn routes(api: Api) -> Router {
     Router::new()
@@ -143,6 +174,10 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/auth/totp/setup", post(totp_setup))
         .route("/api/v1/auth/totp/confirm", post(totp_confirm))
         .route("/api/v1/me", get(me))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
         .merge(crate::consult::routes())
         .merge(crate::referral::routes())
         .merge(crate::admin::routes())

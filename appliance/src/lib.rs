@@ -1,10 +1,13 @@
-//! appliance: the consultation and referral appliance. It will hold the consultation API, the
-//! web pages, accounts and permissions, workflows, notifications, reports, statistics and
-//! audit. Today it opens its database, serves its HTTP listener (8080) with the landing page,
-//! the API root and the operations routes, manages the configuration (`config` commands and the
-//! run-time store), and starts the whole stack in one process (`appliance run`).
+//! appliance: the consultation and referral appliance: the REST API under `/api/v1` (accounts
+//! with a second factor, patients, consultations, referrals, notifications, statistics, the
+//! separated administrators, the audit trail), its database, the landing page, the
+//! configuration commands, and `appliance run`, which starts the whole stack in one process.
+//! The workflows themselves are the pure `workflow` crate; this crate is their shell.
 //!
 //! Only this crate knows SQL about people and workflows; `imaging` and `sfu` never depend on it.
+
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "512"]
 
 pub mod accounts;
 pub mod admin;
@@ -16,6 +19,7 @@ pub mod consult;
 pub mod db;
 pub mod keys;
 pub mod notify;
+pub mod openapi;
 pub mod referral;
 pub mod server;
 pub mod stack;

@@ -1,0 +1,267 @@
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`. Written here
+//! beside the routes (a test checks that every route is described, and schemathesis checks the
+//! running server against it: no 5xx, every described answer matching its schema).
+
+use serde_json::{Value, json};
+
+fn error() -> Value {
+    json!({ "$ref": "#/components/schemas/Error" })
+}
+
+fn answer(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// The usual error answers plus `ok`.
+fn responses(ok: (&str, Value), errors: &[&str]) -> Value {
+    let mut r = serde_json::Map::new();
+    let (status, body) = ok;
+    r.insert(status.to_owned(), body);
+    for e in errors {
+        let what = match *e {
+            "401" => "not logged in, or the session ended",
+            "403" => "not allowed for this user",
+            "404" => "no such thing, or not visible to this user",
+            "409" => "a conflict: a stale version or an action the state does not allow",
+            "422" => "a field is missing or invalid (`field` names it)",
+            "423" => "the account is locked",
+            _ => "error",
+        };
+        r.insert((*e).to_owned(), answer(what, error()));
+    }
+    Value::Object(r)
+}
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn id_param() -> Value {
+    json!([{ "name": "id", "in": "path", "required": true,
+             "schema": { "type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64 } }])
+}
+
+fn no_content(description: &str) -> Value {
+    json!({ "description": description })
+}
+
+fn object(properties: Value, required: &[&str]) -> Value {
+    json!({ "type": "object", "properties": properties, "required": required })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let secured = json!([{ "bearer": [] }]);
+    let case = json!({ "type": "object", "required": ["id", "version", "state", "history"],
+        "properties": { "id": { "type": "integer" }, "version": { "type": "integer" },
+            "state": { "type": "string" }, "history": { "type": "array" } } });
+    let list = json!({ "type": "object", "required": ["items"],
+        "properties": { "items": { "type": "array", "items": case.clone() },
+                        "offset": { "type": "integer" }, "limit": { "type": "integer" } } });
+    let list_params = json!([
+        { "name": "state", "in": "query", "schema": { "type": "string" } },
+        { "name": "offset", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 1_000_000 } },
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200 } }
+    ]);
+    let if_match = json!({ "name": "If-Match", "in": "header", "required": false,
+        "schema": { "type": "string" } });
+    let mut action_params = id_param();
+    if let Some(a) = action_params.as_array_mut() {
+        a.push(if_match);
+    }
+    let user = object(
+        json!({ "id": { "type": "integer" }, "login": { "type": "string" },
+                "display_name": { "type": "string" }, "role": { "type": "string" },
+                "institution": { "type": "integer" },
+                "must_change_password": { "type": "boolean" },
+                "must_enroll_totp": { "type": "boolean" }, "totp_enabled": { "type": "boolean" } }),
+        &[
+            "id",
+            "login",
+            "role",
+            "institution",
+            "must_change_password",
+            "must_enroll_totp",
+        ],
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "远程会诊与双向转诊平台 API / Consultation and referral API", "version": env!("CARGO_PKG_VERSION") },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": object(json!({
+                    "code": { "type": "string" }, "message": { "type": "string" },
+                    "field": { "type": ["string", "null"] }, "current": { "type": "object" } }),
+                    &["code", "message", "field"]),
+            }
+        },
+        "security": secured,
+        "paths": {
+            "/api/v1/auth/login": { "post": {
+                "summary": "Log in (the TOTP code when the account has a second factor)",
+                "security": [],
+                "requestBody": body(object(json!({ "login": { "type": "string" },
+                    "password": { "type": "string" }, "totp": { "type": ["string", "null"] } }),
+                    &["login", "password"])),
+                "responses": responses(("200", answer("a session", object(
+                    json!({ "token": { "type": "string" }, "user": user.clone() }), &["token", "user"]))),
+                    &["401", "422", "423"]) } },
+            "/api/v1/auth/logout": { "post": { "summary": "End this session",
+                "responses": responses(("204", no_content("ended")), &["401"]) } },
+            "/api/v1/auth/password": { "post": { "summary": "Change the password",
+                "requestBody": body(object(json!({ "old_password": { "type": "string" },
+                    "new_password": { "type": "string" } }), &["old_password", "new_password"])),
+                "responses": responses(("204", no_content("changed")), &["401", "422"]) } },
+            "/api/v1/auth/totp/setup": { "post": { "summary": "Start setting up a TOTP second factor",
+                "responses": responses(("200", answer("the secret and otpauth URI", object(
+                    json!({ "secret": { "type": "string" }, "otpauth_uri": { "type": "string" } }),
+                    &["secret", "otpauth_uri"]))), &["401"]) } },
+            "/api/v1/auth/totp/confirm": { "post": { "summary": "Confirm the second factor with a code",
+                "requestBody": body(object(json!({ "code": { "type": "string" } }), &["code"])),
+                "responses": responses(("204", no_content("enabled")), &["401", "422"]) } },
+            "/api/v1/me": { "get": { "summary": "The current user",
+                "responses": responses(("200", answer("the user", user)), &["401"]) } },
+            "/api/v1/patients": { "post": { "summary": "Register a patient at the user's institution",
+                "requestBody": body(object(json!({ "name": { "type": "string" },
+                    "sex": { "enum": ["M", "F", "O", "U"] }, "birth_date": { "type": "string" },
+                    "phone": { "type": "string" } }), &["name", "sex", "birth_date"])),
+                "responses": responses(("201", answer("created", object(json!({ "id": { "type": "integer" } }), &["id"]))),
+                    &["401", "403", "422"]) } },
+            "/api/v1/patients/{id}": { "get": { "summary": "A patient the user may read",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the patient", object(json!({
+                    "id": { "type": "integer" }, "name": { "type": "string" } }), &["id", "name"]))),
+                    &["401", "403", "404"]) } },
+            "/api/v1/consultations": {
+                "post": { "summary": "Start a consultation application (a draft)",
+                    "requestBody": body(object(json!({ "patient": { "type": "integer" },
+                        "kind": { "enum": ["remote", "mdt", "mobile"] },
+                        "mode": { "enum": ["appointment", "named"] },
+                        "reason": { "type": "string" }, "question": { "type": "string" },
+                        "diagnosis": { "type": "string" },
+                        "requested_experts": { "type": "array", "items": { "type": "integer" } },
+                        "studies": { "type": "array", "items": { "type": "string" } } }),
+                        &["patient", "kind", "mode"])),
+                    "responses": responses(("201", answer("the draft", case.clone())), &["401", "403", "422"]) },
+                "get": { "summary": "Consultations the user may see", "parameters": list_params.clone(),
+                    "responses": responses(("200", answer("a page", list.clone())), &["401", "403", "422"]) } },
+            "/api/v1/consultations/{id}": { "get": { "summary": "One consultation (ETag: its version)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the consultation", case.clone())), &["401", "403", "404"]) } },
+            "/api/v1/consultations/{id}/actions": { "post": {
+                "summary": "Act on a consultation: submit, qc_pass, qc_reject, schedule, check_in, draft_report, sign, amend, close, cancel",
+                "parameters": action_params.clone(),
+                "requestBody": body(object(json!({ "action": { "enum": ["submit", "qc_pass",
+                    "qc_reject", "schedule", "check_in", "draft_report", "sign", "amend", "close", "cancel"] } }),
+                    &["action"])),
+                "responses": responses(("200", answer("the new state", case.clone())),
+                    &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/consultations/{id}/view-token": { "post": {
+                "summary": "A signed token for imaging's viewer, for the consultation's studies",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the token", object(json!({
+                    "token": { "type": "string" }, "viewer_url": { "type": "string" },
+                    "expires_at": { "type": "integer" } }), &["token", "viewer_url", "expires_at"]))),
+                    &["401", "403", "404", "409"]) } },
+            "/api/v1/referrals": {
+                "post": { "summary": "Start a referral (a draft)",
+                    "requestBody": body(object(json!({ "patient": { "type": "integer" },
+                        "direction": { "enum": ["up", "down"] }, "reason": { "type": "string" },
+                        "diagnosis": { "type": "string" }, "grant_hours": { "type": "integer" } }),
+                        &["patient", "direction"])),
+                    "responses": responses(("201", answer("the draft", case.clone())), &["401", "403", "422"]) },
+                "get": { "summary": "Referrals the user may see", "parameters": list_params,
+                    "responses": responses(("200", answer("a page", list)), &["401", "403", "422"]) } },
+            "/api/v1/referrals/{id}": { "get": { "summary": "One referral (ETag: its version)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the referral", case.clone())), &["401", "403", "404"]) } },
+            "/api/v1/referrals/{id}/actions": { "post": {
+                "summary": "Act on a referral: submit, qc_pass, qc_reject, assign, accept, refuse, arrive, close, cancel",
+                "parameters": action_params,
+                "requestBody": body(object(json!({ "action": { "enum": ["submit", "qc_pass",
+                    "qc_reject", "assign", "accept", "refuse", "arrive", "close", "cancel"] } }),
+                    &["action"])),
+                "responses": responses(("200", answer("the new state", case)),
+                    &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/notifications": { "get": { "summary": "Unread in-app notifications",
+                "responses": responses(("200", answer("unread", object(json!({
+                    "unread": { "type": "array" } }), &["unread"]))), &["401"]) } },
+            "/api/v1/notifications/{id}/read": { "post": { "summary": "Mark a notification read",
+                "parameters": id_param(),
+                "responses": responses(("204", no_content("read")), &["401", "404"]) } },
+            "/api/v1/users": {
+                "post": { "summary": "Create an account (security administrator; institution administrator for its own)",
+                    "requestBody": body(object(json!({ "login": { "type": "string" },
+                        "display_name": { "type": "string" }, "role": { "type": "string" },
+                        "institution": { "type": "integer" }, "phone": { "type": "string" } }),
+                        &["login", "display_name", "role", "institution"])),
+                    "responses": responses(("201", answer("created, with a one-time password", object(json!({
+                        "id": { "type": "integer" }, "one_time_password": { "type": "string" } }),
+                        &["id", "one_time_password"]))), &["401", "403", "409", "422"]) },
+                "get": { "summary": "Accounts an administrator manages",
+                    "parameters": [{ "name": "institution", "in": "query", "schema": { "type": "integer" } }],
+                    "responses": responses(("200", answer("accounts", object(json!({
+                        "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+            "/api/v1/users/{id}/unlock": { "post": { "summary": "Unlock an account",
+                "parameters": id_param(),
+                "responses": responses(("204", no_content("unlocked")), &["401", "403", "404", "422"]) } },
+            "/api/v1/users/{id}/reset-password": { "post": { "summary": "Give an account a new one-time password",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the one-time password", object(json!({
+                    "one_time_password": { "type": "string" } }), &["one_time_password"]))),
+                    &["401", "403", "404", "422"]) } },
+            "/api/v1/users/{id}/disable": { "post": { "summary": "Disable an account and end its sessions",
+                "parameters": id_param(),
+                "responses": responses(("204", no_content("disabled")), &["401", "403", "404", "422"]) } },
+            "/api/v1/audit": { "get": { "summary": "Audit records (audit administrator)",
+                "parameters": [
+                    { "name": "user", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "action", "in": "query", "schema": { "type": "string" } },
+                    { "name": "target", "in": "query", "schema": { "type": "string" } },
+                    { "name": "after", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }],
+                "responses": responses(("200", answer("records", object(json!({
+                    "items": { "type": "array" } }), &["items"]))), &["401", "403", "422"]) } },
+            "/api/v1/audit/verify": { "get": { "summary": "Verify the audit chain (audit administrator)",
+                "responses": responses(("200", answer("the result", object(json!({
+                    "records": { "type": "integer" }, "intact": { "type": "boolean" },
+                    "problems": { "type": "array", "items": { "type": "string" } } }),
+                    &["records", "intact", "problems"]))), &["401", "403"]) } },
+            "/api/v1/statistics": { "get": { "summary": "Counts (JSON, CSV or XLSX)",
+                "parameters": [
+                    { "name": "kind", "in": "query", "required": true, "schema": { "enum": ["consultation", "referral"] } },
+                    { "name": "by", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "from", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "to", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "format", "in": "query", "schema": { "enum": ["json", "csv", "xlsx"] } }],
+                "responses": responses(("200", { let mut a = answer("the counts", object(json!({
+                        "rows": { "type": "array" }, "total": { "type": "integer" } }), &["rows", "total"]));
+                    a["content"]["text/csv"] = json!({ "schema": { "type": "string" } });
+                    a["content"]["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] =
+                        json!({ "schema": { "type": "string", "format": "binary" } });
+                    a }), &["401", "403", "422"]) } },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route the API serves is described, and nothing else.
+    #[test]
+    fn every_route_is_described() {
+        let doc = document();
+        let mut described: Vec<String> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                described.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        described.sort();
+        let mut served: Vec<String> = crate::api::ROUTES.iter().map(|r| (*r).to_owned()).collect();
+        served.sort();
+        assert_eq!(described, served);
+    }
+}
