@@ -163,6 +163,12 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/audit",
     "GET /api/v1/audit/verify",
     "GET /api/v1/statistics",
+    "GET /api/v1/report-templates",
+    "PUT /api/v1/me/signature",
+    "PUT /api/v1/consultations/{id}/report",
+    "GET /api/v1/consultations/{id}/report",
+    "POST /api/v1/consultations/{id}/report/sign",
+    "GET /api/v1/consultations/{id}/report/verify",
 ];
 
 /// The API routes.
@@ -182,6 +188,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::referral::routes())
         .merge(crate::admin::routes())
         .merge(crate::stats::routes())
+        .merge(crate::reports::routes())
         .with_state(api)
 }
 

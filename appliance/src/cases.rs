@@ -55,6 +55,10 @@ pub(crate) trait Flow: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
     fn parties(&self) -> Vec<String>;
     /// Whether `role` sees every record of this kind (centre staff).
     fn sees_all(role: Role) -> bool;
+    /// Actions that must go through their own endpoint (signing binds a report), with where.
+    fn shell_only(_action: &Self::Action) -> Option<&'static str> {
+        None
+    }
 }
 
 pub(crate) fn actor(u: &User) -> Actor {
@@ -219,7 +223,7 @@ pub(crate) async fn list<F: Flow>(
     ))
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -331,6 +335,135 @@ pub(crate) async fn set_parties<F: Flow>(
     Ok(())
 }
 
+/// A record opened for a change: the transaction holding the write lock, and what it read.
+pub(crate) struct Change<F> {
+    /// The transaction (SQLite's write lock is held from its first statement).
+    pub tx: Transaction<'static, Sqlite>,
+    /// The record's id.
+    pub id: i64,
+    /// Its patient.
+    pub patient: i64,
+    /// Its version when read.
+    pub version: i64,
+    /// The record, to be changed.
+    pub record: F,
+}
+
+impl<F: Flow> Change<F> {
+    /// A 409 carrying the record as it was read.
+    pub fn conflict(&self, message: String) -> ApiError {
+        ApiError {
+            current: Some(view(self.id, self.patient, self.version, &self.record)),
+            ..ApiError::new(StatusCode::CONFLICT, "conflict", message)
+        }
+    }
+}
+
+/// Opens record `id` for a change by `u`: takes the write lock first (so concurrent changes
+/// queue instead of racing), loads it, and checks the version the client saw.
+pub(crate) async fn open<F: Flow>(
+    api: &Api,
+    u: &User,
+    id: i64,
+    expected: Option<i64>,
+) -> Result<Change<F>, ApiError> {
+    let mut tx = api.pool.begin().await?;
+    sqlx::query(F::LOCK).bind(id).execute(&mut *tx).await?;
+    let (patient, version, record) = load::<F>(&mut tx, u, id).await?;
+    let change = Change {
+        tx,
+        id,
+        patient,
+        version,
+        record,
+    };
+    if expected.is_some_and(|v| v != version) {
+        return Err(change.conflict(format!(
+            "the {} changed (version {version}); reload it",
+            F::KIND
+        )));
+    }
+    Ok(change)
+}
+
+/// Applies `action` to the opened record. A refusal rolls back and is audited (a state
+/// refusal is a 409 with the current record).
+pub(crate) async fn apply<F: Flow>(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    change: &mut Option<Change<F>>,
+    action: F::Action,
+) -> Result<Vec<Notice>, ApiError> {
+    let Some(c) = change.as_mut() else {
+        return Err(ApiError::internal("no open change"));
+    };
+    let name = F::action_name(&action);
+    let before = c.record.clone();
+    match c.record.apply(&actor(u), action, now_ms()) {
+        Ok(n) => Ok(n),
+        Err(r) => {
+            c.record = before;
+            let opened = change.take();
+            let err = match (&r, &opened) {
+                (Refusal::State { .. }, Some(o)) => o.conflict(r.to_string()),
+                _ => refusal(r),
+            };
+            let id = opened.as_ref().map_or(0, |o| o.id);
+            drop(opened);
+            audit_event(api, u, peer, name, format!("{}:{id}", F::KIND), "refused").await?;
+            Err(err)
+        }
+    }
+}
+
+/// Writes the changed record, its parties, notifications and outbox rows, commits, audits,
+/// and answers with the new version.
+pub(crate) async fn commit<F: Flow>(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    change: Change<F>,
+    notices: &[Notice],
+    name: &'static str,
+) -> Result<Response, ApiError> {
+    let Change {
+        mut tx,
+        id,
+        patient,
+        version,
+        record,
+    } = change;
+    let data = serde_json::to_string(&record).map_err(ApiError::internal)?;
+    sqlx::query(F::SAVE)
+        .bind(record.state_name())
+        .bind(data)
+        .bind(now_ms())
+        .bind(id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    set_parties(&mut tx, id, &record).await?;
+    deliver(
+        &mut tx,
+        api.sms,
+        notices,
+        &format!("{} {id} ", F::LABEL),
+        patient,
+    )
+    .await?;
+    tx.commit().await?;
+    audit_event(api, u, peer, name, format!("{}:{id}", F::KIND), "ok").await?;
+    metrics::counter!("appliance_workflow_transitions_total", "kind" => F::KIND, "action" => name)
+        .increment(1);
+    let version = version + 1;
+    Ok(with_etag(
+        version,
+        view(id, patient, version, &record),
+        StatusCode::OK,
+    ))
+}
+
 /// `POST /api/v1/{kind}s/{id}/actions` with `If-Match`.
 pub(crate) async fn act<F: Flow>(
     State(api): State<Api>,
@@ -343,59 +476,13 @@ pub(crate) async fn act<F: Flow>(
     let expected = if_match(&headers)?;
     let action: F::Action = body(&bytes)?;
     let name = F::action_name(&action);
-    let target = format!("{}:{id}", F::KIND);
-    let mut tx = api.pool.begin().await?;
-    // Take the write lock before reading, so concurrent actions queue instead of racing.
-    sqlx::query(F::LOCK).bind(id).execute(&mut *tx).await?;
-    let (patient, version, mut c) = load::<F>(&mut tx, &u, id).await?;
-    let conflict = |message: String, c: &F| ApiError {
-        current: Some(view(id, patient, version, c)),
-        ..ApiError::new(StatusCode::CONFLICT, "conflict", message)
-    };
-    if expected.is_some_and(|v| v != version) {
-        return Err(conflict(
-            format!("the {} changed (version {version}); reload it", F::KIND),
-            &c,
-        ));
+    if let Some(why) = F::shell_only(&action) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "use_endpoint", why));
     }
-    let before = c.clone();
-    let notices = match c.apply(&actor(&u), action, now_ms()) {
-        Ok(n) => n,
-        Err(r @ Refusal::State { .. }) => return Err(conflict(r.to_string(), &before)),
-        Err(r) => {
-            drop(tx);
-            audit_event(&api, &u, &peer, name, target, "refused").await?;
-            return Err(refusal(r));
-        }
-    };
-    let data = serde_json::to_string(&c).map_err(ApiError::internal)?;
-    sqlx::query(F::SAVE)
-        .bind(c.state_name())
-        .bind(data)
-        .bind(now_ms())
-        .bind(id)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-    set_parties(&mut tx, id, &c).await?;
-    deliver(
-        &mut tx,
-        api.sms,
-        &notices,
-        &format!("{} {id} ", F::LABEL),
-        patient,
-    )
-    .await?;
-    tx.commit().await?;
-    audit_event(&api, &u, &peer, name, target, "ok").await?;
-    metrics::counter!("appliance_workflow_transitions_total", "kind" => F::KIND, "action" => name)
-        .increment(1);
-    let version = version + 1;
-    Ok(with_etag(
-        version,
-        view(id, patient, version, &c),
-        StatusCode::OK,
-    ))
+    let mut change = Some(open::<F>(&api, &u, id, expected).await?);
+    let notices = apply(&api, &u, &peer, &mut change, action).await?;
+    let change = change.ok_or_else(|| ApiError::internal("no open change"))?;
+    commit(&api, &u, &peer, change, &notices, name).await
 }
 
 /// Inserts a new record (version 1) with its parties; returns its id.

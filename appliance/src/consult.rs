@@ -91,6 +91,19 @@ impl Flow for Consultation {
     fn sees_all(role: Role) -> bool {
         centre_staff(role)
     }
+
+    fn shell_only(action: &ConsultationAction) -> Option<&'static str> {
+        match action {
+            ConsultationAction::DraftReport => {
+                Some("save the report with PUT /api/v1/consultations/{id}/report")
+            }
+            ConsultationAction::Sign => Some(
+                "sign with POST /api/v1/consultations/{id}/report/sign, which binds the \
+                 signature",
+            ),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "consultations",
         include_str!("../migrations/0005_consultations.sql"),
     ),
+    (6, "reports", include_str!("../migrations/0006_reports.sql")),
 ];
 
 /// An open database.

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod notify;
 pub mod openapi;
 pub mod referral;
+pub mod reports;
 pub mod server;
 pub mod stack;
 pub mod stats;

@@ -228,6 +228,40 @@ pub fn document() -> Value {
                     "records": { "type": "integer" }, "intact": { "type": "boolean" },
                     "problems": { "type": "array", "items": { "type": "string" } } }),
                     &["records", "intact", "problems"]))), &["401", "403"]) } },
+            "/api/v1/report-templates": { "get": { "summary": "Report templates and their sections",
+                "responses": responses(("200", answer("the templates", object(json!({
+                    "templates": { "type": "array" } }), &["templates"]))), &["401"]) } },
+            "/api/v1/me/signature": { "put": { "summary": "Upload the expert's signature image (PNG or JPEG, at most 256 KiB and 2000x1000)",
+                "requestBody": { "required": true, "content": {
+                    "image/png": { "schema": { "type": "string", "format": "binary" } },
+                    "image/jpeg": { "schema": { "type": "string", "format": "binary" } } } },
+                "responses": responses(("204", no_content("stored")), &["401", "403", "422"]) } },
+            "/api/v1/consultations/{id}/report": {
+                "put": { "summary": "Save the report draft (sections; an MDT expert's contribution)",
+                    "parameters": id_param(),
+                    "requestBody": body(object(json!({ "template": { "type": "string" },
+                        "sections": { "type": "object", "additionalProperties": { "type": "string" } },
+                        "contribution": { "type": ["string", "null"] } }), &["template"])),
+                    "responses": responses(("200", answer("the consultation", json!({ "type": "object" }))),
+                        &["401", "403", "404", "409", "422"]) },
+                "get": { "summary": "A report version (default: the current one)",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                                   { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
+                    "responses": responses(("200", answer("the report", object(json!({
+                        "version": { "type": "integer" }, "sections": { "type": "object" },
+                        "versions": { "type": "array" } }), &["version", "sections", "versions"]))),
+                        &["401", "403", "404"]) } },
+            "/api/v1/consultations/{id}/report/sign": { "post": {
+                "summary": "Sign the current report version: binds the signature image, the content's SHA-256 and the server time",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the consultation", json!({ "type": "object" }))),
+                    &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/consultations/{id}/report/verify": { "get": {
+                "summary": "Recompute a signed report's hashes",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
+                "responses": responses(("200", answer("the result", object(json!({
+                    "intact": { "type": "boolean" } }), &["intact"]))), &["401", "403", "404", "409"]) } },
             "/api/v1/statistics": { "get": { "summary": "Counts (JSON, CSV or XLSX)",
                 "parameters": [
                     { "name": "kind", "in": "query", "required": true, "schema": { "enum": ["consultation", "referral"] } },

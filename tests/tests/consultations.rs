@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::api::{activate, admin as cli, call, new_user as person};
-use e2e::{Daemon, Ports, bin, temp_dir};
+use e2e::{Daemon, Ports, bin, request, temp_dir};
 use serde_json::{Value, json};
 
 /// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
@@ -343,11 +343,138 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         None,
     );
     assert_eq!(read.status, 204);
-    for action in ["check_in", "draft_report", "sign"] {
-        let r = act(&expert, version, json!({ "action": action }));
-        assert_eq!(r.status, 200, "{action}: {}", r.body);
-        version += 1;
-    }
+    let r = act(&expert, version, json!({ "action": "check_in" }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    version += 1;
+    // The report: written from a template, signed only through its endpoint, which needs
+    // every section and the expert's signature image.
+    let direct = act(&expert, version, json!({ "action": "sign" }));
+    assert_eq!(direct.json()["code"], "use_endpoint");
+    let report = format!("{url}/report");
+    let save = |sections: Value| {
+        call(
+            port,
+            "PUT",
+            &report,
+            &expert,
+            &[],
+            Some(json!({ "template": "imaging", "sections": sections })),
+        )
+    };
+    assert_eq!(save(json!({ "colour": "x" })).json()["field"], "sections");
+    let r = save(json!({ "findings": "左侧基底节区低密度灶", "impression": "急性脑梗死" }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    version += 1;
+    let sign = || call(port, "POST", &format!("{report}/sign"), &expert, &[], None);
+    assert_eq!(sign().json()["field"], "sections", "advice is empty");
+    assert_eq!(save(json!({ "advice": "建议溶栓评估" })).status, 200);
+    version += 1;
+    assert_eq!(sign().json()["field"], "signature");
+    let png = Command::new("python3")
+        .args(["-c", "import io, sys, PIL.Image as I\nb = io.BytesIO(); I.new('L', (160, 48), 255).save(b, 'PNG'); sys.stdout.buffer.write(b.getvalue())"])
+        .output()
+        .expect("python3 pillow");
+    let auth = format!("Bearer {expert}");
+    let up = request(
+        port,
+        "PUT",
+        "/api/v1/me/signature",
+        &[("Authorization", &auth), ("Content-Type", "image/png")],
+        &png.stdout,
+    )
+    .expect("upload");
+    assert_eq!(up.status, 204, "{}", up.body);
+    let gif = request(
+        port,
+        "PUT",
+        "/api/v1/me/signature",
+        &[("Authorization", &auth), ("Content-Type", "image/gif")],
+        b"GIF89a",
+    )
+    .expect("upload");
+    assert_eq!(gif.json()["field"], "signature");
+    let r = sign();
+    assert_eq!(r.status, 200, "{}", r.body);
+    version += 1;
+    let first = call(port, "GET", &report, &doctor_a, &[], None).json();
+    assert_eq!(first["signed"]["by"], expert_id);
+    assert_eq!(first["sections"]["impression"], "急性脑梗死");
+    assert_eq!(
+        call(
+            port,
+            "GET",
+            &format!("{report}/verify"),
+            &doctor_a,
+            &[],
+            None
+        )
+        .json()["intact"],
+        true
+    );
+    // Amending starts version 2 from version 1's text; version 1 stays as signed.
+    assert_eq!(
+        act(
+            &expert,
+            version,
+            json!({ "action": "amend", "reason": "补充随访建议" })
+        )
+        .status,
+        200
+    );
+    version += 1;
+    assert_eq!(
+        save(json!({ "advice": "建议溶栓评估，一周后复查 MRI" })).status,
+        200
+    );
+    version += 1;
+    assert_eq!(sign().status, 200);
+    version += 1;
+    let second = call(port, "GET", &report, &doctor_a, &[], None).json();
+    assert_eq!(
+        (second["version"].clone(), second["versions"].clone()),
+        (json!(2), json!([1, 2]))
+    );
+    assert_eq!(second["sections"]["findings"], "左侧基底节区低密度灶");
+    let old = call(
+        port,
+        "GET",
+        &format!("{report}?version=1"),
+        &doctor_a,
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(old["sections"]["advice"], "建议溶栓评估");
+    assert_ne!(
+        old["signed"]["content_sha256"],
+        second["signed"]["content_sha256"]
+    );
+    // Behind the application's back: a signed version edited in the file no longer verifies.
+    let db = d.join("data/appliance.db");
+    let tamper = Command::new("python3")
+        .args(["-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute('DROP TRIGGER reports_signed_are_final')\nc.execute(\"UPDATE reports SET content = replace(content, '急性', '陈旧性') WHERE version = 1\")\nc.commit()"])
+        .arg(&db)
+        .output()
+        .expect("python3 sqlite3");
+    assert!(
+        tamper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tamper.stderr)
+    );
+    let v = call(
+        port,
+        "GET",
+        &format!("{report}/verify?version=1"),
+        &doctor_a,
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(
+        (v["intact"].clone(), v["content_matches"].clone()),
+        (json!(false), json!(false)),
+        "{v}"
+    );
     assert_eq!(
         act(&centre, version, json!({ "action": "close" })).status,
         200

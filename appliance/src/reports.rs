@@ -1,0 +1,523 @@
+//! Consultation reports: written from a template by the consultation's experts (an MDT adds
+//! each expert's contribution), signed through their own endpoint so the signature always
+//! binds the signer's signature image, a SHA-256 of the exact content and the server's time,
+//! and kept version by version: a signed report is final (the database refuses a change), and
+//! amending it starts the next version from its text. Anyone who may see the consultation can
+//! read every version and verify a signed one's hashes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use workflow::{Consultation, ConsultationAction, ConsultationState, Role};
+
+use crate::accounts::now_ms;
+use crate::api::{Api, ApiError, body, user};
+use crate::cases::{apply, commit, if_match, load, open};
+
+/// A report template: its key, its Chinese title and its sections (key, title).
+#[derive(Debug)]
+pub struct Template {
+    /// The key.
+    pub key: &'static str,
+    /// The title printed on the report.
+    pub title: &'static str,
+    /// Sections, in order.
+    pub sections: &'static [(&'static str, &'static str)],
+}
+
+/// The built-in templates.
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        key: "general",
+        title: "远程会诊报告",
+        sections: &[
+            ("opinion", "会诊意见"),
+            ("diagnosis", "诊断"),
+            ("advice", "处理建议"),
+        ],
+    },
+    Template {
+        key: "imaging",
+        title: "远程影像会诊报告",
+        sections: &[
+            ("findings", "影像所见"),
+            ("impression", "影像诊断"),
+            ("advice", "建议"),
+        ],
+    },
+    Template {
+        key: "pathology",
+        title: "远程病理会诊报告",
+        sections: &[
+            ("gross", "大体所见"),
+            ("microscopic", "镜下所见"),
+            ("diagnosis", "病理诊断"),
+        ],
+    },
+    Template {
+        key: "ecg",
+        title: "远程心电会诊报告",
+        sections: &[("findings", "心电图所见"), ("conclusion", "结论")],
+    },
+];
+
+/// The routes.
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/api/v1/report-templates", get(templates))
+        .route("/api/v1/me/signature", put(upload_signature))
+        .route(
+            "/api/v1/consultations/{id}/report",
+            put(save_report).get(get_report),
+        )
+        .route("/api/v1/consultations/{id}/report/sign", post(sign_report))
+        .route(
+            "/api/v1/consultations/{id}/report/verify",
+            get(verify_report),
+        )
+}
+
+/// A report's content: section texts and, for an MDT, each expert's contribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// Section key → text.
+    pub sections: BTreeMap<String, String>,
+    /// Expert user id → contribution.
+    pub contributions: BTreeMap<String, String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The seal: SHA-256 over the content hash, the signature image hash, the signer and the time.
+pub fn seal(content_sha256: &str, signature_sha256: &str, signer: i64, at: i64) -> String {
+    hex(&Sha256::digest(
+        format!("{content_sha256}\n{signature_sha256}\n{signer}\n{at}").as_bytes(),
+    ))
+}
+
+async fn templates() -> Json<Value> {
+    let list: Vec<Value> = TEMPLATES
+        .iter()
+        .map(|t| {
+            json!({ "key": t.key, "title": t.title,
+                    "sections": t.sections.iter().map(|(k, title)| json!({ "key": k, "title": title })).collect::<Vec<_>>() })
+        })
+        .collect();
+    Json(json!({ "templates": list }))
+}
+
+/// The largest signature image accepted.
+pub const SIGNATURE_MAX_BYTES: usize = 256 * 1024;
+
+/// Checks a signature image: PNG or JPEG by its bytes, decodable, at most 2000 x 1000 pixels.
+pub fn check_signature(mime: &str, bytes: &[u8]) -> Result<(u32, u32), String> {
+    if bytes.len() > SIGNATURE_MAX_BYTES {
+        return Err(format!("larger than {} KiB", SIGNATURE_MAX_BYTES / 1024));
+    }
+    let (w, h) = match mime {
+        "image/png" => {
+            let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+            let reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
+            let info = reader.info();
+            (info.width, info.height)
+        }
+        "image/jpeg" => {
+            let mut decoder = jpeg_decoder::Decoder::new(bytes);
+            decoder
+                .read_info()
+                .map_err(|e| format!("not a JPEG: {e}"))?;
+            let info = decoder.info().ok_or("not a JPEG")?;
+            (u32::from(info.width), u32::from(info.height))
+        }
+        other => return Err(format!("{other:?}: PNG or JPEG only")),
+    };
+    if w == 0 || h == 0 || w > 2000 || h > 1000 {
+        return Err(format!("{w}x{h}: at most 2000x1000 pixels"));
+    }
+    Ok((w, h))
+}
+
+async fn upload_signature(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    if u.role != Role::Expert {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "signature images are for experts",
+        ));
+    }
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    check_signature(&mime, &bytes).map_err(|e| ApiError::field("signature", e))?;
+    sqlx::query(
+        "INSERT INTO signatures (user_id, mime, image, sha256, uploaded_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (user_id) DO UPDATE SET mime = excluded.mime, image = excluded.image, \
+         sha256 = excluded.sha256, uploaded_at = excluded.uploaded_at",
+    )
+    .bind(u.id)
+    .bind(&mime)
+    .bind(&bytes[..])
+    .bind(hex(&Sha256::digest(&bytes)))
+    .bind(now_ms())
+    .execute(&api.pool)
+    .await?;
+    crate::cases::audit_event(
+        &api,
+        &u,
+        &peer,
+        "upload_signature",
+        format!("user:{}", u.id),
+        "ok",
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveBody {
+    template: String,
+    #[serde(default)]
+    sections: BTreeMap<String, String>,
+    /// This expert's contribution (MDT).
+    #[serde(default)]
+    contribution: Option<String>,
+}
+
+type ReportRow = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const REPORT_COLUMNS: &str = "SELECT version, template, content, signed_by, signed_at, \
+     content_sha256, signature_sha256, seal_sha256 FROM reports WHERE consultation_id = ? \
+     AND version = ?";
+
+async fn save_report(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    bytes: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let expected = if_match(&headers)?;
+    let b: SaveBody = body(&bytes)?;
+    let template = TEMPLATES
+        .iter()
+        .find(|t| t.key == b.template)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = TEMPLATES.iter().map(|t| t.key).collect();
+            ApiError::field("template", format!("one of {}", keys.join(", ")))
+        })?;
+    if let Some(bad) = b
+        .sections
+        .keys()
+        .find(|k| !template.sections.iter().any(|(key, _)| key == k))
+    {
+        return Err(ApiError::field(
+            "sections",
+            format!("{bad:?} is not a section of {}", template.key),
+        ));
+    }
+    if b.sections
+        .values()
+        .chain(b.contribution.iter())
+        .any(|t| t.chars().count() > 20_000)
+    {
+        return Err(ApiError::field(
+            "sections",
+            "a text is longer than 20000 characters",
+        ));
+    }
+    let mut change = Some(open::<Consultation>(&api, &u, id, expected).await?);
+    let notices = apply(
+        &api,
+        &u,
+        &peer,
+        &mut change,
+        ConsultationAction::DraftReport,
+    )
+    .await?;
+    let mut change = change.ok_or_else(|| ApiError::internal("no open change"))?;
+    let version = i64::from(change.record.report_version);
+    let existing: Option<ReportRow> = sqlx::query_as(REPORT_COLUMNS)
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&mut *change.tx)
+        .await?;
+    // A new version starts from the previous one's text.
+    let mut content: Content = match &existing {
+        Some(row) => serde_json::from_str(&row.2).map_err(ApiError::internal)?,
+        None => {
+            let previous: Option<String> = sqlx::query_scalar(
+                "SELECT content FROM reports WHERE consultation_id = ? AND version = ?",
+            )
+            .bind(id)
+            .bind(version - 1)
+            .fetch_optional(&mut *change.tx)
+            .await?;
+            previous
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or_default()
+        }
+    };
+    for (k, v) in b.sections {
+        content.sections.insert(k, v);
+    }
+    if let Some(text) = b.contribution {
+        content.contributions.insert(u.id.to_string(), text);
+    }
+    let text = serde_json::to_string(&content).map_err(ApiError::internal)?;
+    sqlx::query(
+        "INSERT INTO reports (consultation_id, version, template, content, updated_by, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consultation_id, version) DO UPDATE SET \
+         template = excluded.template, content = excluded.content, \
+         updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(template.key)
+    .bind(text)
+    .bind(u.id)
+    .bind(now_ms())
+    .execute(&mut *change.tx)
+    .await?;
+    commit(&api, &u, &peer, change, &notices, "draft_report").await
+}
+
+async fn sign_report(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<axum::response::Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let expected = if_match(&headers)?;
+    let signature: Option<String> =
+        sqlx::query_scalar("SELECT sha256 FROM signatures WHERE user_id = ?")
+            .bind(u.id)
+            .fetch_optional(&api.pool)
+            .await?;
+    let mut change = Some(open::<Consultation>(&api, &u, id, expected).await?);
+    let version = change
+        .as_ref()
+        .map_or(0, |c| i64::from(c.record.report_version));
+    let row: Option<ReportRow> = match change.as_mut() {
+        Some(c) => {
+            sqlx::query_as(REPORT_COLUMNS)
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&mut *c.tx)
+                .await?
+        }
+        None => None,
+    };
+    let Some(row) = row else {
+        return Err(ApiError::field("report", "there is no report to sign yet"));
+    };
+    let template = TEMPLATES.iter().find(|t| t.key == row.1);
+    let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
+    if let Some((_, title)) = template.and_then(|t| {
+        t.sections.iter().find(|(k, _)| {
+            content
+                .sections
+                .get(*k)
+                .is_none_or(|text| text.trim().is_empty())
+        })
+    }) {
+        return Err(ApiError::field(
+            "sections",
+            format!("{title} is empty: every section is needed before signing"),
+        ));
+    }
+    let Some(signature) = signature else {
+        return Err(ApiError::field(
+            "signature",
+            "upload a signature image (PUT /api/v1/me/signature) before signing",
+        ));
+    };
+    let notices = apply(&api, &u, &peer, &mut change, ConsultationAction::Sign).await?;
+    let mut change = change.ok_or_else(|| ApiError::internal("no open change"))?;
+    let at = now_ms();
+    let content_sha256 = hex(&Sha256::digest(row.2.as_bytes()));
+    sqlx::query(
+        "UPDATE reports SET signed_by = ?, signed_at = ?, content_sha256 = ?, \
+         signature_sha256 = ?, seal_sha256 = ? WHERE consultation_id = ? AND version = ?",
+    )
+    .bind(u.id)
+    .bind(at)
+    .bind(&content_sha256)
+    .bind(&signature)
+    .bind(seal(&content_sha256, &signature, u.id, at))
+    .bind(id)
+    .bind(version)
+    .execute(&mut *change.tx)
+    .await?;
+    commit(&api, &u, &peer, change, &notices, "sign").await
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<i64>,
+}
+
+/// The report row `version` (default: the consultation's current one) of a consultation `u`
+/// may see.
+async fn report_row(
+    api: &Api,
+    headers: &HeaderMap,
+    id: i64,
+    version: Option<i64>,
+) -> Result<(ReportRow, Vec<i64>, Consultation), ApiError> {
+    let (u, _) = user(api, headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (_, _, c) = load::<Consultation>(&mut conn, &u, id).await?;
+    let version = version.unwrap_or(i64::from(c.report_version));
+    let row: Option<ReportRow> = sqlx::query_as(REPORT_COLUMNS)
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM reports WHERE consultation_id = ? ORDER BY version",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let row = row.ok_or_else(|| ApiError::not_found("report version"))?;
+    Ok((row, versions, c))
+}
+
+async fn get_report(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, versions, c) = report_row(&api, &headers, id, q.version).await?;
+    let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
+    let signed = row.4.map(|at| {
+        json!({ "by": row.3, "at": at, "content_sha256": row.5, "signature_sha256": row.6,
+                "seal_sha256": row.7 })
+    });
+    Ok(Json(json!({
+        "consultation": id, "version": row.0, "template": row.1,
+        "sections": content.sections, "contributions": content.contributions,
+        "signed": signed, "versions": versions,
+        "final": c.state == ConsultationState::Signed || c.state == ConsultationState::Closed,
+    })))
+}
+
+async fn verify_report(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (row, _, _) = report_row(&api, &headers, id, q.version).await?;
+    let (Some(by), Some(at), Some(content_sha), Some(signature_sha), Some(sealed)) =
+        (row.3, row.4, &row.5, &row.6, &row.7)
+    else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_signed",
+            "this report version is not signed",
+        ));
+    };
+    let content_ok = hex(&Sha256::digest(row.2.as_bytes())) == *content_sha;
+    let image: Option<String> =
+        sqlx::query_scalar("SELECT sha256 FROM signatures WHERE user_id = ?")
+            .bind(by)
+            .fetch_optional(&api.pool)
+            .await?;
+    let seal_ok = seal(content_sha, signature_sha, by, at) == *sealed;
+    Ok(Json(json!({
+        "version": row.0,
+        "intact": content_ok && seal_ok,
+        "content_matches": content_ok,
+        "seal_matches": seal_ok,
+        "signature_image_current": image.as_deref() == Some(signature_sha.as_str()),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seal_binds_every_part() {
+        let s = seal("c", "s", 4, 100);
+        assert_ne!(s, seal("d", "s", 4, 100));
+        assert_ne!(s, seal("c", "t", 4, 100));
+        assert_ne!(s, seal("c", "s", 5, 100));
+        assert_ne!(s, seal("c", "s", 4, 101));
+        assert_eq!(s.len(), 64);
+    }
+
+    #[test]
+    fn signature_images_are_checked() {
+        let mut png = Vec::new();
+        {
+            let mut e = png::Encoder::new(&mut png, 120, 40);
+            e.set_color(png::ColorType::Grayscale);
+            let mut w = e.write_header().unwrap();
+            w.write_image_data(&[255u8; 120 * 40]).unwrap();
+        }
+        assert_eq!(check_signature("image/png", &png), Ok((120, 40)));
+        assert!(
+            check_signature("image/jpeg", &png)
+                .unwrap_err()
+                .contains("JPEG")
+        );
+        assert!(
+            check_signature("image/gif", &png)
+                .unwrap_err()
+                .contains("PNG or JPEG")
+        );
+        assert!(check_signature("image/png", &png[..20]).is_err());
+        let big = vec![0u8; SIGNATURE_MAX_BYTES + 1];
+        assert!(
+            check_signature("image/png", &big)
+                .unwrap_err()
+                .contains("KiB")
+        );
+    }
+
+    #[test]
+    fn templates_have_unique_sections() {
+        for t in TEMPLATES {
+            let mut keys: Vec<_> = t.sections.iter().map(|(k, _)| k).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), t.sections.len(), "{}", t.key);
+        }
+    }
+}
