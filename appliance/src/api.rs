@@ -169,6 +169,8 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/consultations/{id}/report",
     "POST /api/v1/consultations/{id}/report/sign",
     "GET /api/v1/consultations/{id}/report/verify",
+    "GET /api/v1/consultations/{id}/report.pdf",
+    "GET /api/v1/referrals/{id}/admission-slip.pdf",
 ];
 
 /// The API routes.

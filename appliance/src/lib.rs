@@ -20,6 +20,7 @@ pub mod db;
 pub mod keys;
 pub mod notify;
 pub mod openapi;
+pub mod pdf;
 pub mod referral;
 pub mod reports;
 pub mod server;

@@ -262,6 +262,19 @@ pub fn document() -> Value {
                                { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
                 "responses": responses(("200", answer("the result", object(json!({
                     "intact": { "type": "boolean" } }), &["intact"]))), &["401", "403", "404", "409"]) } },
+            "/api/v1/consultations/{id}/report.pdf": { "get": {
+                "summary": "A report version as PDF (Chinese text; the signature block when signed)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
+                "responses": responses(("200", json!({ "description": "the PDF", "content": {
+                    "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
+                    &["401", "403", "404"]) } },
+            "/api/v1/referrals/{id}/admission-slip.pdf": { "get": {
+                "summary": "The admission slip of an accepted referral, as PDF",
+                "parameters": id_param(),
+                "responses": responses(("200", json!({ "description": "the PDF", "content": {
+                    "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
+                    &["401", "403", "404", "409"]) } },
             "/api/v1/statistics": { "get": { "summary": "Counts (JSON, CSV or XLSX)",
                 "parameters": [
                     { "name": "kind", "in": "query", "required": true, "schema": { "enum": ["consultation", "referral"] } },

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -29,6 +29,10 @@ pub fn routes() -> Router<Api> {
         )
         .route("/api/v1/referrals/{id}", get(get_one::<Referral>))
         .route("/api/v1/referrals/{id}/actions", post(act::<Referral>))
+        .route(
+            "/api/v1/referrals/{id}/admission-slip.pdf",
+            get(admission_slip),
+        )
 }
 
 /// The referral centre and quality control see every referral.
@@ -142,5 +146,87 @@ async fn create_referral(
         1,
         view(id, b.patient, 1, &r),
         StatusCode::CREATED,
+    ))
+}
+
+/// The electronic admission slip of an accepted referral, as a PDF for the patient to bring.
+async fn admission_slip(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    use crate::pdf::Block;
+    use crate::reports::{china_time, institution_name, name_of, patient_line, pdf_response};
+    use workflow::ReferralState as S;
+    let (u, _) = user(&api, &headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (patient, _, r) = crate::cases::load::<Referral>(&mut conn, &u, id).await?;
+    drop(conn);
+    let Some((institution, department, doctor)) = r.receiver else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_accepted",
+            "the referral is not accepted yet",
+        ));
+    };
+    if !matches!(r.state, S::Accepted | S::Arrived | S::Closed) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_accepted",
+            format!(
+                "the referral is {}; the slip exists once it is accepted",
+                r.state.name()
+            ),
+        ));
+    }
+    let accepted_at = r
+        .history
+        .iter()
+        .rev()
+        .find(|e| e.action == "accept")
+        .map(|e| china_time(e.at))
+        .unwrap_or_default();
+    let doctor = match doctor {
+        Some(d) => name_of(&api, d).await?,
+        None => "由接收科室安排".to_owned(),
+    };
+    let blocks = vec![
+        Block::Title("双向转诊入院通知单".into()),
+        Block::Field("转诊编号".into(), id.to_string()),
+        Block::Field(
+            "转诊方向".into(),
+            match r.direction {
+                Direction::Up => "上转（基层转上级）".into(),
+                Direction::Down => "下转（上级转基层）".into(),
+            },
+        ),
+        Block::Field("患者".into(), patient_line(&api, patient).await?),
+        Block::Field("转出机构".into(), institution_name(&api, r.institution).await?),
+        Block::Field("转出医生".into(), name_of(&api, r.applicant).await?),
+        Block::Field("转入机构".into(), institution_name(&api, institution).await?),
+        Block::Field("接收科室".into(), format!("科室 {department}")),
+        Block::Field("接收医生".into(), doctor),
+        Block::Field("接收时间".into(), accepted_at),
+        Block::Field("初步诊断".into(), r.diagnosis.clone()),
+        Block::Heading("转诊原因".into()),
+        Block::Text(r.reason.clone()),
+        Block::Heading("入院须知".into()),
+        Block::Text(
+            "请患者持本通知单、身份证、医保卡及既往检查资料，于接收后三日内到接收科室办理入院手续。\n\
+             转出机构共享的病历与影像在授权期内可由接收方查阅。"
+                .into(),
+        ),
+    ];
+    let footer = format!(
+        "{}  打印时间 {}",
+        api.site,
+        china_time(crate::accounts::now_ms())
+    );
+    let bytes = crate::pdf::render(&blocks, &footer).map_err(ApiError::internal)?;
+    audit_event(&api, &u, &peer, "print", format!("referral:{id}"), "ok").await?;
+    Ok(pdf_response(
+        bytes,
+        &format!("referral-{id}-admission-slip"),
     ))
 }

@@ -82,6 +82,7 @@ pub fn routes() -> Router<Api> {
             "/api/v1/consultations/{id}/report/verify",
             get(verify_report),
         )
+        .route("/api/v1/consultations/{id}/report.pdf", get(report_pdf))
 }
 
 /// A report's content: section texts and, for an MDT, each expert's contribution.
@@ -468,9 +469,167 @@ async fn verify_report(
     })))
 }
 
+/// `ms` since the epoch as China Standard Time (UTC+8), `YYYY-MM-DD HH:MM`.
+pub fn china_time(ms: i64) -> String {
+    let local = ms + 8 * 3_600_000;
+    let (y, m, d) = crate::audit::civil(local.div_euclid(86_400_000));
+    let minutes = local.rem_euclid(86_400_000) / 60_000;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        minutes / 60,
+        minutes % 60
+    )
+}
+
+/// A user's display name (or "#id").
+pub(crate) async fn name_of(api: &Api, user: i64) -> Result<String, ApiError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE id = ?")
+        .bind(user)
+        .fetch_optional(&api.pool)
+        .await?;
+    Ok(name.unwrap_or_else(|| format!("#{user}")))
+}
+
+/// The patient's line for a printed document: name, sex, birth date.
+pub(crate) async fn patient_line(api: &Api, patient: i64) -> Result<String, ApiError> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT name, sex, birth_date FROM patients WHERE id = ?")
+            .bind(patient)
+            .fetch_optional(&api.pool)
+            .await?;
+    Ok(row.map_or_else(String::new, |(name, sex, birth)| {
+        let sex = match sex.as_str() {
+            "M" => "男",
+            "F" => "女",
+            _ => "未知",
+        };
+        format!("{name}  {sex}  {birth}")
+    }))
+}
+
+/// An institution's name.
+pub(crate) async fn institution_name(api: &Api, id: i64) -> Result<String, ApiError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM institutions WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&api.pool)
+        .await?;
+    Ok(name.unwrap_or_else(|| format!("#{id}")))
+}
+
+/// A PDF answer.
+pub(crate) fn pdf_response(bytes: Vec<u8>, name: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}.pdf\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The report version as a printable PDF: template title, patient and consultation, sections,
+/// MDT contributions, and for a signed version the signature image, signer, time and hashes.
+async fn report_pdf(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<VersionQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::pdf::Block;
+    let (u, _) = user(&api, &headers, false).await?;
+    let (row, _, c) = report_row(&api, &headers, id, q.version).await?;
+    let patient: i64 = sqlx::query_scalar("SELECT patient_id FROM consultations WHERE id = ?")
+        .bind(id)
+        .fetch_one(&api.pool)
+        .await?;
+    let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
+    let template = TEMPLATES.iter().find(|t| t.key == row.1);
+    let mut blocks = vec![
+        Block::Title(template.map_or("远程会诊报告", |t| t.title).to_owned()),
+        Block::Field("会诊编号".into(), format!("{id}（第 {} 版）", row.0)),
+        Block::Field("患者".into(), patient_line(&api, patient).await?),
+        Block::Field(
+            "申请机构".into(),
+            institution_name(&api, c.institution).await?,
+        ),
+        Block::Field("申请医生".into(), name_of(&api, c.applicant).await?),
+        Block::Field("会诊目的".into(), c.question.clone()),
+        Block::Field("初步诊断".into(), c.diagnosis.clone()),
+    ];
+    for (key, title) in template.map_or(&[][..], |t| t.sections) {
+        blocks.push(Block::Heading((*title).to_owned()));
+        blocks.push(Block::Text(
+            content.sections.get(*key).cloned().unwrap_or_default(),
+        ));
+    }
+    if !content.contributions.is_empty() {
+        blocks.push(Block::Heading("多学科专家意见".into()));
+        for (expert, text) in &content.contributions {
+            let name = match expert.parse::<i64>() {
+                Ok(e) => name_of(&api, e).await?,
+                Err(_) => expert.clone(),
+            };
+            blocks.push(Block::Field(name, text.clone()));
+        }
+    }
+    blocks.push(Block::Space(18.0));
+    match (row.3, row.4) {
+        (Some(by), Some(at)) => {
+            let image: Option<(String, Vec<u8>)> = sqlx::query_as(
+                "SELECT mime, image FROM signatures WHERE user_id = ? AND sha256 = ?",
+            )
+            .bind(by)
+            .bind(&row.6)
+            .fetch_optional(&api.pool)
+            .await?;
+            blocks.push(Block::Heading("签名".into()));
+            if let Some((mime, bytes)) = image
+                && let Ok(pixels) = check_signature(&mime, &bytes)
+            {
+                blocks.push(Block::Image {
+                    bytes,
+                    mime,
+                    width: 120.0,
+                    pixels,
+                });
+            }
+            blocks.push(Block::Field("签名专家".into(), name_of(&api, by).await?));
+            blocks.push(Block::Field("签名时间".into(), china_time(at)));
+            blocks.push(Block::Field(
+                "内容 SHA-256".into(),
+                row.5.clone().unwrap_or_default(),
+            ));
+            blocks.push(Block::Field(
+                "签章 SHA-256".into(),
+                row.7.clone().unwrap_or_default(),
+            ));
+        }
+        _ => blocks.push(Block::Heading("草稿（未签名，不作为诊疗依据）".into())),
+    }
+    let footer = format!("{}  打印时间 {}", api.site, china_time(now_ms()));
+    let bytes = crate::pdf::render(&blocks, &footer).map_err(ApiError::internal)?;
+    crate::cases::audit_event(&api, &u, &peer, "print", format!("consultation:{id}"), "ok").await?;
+    Ok(pdf_response(
+        bytes,
+        &format!("consultation-{id}-report-v{}", row.0),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn china_time_is_utc_plus_8() {
+        // 2026-11-26 13:30 UTC.
+        assert_eq!(china_time(1_795_699_800_000), "2026-11-26 21:30");
+    }
 
     #[test]
     fn the_seal_binds_every_part() {

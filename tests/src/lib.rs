@@ -599,3 +599,22 @@ print('%06d' % ((struct.unpack('>I', h[o:o + 4])[0] & 0x7fffffff) % 1000000))\n"
         secret
     }
 }
+
+/// The text of a PDF, as poppler's pdftotext (an independent reader) extracts it.
+pub fn pdf_text(pdf: &[u8]) -> String {
+    let dir = temp_dir();
+    let file = dir.path().join("doc.pdf");
+    std::fs::write(&file, pdf).expect("write the PDF");
+    let out = Command::new("pdftotext")
+        .args(["-layout", "-enc", "UTF-8"])
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (scripts/test installs poppler-utils)");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

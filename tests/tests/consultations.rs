@@ -449,6 +449,83 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         old["signed"]["content_sha256"],
         second["signed"]["content_sha256"]
     );
+    // Printed: the PDF carries the Chinese text, the signer and the hashes, version by version.
+    let pdf = call(
+        port,
+        "GET",
+        &format!("{url}/report.pdf"),
+        &doctor_a,
+        &[],
+        None,
+    );
+    assert_eq!(pdf.status, 200);
+    assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+    assert!(pdf.bytes.starts_with(b"%PDF-"));
+    assert!(
+        pdf.bytes.len() < 400_000,
+        "the font is subset: {} bytes",
+        pdf.bytes.len()
+    );
+    let text = e2e::pdf_text(&pdf.bytes);
+    for wanted in [
+        "远程影像会诊报告",
+        "王五",
+        "急性脑梗死",
+        "一周后复查",
+        "签名专家",
+        "expert.w",
+    ] {
+        assert!(text.contains(wanted), "{wanted} in:\n{text}");
+    }
+    let compact: String = text.split_whitespace().collect();
+    assert!(
+        compact.contains(second["signed"]["content_sha256"].as_str().unwrap()),
+        "{text}"
+    );
+    // The signature image is embedded (pdfimages lists it: 160 x 48, as uploaded).
+    let pdf_file = d.join("report.pdf");
+    std::fs::write(&pdf_file, &pdf.bytes).unwrap();
+    let images = Command::new("pdfimages")
+        .arg("-list")
+        .arg(&pdf_file)
+        .output()
+        .expect("pdfimages");
+    let listing = String::from_utf8_lossy(&images.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .skip(2)
+            .any(|l| l.split_whitespace().nth(3) == Some("160")
+                && l.split_whitespace().nth(4) == Some("48")),
+        "{listing}"
+    );
+    let v1 = e2e::pdf_text(
+        &call(
+            port,
+            "GET",
+            &format!("{url}/report.pdf?version=1"),
+            &doctor_a,
+            &[],
+            None,
+        )
+        .bytes,
+    );
+    assert!(
+        v1.contains("建议溶栓评估") && !v1.contains("一周后复查"),
+        "{v1}"
+    );
+    assert_eq!(
+        call(
+            port,
+            "GET",
+            &format!("{url}/report.pdf"),
+            &doctor_b,
+            &[],
+            None
+        )
+        .status,
+        404
+    );
     // Behind the application's back: a signed version edited in the file no longer verifies.
     let db = d.join("data/appliance.db");
     let tamper = Command::new("python3")

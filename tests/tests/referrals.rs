@@ -132,6 +132,11 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
     let stale = assign(h1_id, 4);
     assert_eq!(stale.status, 409);
     assert_eq!(stale.json()["current"]["state"], "refused");
+    let slip = format!("{url}/admission-slip.pdf");
+    assert_eq!(
+        call(port, "GET", &slip, desk, &[], None).json()["code"],
+        "not_accepted"
+    );
     assert_eq!(assign(h1_id, 5).status, 200);
     // The grant: the receiving doctor reads the patient's record; another clinic never does.
     assert_eq!(
@@ -146,6 +151,19 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
     for (version, action) in [(6, "accept"), (7, "arrive"), (8, "close")] {
         let r = act(h1, version, json!({ "action": action }));
         assert_eq!(r.status, 200, "{action}: {}", r.body);
+    }
+    let pdf = call(port, "GET", &slip, clinic, &[], None);
+    assert_eq!(pdf.status, 200, "{}", pdf.body);
+    let text = e2e::pdf_text(&pdf.bytes);
+    for wanted in [
+        "双向转诊入院通知单",
+        "孙七",
+        "城东社区卫生服务中心",
+        "市第一人民医院",
+        "hosp.one",
+        "J44.1",
+    ] {
+        assert!(text.contains(wanted), "{wanted} in:\n{text}");
     }
     let done = call(port, "GET", &url, clinic, &[], None).json();
     assert_eq!(done["state"], "closed");
