@@ -171,6 +171,18 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/consultations/{id}/report/verify",
     "GET /api/v1/consultations/{id}/report.pdf",
     "GET /api/v1/referrals/{id}/admission-slip.pdf",
+    "GET /api/v1/institutions",
+    "GET /api/v1/institutions/{id}/departments",
+    "POST /api/v1/institutions/{id}/departments",
+    "GET /api/v1/experts",
+    "PUT /api/v1/experts/{id}",
+    "GET /api/v1/experts/{id}/slots",
+    "POST /api/v1/experts/{id}/slots",
+    "POST /api/v1/consultations/{id}/book",
+    "GET /api/v1/patients/{id}/linked",
+    "GET /api/v1/me/favourites",
+    "PUT /api/v1/me/favourites/{patient}",
+    "DELETE /api/v1/me/favourites/{patient}",
 ];
 
 /// The API routes.
@@ -191,6 +203,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::stats::routes())
         .merge(crate::reports::routes())
+        .merge(crate::registry::routes())
         .with_state(api)
 }
 

@@ -114,6 +114,29 @@ struct NewPatient {
     birth_date: String,
     #[serde(default)]
     phone: String,
+    /// The resident identity card number (links records across institutions).
+    #[serde(default)]
+    id_number: String,
+    /// The institution's own record number.
+    #[serde(default)]
+    record_number: String,
+}
+
+/// Whether `id` is a valid 18-character resident identity card number (GB 11643: the last
+/// character is the ISO 7064 MOD 11-2 check of the first 17).
+pub fn valid_id_number(id: &str) -> bool {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let b = id.as_bytes();
+    if b.len() != 18 || !b[..17].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = b[..17]
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    b[17].to_ascii_uppercase() == CHECK[(sum % 11) as usize]
 }
 
 fn valid_date(d: &str) -> bool {
@@ -166,9 +189,43 @@ async fn create_patient(
     if !crate::accounts::valid_phone(phone) {
         return Err(ApiError::field("phone", "an 11-digit mobile number"));
     }
+    let id_number = p.id_number.trim().to_ascii_uppercase();
+    if !id_number.is_empty() && !valid_id_number(&id_number) {
+        return Err(ApiError::field(
+            "id_number",
+            "not a valid 18-character identity card number",
+        ));
+    }
+    if !id_number.is_empty() && id_number[6..14] != p.birth_date.replace('-', "") {
+        return Err(ApiError::field(
+            "id_number",
+            "its birth date is not the patient's birth_date",
+        ));
+    }
+    let record_number = p.record_number.trim();
+    if record_number.chars().count() > 32 {
+        return Err(ApiError::field("record_number", "at most 32 characters"));
+    }
+    let mut tx = api.pool.begin().await?;
+    // One master record per person: found by the identity card number, else a new one.
+    let master: i64 = if id_number.is_empty() {
+        sqlx::query("INSERT INTO master_patients (id_number) VALUES (NULL)")
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid()
+    } else {
+        sqlx::query("INSERT OR IGNORE INTO master_patients (id_number) VALUES (?)")
+            .bind(&id_number)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query_scalar("SELECT id FROM master_patients WHERE id_number = ?")
+            .bind(&id_number)
+            .fetch_one(&mut *tx)
+            .await?
+    };
     let id = sqlx::query(
         "INSERT INTO patients (institution_id, name, sex, birth_date, phone, created_by, \
-         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         created_at, master_id, record_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(u.institution)
     .bind(name)
@@ -177,18 +234,29 @@ async fn create_patient(
     .bind(phone)
     .bind(u.id)
     .bind(now_ms())
-    .execute(&api.pool)
+    .bind(master)
+    .bind(record_number)
+    .execute(&mut *tx)
     .await?
     .last_insert_rowid();
+    tx.commit().await?;
     audit_event(&api, &u, &peer, "create", format!("patient:{id}"), "ok").await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "master": master })),
+    )
+        .into_response())
 }
 
-type PatientRow = (i64, i64, String, String, String, String);
+pub(crate) type PatientRow = (i64, i64, String, String, String, String);
 
 /// Whether `u` may read patient `p`: their institution's doctors, centre staff, whoever may
 /// see a consultation about the patient, and a referral's receiving side while its grant lasts.
-async fn may_read_patient(api: &Api, u: &User, p: &PatientRow) -> Result<bool, ApiError> {
+pub(crate) async fn may_read_patient(
+    api: &Api,
+    u: &User,
+    p: &PatientRow,
+) -> Result<bool, ApiError> {
     if matches!(u.role, Role::Doctor | Role::Expert) && p.1 == u.institution || centre_staff(u.role)
     {
         return Ok(true);
@@ -212,6 +280,34 @@ async fn may_read_patient(api: &Api, u: &User, p: &PatientRow) -> Result<bool, A
     }))
 }
 
+/// A patient's row.
+pub(crate) async fn patient_row(api: &Api, id: i64) -> Result<Option<PatientRow>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT id, institution_id, name, sex, birth_date, phone FROM patients WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&api.pool)
+    .await?)
+}
+
+/// Patient `id` if `u` may read it (the read is audited; a refusal too, and answers 404).
+pub(crate) async fn readable_patient(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    id: i64,
+) -> Result<i64, ApiError> {
+    let Some(p) = patient_row(api, id).await? else {
+        return Err(ApiError::not_found("patient"));
+    };
+    if !may_read_patient(api, u, &p).await? {
+        audit_event(api, u, peer, "read", format!("patient:{id}"), "denied").await?;
+        return Err(ApiError::not_found("patient"));
+    }
+    audit_event(api, u, peer, "read", format!("patient:{id}"), "ok").await?;
+    Ok(id)
+}
+
 async fn get_patient(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -219,22 +315,18 @@ async fn get_patient(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    let row: Option<PatientRow> = sqlx::query_as(
-        "SELECT id, institution_id, name, sex, birth_date, phone FROM patients WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&api.pool)
-    .await?;
-    let Some(p) = row else {
-        return Err(ApiError::not_found("patient"));
-    };
-    if !may_read_patient(&api, &u, &p).await? {
-        audit_event(&api, &u, &peer, "read", format!("patient:{id}"), "denied").await?;
-        return Err(ApiError::not_found("patient"));
-    }
-    audit_event(&api, &u, &peer, "read", format!("patient:{id}"), "ok").await?;
+    readable_patient(&api, &u, &peer, id).await?;
+    let p = patient_row(&api, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient"))?;
+    let extra: (Option<i64>, String) =
+        sqlx::query_as("SELECT master_id, record_number FROM patients WHERE id = ?")
+            .bind(id)
+            .fetch_one(&api.pool)
+            .await?;
     Ok(Json(json!({
         "id": p.0, "institution": p.1, "name": p.2, "sex": p.3, "birth_date": p.4, "phone": p.5,
+        "master": extra.0, "record_number": extra.1,
     })))
 }
 
@@ -408,6 +500,16 @@ async fn mark_read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_card_numbers_are_checked() {
+        // GB 11643's example number, and one with an X check character.
+        assert!(valid_id_number("11010519491231002X"));
+        assert!(valid_id_number("440524188001010014"));
+        assert!(!valid_id_number("440524188001010015"));
+        assert!(!valid_id_number("44052418800101001"));
+        assert!(!valid_id_number("4405241880010100A4"));
+    }
 
     #[test]
     fn dates_are_checked() {

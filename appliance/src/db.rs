@@ -66,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_consultations.sql"),
     ),
     (6, "reports", include_str!("../migrations/0006_reports.sql")),
+    (
+        7,
+        "registry",
+        include_str!("../migrations/0007_registry.sql"),
+    ),
 ];
 
 /// An open database.

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pdf;
 pub mod referral;
+pub mod registry;
 pub mod reports;
 pub mod server;
 pub mod stack;

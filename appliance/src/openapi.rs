@@ -125,7 +125,8 @@ pub fn document() -> Value {
             "/api/v1/patients": { "post": { "summary": "Register a patient at the user's institution",
                 "requestBody": body(object(json!({ "name": { "type": "string" },
                     "sex": { "enum": ["M", "F", "O", "U"] }, "birth_date": { "type": "string" },
-                    "phone": { "type": "string" } }), &["name", "sex", "birth_date"])),
+                    "phone": { "type": "string" }, "id_number": { "type": "string" },
+                    "record_number": { "type": "string" } }), &["name", "sex", "birth_date"])),
                 "responses": responses(("201", answer("created", object(json!({ "id": { "type": "integer" } }), &["id"]))),
                     &["401", "403", "422"]) } },
             "/api/v1/patients/{id}": { "get": { "summary": "A patient the user may read",
@@ -275,6 +276,63 @@ pub fn document() -> Value {
                 "responses": responses(("200", json!({ "description": "the PDF", "content": {
                     "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
                     &["401", "403", "404", "409"]) } },
+            "/api/v1/institutions": { "get": { "summary": "The alliance's institutions (each with its parent)",
+                "responses": responses(("200", answer("institutions", object(json!({
+                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+            "/api/v1/institutions/{id}/departments": {
+                "get": { "summary": "An institution's departments", "parameters": id_param(),
+                    "responses": responses(("200", answer("departments", object(json!({
+                        "items": { "type": "array" } }), &["items"]))), &["401", "403"]) },
+                "post": { "summary": "Add a department (the institution's administrator)", "parameters": id_param(),
+                    "requestBody": body(object(json!({ "name": { "type": "string" } }), &["name"])),
+                    "responses": responses(("201", answer("created", object(json!({
+                        "id": { "type": "integer" } }), &["id"]))), &["401", "403", "409", "422"]) } },
+            "/api/v1/experts": { "get": { "summary": "Experts, by specialty or department",
+                "parameters": [{ "name": "specialty", "in": "query", "schema": { "type": "string" } },
+                               { "name": "department", "in": "query", "schema": { "type": "integer" } }],
+                "responses": responses(("200", answer("experts", object(json!({
+                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+            "/api/v1/experts/{id}": { "put": { "summary": "Set an expert's department, title, specialties and profile",
+                "parameters": id_param(),
+                "requestBody": body(object(json!({ "department": { "type": ["integer", "null"] },
+                    "title": { "type": "string" }, "profile": { "type": "string" },
+                    "specialties": { "type": "array", "items": { "type": "string" } } }), &[])),
+                "responses": responses(("204", no_content("saved")), &["401", "403", "404", "422"]) } },
+            "/api/v1/experts/{id}/slots": {
+                "get": { "summary": "An expert's coming slots",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                                   { "name": "free", "in": "query", "schema": { "type": "boolean" } }],
+                    "responses": responses(("200", answer("slots", object(json!({
+                        "items": { "type": "array" } }), &["items"]))), &["401", "403"]) },
+                "post": { "summary": "Publish bookable slots (the expert or the centre)", "parameters": id_param(),
+                    "requestBody": body(object(json!({ "starts_at": { "type": "integer" },
+                        "minutes": { "type": "integer" }, "count": { "type": "integer" } }),
+                        &["starts_at", "minutes"])),
+                    "responses": responses(("201", answer("created", object(json!({
+                        "ids": { "type": "array", "items": { "type": "integer" } } }), &["ids"]))),
+                        &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/consultations/{id}/book": { "post": {
+                "summary": "Book an expert's free slot for an appointment-mode consultation (schedules it)",
+                "parameters": id_param(),
+                "requestBody": body(object(json!({ "slot": { "type": "integer" }, "room": { "type": "string" } }),
+                    &["slot", "room"])),
+                "responses": responses(("200", answer("the consultation", json!({ "type": "object" }))),
+                    &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/patients/{id}/linked": { "get": {
+                "summary": "The same person's records at other institutions that the user may read",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("linked records", object(json!({
+                    "items": { "type": "array" } }), &["items"]))), &["401", "403", "404"]) } },
+            "/api/v1/me/favourites": { "get": { "summary": "Favourite patients",
+                "responses": responses(("200", answer("favourites", object(json!({
+                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+            "/api/v1/me/favourites/{patient}": {
+                "put": { "summary": "Add a favourite patient",
+                    "parameters": [{ "name": "patient", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],
+                    "responses": responses(("204", no_content("added")), &["401", "403", "404"]) },
+                "delete": { "summary": "Remove a favourite patient",
+                    "parameters": [{ "name": "patient", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],
+                    "responses": responses(("204", no_content("removed")), &["401", "403"]) } },
             "/api/v1/statistics": { "get": { "summary": "Counts (JSON, CSV or XLSX)",
                 "parameters": [
                     { "name": "kind", "in": "query", "required": true, "schema": { "enum": ["consultation", "referral"] } },
