@@ -17,6 +17,7 @@ mod cases;
 pub mod config_cmd;
 pub mod consult;
 pub mod db;
+pub mod demo;
 pub mod keys;
 pub mod notify;
 pub mod openapi;

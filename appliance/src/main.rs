@@ -36,6 +36,13 @@ enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Fill an empty database with a small demo alliance and print its logins (one-time
+    /// passwords); with --series, import DICOM folders into imaging and attach them.
+    DemoData {
+        /// DICOM files or folders to import, e.g. ../shared/testdata/series.
+        #[arg(long = "series", value_name = "PATH")]
+        series: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
         Command::Institution(c) => return admin(args, Admin::Institution(c)),
         Command::User(c) => return admin(args, Admin::User(c)),
         Command::Audit(c) => return admin(args, Admin::Audit(c)),
+        Command::DemoData { series } => return admin(args, Admin::Demo(series)),
         Command::Config(ConfigCommand::Check { file }) => appliance::config_cmd::check(args, &file),
         Command::Config(ConfigCommand::Show) => appliance::config_cmd::show(args),
         Command::Config(ConfigCommand::Sample) => Ok(firmware_config::Config::sample()),
@@ -170,6 +178,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
 }
 
 enum Admin {
+    Demo(Vec<PathBuf>),
     Institution(InstitutionCommand),
     User(UserCommand),
     Audit(AuditCommand),
@@ -219,6 +228,10 @@ fn admin(args: &ConfigArgs, command: Admin) -> ExitCode {
                 appliance::accounts::set_phone(pool, id, &phone).await?;
                 println!("user {id}: {login}");
                 println!("one-time password (must be changed at first login): {password}");
+                ExitCode::SUCCESS
+            }
+            Admin::Demo(series) => {
+                print!("{}", appliance::demo::build(&config, pool, &series).await?);
                 ExitCode::SUCCESS
             }
             Admin::Audit(AuditCommand::Verify) => {

@@ -39,6 +39,8 @@ pub struct Summary {
     pub rejected: Vec<(String, String)>,
     /// Bytes read.
     pub bytes: u64,
+    /// Study Instance UIDs of the instances kept (new or already there).
+    pub studies: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Display for Summary {
@@ -125,8 +127,14 @@ pub async fn import(data_dir: &Path, paths: &[PathBuf]) -> Result<Summary, Impor
                     summary.bytes += bytes;
                     record("import", &outcome);
                     match outcome {
-                        Ok(s) if s.duplicate => summary.duplicates += 1,
-                        Ok(_) => summary.stored += 1,
+                        Ok(s) if s.duplicate => {
+                            summary.duplicates += 1;
+                            summary.studies.insert(s.study.clone());
+                        }
+                        Ok(s) => {
+                            summary.stored += 1;
+                            summary.studies.insert(s.study.clone());
+                        }
                         Err(why) => summary.rejected.push((what, why.to_string())),
                     }
                 }
