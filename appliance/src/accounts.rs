@@ -560,6 +560,21 @@ pub async fn authenticate(
     policy: &Policy,
     token: &str,
 ) -> Result<User, AccountError> {
+    session_user(pool, policy, token, true).await
+}
+
+/// Whether the session behind `token` is still alive, without counting this as activity
+/// (an open notification socket does not keep an idle session alive).
+pub async fn session_alive(pool: &SqlitePool, policy: &Policy, token: &str) -> bool {
+    session_user(pool, policy, token, false).await.is_ok()
+}
+
+async fn session_user(
+    pool: &SqlitePool,
+    policy: &Policy,
+    token: &str,
+    renew: bool,
+) -> Result<User, AccountError> {
     let now = now_ms();
     let hash = token_hash(token);
     let row: Option<(i64, i64)> =
@@ -588,11 +603,13 @@ pub async fn authenticate(
     let Some(user) = user else {
         return Err(AccountError::Unauthenticated);
     };
-    sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
-        .bind(now)
-        .bind(&hash)
-        .execute(pool)
-        .await?;
+    if renew {
+        sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+            .bind(now)
+            .bind(&hash)
+            .execute(pool)
+            .await?;
+    }
     user_from(&user, policy, now)
 }
 

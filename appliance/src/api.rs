@@ -30,6 +30,17 @@ pub struct Api {
     pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
     /// Imaging's base URL (the viewer page is under it).
     pub imaging_url: String,
+    /// New in-app notifications, for the WebSockets that push them.
+    pub events: tokio::sync::broadcast::Sender<Pushed>,
+}
+
+/// An in-app notification for one user, pushed to their open WebSockets.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The user.
+    pub user: i64,
+    /// The notification, as the unread list shows it.
+    pub notification: serde_json::Value,
 }
 
 /// An API error: the status and the `{code, message, field}` body (with the resource's current
@@ -154,6 +165,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/referrals/{id}",
     "POST /api/v1/referrals/{id}/actions",
     "GET /api/v1/notifications",
+    "GET /api/v1/notifications/ws",
     "POST /api/v1/notifications/{id}/read",
     "POST /api/v1/users",
     "GET /api/v1/users",

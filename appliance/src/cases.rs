@@ -242,8 +242,9 @@ async fn deliver(
     notices: &[Notice],
     object: &str,
     patient: i64,
-) -> Result<(), ApiError> {
+) -> Result<Vec<crate::api::Pushed>, ApiError> {
     let now = now_ms();
+    let mut pushed = Vec::new();
     for n in notices {
         let (users, event, patient_sms): (Vec<i64>, &str, bool) = match n {
             Notice::Applicant { user, event }
@@ -261,7 +262,7 @@ async fn deliver(
         };
         let text = message(event, object);
         for u in users {
-            sqlx::query(
+            let nid = sqlx::query(
                 "INSERT INTO notifications (user_id, event, object, message, created_at) \
                  VALUES (?, ?, ?, ?, ?)",
             )
@@ -271,7 +272,13 @@ async fn deliver(
             .bind(&text)
             .bind(now)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .last_insert_rowid();
+            pushed.push(crate::api::Pushed {
+                user: u,
+                notification: json!({ "id": nid, "event": event, "object": object.trim(),
+                                      "message": text, "at": now }),
+            });
             if sms && !matches!(n, Notice::Centre { .. }) {
                 let phone: String = sqlx::query_scalar("SELECT phone FROM users WHERE id = ?")
                     .bind(u)
@@ -288,7 +295,7 @@ async fn deliver(
             queue_sms(tx, &phone, &text, now).await?;
         }
     }
-    Ok(())
+    Ok(pushed)
 }
 
 async fn queue_sms(
@@ -444,7 +451,7 @@ pub(crate) async fn commit<F: Flow>(
         .execute(&mut *tx)
         .await?;
     set_parties(&mut tx, id, &record).await?;
-    deliver(
+    let pushed = deliver(
         &mut tx,
         api.sms,
         notices,
@@ -453,6 +460,10 @@ pub(crate) async fn commit<F: Flow>(
     )
     .await?;
     tx.commit().await?;
+    for p in pushed {
+        // Nobody listening is fine: the notification is in the unread list.
+        let _ = api.events.send(p);
+    }
     audit_event(api, u, peer, name, format!("{}:{id}", F::KIND), "ok").await?;
     metrics::counter!("appliance_workflow_transitions_total", "kind" => F::KIND, "action" => name)
         .increment(1);

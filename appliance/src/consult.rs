@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,7 @@ pub fn routes() -> Router<Api> {
         )
         .route("/api/v1/consultations/{id}/view-token", post(view_token))
         .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/notifications/ws", get(notifications_ws))
         .route("/api/v1/notifications/{id}/read", post(mark_read))
 }
 
@@ -456,25 +457,95 @@ async fn view_token(
     })))
 }
 
+/// The user's unread notifications, newest first.
+async fn unread(api: &Api, user: i64) -> Result<Vec<Value>, ApiError> {
+    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, event, object, message, created_at FROM notifications \
+         WHERE user_id = ? AND read_at IS NULL ORDER BY id DESC LIMIT 200",
+    )
+    .bind(user)
+    .fetch_all(&api.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, event, object, message, at)| {
+            json!({ "id": id, "event": event, "object": object.trim(), "message": message, "at": at })
+        })
+        .collect())
+}
+
 async fn notifications(
     State(api): State<Api>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, true).await?;
-    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-        "SELECT id, event, object, message, created_at FROM notifications \
-         WHERE user_id = ? AND read_at IS NULL ORDER BY id DESC LIMIT 200",
-    )
-    .bind(u.id)
-    .fetch_all(&api.pool)
-    .await?;
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|(id, event, object, message, at)| {
-            json!({ "id": id, "event": event, "object": object.trim(), "message": message, "at": at })
-        })
-        .collect();
-    Ok(Json(json!({ "unread": items })))
+    Ok(Json(json!({ "unread": unread(&api, u.id).await? })))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: String,
+}
+
+/// `GET /api/v1/notifications/ws?token=...` (browsers cannot set headers on a WebSocket): the
+/// unread list first (`{"type":"unread","items":[...]}`), then each new notification as it is
+/// made (`{"type":"notification",...}`). If the socket falls behind it gets the unread list
+/// again; when the session ends the socket closes (code 4001).
+async fn notifications_ws(
+    State(api): State<Api>,
+    Query(q): Query<WsQuery>,
+    ws: axum::extract::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let u = crate::accounts::authenticate(&api.pool, &api.policy, &q.token).await?;
+    let mut events = api.events.subscribe();
+    let first = unread(&api, u.id).await?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        use axum::extract::ws::{CloseFrame, Message};
+        let send = |v: Value| Message::Text(v.to_string().into());
+        if socket
+            .send(send(json!({ "type": "unread", "items": first })))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut check = tokio::time::interval(std::time::Duration::from_secs(60));
+        check.tick().await;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(p) if p.user == u.id => {
+                        let mut v = p.notification;
+                        v["type"] = json!("notification");
+                        if socket.send(send(v)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let Ok(items) = unread(&api, u.id).await else { return };
+                        if socket.send(send(json!({ "type": "unread", "items": items }))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = check.tick() => {
+                    if !crate::accounts::session_alive(&api.pool, &api.policy, &q.token).await {
+                        let _ = socket.send(Message::Close(Some(CloseFrame {
+                            code: 4001,
+                            reason: "session ended".into(),
+                        }))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }))
 }
 
 async fn mark_read(

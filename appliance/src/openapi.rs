@@ -188,6 +188,11 @@ pub fn document() -> Value {
             "/api/v1/notifications": { "get": { "summary": "Unread in-app notifications",
                 "responses": responses(("200", answer("unread", object(json!({
                     "unread": { "type": "array" } }), &["unread"]))), &["401"]) } },
+            "/api/v1/notifications/ws": { "get": {
+                "summary": "A WebSocket pushing the unread list, then each new notification",
+                "security": [],
+                "parameters": [{ "name": "token", "in": "query", "required": true, "schema": { "type": "string" } }],
+                "responses": responses(("101", no_content("switching to the WebSocket protocol")), &["401"]) } },
             "/api/v1/notifications/{id}/read": { "post": { "summary": "Mark a notification read",
                 "parameters": id_param(),
                 "responses": responses(("204", no_content("read")), &["401", "404"]) } },

@@ -618,3 +618,65 @@ pub fn pdf_text(pdf: &[u8]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A minimal WebSocket client (RFC 6455) for tests: the opening handshake, then text frames
+/// read one at a time (the server sends them unmasked and, here, unfragmented).
+#[derive(Debug)]
+pub struct WebSocket {
+    stream: BufReader<TcpStream>,
+}
+
+impl WebSocket {
+    /// Opens `path` on 127.0.0.1:`port`; returns the status line and, on 101, the socket.
+    pub fn connect(port: u16, path: &str) -> (String, Option<WebSocket>) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .expect("handshake");
+        let mut reader = BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let status = status.trim().to_owned();
+        let open = status.contains(" 101 ");
+        (status, open.then_some(WebSocket { stream: reader }))
+    }
+
+    /// The next text message, or `None` if the socket closed or `timeout` passed.
+    pub fn next_text(&mut self, timeout: Duration) -> Option<String> {
+        self.stream.get_ref().set_read_timeout(Some(timeout)).ok()?;
+        loop {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).ok()?;
+            let opcode = head[0] & 0x0F;
+            let mut len = u64::from(head[1] & 0x7F);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b).ok()?;
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b).ok()?;
+                len = u64::from_be_bytes(b);
+            }
+            let mut payload = vec![0u8; usize::try_from(len).ok()?];
+            self.stream.read_exact(&mut payload).ok()?;
+            match opcode {
+                0x1 => return String::from_utf8(payload).ok(),
+                0x8 => return None,
+                _ => {} // pings and binary frames are skipped
+            }
+        }
+    }
+}

@@ -307,6 +307,27 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         .unwrap()
         .as_millis() as i64
         + 600_000;
+    // The expert's notification socket: the unread list now, the schedule when it happens.
+    let expert_token = expert.clone();
+    let (status, socket) = e2e::WebSocket::connect(
+        port,
+        &format!("/api/v1/notifications/ws?token={expert_token}"),
+    );
+    let mut socket = socket.unwrap_or_else(|| panic!("{status}"));
+    let first: Value = serde_json::from_str(
+        &socket
+            .next_text(Duration::from_secs(10))
+            .expect("the unread list"),
+    )
+    .unwrap();
+    assert_eq!(first["type"], "unread");
+    assert_eq!(
+        e2e::WebSocket::connect(port, "/api/v1/notifications/ws?token=nope")
+            .0
+            .split_whitespace()
+            .nth(1),
+        Some("401")
+    );
     let wrong_role = act(
         &doctor_a,
         version,
@@ -320,6 +341,17 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     version += 1;
+    let pushed: Value = serde_json::from_str(
+        &socket
+            .next_text(Duration::from_secs(10))
+            .expect("a pushed notification"),
+    )
+    .unwrap();
+    assert_eq!(
+        (pushed["type"].clone(), pushed["event"].clone()),
+        (json!("notification"), json!("consultation_scheduled")),
+        "{pushed}"
+    );
     // Now the expert is involved: the patient and the consultation are visible to them.
     assert_eq!(call(port, "GET", &path, &expert, &[], None).status, 200);
     let unread = call(port, "GET", "/api/v1/notifications", &expert, &[], None).json();
