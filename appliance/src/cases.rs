@@ -332,7 +332,7 @@ pub(crate) async fn set_parties<F: Flow>(
         .execute(&mut *conn)
         .await?;
     for p in c.parties() {
-        sqlx::query("INSERT OR IGNORE INTO case_parties (kind, case_id, party) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO case_parties (kind, case_id, party) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(F::KIND)
             .bind(id)
             .bind(p)

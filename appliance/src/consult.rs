@@ -215,7 +215,7 @@ async fn create_patient(
             .await?
             .last_insert_rowid()
     } else {
-        sqlx::query("INSERT OR IGNORE INTO master_patients (id_number) VALUES (?)")
+        sqlx::query("INSERT INTO master_patients (id_number) VALUES (?) ON CONFLICT DO NOTHING")
             .bind(&id_number)
             .execute(&mut *tx)
             .await?;

@@ -491,11 +491,13 @@ async fn add_favourite(
 ) -> Result<StatusCode, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
     crate::consult::readable_patient(&api, &u, &peer, patient).await?;
-    sqlx::query("INSERT OR IGNORE INTO favourite_patients (user_id, patient_id) VALUES (?, ?)")
-        .bind(u.id)
-        .bind(patient)
-        .execute(&api.pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO favourite_patients (user_id, patient_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(u.id)
+    .bind(patient)
+    .execute(&api.pool)
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
