@@ -164,6 +164,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/referrals",
     "GET /api/v1/referrals/{id}",
     "POST /api/v1/referrals/{id}/actions",
+    "POST /api/v1/referrals/{id}/view-token",
     "GET /api/v1/notifications",
     "GET /api/v1/notifications/ws",
     "POST /api/v1/notifications/{id}/read",

@@ -55,6 +55,13 @@ pub(crate) trait Flow: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
     fn parties(&self) -> Vec<String>;
     /// Whether `role` sees every record of this kind (centre staff).
     fn sees_all(role: Role) -> bool;
+    /// Imaging studies attached (Study Instance UIDs).
+    fn studies(&self) -> &[String];
+    /// Whether `u` may view the studies at `now`, and until when (default: whoever sees the
+    /// record, with no end beyond the token's own).
+    fn may_view(&self, _u: &User, _now: Millis) -> (bool, Option<Millis>) {
+        (true, None)
+    }
     /// Actions that must go through their own endpoint (signing binds a report), with where.
     fn shell_only(_action: &Self::Action) -> Option<&'static str> {
         None
@@ -538,4 +545,74 @@ mod tests {
             "转诊 4 被拒收，请重新分配。"
         );
     }
+}
+
+/// How long a viewer token lasts at most.
+const VIEW_TOKEN_SECS: i64 = 2 * 3600;
+
+/// `POST /api/v1/{kind}s/{id}/view-token`: a signed token for imaging's viewer, limited to the
+/// record's studies (and to a referral's grant), with the viewer page's address.
+pub(crate) async fn view_token<F: Flow>(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (_, _, c) = load::<F>(&mut conn, &u, id).await?;
+    drop(conn);
+    let now = now_ms();
+    let (allowed, until) = c.may_view(&u, now);
+    if !allowed {
+        audit_event(
+            &api,
+            &u,
+            &peer,
+            "view_token",
+            format!("{}:{id}", F::KIND),
+            "denied",
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the records are not shared with this user now",
+        ));
+    }
+    if c.studies().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_studies",
+            format!("the {} has no imaging studies attached", F::KIND),
+        ));
+    }
+    let exp_ms = until.map_or(now + VIEW_TOKEN_SECS * 1000, |u| {
+        u.min(now + VIEW_TOKEN_SECS * 1000)
+    });
+    let exp = (exp_ms / 1000).max(0) as u64;
+    let token = imaging::token::sign(
+        &imaging::token::Claims {
+            sub: u.login.clone(),
+            studies: c.studies().to_vec(),
+            exp,
+        },
+        &api.key,
+    );
+    audit_event(
+        &api,
+        &u,
+        &peer,
+        "view_token",
+        format!("{}:{id}", F::KIND),
+        "ok",
+    )
+    .await?;
+    let session = format!("{}-{id}", F::KIND);
+    Ok(Json(json!({
+        "token": token,
+        "expires_at": exp,
+        "session": session,
+        "viewer_url": format!("{}view?token={token}&session={session}", api.imaging_url),
+    })))
 }

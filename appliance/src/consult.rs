@@ -19,7 +19,7 @@ use workflow::{Actor, Consultation, ConsultationAction, ConsultationKind, Mode, 
 use crate::accounts::{User, now_ms};
 use crate::api::{Api, ApiError, body, user};
 use crate::cases::{
-    Flow, act, actor, audit_event, get_one, insert, list, load, refusal, view, with_etag,
+    Flow, act, actor, audit_event, get_one, insert, list, refusal, view, view_token, with_etag,
 };
 
 /// The routes.
@@ -36,7 +36,10 @@ pub fn routes() -> Router<Api> {
             "/api/v1/consultations/{id}/actions",
             post(act::<Consultation>),
         )
-        .route("/api/v1/consultations/{id}/view-token", post(view_token))
+        .route(
+            "/api/v1/consultations/{id}/view-token",
+            post(view_token::<Consultation>),
+        )
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/notifications/ws", get(notifications_ws))
         .route("/api/v1/notifications/{id}/read", post(mark_read))
@@ -91,6 +94,10 @@ impl Flow for Consultation {
 
     fn sees_all(role: Role) -> bool {
         centre_staff(role)
+    }
+
+    fn studies(&self) -> &[String] {
+        &self.studies
     }
 
     fn shell_only(action: &ConsultationAction) -> Option<&'static str> {
@@ -351,7 +358,7 @@ struct NewConsultation {
 }
 
 /// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters.
-fn valid_uid(uid: &str) -> bool {
+pub(crate) fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 64
         && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -406,55 +413,6 @@ async fn create_consultation(
         view(id, b.patient, 1, &c),
         StatusCode::CREATED,
     ))
-}
-
-/// How long a viewer token lasts.
-const VIEW_TOKEN_SECS: u64 = 2 * 3600;
-
-/// A signed token for imaging's viewer, limited to the consultation's studies, for anyone who
-/// may see the consultation; with the viewer page's address.
-async fn view_token(
-    State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let (u, _) = user(&api, &headers, false).await?;
-    let mut conn = api.pool.acquire().await?;
-    let (_, _, c) = load::<Consultation>(&mut conn, &u, id).await?;
-    drop(conn);
-    if c.studies.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_studies",
-            "the consultation has no imaging studies attached",
-        ));
-    }
-    let exp = (now_ms() / 1000) as u64 + VIEW_TOKEN_SECS;
-    let token = imaging::token::sign(
-        &imaging::token::Claims {
-            sub: u.login.clone(),
-            studies: c.studies.clone(),
-            exp,
-        },
-        &api.key,
-    );
-    audit_event(
-        &api,
-        &u,
-        &peer,
-        "view_token",
-        format!("consultation:{id}"),
-        "ok",
-    )
-    .await?;
-    let session = format!("consultation-{id}");
-    Ok(Json(json!({
-        "token": token,
-        "expires_at": exp,
-        "session": session,
-        "viewer_url": format!("{}view?token={token}&session={session}", api.imaging_url),
-    })))
 }
 
 /// The user's unread notifications, newest first.

@@ -169,7 +169,8 @@ pub fn document() -> Value {
                 "post": { "summary": "Start a referral (a draft)",
                     "requestBody": body(object(json!({ "patient": { "type": "integer" },
                         "direction": { "enum": ["up", "down"] }, "reason": { "type": "string" },
-                        "diagnosis": { "type": "string" }, "grant_hours": { "type": "integer" } }),
+                        "diagnosis": { "type": "string" }, "grant_hours": { "type": "integer" },
+                        "studies": { "type": "array", "items": { "type": "string" } } }),
                         &["patient", "direction"])),
                     "responses": responses(("201", answer("the draft", case.clone())), &["401", "403", "422"]) },
                 "get": { "summary": "Referrals the user may see", "parameters": list_params,
@@ -185,6 +186,13 @@ pub fn document() -> Value {
                     &["action"])),
                 "responses": responses(("200", answer("the new state", case)),
                     &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/referrals/{id}/view-token": { "post": {
+                "summary": "A signed viewer token for the referral's shared studies (the receiving side: while the grant lasts)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the token", object(json!({
+                    "token": { "type": "string" }, "viewer_url": { "type": "string" },
+                    "expires_at": { "type": "integer" } }), &["token", "viewer_url", "expires_at"]))),
+                    &["401", "403", "404", "409"]) } },
             "/api/v1/notifications": { "get": { "summary": "Unread in-app notifications",
                 "responses": responses(("200", answer("unread", object(json!({
                     "unread": { "type": "array" } }), &["unread"]))), &["401"]) } },

@@ -30,6 +30,10 @@ pub fn routes() -> Router<Api> {
         .route("/api/v1/referrals/{id}", get(get_one::<Referral>))
         .route("/api/v1/referrals/{id}/actions", post(act::<Referral>))
         .route(
+            "/api/v1/referrals/{id}/view-token",
+            post(crate::cases::view_token::<Referral>),
+        )
+        .route(
             "/api/v1/referrals/{id}/admission-slip.pdf",
             get(admission_slip),
         )
@@ -91,6 +95,19 @@ impl Flow for Referral {
     fn sees_all(role: Role) -> bool {
         centre(role)
     }
+
+    fn studies(&self) -> &[String] {
+        &self.studies
+    }
+
+    /// The referring side always; the receiving side while the grant lasts.
+    fn may_view(&self, u: &User, now: Millis) -> (bool, Option<Millis>) {
+        if self.applicant == u.id || centre(u.role) {
+            (true, None)
+        } else {
+            (self.may_read_records(&actor(u), now), self.grant_until)
+        }
+    }
 }
 
 const INSERT: &str = "INSERT INTO referrals (patient_id, institution_id, applicant_id, state, \
@@ -105,6 +122,9 @@ struct NewReferral {
     reason: String,
     #[serde(default)]
     diagnosis: String,
+    /// Study Instance UIDs shared with the receiving side.
+    #[serde(default)]
+    studies: Vec<String>,
     /// How long the receiving side may read the records, from submission (default 72 h).
     #[serde(default = "default_grant_hours")]
     grant_hours: i64,
@@ -140,6 +160,13 @@ async fn create_referral(
     })?;
     r.reason = b.reason;
     r.diagnosis = b.diagnosis;
+    if let Some(bad) = b.studies.iter().find(|s| !crate::consult::valid_uid(s)) {
+        return Err(ApiError::field(
+            "studies",
+            format!("{bad:?} is not a Study Instance UID"),
+        ));
+    }
+    r.studies = b.studies;
     let id = insert(&api, INSERT, b.patient, &u, &r).await?;
     audit_event(&api, &u, &peer, "create", format!("referral:{id}"), "ok").await?;
     Ok(with_etag(

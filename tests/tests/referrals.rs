@@ -84,7 +84,7 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
             &[],
             Some(
                 json!({ "patient": patient, "direction": "up", "reason": "慢阻肺急性加重，需上级医院住院治疗",
-                "diagnosis": "J44.1", "grant_hours": grant_hours }),
+                "diagnosis": "J44.1", "grant_hours": grant_hours, "studies": ["1.2.840.99.7.1"] }),
             ),
         )
     };
@@ -148,6 +148,14 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
         404
     );
     assert_eq!(call(port, "GET", &url, other, &[], None).status, 404);
+    // The shared images: a viewer token for the receiving doctor, ending with the grant.
+    let token_url = format!("{url}/view-token");
+    let t1 = call(port, "POST", &token_url, h1, &[], None);
+    assert_eq!(t1.status, 200, "{}", t1.body);
+    let submitted_at =
+        done_history_at(&call(port, "GET", &url, clinic, &[], None).json(), "submit");
+    assert!(t1.json()["expires_at"].as_i64().unwrap() * 1000 <= submitted_at + 72 * 3_600_000);
+    assert_eq!(call(port, "POST", &token_url, other, &[], None).status, 404);
     for (version, action) in [(6, "accept"), (7, "arrive"), (8, "close")] {
         let r = act(h1, version, json!({ "action": action }));
         assert_eq!(r.status, 200, "{action}: {}", r.body);
@@ -198,4 +206,13 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
     );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// When the action `name` happened, from a record's history.
+fn done_history_at(record: &Value, name: &str) -> i64 {
+    record["history"]
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["action"] == name))
+        .and_then(|e| e["at"].as_i64())
+        .expect("the action in the history")
 }

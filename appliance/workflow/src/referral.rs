@@ -137,6 +137,9 @@ pub struct Referral {
     pub reason: String,
     /// The diagnosis, ICD-10.
     pub diagnosis: String,
+    /// Imaging studies shared with the receiving side (Study Instance UIDs).
+    #[serde(default)]
+    pub studies: Vec<String>,
     /// How long the receiving side may read the shared records, from submission.
     pub grant_minutes: i64,
     /// Until when the shared records may be read (set on submission).
@@ -168,6 +171,7 @@ impl Referral {
             institution: applicant.institution,
             reason: String::new(),
             diagnosis: String::new(),
+            studies: Vec::new(),
             grant_minutes,
             grant_until: None,
             state: ReferralState::Draft,
