@@ -530,23 +530,6 @@ pub(crate) async fn insert<F: Flow>(
     Ok(id)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_are_chinese() {
-        assert_eq!(
-            message("consultation_scheduled", "会诊 3 "),
-            "会诊 3 已安排，请按时参加。"
-        );
-        assert_eq!(
-            message("referral_refused", "转诊 4 "),
-            "转诊 4 被拒收，请重新分配。"
-        );
-    }
-}
-
 /// How long a viewer token lasts at most.
 const VIEW_TOKEN_SECS: i64 = 2 * 3600;
 
@@ -615,4 +598,21 @@ pub(crate) async fn view_token<F: Flow>(
         "session": session,
         "viewer_url": format!("{}view?token={token}&session={session}", api.imaging_url),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_chinese() {
+        assert_eq!(
+            message("consultation_scheduled", "会诊 3 "),
+            "会诊 3 已安排，请按时参加。"
+        );
+        assert_eq!(
+            message("referral_refused", "转诊 4 "),
+            "转诊 4 被拒收，请重新分配。"
+        );
+    }
 }
