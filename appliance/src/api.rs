@@ -158,6 +158,7 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/consultations",
     "GET /api/v1/consultations",
     "GET /api/v1/consultations/{id}",
+    "PUT /api/v1/consultations/{id}",
     "POST /api/v1/consultations/{id}/actions",
     "POST /api/v1/consultations/{id}/view-token",
     "POST /api/v1/referrals",

@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use workflow::{Actor, Consultation, ConsultationAction, ConsultationKind, Mode, Role};
+use workflow::{
+    Actor, Application, Consultation, ConsultationAction, ConsultationKind, Mode, Role,
+};
 
 use crate::accounts::{User, now_ms};
 use crate::api::{Api, ApiError, body, user};
@@ -31,7 +33,10 @@ pub fn routes() -> Router<Api> {
             "/api/v1/consultations",
             post(create_consultation).get(list::<Consultation>),
         )
-        .route("/api/v1/consultations/{id}", get(get_one::<Consultation>))
+        .route(
+            "/api/v1/consultations/{id}",
+            get(get_one::<Consultation>).put(revise_consultation),
+        )
         .route(
             "/api/v1/consultations/{id}/actions",
             post(act::<Consultation>),
@@ -339,22 +344,21 @@ async fn get_patient(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NewConsultation {
     patient: i64,
     kind: ConsultationKind,
     mode: Mode,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    question: String,
-    #[serde(default)]
-    diagnosis: String,
-    #[serde(default)]
-    requested_experts: Vec<i64>,
-    /// Study Instance UIDs in imaging.
-    #[serde(default)]
-    studies: Vec<String>,
+}
+
+/// Revises `c` with `a` for `u`, checking study UIDs as well.
+fn revise(c: &mut Consultation, u: &User, a: Application) -> Result<(), ApiError> {
+    if let Some(bad) = a.studies.iter().flatten().find(|s| !valid_uid(s)) {
+        return Err(ApiError::field(
+            "studies",
+            format!("{bad:?} is not a Study Instance UID"),
+        ));
+    }
+    c.revise(&actor(u), a, now_ms()).map_err(refusal)
 }
 
 /// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters.
@@ -374,7 +378,17 @@ async fn create_consultation(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    let b: NewConsultation = body(&bytes)?;
+    // The record's own fields, then the application's (checked by the workflow's revise).
+    let mut fields: Value = body(&bytes)?;
+    let b: NewConsultation = serde_json::from_value(fields.clone())
+        .map_err(|e| ApiError::field("body", e.to_string()))?;
+    if let Some(map) = fields.as_object_mut() {
+        for k in ["patient", "kind", "mode"] {
+            map.remove(k);
+        }
+    }
+    let application: Application =
+        serde_json::from_value(fields).map_err(|e| ApiError::field("body", e.to_string()))?;
     let patient: Option<i64> =
         sqlx::query_scalar("SELECT institution_id FROM patients WHERE id = ?")
             .bind(b.patient)
@@ -387,17 +401,9 @@ async fn create_consultation(
         ));
     }
     let mut c = Consultation::draft(&actor(&u), b.kind, b.mode).map_err(refusal)?;
-    c.reason = b.reason;
-    c.question = b.question;
-    c.diagnosis = b.diagnosis;
-    c.requested_experts = b.requested_experts;
-    if let Some(bad) = b.studies.iter().find(|u| !valid_uid(u)) {
-        return Err(ApiError::field(
-            "studies",
-            format!("{bad:?} is not a Study Instance UID"),
-        ));
-    }
-    c.studies = b.studies;
+    revise(&mut c, &u, application)?;
+    // The draft starts with no history of its own writing.
+    c.history.clear();
     let id = insert(&api, INSERT, b.patient, &u, &c).await?;
     audit_event(
         &api,
@@ -413,6 +419,40 @@ async fn create_consultation(
         view(id, b.patient, 1, &c),
         StatusCode::CREATED,
     ))
+}
+
+/// `PUT /api/v1/consultations/{id}` (If-Match): the applicant rewrites the application while
+/// it is a draft or after a rejection.
+async fn revise_consultation(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let expected = crate::cases::if_match(&headers)?;
+    let a: Application = body(&bytes)?;
+    let mut change = crate::cases::open::<Consultation>(&api, &u, id, expected).await?;
+    if let Err(e) = revise(&mut change.record, &u, a) {
+        let e = if e.status == StatusCode::CONFLICT {
+            change.conflict(e.message)
+        } else {
+            e
+        };
+        drop(change);
+        audit_event(
+            &api,
+            &u,
+            &peer,
+            "revise",
+            format!("consultation:{id}"),
+            "refused",
+        )
+        .await?;
+        return Err(e);
+    }
+    crate::cases::commit(&api, &u, &peer, change, &[], "revise").await
 }
 
 /// The user's unread notifications, newest first.

@@ -69,6 +69,17 @@ pub fn document() -> Value {
     if let Some(a) = action_params.as_array_mut() {
         a.push(if_match);
     }
+    let application = object(
+        json!({ "reason": { "type": "string" }, "question": { "type": "string" },
+                "diagnosis": { "type": "string" }, "speciality": { "type": "string" },
+                "urgency": { "enum": ["routine", "urgent", "emergency"] },
+                "requested_experts": { "type": "array", "items": { "type": "integer" } },
+                "studies": { "type": "array", "items": { "type": "string" } },
+                "attachments": { "type": "array", "items": object(json!({
+                    "kind": { "enum": ["record", "lab", "study"] }, "reference": { "type": "string" },
+                    "title": { "type": "string" } }), &["kind", "reference"]) } }),
+        &[],
+    );
     let user = object(
         json!({ "id": { "type": "integer" }, "login": { "type": "string" },
                 "display_name": { "type": "string" }, "role": { "type": "string" },
@@ -136,20 +147,24 @@ pub fn document() -> Value {
                     &["401", "403", "404"]) } },
             "/api/v1/consultations": {
                 "post": { "summary": "Start a consultation application (a draft)",
-                    "requestBody": body(object(json!({ "patient": { "type": "integer" },
-                        "kind": { "enum": ["remote", "mdt", "mobile"] },
-                        "mode": { "enum": ["appointment", "named"] },
-                        "reason": { "type": "string" }, "question": { "type": "string" },
-                        "diagnosis": { "type": "string" },
-                        "requested_experts": { "type": "array", "items": { "type": "integer" } },
-                        "studies": { "type": "array", "items": { "type": "string" } } }),
-                        &["patient", "kind", "mode"])),
+                    "requestBody": body({ let mut a = application.clone();
+                        a["properties"]["patient"] = json!({ "type": "integer" });
+                        a["properties"]["kind"] = json!({ "enum": ["remote", "mdt", "mobile"] });
+                        a["properties"]["mode"] = json!({ "enum": ["appointment", "named"] });
+                        a["required"] = json!(["patient", "kind", "mode"]);
+                        a }),
                     "responses": responses(("201", answer("the draft", case.clone())), &["401", "403", "422"]) },
                 "get": { "summary": "Consultations the user may see", "parameters": list_params.clone(),
                     "responses": responses(("200", answer("a page", list.clone())), &["401", "403", "422"]) } },
-            "/api/v1/consultations/{id}": { "get": { "summary": "One consultation (ETag: its version)",
-                "parameters": id_param(),
-                "responses": responses(("200", answer("the consultation", case.clone())), &["401", "403", "404"]) } },
+            "/api/v1/consultations/{id}": {
+                "get": { "summary": "One consultation (ETag: its version)",
+                    "parameters": id_param(),
+                    "responses": responses(("200", answer("the consultation", case.clone())), &["401", "403", "404"]) },
+                "put": { "summary": "Revise the application (the applicant; draft or rejected; If-Match)",
+                    "parameters": action_params.clone(),
+                    "requestBody": body(application.clone()),
+                    "responses": responses(("200", answer("the consultation", case.clone())),
+                        &["401", "403", "404", "409", "422"]) } },
             "/api/v1/consultations/{id}/actions": { "post": {
                 "summary": "Act on a consultation: submit, qc_pass, qc_reject, schedule, check_in, draft_report, sign, amend, close, cancel",
                 "parameters": action_params.clone(),

@@ -197,6 +197,20 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         "reason": "反复头痛两周，CT 提示低密度灶", "question": "是否需要溶栓或手术？",
         "diagnosis": "headache" })),
     );
+    assert_eq!(
+        (c.status, c.json()["field"].clone()),
+        (422, json!("diagnosis"))
+    );
+    let c = call(
+        port,
+        "POST",
+        "/api/v1/consultations",
+        &doctor_a,
+        &[],
+        Some(json!({
+        "patient": patient, "kind": "remote", "mode": "appointment",
+        "reason": "反复头痛两周，CT 提示低密度灶", "question": "是否需要溶栓或手术？" })),
+    );
     assert_eq!(c.status, 201, "{}", c.body);
     let id = c.json()["id"].as_i64().unwrap();
     assert_eq!(c.header("etag"), Some("\"1\""));
@@ -215,8 +229,7 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     };
     assert_eq!(call(port, "GET", &url, &doctor_b, &[], None).status, 404);
 
-    // Submission names the bad diagnosis; the draft can be fixed only by... resubmitting a
-    // corrected application is a new draft here, so the first one is cancelled.
+    // Submission names the missing diagnosis; this draft is withdrawn.
     let r = act(&doctor_a, 1, json!({ "action": "submit" }));
     assert_eq!(
         (r.status, r.json()["field"].clone()),
@@ -225,7 +238,7 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     let r = act(
         &doctor_a,
         1,
-        json!({ "action": "cancel", "reason": "诊断编码填错" }),
+        json!({ "action": "cancel", "reason": "诊断未填写" }),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let c = call(
@@ -269,15 +282,50 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     assert_eq!(stale.status, 409);
     assert_eq!(stale.json()["current"]["state"], "rejected");
     assert_eq!(stale.json()["current"]["version"], 3);
-    assert_eq!(act(&doctor_a, 3, json!({ "action": "submit" })).status, 200);
+    // The applicant fixes the application (stale versions refused here too), then resubmits.
+    let revise = |version: i64, fields: Value| {
+        let tag = format!("\"{version}\"");
+        call(
+            port,
+            "PUT",
+            &url,
+            &doctor_a,
+            &[("If-Match", &tag)],
+            Some(fields),
+        )
+    };
+    let fix = json!({ "urgency": "urgent", "speciality": "imaging",
+        "attachments": [{ "kind": "study", "reference": "1.2.840.99.1", "title": "头颅 CT" }] });
+    assert_eq!(revise(2, fix.clone()).status, 409);
+    assert_eq!(
+        revise(3, json!({ "speciality": "astrology" })).json()["field"],
+        "speciality"
+    );
+    assert_eq!(
+        call(port, "PUT", &url, &qc1, &[], Some(fix.clone())).status,
+        403
+    );
+    let r = revise(3, fix);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["urgency"], "urgent");
+    assert_eq!(
+        r.json()["history"].as_array().unwrap().last().unwrap()["action"],
+        "revise"
+    );
+    assert_eq!(act(&doctor_a, 4, json!({ "action": "submit" })).status, 200);
+    assert_eq!(
+        revise(5, json!({ "reason": "x" })).status,
+        409,
+        "submitted: no revisions"
+    );
 
-    // Two reviewers at once on version 4: one wins, the other gets 409 and the current state.
+    // Two reviewers at once on version 5: one wins, the other gets 409 and the current state.
     let (a, b) = std::thread::scope(|s| {
-        let one = s.spawn(|| act(&qc1, 4, json!({ "action": "qc_pass" })));
+        let one = s.spawn(|| act(&qc1, 5, json!({ "action": "qc_pass" })));
         let two = s.spawn(|| {
             act(
                 &qc2,
-                4,
+                5,
                 json!({ "action": "qc_reject", "reasons": ["图像不清"] }),
             )
         });
@@ -287,11 +335,11 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
     let loser = if a.status == 409 { &a } else { &b };
-    assert_eq!(loser.json()["current"]["version"], 5);
+    assert_eq!(loser.json()["current"]["version"], 6);
     let winner_state = call(port, "GET", &url, &centre, &[], None).json()["state"].clone();
     if winner_state == "rejected" {
-        assert_eq!(act(&doctor_a, 5, json!({ "action": "submit" })).status, 200);
-        assert_eq!(act(&qc1, 6, json!({ "action": "qc_pass" })).status, 200);
+        assert_eq!(act(&doctor_a, 6, json!({ "action": "submit" })).status, 200);
+        assert_eq!(act(&qc1, 7, json!({ "action": "qc_pass" })).status, 200);
     }
     let mut version = call(port, "GET", &url, &centre, &[], None).json()["version"]
         .as_i64()

@@ -152,6 +152,70 @@ impl ConsultationAction {
     }
 }
 
+fn general() -> String {
+    "general".to_owned()
+}
+
+/// The specialities a consultation may ask for.
+pub const SPECIALITIES: &[&str] = &[
+    "general",
+    "imaging",
+    "pathology",
+    "ecg",
+    "neurology",
+    "cardiology",
+    "oncology",
+    "paediatrics",
+];
+
+/// How soon a consultation is needed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Within days.
+    #[default]
+    Routine,
+    /// Within hours.
+    Urgent,
+    /// Now.
+    Emergency,
+}
+
+/// Material attached to an application by reference: what it is and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// "record", "lab" or "study".
+    pub kind: String,
+    /// The reference in its system (a record number, a lab order, a Study Instance UID).
+    pub reference: String,
+    /// What it is, for people.
+    #[serde(default)]
+    pub title: String,
+}
+
+/// The fields an applicant writes (and rewrites after a rejection); `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Why.
+    pub reason: Option<String>,
+    /// The question.
+    pub question: Option<String>,
+    /// ICD-10.
+    pub diagnosis: Option<String>,
+    /// The speciality.
+    pub speciality: Option<String>,
+    /// How soon.
+    pub urgency: Option<Urgency>,
+    /// Named experts.
+    pub requested_experts: Option<Vec<i64>>,
+    /// Studies (Study Instance UIDs).
+    pub studies: Option<Vec<String>>,
+    /// Other attachments.
+    pub attachments: Option<Vec<Attachment>>,
+}
+
 /// How early before its time a consultation may be joined.
 pub const CHECK_IN_WINDOW: Millis = 30 * MINUTE;
 
@@ -177,6 +241,15 @@ pub struct Consultation {
     /// Imaging studies attached by reference (Study Instance UIDs).
     #[serde(default)]
     pub studies: Vec<String>,
+    /// The speciality asked: general, imaging, pathology, ecg...
+    #[serde(default = "general")]
+    pub speciality: String,
+    /// How soon.
+    #[serde(default)]
+    pub urgency: Urgency,
+    /// Other material attached by reference (records, labs).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
     /// Where it stands.
     pub state: ConsultationState,
     /// The experts once scheduled.
@@ -210,6 +283,9 @@ impl Consultation {
             diagnosis: String::new(),
             requested_experts: Vec::new(),
             studies: Vec::new(),
+            speciality: general(),
+            urgency: Urgency::Routine,
+            attachments: Vec::new(),
             state: ConsultationState::Draft,
             experts: Vec::new(),
             scheduled_at: None,
@@ -444,6 +520,93 @@ impl Consultation {
         Ok(notices)
     }
 
+    /// The applicant rewrites the application while it is a draft or after a rejection; the
+    /// change is recorded (action `revise`). Shapes are checked now, completeness at submission.
+    pub fn revise(&mut self, actor: &Actor, a: Application, now: Millis) -> Result<(), Refusal> {
+        use ConsultationState as S;
+        if !matches!(self.state, S::Draft | S::Rejected) {
+            return Err(Refusal::State {
+                action: "revise",
+                state: self.state.name(),
+            });
+        }
+        if !(actor.user == self.applicant && matches!(actor.role, Role::Doctor | Role::Expert)) {
+            return Err(forbidden(
+                "revise",
+                "only the applicant revises the application",
+            ));
+        }
+        let mut next = self.clone();
+        let long = |name: &'static str, t: &str| {
+            if t.chars().count() > 2000 {
+                Err(field(name, "is longer than 2000 characters"))
+            } else {
+                Ok(t.trim().to_owned())
+            }
+        };
+        if let Some(t) = a.reason {
+            next.reason = long("reason", &t)?;
+        }
+        if let Some(t) = a.question {
+            next.question = long("question", &t)?;
+        }
+        if let Some(d) = a.diagnosis {
+            let d = d.trim().to_owned();
+            if !d.is_empty() && !is_icd10(&d) {
+                return Err(field(
+                    "diagnosis",
+                    format!("{d:?} is not an ICD-10 code (e.g. I63.9)"),
+                ));
+            }
+            next.diagnosis = d;
+        }
+        if let Some(sp) = a.speciality {
+            if !SPECIALITIES.contains(&sp.as_str()) {
+                return Err(field(
+                    "speciality",
+                    format!("one of {}", SPECIALITIES.join(", ")),
+                ));
+            }
+            next.speciality = sp;
+        }
+        if let Some(u) = a.urgency {
+            next.urgency = u;
+        }
+        if let Some(e) = a.requested_experts {
+            next.requested_experts = e;
+        }
+        if let Some(st) = a.studies {
+            next.studies = st;
+        }
+        if let Some(at) = a.attachments {
+            if at.len() > 50 {
+                return Err(field("attachments", "at most 50"));
+            }
+            for x in &at {
+                if !matches!(x.kind.as_str(), "record" | "lab" | "study")
+                    || x.reference.trim().is_empty()
+                {
+                    return Err(field(
+                        "attachments",
+                        "each has a kind (record, lab or study) and a reference",
+                    ));
+                }
+            }
+            next.attachments = at;
+        }
+        next.history.push(Event {
+            from: self.state.name().to_owned(),
+            to: self.state.name().to_owned(),
+            action: "revise".to_owned(),
+            by: actor.user,
+            role: actor.role,
+            at: now,
+            why: None,
+        });
+        *self = next;
+        Ok(())
+    }
+
     /// The application's own fields, checked when it is submitted.
     fn check_application(&self) -> Result<(), Refusal> {
         crate::reason("reason", &self.reason)?;
@@ -601,6 +764,51 @@ mod tests {
             ]
         );
         assert!(c.history.windows(2).all(|w| w[0].at < w[1].at));
+    }
+
+    #[test]
+    fn the_applicant_revises_after_a_rejection() {
+        let mut c = application();
+        c.apply(&APPLICANT, ConsultationAction::Submit, 0).unwrap();
+        let reject = ConsultationAction::QcReject {
+            reasons: vec!["补充心电图".into()],
+        };
+        c.apply(&QC, reject, 1).unwrap();
+        let fix = Application {
+            attachments: Some(vec![Attachment {
+                kind: "lab".into(),
+                reference: "ECG-2026-1126-07".into(),
+                title: "心电图".into(),
+            }]),
+            urgency: Some(Urgency::Urgent),
+            ..Application::default()
+        };
+        assert!(matches!(
+            c.revise(&STRANGER, fix.clone(), 2),
+            Err(Refusal::Forbidden { .. })
+        ));
+        let bad = Application {
+            speciality: Some("astrology".into()),
+            ..Application::default()
+        };
+        let before = c.clone();
+        assert!(matches!(
+            c.revise(&APPLICANT, bad, 2),
+            Err(Refusal::Field {
+                field: "speciality",
+                ..
+            })
+        ));
+        assert_eq!(c, before, "a refused revision changes nothing");
+        c.revise(&APPLICANT, fix, 2).unwrap();
+        assert_eq!(c.urgency, Urgency::Urgent);
+        assert_eq!(c.history.last().unwrap().action, "revise");
+        c.apply(&APPLICANT, ConsultationAction::Submit, 3).unwrap();
+        // Submitted: no more revisions.
+        assert!(matches!(
+            c.revise(&APPLICANT, Application::default(), 4),
+            Err(Refusal::State { .. })
+        ));
     }
 
     #[test]

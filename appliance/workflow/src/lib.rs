@@ -9,7 +9,8 @@ mod consultation;
 mod referral;
 
 pub use consultation::{
-    Consultation, ConsultationAction, ConsultationKind, ConsultationState, Mode,
+    Application, Attachment, Consultation, ConsultationAction, ConsultationKind, ConsultationState,
+    Mode, SPECIALITIES, Urgency,
 };
 pub use referral::{Direction, Referral, ReferralAction, ReferralState};
 
