@@ -196,6 +196,7 @@ pub(crate) struct ListQuery {
 /// `GET /api/v1/{kind}s?state=&offset=&limit=`: what the user may see, newest first.
 pub(crate) async fn list<F: Flow>(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -225,6 +226,21 @@ pub(crate) async fn list<F: Flow>(
             c.visible_to(&u).then(|| view(*id, *patient, *version, &c))
         })
         .collect();
+    // A list shows patient data too: audited with what it showed.
+    let shown: Vec<String> = items
+        .iter()
+        .filter_map(|v| v["id"].as_i64())
+        .map(|id| id.to_string())
+        .collect();
+    audit_event(
+        &api,
+        &u,
+        &peer,
+        "list",
+        format!("{}:[{}]", F::KIND, shown.join(",")),
+        "ok",
+    )
+    .await?;
     Ok(Json(
         json!({ "items": items, "offset": q.offset, "limit": limit }),
     ))

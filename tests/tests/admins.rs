@@ -207,6 +207,11 @@ fn separated_administrators() {
     );
     assert_eq!(login(port, "new.doc", "Consult-2026"), 401);
 
+    // Lists of patient data are audited too.
+    assert_eq!(
+        call(port, "GET", "/api/v1/consultations", doc, &[], None).status,
+        200
+    );
     // The audit administrator, and only they, read the trail; it holds all of the above.
     assert_eq!(
         call(port, "GET", "/api/v1/audit", sec, &[], None).status,
@@ -233,6 +238,7 @@ fn separated_administrators() {
         "disable:ok",
         "login_failed:locked",
         "totp_enabled:ok",
+        "list:ok",
     ] {
         assert!(
             actions.iter().any(|a| a == wanted),
