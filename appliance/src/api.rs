@@ -178,6 +178,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/audit/verify",
     "GET /api/v1/statistics",
     "GET /api/v1/report-templates",
+    "POST /api/v1/report-templates",
     "PUT /api/v1/me/signature",
     "PUT /api/v1/consultations/{id}/report",
     "GET /api/v1/consultations/{id}/report",

@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry",
         include_str!("../migrations/0007_registry.sql"),
     ),
+    (
+        8,
+        "report_templates",
+        include_str!("../migrations/0008_report_templates.sql"),
+    ),
 ];
 
 /// An open database.

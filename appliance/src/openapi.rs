@@ -257,9 +257,15 @@ pub fn document() -> Value {
                     "records": { "type": "integer" }, "intact": { "type": "boolean" },
                     "problems": { "type": "array", "items": { "type": "string" } } }),
                     &["records", "intact", "problems"]))), &["401", "403"]) } },
-            "/api/v1/report-templates": { "get": { "summary": "Report templates and their sections",
-                "responses": responses(("200", answer("the templates", object(json!({
-                    "templates": { "type": "array" } }), &["templates"]))), &["401"]) } },
+            "/api/v1/report-templates": {
+                "get": { "summary": "Report templates and their sections (built-in and configured)",
+                    "responses": responses(("200", answer("the templates", object(json!({
+                        "templates": { "type": "array" } }), &["templates"]))), &["401", "403"]) },
+                "post": { "summary": "Configure a template (the consultation centre or the system administrator)",
+                    "requestBody": body(object(json!({ "key": { "type": "string" }, "title": { "type": "string" },
+                        "sections": { "type": "array", "items": object(json!({ "key": { "type": "string" },
+                            "title": { "type": "string" } }), &["key", "title"]) } }), &["key", "title", "sections"])),
+                    "responses": responses(("201", no_content("created")), &["401", "403", "409", "422"]) } },
             "/api/v1/me/signature": { "put": { "summary": "Upload the expert's signature image (PNG or JPEG, at most 256 KiB and 2000x1000)",
                 "requestBody": { "required": true, "content": {
                     "image/png": { "schema": { "type": "string", "format": "binary" } },

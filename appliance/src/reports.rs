@@ -68,10 +68,62 @@ pub const TEMPLATES: &[Template] = &[
     },
 ];
 
+/// A template as used: a built-in one or one configured in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateDef {
+    /// The key.
+    pub key: String,
+    /// The printed title.
+    pub title: String,
+    /// Sections, in order: (key, title).
+    pub sections: Vec<(String, String)>,
+}
+
+impl From<&Template> for TemplateDef {
+    fn from(t: &Template) -> Self {
+        Self {
+            key: t.key.to_owned(),
+            title: t.title.to_owned(),
+            sections: t
+                .sections
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Every template: the built-in ones, then the configured ones.
+pub async fn all_templates(api: &Api) -> Result<Vec<TemplateDef>, ApiError> {
+    let mut all: Vec<TemplateDef> = TEMPLATES.iter().map(TemplateDef::from).collect();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT key, title, sections FROM report_templates ORDER BY key")
+            .fetch_all(&api.pool)
+            .await?;
+    for (key, title, sections) in rows {
+        let sections: Vec<(String, String)> =
+            serde_json::from_str(&sections).map_err(ApiError::internal)?;
+        all.push(TemplateDef {
+            key,
+            title,
+            sections,
+        });
+    }
+    Ok(all)
+}
+
+/// The template `key`.
+pub async fn template(api: &Api, key: &str) -> Result<Option<TemplateDef>, ApiError> {
+    Ok(all_templates(api).await?.into_iter().find(|t| t.key == key))
+}
+
 /// The routes.
 pub fn routes() -> Router<Api> {
     Router::new()
-        .route("/api/v1/report-templates", get(templates))
+        .route(
+            "/api/v1/report-templates",
+            get(templates).post(add_template),
+        )
         .route("/api/v1/me/signature", put(upload_signature))
         .route(
             "/api/v1/consultations/{id}/report",
@@ -105,15 +157,113 @@ pub fn seal(content_sha256: &str, signature_sha256: &str, signer: i64, at: i64) 
     ))
 }
 
-async fn templates() -> Json<Value> {
-    let list: Vec<Value> = TEMPLATES
+async fn templates(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    user(&api, &headers, false).await?;
+    let list: Vec<Value> = all_templates(&api)
+        .await?
         .iter()
         .map(|t| {
             json!({ "key": t.key, "title": t.title,
                     "sections": t.sections.iter().map(|(k, title)| json!({ "key": k, "title": title })).collect::<Vec<_>>() })
         })
         .collect();
-    Json(json!({ "templates": list }))
+    Ok(Json(json!({ "templates": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTemplate {
+    key: String,
+    title: String,
+    sections: Vec<NewSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSection {
+    key: String,
+    title: String,
+}
+
+fn template_key(k: &str) -> bool {
+    (2..=32).contains(&k.len())
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Adds a template (the consultation centre or the system administrator).
+async fn add_template(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    if !matches!(u.role, Role::Coordinator | Role::SystemAdmin) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "templates are configured by the consultation centre or the system administrator",
+        ));
+    }
+    let b: NewTemplate = body(&bytes)?;
+    if !template_key(&b.key) {
+        return Err(ApiError::field("key", "2-32 of a-z, 0-9 and _"));
+    }
+    if b.title.trim().is_empty() || b.title.chars().count() > 64 {
+        return Err(ApiError::field("title", "1-64 characters"));
+    }
+    if b.sections.is_empty() || b.sections.len() > 20 {
+        return Err(ApiError::field("sections", "1-20 sections"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for sec in &b.sections {
+        if !template_key(&sec.key) || !seen.insert(sec.key.clone()) {
+            return Err(ApiError::field(
+                "sections",
+                format!("{:?}: keys are unique, 2-32 of a-z, 0-9 and _", sec.key),
+            ));
+        }
+        if sec.title.trim().is_empty() || sec.title.chars().count() > 64 {
+            return Err(ApiError::field("sections", "titles have 1-64 characters"));
+        }
+    }
+    if template(&api, &b.key).await?.is_some() {
+        return Err(ApiError {
+            field: Some("key"),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{} exists", b.key),
+            )
+        });
+    }
+    let sections: Vec<(String, String)> = b
+        .sections
+        .into_iter()
+        .map(|s| (s.key, s.title.trim().to_owned()))
+        .collect();
+    sqlx::query(
+        "INSERT INTO report_templates (key, title, sections, created_by, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&b.key)
+    .bind(b.title.trim())
+    .bind(serde_json::to_string(&sections).map_err(ApiError::internal)?)
+    .bind(u.id)
+    .bind(now_ms())
+    .execute(&api.pool)
+    .await?;
+    crate::cases::audit_event(
+        &api,
+        &u,
+        &peer,
+        "create",
+        format!("template:{}", b.key),
+        "ok",
+    )
+    .await?;
+    Ok(StatusCode::CREATED)
 }
 
 /// The largest signature image accepted.
@@ -231,17 +381,21 @@ async fn save_report(
     let (u, _) = user(&api, &headers, false).await?;
     let expected = if_match(&headers)?;
     let b: SaveBody = body(&bytes)?;
-    let template = TEMPLATES
-        .iter()
-        .find(|t| t.key == b.template)
-        .ok_or_else(|| {
-            let keys: Vec<&str> = TEMPLATES.iter().map(|t| t.key).collect();
-            ApiError::field("template", format!("one of {}", keys.join(", ")))
-        })?;
+    let Some(template) = template(&api, &b.template).await? else {
+        let keys: Vec<String> = all_templates(&api)
+            .await?
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        return Err(ApiError::field(
+            "template",
+            format!("one of {}", keys.join(", ")),
+        ));
+    };
     if let Some(bad) = b
         .sections
         .keys()
-        .find(|k| !template.sections.iter().any(|(key, _)| key == k))
+        .find(|k| !template.sections.iter().any(|(key, _)| key == *k))
     {
         return Err(ApiError::field(
             "sections",
@@ -305,7 +459,7 @@ async fn save_report(
     )
     .bind(id)
     .bind(version)
-    .bind(template.key)
+    .bind(&template.key)
     .bind(text)
     .bind(u.id)
     .bind(now_ms())
@@ -344,13 +498,13 @@ async fn sign_report(
     let Some(row) = row else {
         return Err(ApiError::field("report", "there is no report to sign yet"));
     };
-    let template = TEMPLATES.iter().find(|t| t.key == row.1);
+    let template = template(&api, &row.1).await?;
     let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
-    if let Some((_, title)) = template.and_then(|t| {
+    if let Some((_, title)) = template.as_ref().and_then(|t| {
         t.sections.iter().find(|(k, _)| {
             content
                 .sections
-                .get(*k)
+                .get(k)
                 .is_none_or(|text| text.trim().is_empty())
         })
     }) {
@@ -549,9 +703,13 @@ async fn report_pdf(
         .fetch_one(&api.pool)
         .await?;
     let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
-    let template = TEMPLATES.iter().find(|t| t.key == row.1);
+    let template = template(&api, &row.1).await?;
     let mut blocks = vec![
-        Block::Title(template.map_or("远程会诊报告", |t| t.title).to_owned()),
+        Block::Title(
+            template
+                .as_ref()
+                .map_or("远程会诊报告".to_owned(), |t| t.title.clone()),
+        ),
         Block::Field("会诊编号".into(), format!("{id}（第 {} 版）", row.0)),
         Block::Field("患者".into(), patient_line(&api, patient).await?),
         Block::Field(
@@ -562,10 +720,10 @@ async fn report_pdf(
         Block::Field("会诊目的".into(), c.question.clone()),
         Block::Field("初步诊断".into(), c.diagnosis.clone()),
     ];
-    for (key, title) in template.map_or(&[][..], |t| t.sections) {
-        blocks.push(Block::Heading((*title).to_owned()));
+    for (key, title) in template.map(|t| t.sections).unwrap_or_default() {
+        blocks.push(Block::Heading(title));
         blocks.push(Block::Text(
-            content.sections.get(*key).cloned().unwrap_or_default(),
+            content.sections.get(&key).cloned().unwrap_or_default(),
         ));
     }
     if !content.contributions.is_empty() {

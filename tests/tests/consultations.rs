@@ -430,6 +430,54 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     // every section and the expert's signature image.
     let direct = act(&expert, version, json!({ "action": "sign" }));
     assert_eq!(direct.json()["code"], "use_endpoint");
+    // Templates are configurable by the centre: a stroke MDT template joins the built-in ones.
+    let template = json!({ "key": "stroke_mdt", "title": "卒中多学科会诊报告",
+        "sections": [{ "key": "imaging", "title": "影像评估" }, { "key": "plan", "title": "治疗方案" }] });
+    assert_eq!(
+        call(
+            port,
+            "POST",
+            "/api/v1/report-templates",
+            &doctor_a,
+            &[],
+            Some(template.clone())
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        call(
+            port,
+            "POST",
+            "/api/v1/report-templates",
+            &centre,
+            &[],
+            Some(template.clone())
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        call(
+            port,
+            "POST",
+            "/api/v1/report-templates",
+            &centre,
+            &[],
+            Some(template)
+        )
+        .status,
+        409
+    );
+    let listed = call(port, "GET", "/api/v1/report-templates", &expert, &[], None).json();
+    assert!(
+        listed["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "stroke_mdt" && t["sections"][1]["title"] == "治疗方案"),
+        "{listed}"
+    );
     let report = format!("{url}/report");
     let save = |sections: Value| {
         call(
