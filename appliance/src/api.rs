@@ -30,6 +30,8 @@ pub struct Api {
     pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
     /// Imaging's base URL (the viewer page is under it).
     pub imaging_url: String,
+    /// The SFU's signalling base URL.
+    pub sfu_url: String,
     /// New in-app notifications, for the WebSockets that push them.
     pub events: tokio::sync::broadcast::Sender<Pushed>,
 }
@@ -153,6 +155,7 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/auth/totp/setup",
     "POST /api/v1/auth/totp/confirm",
     "GET /api/v1/me",
+    "GET /api/v1/token-key",
     "POST /api/v1/patients",
     "GET /api/v1/patients/{id}",
     "POST /api/v1/consultations",
@@ -161,6 +164,7 @@ pub const ROUTES: &[&str] = &[
     "PUT /api/v1/consultations/{id}",
     "POST /api/v1/consultations/{id}/actions",
     "POST /api/v1/consultations/{id}/view-token",
+    "POST /api/v1/consultations/{id}/room-token",
     "POST /api/v1/referrals",
     "GET /api/v1/referrals",
     "GET /api/v1/referrals/{id}",
@@ -209,6 +213,15 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/auth/totp/setup", post(totp_setup))
         .route("/api/v1/auth/totp/confirm", post(totp_confirm))
         .route("/api/v1/me", get(me))
+        .route(
+            "/api/v1/token-key",
+            get(|State(api): State<Api>| async move {
+                Json(serde_json::json!({
+                    "public_key": firmware_runtime::token::public_key_base64(&api.key),
+                    "algorithm": "Ed25519",
+                }))
+            }),
+        )
         .route(
             "/api/v1/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),

@@ -45,6 +45,7 @@ pub fn routes() -> Router<Api> {
             "/api/v1/consultations/{id}/view-token",
             post(view_token::<Consultation>),
         )
+        .route("/api/v1/consultations/{id}/room-token", post(room_token))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/notifications/ws", get(notifications_ws))
         .route("/api/v1/notifications/{id}/read", post(mark_read))
@@ -453,6 +454,64 @@ async fn revise_consultation(
         return Err(e);
     }
     crate::cases::commit(&api, &u, &peer, change, &[], "revise").await
+}
+
+/// How long a room token lasts.
+const ROOM_TOKEN_SECS: i64 = 4 * 3600;
+
+/// A signed token for the consultation's video room on the SFU, once it is scheduled: its
+/// applicant, experts and the centre may speak and be seen; others who may see the
+/// consultation (quality control) only watch.
+async fn room_token(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let mut conn = api.pool.acquire().await?;
+    let (_, _, c) = crate::cases::load::<Consultation>(&mut conn, &u, id).await?;
+    drop(conn);
+    if !matches!(
+        c.state,
+        workflow::ConsultationState::Scheduled | workflow::ConsultationState::InProgress
+    ) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_room",
+            format!(
+                "the consultation is {}: its room opens once it is scheduled",
+                c.state.name()
+            ),
+        ));
+    }
+    let publish = c.applicant == u.id || c.experts.contains(&u.id) || u.role == Role::Coordinator;
+    let exp = ((now_ms() / 1000) + ROOM_TOKEN_SECS).max(0) as u64;
+    let room = format!("consultation-{id}");
+    let token = sfu::token::sign(
+        &sfu::token::RoomClaims {
+            room: room.clone(),
+            sub: u.login.clone(),
+            name: u.display_name.clone(),
+            publish,
+            subscribe: true,
+            exp,
+        },
+        &api.key,
+    );
+    audit_event(
+        &api,
+        &u,
+        &peer,
+        "room_token",
+        format!("consultation:{id}"),
+        "ok",
+    )
+    .await?;
+    Ok(Json(json!({
+        "token": token, "room": room, "publish": publish, "expires_at": exp,
+        "signalling_url": api.sfu_url,
+    })))
 }
 
 /// The user's unread notifications, newest first.

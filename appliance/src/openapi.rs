@@ -131,6 +131,11 @@ pub fn document() -> Value {
             "/api/v1/auth/totp/confirm": { "post": { "summary": "Confirm the second factor with a code",
                 "requestBody": body(object(json!({ "code": { "type": "string" } }), &["code"])),
                 "responses": responses(("204", no_content("enabled")), &["401", "422"]) } },
+            "/api/v1/token-key": { "get": { "summary": "The public key that verifies the tokens the appliance signs",
+                "security": [],
+                "responses": responses(("200", answer("the key", object(json!({
+                    "public_key": { "type": "string" }, "algorithm": { "const": "Ed25519" } }),
+                    &["public_key", "algorithm"]))), &[]) } },
             "/api/v1/me": { "get": { "summary": "The current user",
                 "responses": responses(("200", answer("the user", user)), &["401"]) } },
             "/api/v1/patients": { "post": { "summary": "Register a patient at the user's institution",
@@ -179,6 +184,14 @@ pub fn document() -> Value {
                 "responses": responses(("200", answer("the token", object(json!({
                     "token": { "type": "string" }, "viewer_url": { "type": "string" },
                     "expires_at": { "type": "integer" } }), &["token", "viewer_url", "expires_at"]))),
+                    &["401", "403", "404", "409"]) } },
+            "/api/v1/consultations/{id}/room-token": { "post": {
+                "summary": "A signed token for the consultation's video room (once scheduled)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the token", object(json!({
+                    "token": { "type": "string" }, "room": { "type": "string" },
+                    "publish": { "type": "boolean" }, "expires_at": { "type": "integer" },
+                    "signalling_url": { "type": "string" } }), &["token", "room", "publish", "expires_at"]))),
                     &["401", "403", "404", "409"]) } },
             "/api/v1/referrals": {
                 "post": { "summary": "Start a referral (a draft)",

@@ -44,6 +44,7 @@ pub async fn run(
             sms: crate::notify::Gateway::from_config(config).is_some(),
             key,
             imaging_url: crate::stack::url(config, config.listeners.imaging_http),
+            sfu_url: crate::stack::url(config, config.listeners.sfu_signalling),
             events: tokio::sync::broadcast::channel(1024).0,
         }));
     if let Some(gateway) = crate::notify::Gateway::from_config(config) {

@@ -1,12 +1,12 @@
-//! Viewer tokens: `base64url(claims JSON) "." base64url(Ed25519 signature of those bytes)`,
+//! Viewer tokens: the shared signed-token format (`firmware_runtime::token`) with viewer claims,
 //! signed by the appliance (or a development key), verified here against
 //! `imaging.viewer_token_key`. The claims name the user, the studies the session may open, and
 //! an expiry (Unix seconds). Anything else is refused with the reason.
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
+
+pub use firmware_runtime::token::{TokenError, key, public_key_base64};
 
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,84 +20,27 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// No key is configured: every token is refused.
-    #[error("imaging.viewer_token_key is not set: viewer sessions are disabled")]
-    NoKey,
-    /// The configured key is not an Ed25519 public key.
-    #[error("imaging.viewer_token_key: {0}")]
-    BadKey(String),
-    /// The token is not `claims.signature` in base64url.
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    /// The signature does not verify.
-    #[error("the token's signature does not verify")]
-    Signature,
-    /// Past its expiry.
-    #[error("the token expired")]
-    Expired,
-}
-
-/// The verifying key from its configured base64 form.
-pub fn key(configured: &str) -> Result<VerifyingKey, TokenError> {
-    if configured.is_empty() {
-        return Err(TokenError::NoKey);
+impl firmware_runtime::token::Expiring for Claims {
+    fn exp(&self) -> u64 {
+        self.exp
     }
-    let bytes = STANDARD
-        .decode(configured)
-        .map_err(|e| TokenError::BadKey(e.to_string()))?;
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| TokenError::BadKey("not 32 bytes".into()))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| TokenError::BadKey(e.to_string()))
 }
 
-/// Verifies `token` with `key` at `now` (Unix seconds).
+/// Verifies a viewer token with `key` at `now` (Unix seconds).
 pub fn verify(token: &str, key: &VerifyingKey, now: u64) -> Result<Claims, TokenError> {
-    let (claims, signature) = token
-        .split_once('.')
-        .ok_or_else(|| TokenError::Malformed("no '.' between claims and signature".into()))?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(claims)
-        .map_err(|e| TokenError::Malformed(format!("claims: {e}")))?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|e| TokenError::Malformed(format!("signature: {e}")))?;
-    let signature = Signature::from_slice(&signature)
-        .map_err(|e| TokenError::Malformed(format!("signature: {e}")))?;
-    key.verify_strict(&payload, &signature)
-        .map_err(|_| TokenError::Signature)?;
-    let claims: Claims = serde_json::from_slice(&payload)
-        .map_err(|e| TokenError::Malformed(format!("claims: {e}")))?;
-    if claims.exp <= now {
-        return Err(TokenError::Expired);
-    }
-    Ok(claims)
+    firmware_runtime::token::verify(token, key, now)
 }
 
-/// Signs claims (the appliance's side; tests and development use it).
+/// Signs viewer claims (the appliance's side; tests and development use it).
 pub fn sign(claims: &Claims, key: &ed25519_dalek::SigningKey) -> String {
-    use ed25519_dalek::Signer;
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
-    let signature = key.sign(&payload);
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(&payload),
-        URL_SAFE_NO_PAD.encode(signature.to_bytes())
-    )
-}
-
-/// A signing key's public half in the configured form.
-pub fn public_key_base64(key: &ed25519_dalek::SigningKey) -> String {
-    STANDARD.encode(key.verifying_key().to_bytes())
+    firmware_runtime::token::sign(claims, key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn signed_tokens_verify_and_everything_else_is_refused() {

@@ -400,6 +400,39 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         (json!("notification"), json!("consultation_scheduled")),
         "{pushed}"
     );
+    // The video room: tokens the SFU will check with the appliance's public key.
+    let public = e2e::get(port, "/api/v1/token-key").unwrap().json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = sfu::token::key(&public).expect("an Ed25519 key");
+    let room =
+        |token: &str| call(port, "POST", &format!("{url}/room-token"), token, &[], None).json();
+    let now_secs = at as u64 / 1000;
+    let claims = sfu::token::verify(room(&expert)["token"].as_str().unwrap(), &key, now_secs)
+        .expect("verifies");
+    assert_eq!(
+        (claims.room.as_str(), claims.name.as_str(), claims.publish),
+        (format!("consultation-{id}").as_str(), "expert.w", true)
+    );
+    let watcher = sfu::token::verify(room(&qc1)["token"].as_str().unwrap(), &key, now_secs)
+        .expect("verifies");
+    assert!(
+        !watcher.publish && watcher.subscribe,
+        "quality control only watches"
+    );
+    assert_eq!(
+        call(
+            port,
+            "POST",
+            &format!("{url}/room-token"),
+            &doctor_b,
+            &[],
+            None
+        )
+        .status,
+        404
+    );
     // Now the expert is involved: the patient and the consultation are visible to them.
     assert_eq!(call(port, "GET", &path, &expert, &[], None).status, 200);
     let unread = call(port, "GET", "/api/v1/notifications", &expert, &[], None).json();
@@ -918,6 +951,18 @@ fn view_tokens_from_the_appliance_open_imaging_sessions() {
         )
     };
     assert_eq!(token(without, &doctor_a).json()["code"], "no_studies");
+    let early = call(
+        port,
+        "POST",
+        &format!("/api/v1/consultations/{without}/room-token"),
+        &doctor_a,
+        &[],
+        None,
+    );
+    assert_eq!(
+        (early.status, early.json()["code"].clone()),
+        (409, json!("no_room"))
+    );
     assert_eq!(token(with, &doctor_b).status, 404, "another clinic");
     let r = token(with, &doctor_a);
     assert_eq!(r.status, 200, "{}", r.body);

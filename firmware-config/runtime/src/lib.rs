@@ -2,7 +2,8 @@
 //! alike: logging set up from `RUST_LOG`, one Prometheus recorder per process, a readiness
 //! registry each subsystem reports to, the `/healthz`, `/readyz` and `/metrics` routes, request
 //! metrics, binding a listener with an error that names the config field, and graceful shutdown
-//! on Ctrl-C or SIGTERM (stop accepting, finish in-flight requests, exit 0).
+//! on Ctrl-C or SIGTERM (stop accepting, finish in-flight requests, exit 0), and the signed
+//! token format the appliance issues and the other daemons check (`token`).
 //!
 //! Nothing here knows about DICOM, media or consultations.
 
@@ -10,6 +11,7 @@ mod cli;
 mod ops;
 mod readiness;
 mod shutdown;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
