@@ -190,6 +190,49 @@ fn accounts_lockout_and_a_tamper_evident_audit_trail() {
     // Restarted: still locked (the lock is stored), and the trail is intact.
     let mut d = start(dir.path(), &ports);
     assert_eq!(login(port, "zhang.san", "Consult-2026").status, 423);
+    // Time, moved in the SQLite file (nobody waits 15 minutes in a test): the lock ends; a
+    // session idle past the timeout (30 minutes) ends; a password older than 90 days must change.
+    let db = dir.path().join("data/appliance.db");
+    let shift = |sql: &str| {
+        let out = Command::new("python3")
+            .args(["-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.execute(sys.argv[2]); c.commit()"])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .expect("python3 sqlite3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    shift("UPDATE users SET locked_until = locked_until - 16 * 60000 WHERE login = 'zhang.san'");
+    let r = login(port, "zhang.san", "Consult-2026");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"]["must_change_password"], false);
+    let fresh = r.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(get_as(port, "/api/v1/me", &fresh).status, 200);
+    shift("UPDATE sessions SET last_seen = last_seen - 31 * 60000");
+    assert_eq!(
+        get_as(port, "/api/v1/me", &fresh).status,
+        401,
+        "idle past the timeout"
+    );
+    shift(
+        "UPDATE users SET password_changed_at = password_changed_at - 91 * 86400000 WHERE login = 'zhang.san'",
+    );
+    let r = login(port, "zhang.san", "Consult-2026");
+    assert_eq!(
+        r.json()["user"]["must_change_password"],
+        true,
+        "expired after 90 days"
+    );
+    let expired = r.json()["token"].as_str().unwrap().to_owned();
+    let blocked = get_as(port, "/api/v1/consultations", &expired);
+    assert_eq!(
+        (blocked.status, blocked.json()["code"].clone()),
+        (403, json!("password_change_required"))
+    );
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 
