@@ -69,6 +69,9 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     // Imaging checks the tokens the appliance signs.
     let mut config = config;
     let public = imaging::token::public_key_base64(&key);
+    if config.sfu.token_key.is_empty() {
+        config.sfu.token_key = public.clone();
+    }
     if config.imaging.viewer_token_key.is_empty() {
         config.imaging.viewer_token_key = public;
     } else if config.imaging.viewer_token_key != public {

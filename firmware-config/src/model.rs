@@ -133,6 +133,10 @@ section! {
         max_participants_per_room: u32 = 16,
         /// Seconds a dropped participant keeps its place, 0-300.
         rejoin_grace_secs: u32 = 20,
+        /// The Ed25519 public key (base64, 32 bytes) whose signature room tokens must carry:
+        /// the appliance's (`appliance run` fills it in when empty). Empty: every join is
+        /// refused.
+        token_key: String = String::new(),
     }
 }
 

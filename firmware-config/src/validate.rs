@@ -191,16 +191,20 @@ fn readable_pem(path: &Path, label: &str) -> Result<(), String> {
     }
 }
 
-fn imaging(c: &Config, k: &mut Check<'_>) {
-    let i = &c.imaging;
-    let key = &i.viewer_token_key;
+/// Whether `key` is empty or has the shape of a base64 Ed25519 public key.
+fn key_shape(key: &str) -> bool {
     let base64 = |ch: char| ch.is_ascii_alphanumeric() || ch == '+' || ch == '/';
-    let key_ok = key.is_empty()
+    key.is_empty()
         || (key.len() == 44
             && key.ends_with('=')
             && key[..43].chars().all(base64)
-            && !key[..43].ends_with('='));
-    if !key_ok {
+            && !key[..43].ends_with('='))
+}
+
+fn imaging(c: &Config, k: &mut Check<'_>) {
+    let i = &c.imaging;
+    let key = &i.viewer_token_key;
+    if !key_shape(key) {
         k.fail(
             "imaging.viewer_token_key",
             ErrorKind::Invalid,
@@ -281,6 +285,14 @@ fn sfu(c: &Config, k: &mut Check<'_>) {
         100,
     );
     k.range("sfu.rejoin_grace_secs", s.rejoin_grace_secs, 0, 300);
+    if !key_shape(&s.token_key) {
+        k.fail(
+            "sfu.token_key",
+            ErrorKind::Invalid,
+            &s.token_key,
+            "an Ed25519 public key is 32 bytes in base64: 44 characters ending in '='",
+        );
+    }
 }
 
 fn notifications(c: &Config, k: &mut Check<'_>) {

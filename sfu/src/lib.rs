@@ -7,6 +7,7 @@
 //! It trusts only tokens the appliance signs and never depends on `appliance`.
 
 mod server;
+pub mod signalling;
 pub mod token;
 
 pub use server::{SfuError, run};

@@ -1,5 +1,5 @@
-//! The sfu daemon's signalling listener (8082): service description at `/`, plus the operations
-//! routes.
+//! The sfu daemon's signalling listener (8082): service description at `/`, the room
+//! signalling WebSocket at `/rooms/ws`, plus the operations routes.
 
 use std::net::SocketAddr;
 
@@ -23,14 +23,30 @@ pub const SERVICE: &str = "sfu";
 /// Runs sfu until `ctx.shutdown` fires.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.sfu_signalling.get());
-    let router = Router::new().route(
-        "/",
-        get(|| async {
-            axum::Json(
-                serde_json::json!({ "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }),
-            )
-        }),
-    );
+    let rooms = crate::signalling::Rooms::new(config);
+    // The grace of dropped participants runs out on this clock.
+    let ticking = rooms.clone();
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = every.tick() => ticking.tick(),
+            }
+        }
+    });
+    let router = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                axum::Json(
+                    serde_json::json!({ "service": SERVICE, "version": env!("CARGO_PKG_VERSION") }),
+                )
+            }),
+        )
+        .route("/rooms/ws", get(crate::signalling::upgrade))
+        .with_state(rooms);
     firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.sfu_signalling", router).await?;
     Ok(())
 }

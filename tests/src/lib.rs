@@ -653,6 +653,30 @@ impl WebSocket {
         (status, open.then_some(WebSocket { stream: reader }))
     }
 
+    /// Sends a text message (masked, as a client must).
+    pub fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mask = [0x37u8, 0xFA, 0x21, 0x3D];
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                frame.push(0x80 | 126);
+                frame.extend((n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend((n as u64).to_be_bytes());
+            }
+        }
+        frame.extend(mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream
+            .get_mut()
+            .write_all(&frame)
+            .expect("send a WebSocket frame");
+    }
+
     /// The next text message, or `None` if the socket closed or `timeout` passed.
     pub fn next_text(&mut self, timeout: Duration) -> Option<String> {
         self.stream.get_ref().set_read_timeout(Some(timeout)).ok()?;

@@ -421,6 +421,23 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         !watcher.publish && watcher.subscribe,
         "quality control only watches"
     );
+    // The stack's SFU takes the appliance's room token: the expert joins the room.
+    let room_token = room(&expert)["token"].as_str().unwrap().to_owned();
+    let (status, joined) = e2e::WebSocket::connect(
+        ports.sfu_signalling,
+        &format!("/rooms/ws?token={room_token}"),
+    );
+    let welcome: Value = serde_json::from_str(
+        &joined
+            .unwrap_or_else(|| panic!("{status}"))
+            .next_text(Duration::from_secs(10))
+            .expect("welcome"),
+    )
+    .unwrap();
+    assert_eq!(
+        (welcome["type"].as_str(), welcome["room"].as_str()),
+        (Some("joined"), Some(format!("consultation-{id}").as_str()))
+    );
     assert_eq!(
         call(
             port,

@@ -1,0 +1,401 @@
+//! Signalling (`/rooms/ws?token=...`, JSON over a WebSocket) around `sfu-core`'s rooms: a
+//! participant joins with a room token the appliance signed; everyone in the room hears of
+//! joins, leaves, drops ("reconnecting"), returns ("resumed") and mute changes. A dropped
+//! participant who reconnects with the same identity within `sfu.rejoin_grace_secs` resumes its
+//! place; after that it has left. Limits: `sfu.max_rooms` and `sfu.max_participants_per_room`;
+//! a full room refuses clearly. Media (WebRTC offer/answer, ICE) joins this protocol with the
+//! transport.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sfu_core::{Notice, Output, ParticipantId, Room, RoomError};
+use tokio::sync::mpsc;
+
+use crate::token::RoomClaims;
+
+/// One member as signalling knows it.
+#[derive(Debug)]
+struct Member {
+    identity: String,
+    name: String,
+    muted: BTreeMap<String, bool>,
+    /// The open socket's outbox (None while reconnecting).
+    tx: Option<mpsc::UnboundedSender<Value>>,
+    /// Which connection is current (a reconnect replaces the old one).
+    connection: u64,
+}
+
+#[derive(Debug)]
+struct RoomState {
+    core: Room,
+    members: BTreeMap<ParticipantId, Member>,
+}
+
+/// Every room on this node.
+#[derive(Debug)]
+pub struct Rooms {
+    key: Result<ed25519_dalek::VerifyingKey, crate::token::TokenError>,
+    max_rooms: usize,
+    max_participants: usize,
+    grace: Duration,
+    start: Instant,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rooms: BTreeMap<String, RoomState>,
+    next_id: u32,
+    next_connection: u64,
+}
+
+impl Rooms {
+    /// Rooms with the configured limits, checking tokens against `token_key`.
+    pub fn new(config: &firmware_config::Config) -> Arc<Self> {
+        let s = &config.sfu;
+        Arc::new(Self {
+            key: crate::token::key(&s.token_key),
+            max_rooms: s.max_rooms as usize,
+            max_participants: s.max_participants_per_room as usize,
+            grace: Duration::from_secs(u64::from(s.rejoin_grace_secs)),
+            start: Instant::now(),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rooms and their participants (for metrics and the admin view).
+    pub fn snapshot(&self) -> Value {
+        let inner = self.lock();
+        let rooms: Vec<Value> = inner
+            .rooms
+            .iter()
+            .map(|(name, r)| {
+                let people: Vec<Value> = r
+                    .members
+                    .iter()
+                    .map(|(id, m)| {
+                        json!({ "id": id.0, "identity": m.identity, "name": m.name,
+                                "reconnecting": r.core.is_reconnecting(*id) })
+                    })
+                    .collect();
+                json!({ "room": name, "participants": people })
+            })
+            .collect();
+        json!({ "rooms": rooms })
+    }
+
+    /// Delivers core outputs (notices) to the room's open sockets.
+    fn broadcast(room: &RoomState, outputs: &[Output]) {
+        for o in outputs {
+            let Output::Notice(n) = o else { continue };
+            let (event, who) = match n {
+                Notice::Joined(p) => ("joined", *p),
+                Notice::Reconnecting(p) => ("reconnecting", *p),
+                Notice::Resumed(p) => ("resumed", *p),
+                Notice::Left(p) => ("left", *p),
+                Notice::ActiveSpeaker(p) => ("speaking", *p),
+                _ => continue,
+            };
+            let name = room
+                .members
+                .get(&who)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            let message =
+                json!({ "type": "participant", "event": event, "id": who.0, "name": name });
+            for (id, m) in &room.members {
+                if *id != who
+                    && let Some(tx) = &m.tx
+                {
+                    let _ = tx.send(message.clone());
+                }
+            }
+        }
+    }
+
+    /// Joins (or resumes) `claims.sub` in `claims.room`; returns its id, the connection number
+    /// and the welcome message.
+    fn join(
+        &self,
+        claims: &RoomClaims,
+        tx: mpsc::UnboundedSender<Value>,
+    ) -> Result<(ParticipantId, u64, Value), RoomError> {
+        let now = self.now();
+        let mut inner = self.lock();
+        inner.next_connection += 1;
+        let connection = inner.next_connection;
+        if !inner.rooms.contains_key(&claims.room) && inner.rooms.len() >= self.max_rooms {
+            return Err(RoomError::Full(self.max_rooms));
+        }
+        let next_id = inner.next_id + 1;
+        let room = inner
+            .rooms
+            .entry(claims.room.clone())
+            .or_insert_with(|| RoomState {
+                core: Room::new(self.max_participants, self.grace.as_micros() as u64),
+                members: BTreeMap::new(),
+            });
+        let existing = room
+            .members
+            .iter()
+            .find(|(_, m)| m.identity == claims.sub)
+            .map(|(id, _)| *id);
+        let (id, outputs) = match existing {
+            Some(id) if room.core.is_reconnecting(id) => (
+                id,
+                room.core.join(id, claims.publish, claims.subscribe, now)?,
+            ),
+            Some(id) => {
+                // The same identity on a new connection: the old one is replaced.
+                (id, vec![Output::Notice(Notice::Resumed(id))])
+            }
+            None => {
+                let id = ParticipantId(next_id);
+                let out = room.core.join(id, claims.publish, claims.subscribe, now)?;
+                (id, out)
+            }
+        };
+        if existing.is_none() {
+            inner.next_id = next_id;
+        }
+        let room = inner
+            .rooms
+            .get_mut(&claims.room)
+            .ok_or(RoomError::NotInRoom(id))?;
+        let member = room.members.entry(id).or_insert_with(|| Member {
+            identity: claims.sub.clone(),
+            name: claims.name.clone(),
+            muted: BTreeMap::new(),
+            tx: None,
+            connection,
+        });
+        member.tx = Some(tx);
+        member.connection = connection;
+        Self::broadcast(room, &outputs);
+        let others: Vec<Value> = room
+            .members
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(other, m)| {
+                json!({ "id": other.0, "name": m.name, "muted": m.muted,
+                        "reconnecting": room.core.is_reconnecting(*other) })
+            })
+            .collect();
+        let welcome = json!({ "type": "joined", "you": id.0, "room": claims.room,
+                              "publish": claims.publish, "participants": others,
+                              "resumed": existing.is_some() });
+        metrics::gauge!("sfu_participants", "room" => claims.room.clone())
+            .set(room.members.len() as f64);
+        metrics::gauge!("sfu_rooms").set(inner.rooms.len() as f64);
+        Ok((id, connection, welcome))
+    }
+
+    /// The connection `connection` of `id` ended: without a leave, the place is kept.
+    fn disconnected(&self, room_name: &str, id: ParticipantId, connection: u64, left: bool) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.get_mut(room_name) else {
+            return;
+        };
+        if room
+            .members
+            .get(&id)
+            .is_none_or(|m| m.connection != connection)
+        {
+            return; // replaced by a newer connection
+        }
+        let outputs = if left {
+            let out = room.core.leave(id).unwrap_or_default();
+            Self::broadcast(room, &out);
+            room.members.remove(&id);
+            out
+        } else {
+            if let Some(m) = room.members.get_mut(&id) {
+                m.tx = None;
+            }
+            let out = room.core.dropped(id, now).unwrap_or_default();
+            Self::broadcast(room, &out);
+            out
+        };
+        drop(outputs);
+        metrics::gauge!("sfu_participants", "room" => room_name.to_owned())
+            .set(room.members.len() as f64);
+        if room.members.is_empty() {
+            inner.rooms.remove(room_name);
+        }
+        metrics::gauge!("sfu_rooms").set(inner.rooms.len() as f64);
+    }
+
+    /// A mute change, told to the others.
+    fn mute(&self, room_name: &str, id: ParticipantId, kind: &str, muted: bool) {
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.get_mut(room_name) else {
+            return;
+        };
+        if let Some(m) = room.members.get_mut(&id) {
+            m.muted.insert(kind.to_owned(), muted);
+        }
+        let message = json!({ "type": "mute", "id": id.0, "kind": kind, "muted": muted });
+        for (other, m) in &room.members {
+            if *other != id
+                && let Some(tx) = &m.tx
+            {
+                let _ = tx.send(message.clone());
+            }
+        }
+    }
+
+    /// Time passes: the grace of dropped participants runs out.
+    pub fn tick(&self) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let mut empty = Vec::new();
+        for (name, room) in &mut inner.rooms {
+            let out = room.core.tick(now);
+            Self::broadcast(room, &out);
+            for o in &out {
+                if let Output::Notice(Notice::Left(p)) = o {
+                    room.members.remove(p);
+                }
+            }
+            if room.members.is_empty() {
+                empty.push(name.clone());
+            }
+        }
+        for name in empty {
+            inner.rooms.remove(&name);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Connect {
+    token: String,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /rooms/ws?token=...`.
+pub(crate) async fn upgrade(
+    State(rooms): State<Arc<Rooms>>,
+    Query(q): Query<Connect>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let claims = match &rooms.key {
+        Err(e) => Err(e.clone()),
+        Ok(key) => crate::token::verify(&q.token, key, unix_now()),
+    };
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            metrics::counter!("sfu_refused_total").increment(1);
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({ "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    };
+    ws.on_upgrade(move |socket| session(rooms, claims, socket))
+}
+
+async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let (id, connection, welcome) = match rooms.join(&claims, tx) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = socket
+                .send(Message::Text(
+                    json!({ "type": "error", "code": "refused", "message": e.to_string() })
+                        .to_string()
+                        .into(),
+                ))
+                .await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 4003,
+                    reason: "refused".into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    if socket
+        .send(Message::Text(welcome.to_string().into()))
+        .await
+        .is_err()
+    {
+        rooms.disconnected(&claims.room, id, connection, false);
+        return;
+    }
+    let mut left = false;
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(v) => {
+                    if socket.send(Message::Text(v.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                        let _ = socket.send(Message::Text(json!({ "type": "error", "code": "malformed",
+                            "message": "not JSON" }).to_string().into())).await;
+                        continue;
+                    };
+                    match v["type"].as_str() {
+                        Some("leave") => {
+                            left = true;
+                            break;
+                        }
+                        Some("mute") => match (v["kind"].as_str(), v["muted"].as_bool()) {
+                            (Some(kind @ ("audio" | "video")), Some(muted)) => {
+                                rooms.mute(&claims.room, id, kind, muted);
+                            }
+                            _ => {
+                                let _ = socket.send(Message::Text(json!({ "type": "error",
+                                    "code": "invalid", "field": "kind",
+                                    "message": "mute needs kind (audio or video) and muted (true or false)" })
+                                    .to_string().into())).await;
+                            }
+                        },
+                        other => {
+                            let _ = socket.send(Message::Text(json!({ "type": "error",
+                                "code": "unknown", "field": "type",
+                                "message": format!("unknown message type {other:?}") })
+                                .to_string().into())).await;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    rooms.disconnected(&claims.room, id, connection, left);
+}
