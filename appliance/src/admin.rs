@@ -28,6 +28,7 @@ pub fn routes() -> Router<Api> {
         .route("/api/v1/users/{id}/disable", post(disable))
         .route("/api/v1/audit", get(audit_records))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/sfu/admin-token", post(sfu_admin_token))
 }
 
 fn forbidden(what: &str) -> ApiError {
@@ -295,4 +296,32 @@ async fn audit_verify(State(api): State<Api>, headers: HeaderMap) -> Result<Json
         "head": v.head.map(|(seq, hash)| json!({ "seq": seq, "hash": hash })),
         "checked_by": role_name(admin.role),
     })))
+}
+
+/// A token for the SFU's admin API (list rooms, remove a participant, close a room), for the
+/// system administrator; it lasts an hour.
+async fn sfu_admin_token(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (admin, _) = user(&api, &headers, false).await?;
+    if admin.role != Role::SystemAdmin {
+        return Err(forbidden(
+            "the SFU is administered by the system administrator",
+        ));
+    }
+    let exp = ((accounts::now_ms() / 1000) + 3600).max(0) as u64;
+    let token = firmware_runtime::token::sign(
+        &sfu::token::AdminClaims {
+            sub: admin.login.clone(),
+            scope: sfu::token::ADMIN_SCOPE.to_owned(),
+            exp,
+        },
+        &api.key,
+    );
+    audit_event(&api, &admin, &peer, "sfu_admin_token", "sfu".into(), "ok").await?;
+    Ok(Json(
+        json!({ "token": token, "expires_at": exp, "admin_url": format!("{}admin/rooms", api.sfu_url) }),
+    ))
 }

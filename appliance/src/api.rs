@@ -180,6 +180,7 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/users/{id}/disable",
     "GET /api/v1/audit",
     "GET /api/v1/audit/verify",
+    "POST /api/v1/sfu/admin-token",
     "GET /api/v1/statistics",
     "GET /api/v1/report-templates",
     "POST /api/v1/report-templates",

@@ -380,6 +380,11 @@ pub fn document() -> Value {
                 "delete": { "summary": "Remove a favourite patient",
                     "parameters": [{ "name": "patient", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],
                     "responses": responses(("204", no_content("removed")), &["401", "403"]) } },
+            "/api/v1/sfu/admin-token": { "post": {
+                "summary": "A token for the SFU's admin API (system administrator)",
+                "responses": responses(("200", answer("the token", object(json!({
+                    "token": { "type": "string" }, "expires_at": { "type": "integer" },
+                    "admin_url": { "type": "string" } }), &["token", "expires_at"]))), &["401", "403"]) } },
             "/api/v1/statistics": { "get": { "summary": "Counts (JSON, CSV or XLSX)",
                 "parameters": [
                     { "name": "kind", "in": "query", "required": true, "schema": { "enum": ["consultation", "referral"] } },

@@ -46,6 +46,15 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
             }),
         )
         .route("/rooms/ws", get(crate::signalling::upgrade))
+        .route("/admin/rooms", get(crate::signalling::list_rooms))
+        .route(
+            "/admin/rooms/{room}",
+            axum::routing::delete(crate::signalling::close_room),
+        )
+        .route(
+            "/admin/rooms/{room}/participants/{id}",
+            axum::routing::delete(crate::signalling::remove_participant),
+        )
         .with_state(rooms);
     firmware_runtime::run_service(&ctx, SERVICE, addr, "listeners.sfu_signalling", router).await?;
     Ok(())

@@ -244,6 +244,44 @@ impl Rooms {
         metrics::gauge!("sfu_rooms").set(inner.rooms.len() as f64);
     }
 
+    /// Removes a participant (the admin API): its socket is closed and the others hear it left.
+    pub fn remove(&self, room_name: &str, id: u32) -> bool {
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.get_mut(room_name) else {
+            return false;
+        };
+        let p = ParticipantId(id);
+        let Some(member) = room.members.remove(&p) else {
+            return false;
+        };
+        if let Some(tx) = member.tx {
+            let _ =
+                tx.send(json!({ "type": "removed", "message": "an administrator removed you" }));
+        }
+        let out = room.core.leave(p).unwrap_or_default();
+        Self::broadcast(room, &out);
+        if room.members.is_empty() {
+            inner.rooms.remove(room_name);
+        }
+        true
+    }
+
+    /// Closes a room (the admin API): everyone in it is told and disconnected.
+    pub fn close(&self, room_name: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.remove(room_name) else {
+            return false;
+        };
+        for m in room.members.values() {
+            if let Some(tx) = &m.tx {
+                let _ = tx.send(json!({ "type": "closed", "message": "the room was closed" }));
+            }
+        }
+        metrics::gauge!("sfu_participants", "room" => room_name.to_owned()).set(0.0);
+        metrics::gauge!("sfu_rooms").set(inner.rooms.len() as f64);
+        true
+    }
+
     /// A mute change, told to the others.
     fn mute(&self, room_name: &str, id: ParticipantId, kind: &str, muted: bool) {
         let mut inner = self.lock();
@@ -358,6 +396,13 @@ async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
                     if socket.send(Message::Text(v.to_string().into())).await.is_err() {
                         break;
                     }
+                    if matches!(v["type"].as_str(), Some("removed" | "closed")) {
+                        let _ = socket.send(Message::Close(Some(CloseFrame {
+                            code: 4000,
+                            reason: "ended by an administrator".into(),
+                        }))).await;
+                        return;
+                    }
                 }
                 None => break,
             },
@@ -398,4 +443,70 @@ async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
         }
     }
     rooms.disconnected(&claims.room, id, connection, left);
+}
+
+/// The admin API's bearer token, checked as an administration token; the refusal's reason.
+fn admin(rooms: &Rooms, headers: &axum::http::HeaderMap) -> Result<(), String> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match &rooms.key {
+        Err(e) => Err(e.to_string()),
+        Ok(key) => crate::token::verify_admin(token, key, unix_now())
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn unauthorized(why: String) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({ "error": why })),
+    )
+        .into_response()
+}
+
+/// `GET /admin/rooms`: every room and its participants.
+pub(crate) async fn list_rooms(
+    State(rooms): State<Arc<Rooms>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(why) = admin(&rooms, &headers) {
+        return unauthorized(why);
+    }
+    axum::Json(rooms.snapshot()).into_response()
+}
+
+/// `DELETE /admin/rooms/{room}`: closes a room.
+pub(crate) async fn close_room(
+    State(rooms): State<Arc<Rooms>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(room): axum::extract::Path<String>,
+) -> Response {
+    if let Err(why) = admin(&rooms, &headers) {
+        return unauthorized(why);
+    }
+    if rooms.close(&room) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// `DELETE /admin/rooms/{room}/participants/{id}`: removes a participant.
+pub(crate) async fn remove_participant(
+    State(rooms): State<Arc<Rooms>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path((room, id)): axum::extract::Path<(String, u32)>,
+) -> Response {
+    if let Err(why) = admin(&rooms, &headers) {
+        return unauthorized(why);
+    }
+    if rooms.remove(&room, id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }

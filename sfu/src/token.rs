@@ -31,6 +31,40 @@ impl firmware_runtime::token::Expiring for RoomClaims {
     }
 }
 
+/// What an SFU administration token grants: listing rooms, removing participants, closing
+/// rooms. The appliance signs these for its system administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminClaims {
+    /// Who.
+    pub sub: String,
+    /// Always "sfu_admin" (so no other token can pass for one).
+    pub scope: String,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+/// The scope an admin token carries.
+pub const ADMIN_SCOPE: &str = "sfu_admin";
+
+impl firmware_runtime::token::Expiring for AdminClaims {
+    fn exp(&self) -> u64 {
+        self.exp
+    }
+}
+
+/// Verifies an administration token.
+pub fn verify_admin(token: &str, key: &VerifyingKey, now: u64) -> Result<AdminClaims, TokenError> {
+    let claims: AdminClaims = firmware_runtime::token::verify(token, key, now)?;
+    if claims.scope != ADMIN_SCOPE {
+        return Err(TokenError::Malformed(format!(
+            "scope {:?} is not {ADMIN_SCOPE}",
+            claims.scope
+        )));
+    }
+    Ok(claims)
+}
+
 /// Verifies a room token with `key` at `now` (Unix seconds).
 pub fn verify(token: &str, key: &VerifyingKey, now: u64) -> Result<RoomClaims, TokenError> {
     firmware_runtime::token::verify(token, key, now)

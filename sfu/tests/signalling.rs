@@ -25,6 +25,17 @@ fn token(key: &ed25519_dalek::SigningKey, room: &str, who: &str, exp: u64) -> St
     )
 }
 
+fn sign_admin(key: &ed25519_dalek::SigningKey, exp: u64) -> String {
+    firmware_runtime::token::sign(
+        &sfu::token::AdminClaims {
+            sub: "sys.admin".into(),
+            scope: sfu::token::ADMIN_SCOPE.into(),
+            exp,
+        },
+        key,
+    )
+}
+
 fn next(ws: &mut WebSocket) -> Value {
     let text = ws
         .next_text(Duration::from_secs(10))
@@ -95,6 +106,41 @@ fn rooms_joins_drops_returns_and_limits() {
     b.send_text(r#"{"type":"dance"}"#);
     assert_eq!(next(&mut b)["field"], "type");
 
+    // The admin API: an administration token lists the rooms; a room token does not pass.
+    let admin = sign_admin(&key, exp);
+    let auth = format!("Bearer {admin}");
+    let listed = e2e::request(
+        port,
+        "GET",
+        "/admin/rooms",
+        &[("Authorization", &auth)],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let people = listed.json()["rooms"][0]["participants"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(people, Some(2), "{}", listed.body);
+    let room_auth = format!("Bearer {b_token}");
+    assert_eq!(
+        e2e::request(
+            port,
+            "GET",
+            "/admin/rooms",
+            &[("Authorization", &room_auth)],
+            &[]
+        )
+        .unwrap()
+        .status,
+        401
+    );
+    assert_eq!(
+        e2e::request(port, "GET", "/admin/rooms", &[], &[])
+            .unwrap()
+            .status,
+        401
+    );
     // B's connection drops: A sees "reconnecting", then "resumed" when B returns in time.
     drop(b);
     assert_eq!(next(&mut a)["event"], "reconnecting");
@@ -115,9 +161,48 @@ fn rooms_joins_drops_returns_and_limits() {
     assert_eq!(next(&mut a)["event"], "reconnecting");
     let gone = next(&mut a);
     assert_eq!(gone["event"], "left");
-    // A leaves; the room empties; a new member finds it empty.
-    a.send_text(r#"{"type":"leave"}"#);
-    std::thread::sleep(Duration::from_millis(200));
+    // An administrator removes a member, then closes the room.
+    let (_, c) = open(&token(&key, "c-1", "third", exp));
+    let mut c = c.expect("a new member");
+    let c_id = next(&mut c)["you"].as_u64().unwrap();
+    assert_eq!(next(&mut a)["event"], "joined");
+    let removed = e2e::request(
+        port,
+        "DELETE",
+        &format!("/admin/rooms/c-1/participants/{c_id}"),
+        &[("Authorization", &auth)],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(removed.status, 204);
+    assert_eq!(next(&mut c)["type"], "removed");
+    assert_eq!(next(&mut a)["event"], "left");
+    assert_eq!(
+        e2e::request(
+            port,
+            "DELETE",
+            "/admin/rooms/c-1",
+            &[("Authorization", &auth)],
+            &[]
+        )
+        .unwrap()
+        .status,
+        204
+    );
+    assert_eq!(next(&mut a)["type"], "closed");
+    assert_eq!(
+        e2e::request(
+            port,
+            "DELETE",
+            "/admin/rooms/c-1",
+            &[("Authorization", &auth)],
+            &[]
+        )
+        .unwrap()
+        .status,
+        404
+    );
+    // A new member finds the room empty.
     let (_, fresh) = open(&token(&key, "c-1", "late", exp));
     assert_eq!(
         next(&mut fresh.expect("joins"))["participants"],

@@ -48,6 +48,7 @@ fn separated_administrators() {
         new_user(d, "audit.admin", "audit_admin", "1", ""),
         new_user(d, "clinic.admin", "institution_admin", "2", ""),
         new_user(d, "clinic.doc", "doctor", "2", ""),
+        new_user(d, "sys.admin", "system_admin", "1", ""),
     ];
     let ports = Ports::free();
     let mut cmd = Command::new(bin("appliance"));
@@ -56,16 +57,43 @@ fn separated_administrators() {
     daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
     let port = ports.http;
     let t: Vec<String> = people.iter().map(|p| activate(port, p)).collect();
-    let (sec, aud, inst, doc) = (&t[0], &t[1], &t[2], &t[3]);
+    let (sec, aud, inst, doc, sys) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
     // Administrators work only after setting up a second factor.
     let blocked = call(port, "GET", "/api/v1/users", sec, &[], None);
     assert_eq!(
         (blocked.status, blocked.json()["code"].clone()),
         (403, json!("totp_enrollment_required"))
     );
-    for token in [sec, aud, inst] {
+    for token in [sec, aud, inst, sys] {
         e2e::totp::enroll(port, token);
     }
+    // The SFU's admin API is the system administrator's: its token verifies as one.
+    assert_eq!(
+        call(port, "POST", "/api/v1/sfu/admin-token", sec, &[], None).status,
+        403
+    );
+    let sfu_admin = call(port, "POST", "/api/v1/sfu/admin-token", sys, &[], None);
+    assert_eq!(sfu_admin.status, 200, "{}", sfu_admin.body);
+    let public = e2e::get(port, "/api/v1/token-key").unwrap().json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = sfu::token::key(&public).unwrap();
+    let claims = sfu::token::verify_admin(sfu_admin.json()["token"].as_str().unwrap(), &key, 1)
+        .expect("an SFU admin token");
+    assert_eq!(claims.sub, "sys.admin");
+    let listed = request(
+        ports.sfu_signalling,
+        "GET",
+        "/admin/rooms",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", sfu_admin.json()["token"].as_str().unwrap()),
+        )],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.body);
 
     let create = |token: &str, login: &str, role: &str, institution: i64| {
         call(
