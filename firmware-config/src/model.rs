@@ -118,6 +118,9 @@ section! {
         /// the appliance's, or a development key until it issues them. Empty: every viewer
         /// session is refused.
         viewer_token_key: String = String::new(),
+        /// Seconds a viewer who dropped keeps its place (and control) in a shared session, 1-300;
+        /// a session nobody is in any more is then forgotten.
+        viewer_grace_secs: u32 = 30,
     }
 }
 

@@ -212,6 +212,7 @@ fn imaging(c: &Config, k: &mut Check<'_>) {
             "an Ed25519 public key is 32 bytes in base64: 44 characters ending in '='",
         );
     }
+    k.range("imaging.viewer_grace_secs", i.viewer_grace_secs, 1, 300);
     if i.volume_cache.0 < 64 << 20 {
         k.fail(
             "imaging.volume_cache",

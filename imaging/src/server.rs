@@ -2,6 +2,7 @@
 //! use), plus the operations routes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -68,6 +69,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             std::sync::Arc::clone(&render.renderer),
             config.imaging.volume_cache.0,
             &config.imaging.viewer_token_key,
+            Duration::from_secs(u64::from(config.imaging.viewer_grace_secs)),
         ))
         .merge(crate::scu::routes(
             config.listeners.dicom_ae_title.as_str().to_owned(),

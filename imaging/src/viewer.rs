@@ -39,9 +39,9 @@ const INTERACTIVE_QUALITY: u8 = 70;
 const FINAL_QUALITY: u8 = 95;
 /// How long the view must rest before the full-quality frame.
 const SETTLE: Duration = Duration::from_millis(150);
-/// How long a dropped client keeps its place.
-const GRACE: Duration = Duration::from_secs(30);
 
+/// One named viewing session: its state machine, the latest state for the render loops, what
+/// each client's token allows, and the frames rendered for it.
 struct Shared {
     session: Mutex<Session>,
     state: watch::Sender<ViewState>,
@@ -86,6 +86,8 @@ pub struct Viewer {
     cache: Arc<VolumeCache>,
     key: Result<ed25519_dalek::VerifyingKey, crate::token::TokenError>,
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
+    /// How long a dropped viewer keeps its place.
+    grace: Duration,
     next_client: AtomicU64,
     /// Each series' own window (from its first instance), shown until someone sets one.
     windows: Mutex<HashMap<String, (f64, f64)>>,
@@ -98,8 +100,15 @@ impl std::fmt::Debug for Viewer {
 }
 
 /// The `/view` routes.
-pub fn routes(store: Store, renderer: Arc<Renderer>, cache_bytes: u64, token_key: &str) -> Router {
+pub fn routes(
+    store: Store,
+    renderer: Arc<Renderer>,
+    cache_bytes: u64,
+    token_key: &str,
+    grace: Duration,
+) -> Router {
     let viewer = Arc::new(Viewer {
+        grace,
         store,
         renderer,
         cache: Arc::new(VolumeCache::new(cache_bytes)),
@@ -185,12 +194,17 @@ impl Viewer {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let shared = Arc::new(Shared {
-                    session: Mutex::new(Session::new(client, &claims.sub, GRACE)),
+                    session: Mutex::new(Session::new(client, &claims.sub, self.grace)),
                     state: watch::channel(ViewState::default()).0,
                     allowed: Mutex::new(HashMap::new()),
                     frames: Mutex::new(FrameCache::default()),
                 });
-                tokio::spawn(cine(Arc::clone(self), Arc::downgrade(&shared)));
+                tokio::spawn(cine(
+                    Arc::clone(self),
+                    name.to_owned(),
+                    Arc::downgrade(&shared),
+                ));
+                metrics::gauge!("viewer_sessions").increment(1.0);
                 shared
             })
             .clone();
@@ -205,6 +219,25 @@ impl Viewer {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(client, claims.studies.clone());
         shared
+    }
+
+    /// Forgets session `name` when nobody is in it any more (all left or their grace ran out),
+    /// so sessions do not pile up in memory. Locks in the order `join` does.
+    fn reap(&self, name: &str, shared: &Arc<Shared>) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let empty = shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .participants()
+            .is_empty();
+        if empty && sessions.get(name).is_some_and(|s| Arc::ptr_eq(s, shared)) {
+            sessions.remove(name);
+            metrics::gauge!("viewer_sessions").decrement(1.0);
+            tracing::debug!(session = name, "viewer session forgotten");
+            return true;
+        }
+        false
     }
 
     /// A dropped participant of session `name` coming back within the grace period, as the
@@ -329,21 +362,25 @@ impl Viewer {
 /// passes on), and cine, paced by the server: each playing viewport moves one slice per tick of
 /// its rate. A client that cannot keep up skips states (its render loop only sees the latest);
 /// nothing queues. Ends with the session.
-async fn cine(viewer: Arc<Viewer>, shared: std::sync::Weak<Shared>) {
+async fn cine(viewer: Arc<Viewer>, name: String, shared: std::sync::Weak<Shared>) {
     let mut next: HashMap<usize, tokio::time::Instant> = HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let (playing, state, expired) = {
+        let (playing, state, expired, empty) = {
             let mut session = shared
                 .session
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let expired = session.expire(Instant::now());
-            (session.cine(), session.state().clone(), expired)
+            let empty = session.participants().is_empty();
+            (session.cine(), session.state().clone(), expired, empty)
         };
+        if empty && viewer.reap(&name, &shared) {
+            return;
+        }
         for e in expired {
             match e {
                 Event::Left(c) => {

@@ -337,3 +337,126 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
+
+/// The imaging process's resident memory, in bytes (Linux).
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// The `viewer_sessions` gauge from `/metrics`.
+fn sessions_gauge(port: u16) -> f64 {
+    let m = e2e::get(port, "/metrics").expect("metrics");
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix("viewer_sessions "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A client that sends thousands of operations and reads nothing does not make the server
+/// queue frames for it (memory stays flat; it gets the latest frame when it reads again); and
+/// a session everybody left is forgotten once the grace period (here 1 s) has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_costs_no_memory_and_empty_sessions_are_forgotten() {
+    let dir = temp_dir();
+    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/series/ct-philips-headphantom-140");
+    let import = Command::new(bin("imaging"))
+        .current_dir(dir.path())
+        .arg("import")
+        .arg(&series)
+        .output()
+        .expect("imaging import");
+    // (Exit status 3: the series folder's DIRFILE is not an instance.)
+    assert!(String::from_utf8_lossy(&import.stdout).starts_with("stored 140"));
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args([
+            "--set",
+            "imaging.gpu=off",
+            "--set",
+            "imaging.viewer_grace_secs=1",
+        ])
+        .args([
+            "--set",
+            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
+        ]);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
+    let port = ports.imaging_http;
+    let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
+    let study = series_json[0]["0020000D"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let series_uid = series_json[0]["0020000E"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = sign(
+        &Claims {
+            sub: "li".into(),
+            studies: vec![study],
+            exp: now() + 600,
+        },
+        &signer,
+    );
+    let mut a = connect(port, &token, "quiet").await.expect("connect");
+    next_json(&mut a, "hello").await;
+    a.send(Message::text(r#"{"op":"resize","width":512,"height":512}"#))
+        .await
+        .unwrap();
+    a.send(Message::text(
+        json!({"op": "open", "series": [series_uid]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    state_at(&mut a, 1).await;
+    frames_until_final(&mut a, 1).await;
+    assert_eq!(sessions_gauge(port), 1.0);
+    let before = rss(d.pid());
+    // 3000 operations, each a new state and so a new frame; nothing is read for 3 s.
+    for i in 0..3000 {
+        let op = if i % 2 == 0 {
+            r#"{"op":"scroll","viewport":0,"delta":1}"#
+        } else {
+            r#"{"op":"window","viewport":0,"center":40,"width":400}"#
+        };
+        a.feed(Message::text(op)).await.unwrap();
+    }
+    a.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss(d.pid());
+    let grown = after.saturating_sub(before);
+    println!(
+        "imaging RSS {} MB before, {} MB after 3000 unread states",
+        before >> 20,
+        after >> 20
+    );
+    // 3000 frames of a 512x512 JPEG would be about 90 MB if they queued.
+    assert!(grown < 24 << 20, "memory grew by {} MB", grown >> 20);
+    // Reading again: the session is alive and ends at the last state.
+    let last = state_at(&mut a, 3001).await;
+    assert_eq!(last["state"]["version"], 3001);
+    drop(a);
+    // Everybody left: after the grace period the session is forgotten.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions_gauge(port) != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session was not forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
