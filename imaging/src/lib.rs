@@ -8,6 +8,7 @@
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
+pub mod attachments;
 pub mod cache;
 pub mod cfind;
 pub mod decode;

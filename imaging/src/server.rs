@@ -64,6 +64,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             get(move || std::future::ready(axum::Json(description.clone()))),
         )
         .merge(crate::dicomweb::routes(store.clone()))
+        .merge(crate::attachments::routes(&config.storage.data_dir))
         .merge(crate::viewer::routes(
             store.clone(),
             std::sync::Arc::clone(&render.renderer),
