@@ -176,6 +176,9 @@ pub struct ViewState {
     pub viewports: Vec<ViewportState>,
     /// Annotations by id.
     pub annotations: BTreeMap<u64, Annotation>,
+    /// Series compare: the second viewport follows the first one's patient position.
+    #[serde(default)]
+    pub sync: bool,
     /// Bumped by every accepted change.
     pub version: u64,
     next_annotation: u64,
@@ -298,6 +301,11 @@ pub enum Op {
         /// Its id.
         id: u64,
     },
+    /// Series compare: scroll the two series together by patient position, or not.
+    Sync {
+        /// On or off.
+        on: bool,
+    },
     /// Back to the defaults (one viewport, or all).
     Reset {
         /// Viewport, or every viewport.
@@ -376,6 +384,7 @@ impl ViewState {
                     return Err(field("series", format!("{bad:?} is not a UID")));
                 }
                 self.series = series.clone();
+                self.sync = series.len() == 2;
                 self.layout = if series.len() == 2 {
                     Layout::Two
                 } else {
@@ -411,7 +420,15 @@ impl ViewState {
                 }
             }
             Op::Scroll { viewport, delta } => {
-                let v = self.viewport(*viewport)?;
+                // Synchronised compare: the second viewport follows the first, so scrolling
+                // either moves the first.
+                let target = if self.sync && self.layout == Layout::Two {
+                    0
+                } else {
+                    *viewport
+                };
+                self.viewport(*viewport)?;
+                let v = self.viewport(target)?;
                 v.slice = v.slice.saturating_add(*delta).clamp(-100_000, 100_000);
             }
             Op::Window {
@@ -467,6 +484,12 @@ impl ViewState {
                 } else {
                     v.flip_v = !v.flip_v;
                 }
+            }
+            Op::Sync { on } => {
+                if self.layout != Layout::Two {
+                    return Err(field("on", "synchronised scrolling is for series compare"));
+                }
+                self.sync = *on;
             }
             Op::Invert { viewport } => {
                 let v = self.viewport(*viewport)?;
@@ -591,6 +614,19 @@ fn check_points(
         return Err(field("points", "coordinates must be finite mm within 1 km"));
     }
     Ok(())
+}
+
+/// Series compare: the slice offset (in its own slices) that brings a second series to the
+/// patient position the first shows. Positions are along the shared plane normal: `c0` and `c1`
+/// are the volumes' centres there, `step0` and `step1` their slice spacings (mm).
+pub fn synced_slice(c0: f64, step0: f64, slice0: i32, c1: f64, step1: f64) -> i32 {
+    if !(step1.is_finite() && step1 > 0.0) {
+        return 0;
+    }
+    let position = c0 + f64::from(slice0) * step0;
+    ((position - c1) / step1)
+        .round()
+        .clamp(-100_000.0, 100_000.0) as i32
 }
 
 /// Whether an operation is an annotation (which the session may let anyone make).
@@ -815,6 +851,47 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compare_sync_follows_patient_position() {
+        // Series 0: centre at 100 mm, 1 mm slices; series 1: centre at 90 mm, 5 mm slices.
+        assert_eq!(synced_slice(100.0, 1.0, 0, 90.0, 5.0), 2);
+        assert_eq!(synced_slice(100.0, 1.0, -10, 90.0, 5.0), 0);
+        assert_eq!(synced_slice(100.0, 1.0, 12, 90.0, 5.0), 4);
+        assert_eq!(
+            synced_slice(100.0, 1.0, 3, 90.0, 0.0),
+            0,
+            "no spacing: stays"
+        );
+        let mut s = ViewState::default();
+        s.apply(
+            &parse(r#"{"op":"open","series":["1.2.3","1.2.4"]}"#).unwrap(),
+            1,
+        )
+        .unwrap();
+        assert!(s.sync);
+        s.apply(
+            &parse(r#"{"op":"scroll","viewport":1,"delta":3}"#).unwrap(),
+            1,
+        )
+        .unwrap();
+        assert_eq!((s.viewports[0].slice, s.viewports[1].slice), (3, 0));
+        s.apply(&parse(r#"{"op":"sync","on":false}"#).unwrap(), 1)
+            .unwrap();
+        s.apply(
+            &parse(r#"{"op":"scroll","viewport":1,"delta":2}"#).unwrap(),
+            1,
+        )
+        .unwrap();
+        assert_eq!((s.viewports[0].slice, s.viewports[1].slice), (3, 2));
+        let mut one = ViewState::default();
+        one.apply(&parse(r#"{"op":"open","series":["1.2.3"]}"#).unwrap(), 1)
+            .unwrap();
+        assert!(
+            one.apply(&parse(r#"{"op":"sync","on":true}"#).unwrap(), 1)
+                .is_err()
+        );
+    }
 
     const CT: &str = "1.3.46.670589.33.1.1";
 

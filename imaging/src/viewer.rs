@@ -710,7 +710,7 @@ async fn render_loop(
                 let volume = viewer.volume(series).await?;
                 let window = viewer.default_window(series, &volume).await;
                 let renderer = Arc::clone(&viewer.renderer);
-                let vs = vs.clone();
+                let vs = synced(&viewer, &snapshot, i, vs).await;
                 let started = Instant::now();
                 let version = snapshot.version;
                 let out = tokio::task::spawn_blocking(move || {
@@ -757,6 +757,48 @@ async fn render_loop(
             }
         }
     }
+}
+
+/// Series compare with synchronised scrolling: the second viewport shows the slice of its
+/// series nearest the patient position the first viewport shows (same standard plane).
+async fn synced(
+    viewer: &Viewer,
+    snapshot: &ViewState,
+    i: usize,
+    vs: &ViewportState,
+) -> ViewportState {
+    let mut vs = vs.clone();
+    if !(snapshot.sync && snapshot.layout == crate::view::Layout::Two && i == 1) {
+        return vs;
+    }
+    let Some(first) = snapshot.viewports.first() else {
+        return vs;
+    };
+    let orientation = match (first.plane, vs.plane) {
+        (PlaneKind::Axial, PlaneKind::Axial) => Orientation::Axial,
+        (PlaneKind::Coronal, PlaneKind::Coronal) => Orientation::Coronal,
+        (PlaneKind::Sagittal, PlaneKind::Sagittal) => Orientation::Sagittal,
+        _ => return vs,
+    };
+    let (Some(s0), Some(s1)) = (
+        snapshot.series.get(first.series),
+        snapshot.series.get(vs.series),
+    ) else {
+        return vs;
+    };
+    let (Ok(b0), Ok(b1)) = (viewer.volume(s0).await, viewer.volume(s1).await) else {
+        return vs;
+    };
+    let n = Plane::standard(orientation, V3::default()).normal();
+    let (g0, g1) = (b0.volume.geometry(), b1.volume.geometry());
+    vs.slice = crate::view::synced_slice(
+        g0.center().dot(n),
+        g0.step_along(n),
+        first.slice,
+        g1.center().dot(n),
+        g1.step_along(n),
+    );
+    vs
 }
 
 /// Renders one viewport: (encoded image, width, height). Quality 0 means PNG.

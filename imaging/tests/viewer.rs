@@ -460,3 +460,96 @@ async fn a_client_that_stops_reading_costs_no_memory_and_empty_sessions_are_forg
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// The full-quality frames of `version`, by viewport, once `count` viewports have one.
+async fn final_frames(ws: &mut Socket, version: u64, count: usize) -> Vec<Vec<u8>> {
+    let mut got: Vec<Option<Vec<u8>>> = vec![None; count];
+    while got.iter().any(Option::is_none) {
+        let m = tokio::time::timeout(Duration::from_secs(120), ws.next())
+            .await
+            .expect("a frame within two minutes")
+            .expect("socket open")
+            .expect("message");
+        if let Message::Binary(b) = m {
+            let (viewport, _, quality, v, _, _, image) = frame(&b);
+            if v == version && quality == 95 && usize::from(viewport) < count {
+                got[usize::from(viewport)] = Some(image.to_vec());
+            }
+        }
+    }
+    got.into_iter().flatten().collect()
+}
+
+/// Series compare: the second viewport follows the first one's patient position (here the
+/// same CT opened twice, as for comparing two windows: it shows exactly the first one's slice),
+/// and stops following when synchronisation is turned off. The mapping between series of
+/// different spacing is `view::synced_slice`, tested on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_compare_scrolls_together_by_patient_position() {
+    let dir = temp_dir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/series");
+    let out = Command::new(bin("imaging"))
+        .current_dir(dir.path())
+        .arg("import")
+        .arg(root.join("ct-philips-headphantom-140"))
+        .output()
+        .expect("imaging import");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stored 140"));
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args(["--set", "imaging.gpu=off"])
+        .args([
+            "--set",
+            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
+        ]);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
+    let port = ports.imaging_http;
+    let all = e2e::get(port, "/dicomweb/series").unwrap().json();
+    let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
+    let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
+    let token = sign(
+        &Claims {
+            sub: "zhao".into(),
+            studies: vec![study],
+            exp: now() + 600,
+        },
+        &signer,
+    );
+    let mut a = connect(port, &token, "compare").await.expect("connect");
+    next_json(&mut a, "hello").await;
+    a.send(Message::text(r#"{"op":"resize","width":128,"height":128}"#))
+        .await
+        .unwrap();
+    a.send(Message::text(
+        json!({"op": "open", "series": [series, series]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let opened = state_at(&mut a, 1).await;
+    assert_eq!(opened["state"]["sync"], true);
+    let v1 = final_frames(&mut a, 1, 2).await;
+    assert_eq!(v1[0], v1[1]);
+    // Scrolling the second viewport moves the first; the second follows.
+    a.send(Message::text(r#"{"op":"scroll","viewport":1,"delta":30}"#))
+        .await
+        .unwrap();
+    let v2 = final_frames(&mut a, 2, 2).await;
+    assert_ne!(v1[0], v2[0], "the first viewport scrolled");
+    assert_eq!(v2[0], v2[1], "the second follows the first's position");
+    a.send(Message::text(r#"{"op":"sync","on":false}"#))
+        .await
+        .unwrap();
+    let v3 = final_frames(&mut a, 3, 2).await;
+    a.send(Message::text(r#"{"op":"scroll","viewport":0,"delta":30}"#))
+        .await
+        .unwrap();
+    let v4 = final_frames(&mut a, 4, 2).await;
+    assert_ne!(v3[0], v4[0]);
+    assert_eq!(v3[1], v4[1], "not synchronised: the second stays");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
