@@ -46,6 +46,8 @@ pub struct Rooms {
     max_rooms: usize,
     max_participants: usize,
     grace: Duration,
+    /// STUN/TURN servers handed to every participant.
+    ice_servers: Vec<Value>,
     start: Instant,
     inner: Mutex<Inner>,
 }
@@ -66,6 +68,18 @@ impl Rooms {
             max_rooms: s.max_rooms as usize,
             max_participants: s.max_participants_per_room as usize,
             grace: Duration::from_secs(u64::from(s.rejoin_grace_secs)),
+            ice_servers: s
+                .ice_servers
+                .iter()
+                .map(|i| {
+                    let mut v = json!({ "urls": i.urls });
+                    if !i.username.is_empty() {
+                        v["username"] = json!(i.username);
+                        v["credential"] = json!(i.credential.expose());
+                    }
+                    v
+                })
+                .collect(),
             start: Instant::now(),
             inner: Mutex::new(Inner::default()),
         })
@@ -201,7 +215,7 @@ impl Rooms {
             .collect();
         let welcome = json!({ "type": "joined", "you": id.0, "room": claims.room,
                               "publish": claims.publish, "participants": others,
-                              "resumed": existing.is_some() });
+                              "resumed": existing.is_some(), "ice_servers": self.ice_servers });
         metrics::gauge!("sfu_participants", "room" => claims.room.clone())
             .set(room.members.len() as f64);
         metrics::gauge!("sfu_rooms").set(inner.rooms.len() as f64);

@@ -54,7 +54,11 @@ fn rooms_joins_drops_returns_and_limits() {
             &format!("sfu.token_key={}", public_key_base64(&key)),
         ])
         .args(["--set", "sfu.max_participants_per_room=2"])
-        .args(["--set", "sfu.rejoin_grace_secs=2"]);
+        .args(["--set", "sfu.rejoin_grace_secs=2"])
+        .args([
+            "--set",
+            r#"sfu.ice_servers=[{ urls = ["turn:turn.hospital.local:3478"], username = "u", credential = "c" }]"#,
+        ]);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
     let port = ports.sfu_signalling;
@@ -75,6 +79,11 @@ fn rooms_joins_drops_returns_and_limits() {
     let welcome = next(&mut a);
     assert_eq!(welcome["type"], "joined");
     assert_eq!(welcome["participants"], serde_json::json!([]));
+    // The STUN/TURN servers from the configuration, with their credentials, for the client.
+    assert_eq!(
+        welcome["ice_servers"],
+        serde_json::json!([{ "urls": ["turn:turn.hospital.local:3478"], "username": "u", "credential": "c" }])
+    );
     let b_token = token(&key, "c-1", "expert.b", exp);
     let (_, b) = open(&b_token);
     let mut b = b.expect("b joins");
