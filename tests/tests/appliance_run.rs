@@ -189,9 +189,16 @@ fn an_invalid_configuration_refuses_to_start() {
 #[test]
 fn a_busy_port_is_named_and_the_stack_stops() {
     let dir = temp_dir();
-    let ports = Ports::free();
-    let busy =
-        std::net::TcpListener::bind(("127.0.0.1", ports.imaging_http)).expect("occupy the port");
+    // Another process may take a port between `Ports::free` and this bind (a client's
+    // ephemeral port): draw again rather than fail.
+    let (ports, busy) = (0..10)
+        .find_map(|_| {
+            let ports = Ports::free();
+            std::net::TcpListener::bind(("127.0.0.1", ports.imaging_http))
+                .ok()
+                .map(|busy| (ports, busy))
+        })
+        .expect("occupy a port");
     let mut d = appliance(dir.path(), &ports.args());
     let status = d.wait_exit(Duration::from_secs(15));
     drop(busy);
