@@ -88,35 +88,43 @@ async fn frames_until_final(ws: &mut Socket, version: u64) -> (usize, Vec<u8>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_frames_coalescing_coviewing_and_tokens() {
-    let dir = temp_dir();
+/// Imports the 140-slice CT into `dir` and starts imaging on it, with `signer`'s public key as
+/// the viewer key and `extra` settings: the daemon and its HTTP port.
+fn ct_viewer(dir: &Path, signer: &ed25519_dalek::SigningKey, extra: &[&str]) -> (Daemon, u16) {
     let series = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/testdata/series/ct-philips-headphantom-140");
     let import = Command::new(bin("imaging"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .arg("import")
         .arg(&series)
         .output()
         .expect("imaging import");
+    // (Exit status 3: the series folder's DIRFILE is not an instance.)
     assert!(
         String::from_utf8_lossy(&import.stdout).starts_with("stored 140"),
         "{}",
         String::from_utf8_lossy(&import.stdout)
     );
-    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let ports = Ports::free();
     let mut cmd = Command::new(bin("imaging"));
-    cmd.current_dir(dir.path())
+    cmd.current_dir(dir)
         .args(ports.args())
         .args(["--set", "imaging.gpu=off"])
         .args([
             "--set",
-            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
-        ]);
+            &format!("imaging.viewer_token_key={}", public_key_base64(signer)),
+        ])
+        .args(extra);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
-    let port = ports.imaging_http;
+    (d, ports.imaging_http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_frames_coalescing_coviewing_and_tokens() {
+    let dir = temp_dir();
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
     let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
     let study = series_json[0]["0020000D"]["Value"][0]
         .as_str()
@@ -365,34 +373,12 @@ fn sessions_gauge(port: u16) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_costs_no_memory_and_empty_sessions_are_forgotten() {
     let dir = temp_dir();
-    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/series/ct-philips-headphantom-140");
-    let import = Command::new(bin("imaging"))
-        .current_dir(dir.path())
-        .arg("import")
-        .arg(&series)
-        .output()
-        .expect("imaging import");
-    // (Exit status 3: the series folder's DIRFILE is not an instance.)
-    assert!(String::from_utf8_lossy(&import.stdout).starts_with("stored 140"));
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let ports = Ports::free();
-    let mut cmd = Command::new(bin("imaging"));
-    cmd.current_dir(dir.path())
-        .args(ports.args())
-        .args([
-            "--set",
-            "imaging.gpu=off",
-            "--set",
-            "imaging.viewer_grace_secs=1",
-        ])
-        .args([
-            "--set",
-            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
-        ]);
-    let mut d = Daemon::spawn(cmd);
-    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
-    let port = ports.imaging_http;
+    let (mut d, port) = ct_viewer(
+        dir.path(),
+        &signer,
+        &["--set", "imaging.viewer_grace_secs=1"],
+    );
     let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
     let study = series_json[0]["0020000D"]["Value"][0]
         .as_str()
@@ -487,27 +473,8 @@ async fn final_frames(ws: &mut Socket, version: u64, count: usize) -> Vec<Vec<u8
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_compare_scrolls_together_by_patient_position() {
     let dir = temp_dir();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/series");
-    let out = Command::new(bin("imaging"))
-        .current_dir(dir.path())
-        .arg("import")
-        .arg(root.join("ct-philips-headphantom-140"))
-        .output()
-        .expect("imaging import");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stored 140"));
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let ports = Ports::free();
-    let mut cmd = Command::new(bin("imaging"));
-    cmd.current_dir(dir.path())
-        .args(ports.args())
-        .args(["--set", "imaging.gpu=off"])
-        .args([
-            "--set",
-            &format!("imaging.viewer_token_key={}", public_key_base64(&signer)),
-        ]);
-    let mut d = Daemon::spawn(cmd);
-    d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
-    let port = ports.imaging_http;
+    let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
     let all = e2e::get(port, "/dicomweb/series").unwrap().json();
     let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
     let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();

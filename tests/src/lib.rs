@@ -454,6 +454,19 @@ pub mod api {
 
     use crate::{Response, bin, request};
 
+    /// Starts the whole stack (`appliance`) in `dir` on `ports`, with extra arguments, and waits
+    /// until it is ready.
+    pub fn start(dir: &Path, ports: &crate::Ports, extra: &[&str]) -> crate::Daemon {
+        let mut cmd = Command::new(bin("appliance"));
+        cmd.current_dir(dir)
+            .args(ports.args())
+            .args(extra)
+            .env_remove("RUST_LOG");
+        let mut d = crate::Daemon::spawn(cmd);
+        d.wait_ok(ports.http, "/readyz", std::time::Duration::from_secs(30));
+        d
+    }
+
     /// Runs `appliance ARGS` in `dir` (its data under `dir/data`); panics unless it succeeds.
     pub fn admin(dir: &Path, args: &[&str]) -> String {
         let out = Command::new(bin("appliance"))

@@ -22,13 +22,7 @@ fn appliance(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn start(dir: &Path, ports: &Ports) -> Daemon {
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(dir)
-        .args(ports.args())
-        .env_remove("RUST_LOG");
-    let mut d = Daemon::spawn(cmd);
-    d.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
-    d
+    e2e::api::start(dir, ports, &[])
 }
 
 fn post(port: u16, path: &str, token: Option<&str>, body: &Value) -> Response {

@@ -4,11 +4,10 @@
 //! non-administrators; the audit administrator reads and verifies the trail, in which every one
 //! of those actions appears, and creates no account.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, admin, call, new_user};
-use e2e::{Daemon, Ports, bin, request, temp_dir};
+use e2e::{Ports, request, temp_dir};
 use serde_json::{Value, json};
 
 fn login(port: u16, user: &str, password: &str) -> u16 {
@@ -51,10 +50,7 @@ fn separated_administrators() {
         new_user(d, "sys.admin", "system_admin", "1", ""),
     ];
     let ports = Ports::free();
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(d).args(ports.args()).env_remove("RUST_LOG");
-    let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
     let t: Vec<String> = people.iter().map(|p| activate(port, p)).collect();
     let (sec, aud, inst, doc, sys) = (&t[0], &t[1], &t[2], &t[3], &t[4]);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::api::{activate, admin as cli, call, new_user as person};
-use e2e::{Daemon, Ports, bin, request, temp_dir};
+use e2e::{Daemon, Ports, request, temp_dir};
 use serde_json::{Value, json};
 
 /// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
@@ -70,19 +70,17 @@ impl SmsStub {
 }
 
 fn start(dir: &Path, ports: &Ports, sms: u16) -> Daemon {
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(dir)
-        .args(ports.args())
-        .args([
+    let url = format!("notifications.sms_url=http://127.0.0.1:{sms}/sms");
+    e2e::api::start(
+        dir,
+        ports,
+        &[
             "--set",
             "notifications.sms_gateway=http-json",
             "--set",
-            &format!("notifications.sms_url=http://127.0.0.1:{sms}/sms"),
-        ])
-        .env_remove("RUST_LOG");
-    let mut d = Daemon::spawn(cmd);
-    d.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
-    d
+            &url,
+        ],
+    )
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, call};
-use e2e::{Daemon, Ports, bin, get, temp_dir};
+use e2e::{Ports, bin, get, temp_dir};
 
 #[test]
 fn demo_data_builds_an_alliance_to_try() {
@@ -55,10 +55,7 @@ fn demo_data_builds_an_alliance_to_try() {
     assert!(text.contains("stored 140"), "{text}");
 
     let ports = Ports::free();
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(d).args(ports.args()).env_remove("RUST_LOG");
-    let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
     let zhao = activate(port, &login("doctor.zhao"));
     let mine = call(port, "GET", "/api/v1/consultations", &zhao, &[], None).json();

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, admin, call, new_user};
-use e2e::{Daemon, Ports, bin, get, temp_dir};
+use e2e::{Ports, get, temp_dir};
 use serde_json::json;
 
 #[test]
@@ -18,10 +18,7 @@ fn the_api_matches_its_openapi_document() {
     admin(d, &["institution", "add", "--name", "市第一人民医院"]);
     let doctor = new_user(d, "doc.one", "doctor", "1", "");
     let ports = Ports::free();
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(d).args(ports.args()).env_remove("RUST_LOG");
-    let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
     let token = activate(port, &doctor);
     let doc = get(port, "/api/v1/openapi.json").expect("the document");

@@ -4,11 +4,10 @@
 //! accepts, records the arrival and closes it. Another clinic sees nothing; a named receiver is
 //! the only one who may answer; a stale version gets 409.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, admin, call, new_user};
-use e2e::{Daemon, Ports, bin, temp_dir};
+use e2e::{Ports, temp_dir};
 use serde_json::{Value, json};
 
 #[test]
@@ -50,10 +49,7 @@ fn an_up_referral_with_a_refusal_and_a_reassignment() {
         new_user(d, "hosp.two", "doctor", "1", ""),
     ];
     let ports = Ports::free();
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(d).args(ports.args()).env_remove("RUST_LOG");
-    let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
     let t: Vec<String> = people.iter().map(|p| activate(port, p)).collect();
     let (clinic, other, desk, h1, h2) = (&t[0], &t[1], &t[2], &t[3], &t[4]);

@@ -4,11 +4,10 @@
 //! their identity card number into one master record (each clinic still sees only its own),
 //! and favourite patients.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, admin, call, new_user};
-use e2e::{Daemon, Ports, bin, temp_dir};
+use e2e::{Ports, temp_dir};
 use serde_json::{Value, json};
 
 #[test]
@@ -39,10 +38,7 @@ fn departments_experts_slots_masters_and_favourites() {
         new_user(d, "doctor.b", "doctor", "3", ""),
     ];
     let ports = Ports::free();
-    let mut cmd = Command::new(bin("appliance"));
-    cmd.current_dir(d).args(ports.args()).env_remove("RUST_LOG");
-    let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_ok(ports.http, "/readyz", Duration::from_secs(30));
+    let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
     let t: Vec<String> = people.iter().map(|p| activate(port, p)).collect();
     let (inst, expert, centre, doc_a, doc_b) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
