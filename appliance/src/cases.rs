@@ -519,6 +519,37 @@ pub(crate) async fn act<F: Flow>(
     commit(&api, &u, &peer, change, &notices, name).await
 }
 
+/// Whether `patient` is registered at `institution` (applications start there).
+pub(crate) async fn patient_at(
+    api: &Api,
+    patient: i64,
+    institution: i64,
+) -> Result<bool, ApiError> {
+    let at: Option<i64> = sqlx::query_scalar("SELECT institution_id FROM patients WHERE id = ?")
+        .bind(patient)
+        .fetch_optional(&api.pool)
+        .await?;
+    Ok(at == Some(institution))
+}
+
+/// Stores a new record and answers 201 with it (ETag "1"), audited as a creation.
+pub(crate) async fn create<F: Flow>(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    insert_sql: &'static str,
+    patient: i64,
+    record: &F,
+) -> Result<Response, ApiError> {
+    let id = insert(api, insert_sql, patient, u, record).await?;
+    audit_event(api, u, peer, "create", format!("{}:{id}", F::KIND), "ok").await?;
+    Ok(with_etag(
+        1,
+        view(id, patient, 1, record),
+        StatusCode::CREATED,
+    ))
+}
+
 /// Inserts a new record (version 1) with its parties; returns its id.
 pub(crate) async fn insert<F: Flow>(
     api: &Api,

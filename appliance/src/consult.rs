@@ -20,9 +20,7 @@ use workflow::{
 
 use crate::accounts::{User, now_ms};
 use crate::api::{Api, ApiError, body, user};
-use crate::cases::{
-    Flow, act, actor, audit_event, get_one, insert, list, refusal, view, view_token, with_etag,
-};
+use crate::cases::{Flow, act, actor, audit_event, get_one, list, refusal, view_token};
 
 /// The routes.
 pub fn routes() -> Router<Api> {
@@ -390,12 +388,7 @@ async fn create_consultation(
     }
     let application: Application =
         serde_json::from_value(fields).map_err(|e| ApiError::field("body", e.to_string()))?;
-    let patient: Option<i64> =
-        sqlx::query_scalar("SELECT institution_id FROM patients WHERE id = ?")
-            .bind(b.patient)
-            .fetch_optional(&api.pool)
-            .await?;
-    if patient != Some(u.institution) {
+    if !crate::cases::patient_at(&api, b.patient, u.institution).await? {
         return Err(ApiError::field(
             "patient",
             "no such patient at the applicant's institution",
@@ -405,21 +398,7 @@ async fn create_consultation(
     revise(&mut c, &u, application)?;
     // The draft starts with no history of its own writing.
     c.history.clear();
-    let id = insert(&api, INSERT, b.patient, &u, &c).await?;
-    audit_event(
-        &api,
-        &u,
-        &peer,
-        "create",
-        format!("consultation:{id}"),
-        "ok",
-    )
-    .await?;
-    Ok(with_etag(
-        1,
-        view(id, b.patient, 1, &c),
-        StatusCode::CREATED,
-    ))
+    crate::cases::create(&api, &u, &peer, INSERT, b.patient, &c).await
 }
 
 /// `PUT /api/v1/consultations/{id}` (If-Match): the applicant rewrites the application while

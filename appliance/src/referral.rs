@@ -16,9 +16,7 @@ use workflow::{Actor, Direction, Millis, Notice, Referral, ReferralAction, Refus
 
 use crate::accounts::User;
 use crate::api::{Api, ApiError, body, user};
-use crate::cases::{
-    Flow, act, actor, audit_event, get_one, insert, list, refusal, view, with_etag,
-};
+use crate::cases::{Flow, act, actor, audit_event, get_one, list, refusal};
 
 /// The routes.
 pub fn routes() -> Router<Api> {
@@ -142,12 +140,7 @@ async fn create_referral(
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
     let b: NewReferral = body(&bytes)?;
-    let patient: Option<i64> =
-        sqlx::query_scalar("SELECT institution_id FROM patients WHERE id = ?")
-            .bind(b.patient)
-            .fetch_optional(&api.pool)
-            .await?;
-    if patient != Some(u.institution) {
+    if !crate::cases::patient_at(&api, b.patient, u.institution).await? {
         return Err(ApiError::field(
             "patient",
             "no such patient at the referring institution",
@@ -167,13 +160,7 @@ async fn create_referral(
         ));
     }
     r.studies = b.studies;
-    let id = insert(&api, INSERT, b.patient, &u, &r).await?;
-    audit_event(&api, &u, &peer, "create", format!("referral:{id}"), "ok").await?;
-    Ok(with_etag(
-        1,
-        view(id, b.patient, 1, &r),
-        StatusCode::CREATED,
-    ))
+    crate::cases::create(&api, &u, &peer, INSERT, b.patient, &r).await
 }
 
 /// The electronic admission slip of an accepted referral, as a PDF for the patient to bring.

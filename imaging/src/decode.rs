@@ -42,6 +42,25 @@ pub struct RealSamples {
     pub step: f64,
 }
 
+impl Decoded {
+    /// Integer samples (no real-valued view).
+    fn integers(
+        (rows, cols, frames, samples): (usize, usize, usize, usize),
+        transfer_syntax: &str,
+        values: Vec<i64>,
+    ) -> Self {
+        Self {
+            rows,
+            cols,
+            frames,
+            samples,
+            transfer_syntax: transfer_syntax.to_owned(),
+            values,
+            real: None,
+        }
+    }
+}
+
 /// Why a file could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -125,15 +144,11 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
     } else {
         values
     };
-    Ok(Decoded {
-        rows,
-        cols,
-        frames,
-        samples,
-        transfer_syntax,
+    Ok(Decoded::integers(
+        (rows, cols, frames, samples),
+        &transfer_syntax,
         values,
-        real: None,
-    })
+    ))
 }
 
 /// Uncompressed YBR_FULL_422 (8 bits: Y Y Cb Cr for each pair of pixels in a row) as RGB, by
@@ -167,15 +182,11 @@ fn ybr_full_422(
         values.extend(rgb(q[0], q[2], q[3]));
         values.extend(rgb(q[1], q[2], q[3]));
     }
-    Some(Decoded {
-        rows,
-        cols,
-        frames,
-        samples: 3,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Decoded::integers(
+        (rows, cols, frames, 3),
+        transfer_syntax,
         values,
-        real: None,
-    })
+    ))
 }
 
 /// The Image Pixel module attributes the native paths read.
@@ -304,15 +315,11 @@ fn rle(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
             }
         }
     }
-    Some(Decoded {
-        rows,
-        cols,
-        frames,
-        samples,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Decoded::integers(
+        (rows, cols, frames, samples),
+        transfer_syntax,
         values,
-        real: None,
-    })
+    ))
 }
 
 /// One PackBits segment, decoded to exactly `len` bytes (`None` if it holds fewer).
@@ -418,15 +425,11 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
         let values = (0..n)
             .map(|i| i64::from((bytes[i / 8] >> (i % 8)) & 1))
             .collect();
-        return Some(Decoded {
-            rows,
-            cols,
-            frames,
-            samples,
-            transfer_syntax: transfer_syntax.to_owned(),
+        return Some(Decoded::integers(
+            (rows, cols, frames, samples),
+            transfer_syntax,
             values,
-            real: None,
-        });
+        ));
     }
     let width = allocated as usize / 8;
     if bytes.len() < n.checked_mul(width)? {
@@ -454,15 +457,11 @@ fn native(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Decoded> {
     if planar && samples == 3 {
         values = interleave(values, rows * cols);
     }
-    Some(Decoded {
-        rows,
-        cols,
-        frames,
-        samples,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Decoded::integers(
+        (rows, cols, frames, samples),
+        transfer_syntax,
         values,
-        real: None,
-    })
+    ))
 }
 
 /// Each frame's compressed stream: one fragment per frame, all fragments for a single frame,
@@ -544,15 +543,11 @@ fn jpeg(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Result<Decode
     } else {
         return None;
     }
-    Some(Ok(Decoded {
-        rows: a.rows,
-        cols: a.cols,
-        frames: a.frames,
-        samples: a.samples,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Ok(Decoded::integers(
+        (a.rows, a.cols, a.frames, a.samples),
+        transfer_syntax,
         values,
-        real: None,
-    }))
+    )))
 }
 
 /// JPEG-LS whose entropy-coded data is followed by zero bytes before EOI (NEMA WG04's
@@ -617,15 +612,11 @@ fn jpeg_ls_padded(
     if by_plane {
         values = interleave(values, a.rows * a.cols);
     }
-    Some(Ok(Decoded {
-        rows: a.rows,
-        cols: a.cols,
-        frames: a.frames,
-        samples: a.samples,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Ok(Decoded::integers(
+        (a.rows, a.cols, a.frames, a.samples),
+        transfer_syntax,
         values,
-        real: None,
-    }))
+    )))
 }
 
 /// The JPEG marker segments before the first scan: (marker, segment body).
@@ -707,15 +698,11 @@ fn jpeg2000(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Result<De
             }
         }
     }
-    Some(Ok(Decoded {
-        rows: a.rows,
-        cols: a.cols,
-        frames: a.frames,
-        samples: a.samples,
-        transfer_syntax: transfer_syntax.to_owned(),
+    Some(Ok(Decoded::integers(
+        (a.rows, a.cols, a.frames, a.samples),
+        transfer_syntax,
         values,
-        real: None,
-    }))
+    )))
 }
 
 /// Float (OF, 32-bit) or Double Float (OD, 64-bit) Pixel Data, greyscale: the samples kept
