@@ -141,9 +141,55 @@ pub struct Annotation {
     pub text: String,
     /// Who drew it.
     pub author: ClientId,
-    /// Its measurement from the points: mm for a length, degrees for an angle; regions get
-    /// their statistics from the voxels, in the shell.
+    /// Its measurement: mm for a length, degrees for an angle (from the points), the
+    /// modality value for a probe (from the voxels, measured by the shell).
     pub value: Option<f64>,
+    /// The series it was drawn on (index into the session's series), when known.
+    #[serde(default)]
+    pub series: Option<usize>,
+    /// The canvas's right and down directions in patient space when it was drawn: the sides
+    /// of a rectangle and the axes of an ellipse.
+    #[serde(default)]
+    pub axes: Option<[[f64; 3]; 2]>,
+    /// A region's statistics from the voxels (rectangle, ellipse, polygon).
+    #[serde(default)]
+    pub stats: Option<RegionStats>,
+}
+
+/// Statistics of a region, in modality units (HU for CT).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegionStats {
+    /// Area, mm².
+    pub area_mm2: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub sd: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Samples taken.
+    pub samples: usize,
+}
+
+/// What the shell measured from the voxels for an annotation, handed in with the operation
+/// (clients cannot send it: it is never read from JSON).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// The series drawn on.
+    pub series: Option<usize>,
+    /// The canvas axes in patient space.
+    pub axes: Option<[[f64; 3]; 2]>,
+    /// Region statistics.
+    pub stats: Option<RegionStats>,
+    /// A probe's value.
+    pub value: Option<f64>,
+}
+
+/// Kinds whose measurement comes from the voxels under a region.
+pub fn is_region(kind: &str) -> bool {
+    matches!(kind, "rectangle" | "ellipse" | "polygon")
 }
 
 /// The measurement a kind of annotation has from its points alone.
@@ -288,6 +334,12 @@ pub enum Op {
         /// Text.
         #[serde(default)]
         text: String,
+        /// The viewport it was drawn on (gives regions their plane and series).
+        #[serde(default)]
+        viewport: Option<usize>,
+        /// Filled in by the shell.
+        #[serde(skip)]
+        measured: Measured,
     },
     /// Move an annotation's points.
     EditAnnotation {
@@ -295,6 +347,9 @@ pub enum Op {
         id: u64,
         /// New points.
         points: Vec<[f64; 3]>,
+        /// Filled in by the shell.
+        #[serde(skip)]
+        measured: Measured,
     },
     /// Remove an annotation.
     DeleteAnnotation {
@@ -525,7 +580,16 @@ impl ViewState {
                 }
                 self.viewport(*viewport)?.cine = (f > 0.0).then_some(f);
             }
-            Op::Annotate { kind, points, text } => {
+            Op::Annotate {
+                kind,
+                points,
+                text,
+                viewport,
+                measured,
+            } => {
+                if let Some(i) = viewport {
+                    self.viewport(*i)?;
+                }
                 let needed = match kind.as_str() {
                     "probe" => 1..=1,
                     "length" | "arrow" => 2..=2,
@@ -554,18 +618,26 @@ impl ViewState {
                         points: points.clone(),
                         text: text.clone(),
                         author,
-                        value: measure(kind, points),
+                        value: measure(kind, points).or(measured.value),
+                        series: measured.series,
+                        axes: measured.axes,
+                        stats: measured.stats,
                     },
                 );
             }
-            Op::EditAnnotation { id, points } => {
+            Op::EditAnnotation {
+                id,
+                points,
+                measured,
+            } => {
                 let a = self
                     .annotations
                     .get_mut(id)
                     .ok_or_else(|| field("id", format!("no annotation {id}")))?;
                 check_points(points, a.points.len()..=a.points.len())?;
                 a.points = points.clone();
-                a.value = measure(&a.kind, points);
+                a.value = measure(&a.kind, points).or(measured.value);
+                a.stats = measured.stats;
             }
             Op::DeleteAnnotation { id } => {
                 self.annotations

@@ -54,7 +54,8 @@ struct Shared {
 
 /// A frame message ready to send (header and image), or why it could not be made. Shared
 /// co-viewers send the same bytes without copying them.
-type Encoded = Result<axum::body::Bytes, String>;
+/// With it, the frame's `geometry` message.
+type Encoded = Result<(axum::body::Bytes, axum::extract::ws::Utf8Bytes), String>;
 
 #[derive(Default)]
 struct FrameCache {
@@ -589,7 +590,8 @@ async fn operate(
         }
         _ => {}
     }
-    let op: Op = crate::view::parse(text).map_err(|e| e.to_string())?;
+    let mut op: Op = crate::view::parse(text).map_err(|e| e.to_string())?;
+    measure_from_voxels(viewer, shared, &mut op).await?;
     if let Op::Open { series } = &op {
         let allowed = shared
             .allowed
@@ -617,6 +619,71 @@ async fn operate(
         session.state().clone()
     };
     shared.state.send_replace(state);
+    Ok(())
+}
+
+/// Fills in what an annotation measures from the voxels (region statistics, a probe's value)
+/// before the session takes the operation: the drawing viewport gives the series and the
+/// canvas axes, which an edit reuses.
+async fn measure_from_voxels(viewer: &Viewer, shared: &Shared, op: &mut Op) -> Result<(), String> {
+    let snapshot = shared.state.borrow().clone();
+    let (kind, points, axes, series, measured) = match op {
+        Op::Annotate {
+            kind,
+            points,
+            viewport: Some(i),
+            measured,
+            ..
+        } => {
+            let Some(vs) = snapshot.viewports.get(*i) else {
+                return Err(format!("viewport: no viewport {i}"));
+            };
+            let Some(uid) = snapshot.series.get(vs.series) else {
+                return Ok(());
+            };
+            let built = viewer.volume(uid).await?;
+            let vs = synced(viewer, &snapshot, *i, vs).await;
+            let (_, dx, dy) = viewport_of(&built, &vs, (512, 512))?.basis();
+            let unit = |v: V3| {
+                let v = v * (1.0 / v.norm());
+                [v.x, v.y, v.z]
+            };
+            measured.series = Some(vs.series);
+            measured.axes = Some([unit(dx), unit(dy)]);
+            (
+                kind.clone(),
+                points.clone(),
+                [unit(dx), unit(dy)],
+                built,
+                measured,
+            )
+        }
+        Op::EditAnnotation {
+            id,
+            points,
+            measured,
+        } => {
+            let Some(a) = snapshot.annotations.get(id) else {
+                return Ok(());
+            };
+            let (Some(si), Some(axes)) = (a.series, a.axes) else {
+                return Ok(());
+            };
+            let Some(uid) = snapshot.series.get(si) else {
+                return Ok(());
+            };
+            let built = viewer.volume(uid).await?;
+            (a.kind.clone(), points.clone(), axes, built, measured)
+        }
+        _ => return Ok(()),
+    };
+    let (stats, value) =
+        tokio::task::spawn_blocking(move || measure_annotation(&series, &kind, &points, axes))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("points: {e}"))?;
+    measured.stats = stats;
+    measured.value = value;
     Ok(())
 }
 
@@ -711,21 +778,32 @@ async fn render_loop(
                 let window = viewer.default_window(series, &volume).await;
                 let renderer = Arc::clone(&viewer.renderer);
                 let vs = synced(&viewer, &snapshot, i, vs).await;
+                // Where the other viewports of this series cut this one (MPR crosshairs).
+                let mut others = Vec::new();
+                for (j, other) in snapshot.viewports.iter().enumerate() {
+                    if j != i && other.series == vs.series {
+                        let other = synced(&viewer, &snapshot, j, other).await;
+                        if let Ok(plane) = plane_of(&volume, &other) {
+                            others.push((j, plane));
+                        }
+                    }
+                }
                 let started = Instant::now();
                 let version = snapshot.version;
                 let out = tokio::task::spawn_blocking(move || {
                     render_frame(&renderer, &volume, &vs, window, canvas, quality).map(
-                        |(bytes, w, h)| {
+                        |(bytes, vp)| {
                             let mut b = Vec::with_capacity(bytes.len() + 16);
                             b.push(i as u8);
                             b.push(u8::from(quality == 0));
                             b.push(quality);
                             b.push(0);
                             b.extend_from_slice(&version.to_le_bytes());
-                            b.extend_from_slice(&(w as u16).to_le_bytes());
-                            b.extend_from_slice(&(h as u16).to_le_bytes());
+                            b.extend_from_slice(&(vp.width as u16).to_le_bytes());
+                            b.extend_from_slice(&(vp.height as u16).to_le_bytes());
                             b.extend_from_slice(&bytes);
-                            axum::body::Bytes::from(b)
+                            let geometry = geometry_message(&volume, &vs, &vp, i, version, &others);
+                            (axum::body::Bytes::from(b), geometry.into())
                         },
                     )
                 })
@@ -742,7 +820,10 @@ async fn render_loop(
                 None => make.await,
             };
             let message = match frame {
-                Ok(bytes) => {
+                Ok((bytes, geometry)) => {
+                    if sink.send(Message::Text(geometry)).await.is_err() {
+                        return;
+                    }
                     metrics::counter!("viewer_frames_total").increment(1);
                     Message::Binary(bytes)
                 }
@@ -801,17 +882,9 @@ async fn synced(
     vs
 }
 
-/// Renders one viewport: (encoded image, width, height). Quality 0 means PNG.
-fn render_frame(
-    renderer: &Renderer,
-    built: &BuiltVolume,
-    vs: &ViewportState,
-    default_window: (f64, f64),
-    (width, height): (u32, u32),
-    quality: u8,
-) -> Result<(Vec<u8>, u32, u32), String> {
-    let volume = &built.volume;
-    let g = volume.geometry();
+/// The plane a viewport shows (its slice included).
+fn plane_of(built: &BuiltVolume, vs: &ViewportState) -> Result<Plane, String> {
+    let g = built.volume.geometry();
     let [nx, ny, nz] = g.dims();
     let center = g.voxel_to_patient(V3::new(
         (nx as f64 - 1.0) / 2.0,
@@ -830,13 +903,127 @@ fn render_frame(
                 .map_err(|e| e.to_string())?
         }
     };
-    let plane = plane.translated(f64::from(vs.slice) * g.step_along(plane.normal()));
-    let mut vp = Viewport::fit(plane, g, width, height).map_err(|e| e.to_string())?;
+    Ok(plane.translated(f64::from(vs.slice) * g.step_along(plane.normal())))
+}
+
+/// How a viewport's plane lands on a canvas of `width` x `height`.
+fn viewport_of(
+    built: &BuiltVolume,
+    vs: &ViewportState,
+    (width, height): (u32, u32),
+) -> Result<Viewport, String> {
+    let mut vp = Viewport::fit(plane_of(built, vs)?, built.volume.geometry(), width, height)
+        .map_err(|e| e.to_string())?;
     vp.zoom = vs.zoom;
     vp.pan = [vs.pan.0, vs.pan.1];
     vp.rotation = vs.rotation;
     vp.flip_h = vs.flip_h;
     vp.flip_v = vs.flip_v;
+    Ok(vp)
+}
+
+/// What a client needs to draw over a frame (a `geometry` message): the patient point at the
+/// centre of pixel (0, 0) and the patient displacement of one pixel right and down, so canvas
+/// and patient coordinates convert both ways; the plane normal, the slice step and the depth
+/// within which annotations show; and where the other viewports' planes cut this one.
+fn geometry_message(
+    built: &BuiltVolume,
+    vs: &ViewportState,
+    vp: &Viewport,
+    i: usize,
+    version: u64,
+    others: &[(usize, Plane)],
+) -> String {
+    let (o, dx, dy) = vp.basis();
+    let n = vp.plane.normal();
+    let step = built.volume.geometry().step_along(n);
+    let half = vs
+        .slab
+        .map_or(step / 2.0, |(_, t)| (t / 2.0).max(step / 2.0));
+    let v3 = |v: V3| [v.x, v.y, v.z];
+    let crosshairs: Vec<Json> = others
+        .iter()
+        .filter_map(|(j, plane)| {
+            render::overlay::crosshair(vp, plane)
+                .map(|s| json!({ "viewport": j, "line": [s.a.0, s.a.1, s.b.0, s.b.1] }))
+        })
+        .collect();
+    json!({
+        "type": "geometry",
+        "viewport": i,
+        "version": version,
+        "width": vp.width,
+        "height": vp.height,
+        "origin": v3(o),
+        "dx": v3(dx),
+        "dy": v3(dy),
+        "normal": v3(n),
+        "step": step,
+        "half_thickness": half,
+        "pixel_mm": vp.pixel_mm()[0],
+        "crosshairs": crosshairs,
+    })
+    .to_string()
+}
+
+/// Measures an annotation from the voxels of the series it is drawn on: a region's statistics
+/// on the drawing plane (sides and axes along the canvas's), or a probe's value.
+fn measure_annotation(
+    built: &BuiltVolume,
+    kind: &str,
+    points: &[[f64; 3]],
+    axes: [[f64; 3]; 2],
+) -> Result<(Option<crate::view::RegionStats>, Option<f64>), String> {
+    use render::measure::{Roi, probe, roi_stats};
+    let p = |c: &[f64; 3]| V3::new(c[0], c[1], c[2]);
+    let (row, col) = (p(&axes[0]), p(&axes[1]));
+    let Some(first) = points.first() else {
+        return Ok((None, None));
+    };
+    if kind == "probe" {
+        return Ok((None, probe(&built.volume, p(first)).map(|pr| pr.value)));
+    }
+    if !crate::view::is_region(kind) {
+        return Ok((None, None));
+    }
+    let plane = Plane::new(p(first), row, col).map_err(|e| e.to_string())?;
+    let roi = match (kind, points) {
+        ("rectangle", [a, b]) => Roi::Rectangle { a: p(a), b: p(b) },
+        ("ellipse", [a, b]) => {
+            let d = p(b) - p(a);
+            Roi::Ellipse {
+                center: (p(a) + p(b)) * 0.5,
+                radius_row: d.dot(plane.row).abs() / 2.0,
+                radius_col: d.dot(plane.col).abs() / 2.0,
+            }
+        }
+        _ => Roi::Polygon(points.iter().map(p).collect()),
+    };
+    let s = roi_stats(&built.volume, &plane, &roi).map_err(|e| e.to_string())?;
+    Ok((
+        Some(crate::view::RegionStats {
+            area_mm2: s.area_mm2,
+            mean: s.mean,
+            sd: s.sd,
+            min: s.min,
+            max: s.max,
+            samples: s.samples,
+        }),
+        None,
+    ))
+}
+
+/// Renders one viewport: (encoded image, the viewport). Quality 0 means PNG.
+fn render_frame(
+    renderer: &Renderer,
+    built: &BuiltVolume,
+    vs: &ViewportState,
+    default_window: (f64, f64),
+    canvas: (u32, u32),
+    quality: u8,
+) -> Result<(Vec<u8>, Viewport), String> {
+    let volume = &built.volume;
+    let vp = viewport_of(built, vs, canvas)?;
     let (c, w) = vs.window.unwrap_or(default_window);
     let table = GreyPipeline {
         rescale: volume.rescale(),
@@ -872,5 +1059,5 @@ fn render_frame(
         render::encode::encode_jpeg(&frame, quality)
     }
     .map_err(|e| e.to_string())?;
-    Ok((bytes, frame.width, frame.height))
+    Ok((bytes, vp))
 }

@@ -520,3 +520,213 @@ async fn series_compare_scrolls_together_by_patient_position() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// pydicom's reading of the CT slice at `z` (mm): its position's x and y, the pixel spacing
+/// (row, column), and over rows `r0..=r1` and columns `c0..=c1` the HU count, mean, SD, min and
+/// max, and the HU at (`r0`, `c0`).
+fn pydicom_region(z: f64, (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> Vec<f64> {
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"import sys, os, pydicom
+z, r0, r1, c0, c1 = float(sys.argv[2]), *map(int, sys.argv[3:7])
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        d = pydicom.dcmread(os.path.join(root, f), force=True)
+        if 'ImagePositionPatient' not in d or abs(float(d.ImagePositionPatient[2]) - z) > 0.01:
+            continue
+        hu = d.pixel_array.astype('float64') * float(d.RescaleSlope) + float(d.RescaleIntercept)
+        r = hu[r0:r1 + 1, c0:c1 + 1]
+        print(float(d.ImagePositionPatient[0]), float(d.ImagePositionPatient[1]),
+              float(d.PixelSpacing[0]), float(d.PixelSpacing[1]),
+              r.size, r.mean(), r.std(), r.min(), r.max(), hu[r0, c0])
+"#;
+    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/series/ct-philips-headphantom-140");
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(series)
+        .args([z.to_string(), r0.to_string(), r1.to_string()])
+        .args([c0.to_string(), c1.to_string()])
+        .output()
+        .expect("python3 (scripts/test installs pydicom)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(v.len(), 10, "one slice at z {z}");
+    v
+}
+
+/// The next `geometry` message for `viewport` at `version`.
+async fn geometry_at(ws: &mut Socket, viewport: u64, version: u64) -> Value {
+    loop {
+        let g = next_json(ws, "geometry").await;
+        if g["viewport"] == viewport && g["version"] == version {
+            return g;
+        }
+    }
+}
+
+fn v3(v: &Value) -> [f64; 3] {
+    [0, 1, 2].map(|i| v[i].as_f64().unwrap_or(f64::NAN))
+}
+
+/// Each frame comes with its geometry (canvas <-> patient), which lands where the DICOM tags
+/// say; regions, probes and edits are measured from the voxels and agree with pydicom's pixels;
+/// the MPR layout's viewports carry crosshairs where the other planes cut them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geometry_region_statistics_and_crosshairs() {
+    let dir = temp_dir();
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
+    let all = e2e::get(port, "/dicomweb/series").unwrap().json();
+    let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
+    let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
+    let token = sign(
+        &Claims {
+            sub: "li".into(),
+            studies: vec![study],
+            exp: now() + 600,
+        },
+        &signer,
+    );
+    let mut a = connect(port, &token, "measure").await.expect("connect");
+    next_json(&mut a, "hello").await;
+    a.send(Message::text(r#"{"op":"resize","width":512,"height":400}"#))
+        .await
+        .unwrap();
+    a.send(Message::text(
+        json!({"op": "open", "series": [series]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let g = geometry_at(&mut a, 0, 1).await;
+    assert_eq!(
+        (g["width"].as_u64(), g["height"].as_u64()),
+        (Some(512), Some(400))
+    );
+    let (o, dx, dy) = (v3(&g["origin"]), v3(&g["dx"]), v3(&g["dy"]));
+    assert_eq!(v3(&g["normal"]).map(|c| c.abs()), [0.0, 0.0, 1.0], "axial");
+    // The canvas centre shows the volume's centre as the tags give it: 512 columns and rows of
+    // 0.451171875 mm from (-115.5, -1.85), slices from z 694.21 to 833.21.
+    let centre = [0, 1, 2].map(|k| o[k] + 255.5 * dx[k] + 199.5 * dy[k]);
+    let expected = [
+        -115.5 + 255.5 * 0.451171875,
+        -1.85 + 255.5 * 0.451171875,
+        (694.21 + 833.21) / 2.0,
+    ];
+    let px = g["pixel_mm"].as_f64().unwrap();
+    for k in 0..3 {
+        assert!(
+            (centre[k] - expected[k]).abs() < px,
+            "{centre:?} vs {expected:?}"
+        );
+    }
+    assert!((px - (dx[0].powi(2) + dx[1].powi(2)).sqrt()).abs() < 1e-9);
+    assert!((g["step"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+
+    // A rectangle between voxel centres of the slice at z 764.21: the voxels it spans.
+    let z = 764.21;
+    let (rows, cols) = ((200, 260), (180, 300));
+    let py = pydicom_region(z, rows, cols);
+    let at = |r: usize, c: usize| [py[0] + c as f64 * py[3], py[1] + r as f64 * py[2], z];
+    a.send(Message::text(
+        json!({"op": "annotate", "kind": "rectangle", "viewport": 0,
+               "points": [at(rows.0, cols.0), at(rows.1, cols.1)]})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let s = state_at(&mut a, 2).await;
+    let stats = &s["state"]["annotations"]["1"]["stats"];
+    assert_eq!(stats["samples"].as_f64(), Some(py[4]), "{stats}");
+    for (k, i) in [("mean", 5), ("sd", 6), ("min", 7), ("max", 8)] {
+        assert!(
+            (stats[k].as_f64().unwrap() - py[i]).abs() < 1e-6,
+            "{k}: {stats} vs pydicom {py:?}"
+        );
+    }
+    let area = 120.0 * py[3] * 60.0 * py[2];
+    assert!((stats["area_mm2"].as_f64().unwrap() - area).abs() < 1e-6);
+    let axes = &s["state"]["annotations"]["1"]["axes"];
+    assert_eq!(v3(&axes[0]), [1.0, 0.0, 0.0], "{axes}");
+
+    // Moving it is measured again.
+    let (rows2, cols2) = ((100, 130), (240, 250));
+    let py2 = pydicom_region(z, rows2, cols2);
+    a.send(Message::text(
+        json!({"op": "edit_annotation", "id": 1,
+               "points": [at(rows2.0, cols2.0), at(rows2.1, cols2.1)]})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let s = state_at(&mut a, 3).await;
+    let stats = &s["state"]["annotations"]["1"]["stats"];
+    assert_eq!(stats["samples"].as_f64(), Some(py2[4]), "{stats}");
+    assert!((stats["mean"].as_f64().unwrap() - py2[5]).abs() < 1e-6);
+
+    // A probe reads the voxel's HU; an ellipse's area is pi a b.
+    a.send(Message::text(
+        json!({"op": "annotate", "kind": "probe", "viewport": 0, "points": [at(rows.0, cols.0)]})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let s = state_at(&mut a, 4).await;
+    assert_eq!(
+        s["state"]["annotations"]["2"]["value"].as_f64(),
+        Some(py[9])
+    );
+    a.send(Message::text(
+        json!({"op": "annotate", "kind": "ellipse", "viewport": 0,
+               "points": [at(rows.0, cols.0), at(rows.1, cols.1)]})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let s = state_at(&mut a, 5).await;
+    let e = s["state"]["annotations"]["3"]["stats"]["area_mm2"]
+        .as_f64()
+        .unwrap();
+    let pi_ab = std::f64::consts::PI * (60.0 * py[3]) * (30.0 * py[2]);
+    assert!((e - pi_ab).abs() < 1e-6, "{e} vs {pi_ab}");
+
+    // A region outside the volume is refused with the reason; nothing changes.
+    a.send(Message::text(
+        json!({"op": "annotate", "kind": "rectangle", "viewport": 0,
+               "points": [[5000.0, 5000.0, z], [5100.0, 5100.0, z]]})
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let err = next_json(&mut a, "error").await;
+    assert!(err["message"].as_str().unwrap().contains("points"), "{err}");
+
+    // MPR: each viewport shows where the other two planes cut it, through the centre.
+    a.send(Message::text(r#"{"op":"layout","layout":"mpr"}"#))
+        .await
+        .unwrap();
+    let g = geometry_at(&mut a, 0, 6).await;
+    let lines = g["crosshairs"].as_array().unwrap();
+    let mut cut: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l["viewport"].as_u64())
+        .collect();
+    cut.sort_unstable();
+    assert_eq!(cut, [1, 2], "{g}");
+    let (w, h) = (g["width"].as_f64().unwrap(), g["height"].as_f64().unwrap());
+    for l in lines {
+        let p = [0, 1, 2, 3].map(|i| l["line"][i].as_f64().unwrap());
+        // Either a vertical or a horizontal line through the centre.
+        let through = ((p[0] - w / 2.0).abs() < 2.0 && (p[2] - w / 2.0).abs() < 2.0)
+            || ((p[1] - h / 2.0).abs() < 2.0 && (p[3] - h / 2.0).abs() < 2.0);
+        assert!(through, "{l} on {w}x{h}");
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
