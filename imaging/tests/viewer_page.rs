@@ -1,7 +1,10 @@
 //! The viewer page in headless Chromium, driven from Rust over the DevTools protocol: it opens
-//! the 140-slice CT; dragging on the canvas changes the window (the W/L readout and the canvas
-//! pixels change); a second page in the same session shows the same window; a phone-size
-//! (390x844) screenshot is kept as a test artifact.
+//! the 140-slice CT (the first series its token allows); dragging on the canvas changes the
+//! window (the W/L readout and the canvas pixels change); a length drawn with the keyboard's
+//! tool shortcut measures what the geometry says and a second page in the same session shows
+//! the same window and the same measurement; a rectangle gets its region statistics; MPR shows
+//! crosshairs and locating a point moves the other planes; an attachment shows with zoom; a
+//! desktop and a phone-size (390x844) screenshot are kept as test artifacts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,6 +107,43 @@ impl Page {
         }
     }
 
+    /// A drag with the left button from `a` to `b` in ten steps.
+    async fn drag(&mut self, a: (f64, f64), b: (f64, f64)) {
+        self.mouse("mousePressed", a.0, a.1).await;
+        for k in 1..=10 {
+            let f = f64::from(k) / 10.0;
+            self.mouse("mouseMoved", a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f)
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.mouse("mouseReleased", b.0, b.1).await;
+    }
+
+    /// A key typed on the page.
+    async fn key(&mut self, key: &str) {
+        for kind in ["keyDown", "keyUp"] {
+            self.call(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": key, "text": key}),
+            )
+            .await;
+        }
+    }
+
+    async fn screenshot(&mut self, name: &str) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot"))
+            .expect("base64");
+        assert_eq!(&png[..4], b"\x89PNG");
+        let path = artifacts().join(name);
+        std::fs::write(&path, &png).expect("artifact");
+        println!("screenshot: {}", path.display());
+    }
+
     async fn mouse(&mut self, kind: &str, x: f64, y: f64) {
         self.call(
             "Input.dispatchMouseEvent",
@@ -196,13 +236,34 @@ async fn the_viewer_page_in_chromium() {
     let token = sign(
         &Claims {
             sub: "wang".into(),
-            studies: vec![study],
+            studies: vec![study.clone()],
             exp,
         },
         &signer,
     );
-    let url =
-        format!("http://127.0.0.1:{port}/view?token={token}&session=page&series={series_uid}");
+    // An endoscopy picture attached to the study.
+    let mut picture = Vec::new();
+    jpeg_encoder::Encoder::new(&mut picture, 90)
+        .encode(
+            &[150u8; 120 * 80 * 3],
+            120,
+            80,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("jpeg");
+    let uploaded = e2e::request(
+        port,
+        "POST",
+        &format!("/dicomweb/studies/{study}/attachments?title=endoscopy"),
+        &[("Content-Type", "image/jpeg")],
+        &picture,
+    )
+    .expect("upload");
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let attachment = uploaded.json()["id"].as_str().expect("id").to_owned();
+    // The appliance's link names no series: the page opens the first its token allows.
+    let url = format!("http://127.0.0.1:{port}/view?token={token}&session=page");
+    let url_with_series = format!("{url}&series={series_uid}");
 
     let debug_port = Ports::free().http;
     let profile = dir.path().join("chromium");
@@ -242,14 +303,7 @@ async fn the_viewer_page_in_chromium() {
         .eval("document.getElementById('wl').textContent")
         .await;
     // Drag on the canvas: the window changes.
-    let (x, y) = (400.0, 300.0);
-    first.mouse("mousePressed", x, y).await;
-    for k in 1..=10 {
-        let f = f64::from(k);
-        first.mouse("mouseMoved", x + 12.0 * f, y + 6.0 * f).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    first.mouse("mouseReleased", x + 120.0, y + 60.0).await;
+    first.drag((400.0, 300.0), (520.0, 360.0)).await;
     let wl_after = first
         .wait_for("document.getElementById('wl').textContent", |v| {
             v != &wl_before && v.as_str().is_some_and(|s| s.contains("窗宽"))
@@ -257,8 +311,37 @@ async fn the_viewer_page_in_chromium() {
         .await;
     first.wait_for(CHECKSUM, |v| v[0] != before[0]).await;
 
-    // A second page in the same session shows the same window; at phone size.
-    let mut second = Page::open(debug_port, &url).await;
+    // "l" picks the length tool; a 200-pixel line measures 200 pixels of the frame's geometry.
+    first.key("l").await;
+    first.drag((300.0, 350.0), (500.0, 350.0)).await;
+    let note = first
+        .wait_for("document.querySelector('#notes .note')?.textContent", |v| {
+            v.as_str()
+                .is_some_and(|s| s.contains("长度") && s.contains("mm"))
+        })
+        .await;
+    let note = note.as_str().unwrap_or_default().to_owned();
+    let measured: f64 = note
+        .split(": ")
+        .nth(1)
+        .and_then(|v| v.trim_end_matches(" mm").parse().ok())
+        .expect("a length in mm");
+    let pixel_mm = first.eval("geometry[0].pixel_mm").await.as_f64().unwrap();
+    assert!(
+        (measured - 200.0 * pixel_mm).abs() < 0.5,
+        "{note} vs 200 px of {pixel_mm} mm"
+    );
+    assert!(
+        first
+            .eval("+document.getElementById('view').dataset.scalebar")
+            .await
+            .as_f64()
+            > Some(0.0),
+        "a scale bar"
+    );
+    // A second page in the same session shows the same window and the same measurement; at
+    // phone size.
+    let mut second = Page::open(debug_port, &url_with_series).await;
     second
         .call(
             "Emulation.setDeviceMetricsOverride",
@@ -271,20 +354,84 @@ async fn the_viewer_page_in_chromium() {
         })
         .await;
     second
+        .wait_for("document.querySelector('#notes .note')?.textContent", |v| {
+            v.as_str() == Some(note.as_str())
+        })
+        .await;
+    second
         .wait_for(CHECKSUM, |v| v[1].as_u64().unwrap_or(0) > 0)
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let shot = second
-        .call("Page.captureScreenshot", json!({"format": "png"}))
+    second.screenshot("viewer-phone-390x844.png").await;
+
+    // "b": a rectangle gets its region statistics.
+    first.call("Page.bringToFront", json!({})).await;
+    first.key("b").await;
+    first.drag((350.0, 300.0), (450.0, 380.0)).await;
+    first
+        .wait_for(
+            "[...document.querySelectorAll('#notes .note')].map(n => n.textContent).join('|')",
+            |v| {
+                v.as_str()
+                    .is_some_and(|s| s.contains("矩形") && s.contains("均值") && s.contains("mm²"))
+            },
+        )
         .await;
-    use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().expect("screenshot"))
-        .expect("base64");
-    assert_eq!(&png[..4], b"\x89PNG");
-    let path = artifacts().join("viewer-phone-390x844.png");
-    std::fs::write(&path, &png).expect("artifact");
-    println!("phone screenshot: {}", path.display());
+
+    // MPR: crosshairs in each viewport; "c" and a click off-centre in the axial view move the
+    // coronal and sagittal planes there.
+    first
+        .eval("document.querySelector('[data-op=mpr]').click()")
+        .await;
+    first
+        .wait_for(
+            "geometry.length === 3 && geometry.every(g => g && g.crosshairs.length === 2)",
+            |v| v == &json!(true),
+        )
+        .await;
+    first.key("c").await;
+    let cell = first
+        .eval("(() => { const r = document.getElementById('view').getBoundingClientRect(); return [r.left, r.top, r.width / 3, r.height]; })()")
+        .await;
+    let [left, top, w, h] = [0, 1, 2, 3].map(|i| cell[i].as_f64().unwrap());
+    first
+        .mouse("mousePressed", left + w * 0.3, top + h * 0.4)
+        .await;
+    first
+        .mouse("mouseReleased", left + w * 0.3, top + h * 0.4)
+        .await;
+    first
+        .wait_for(
+            "state.viewports[1].slice !== 0 && state.viewports[2].slice !== 0",
+            |v| v == &json!(true),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.screenshot("viewer-mpr-1280x800.png").await;
+
+    // The attachment: rendered by the server for the page, zoomed with the wheel.
+    first
+        .eval(&format!(
+            "(() => {{ const s = document.getElementById('attachments'); s.value = '{attachment}'; \
+             s.dispatchEvent(new Event('change')); }})()"
+        ))
+        .await;
+    first
+        .wait_for("(() => { const a = document.getElementById('att'); return a.complete && a.naturalWidth; })()", |v| {
+            v.as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    first
+        .call(
+            "Input.dispatchMouseEvent",
+            json!({"type": "mouseWheel", "x": 400, "y": 400, "deltaX": 0, "deltaY": -100}),
+        )
+        .await;
+    first
+        .wait_for("document.getElementById('att').src", |v| {
+            v.as_str().is_some_and(|s| s.contains("zoom=1.200"))
+        })
+        .await;
 
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
