@@ -895,6 +895,12 @@ impl Session {
     }
 
     /// `client` asks for control.
+    /// Who asked for control and has not had it yet.
+    pub fn requested_by(&self) -> Option<ClientId> {
+        self.requested_by
+    }
+
+    /// Asks for control (granted by the controller).
     pub fn request_control(&mut self, client: ClientId) -> Result<Event, OpError> {
         if !self.participants.contains_key(&client) {
             return Err(OpError::Unknown(client));

@@ -50,6 +50,10 @@ struct Shared {
     /// Frames of the latest state, by (viewport, width, height, quality): co-viewers with the
     /// same canvas share one render and encode.
     frames: Mutex<FrameCache>,
+    /// Who controls the view and who asks to: every participant hears of each change.
+    control: watch::Sender<Control>,
+    /// The latest `state` message, serialised once for every co-viewer.
+    state_text: Mutex<(u64, axum::extract::ws::Utf8Bytes)>,
 }
 
 /// A frame message ready to send (header and image), or why it could not be made. Shared
@@ -63,7 +67,44 @@ struct FrameCache {
     frames: HashMap<(usize, u32, u32, u8), Arc<tokio::sync::OnceCell<Encoded>>>,
 }
 
+/// The session's control, as told to every participant (`control` messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Control {
+    controller: Option<ClientId>,
+    requested_by: Option<ClientId>,
+}
+
 impl Shared {
+    /// Tells everyone when control (or a request for it) changed.
+    fn publish_control(&self, session: &Session) {
+        let now = Control {
+            controller: session.controller(),
+            requested_by: session.requested_by(),
+        };
+        self.control.send_if_modified(|c| {
+            let changed = *c != now;
+            *c = now;
+            changed
+        });
+    }
+
+    /// The `state` message for `snapshot`, serialised once per version.
+    fn state_message(&self, snapshot: &ViewState) -> axum::extract::ws::Utf8Bytes {
+        let mut cached = self
+            .state_text
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cached.0 != snapshot.version || cached.1.is_empty() {
+            *cached = (
+                snapshot.version,
+                json!({ "type": "state", "state": snapshot })
+                    .to_string()
+                    .into(),
+            );
+        }
+        cached.1.clone()
+    }
+
     /// The cell holding a frame of `version`, shared by everyone asking for the same one;
     /// `None` for a version older than the latest asked (rendered without sharing).
     fn frame_cell(
@@ -199,6 +240,8 @@ impl Viewer {
                     state: watch::channel(ViewState::default()).0,
                     allowed: Mutex::new(HashMap::new()),
                     frames: Mutex::new(FrameCache::default()),
+                    state_text: Mutex::default(),
+                    control: watch::channel(Control::default()).0,
                 });
                 tokio::spawn(cine(
                     Arc::clone(self),
@@ -209,11 +252,14 @@ impl Viewer {
                 shared
             })
             .clone();
-        shared
-            .session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .join(client, &claims.sub);
+        {
+            let mut session = shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            session.join(client, &claims.sub);
+            shared.publish_control(&session);
+        }
         shared
             .allowed
             .lock()
@@ -376,6 +422,9 @@ async fn cine(viewer: Arc<Viewer>, name: String, shared: std::sync::Weak<Shared>
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let expired = session.expire(Instant::now());
+            if !expired.is_empty() {
+                shared.publish_control(&session);
+            }
             let empty = session.participants().is_empty();
             (session.cine(), session.state().clone(), expired, empty)
         };
@@ -496,6 +545,7 @@ async fn client(
         Arc::clone(&viewer),
         Arc::clone(&shared),
         shared.state.subscribe(),
+        shared.control.subscribe(),
         size_rx,
         png_rx,
         out_rx,
@@ -514,16 +564,7 @@ async fn client(
             }
             _ => continue,
         };
-        if let Err(message) = operate(
-            &viewer,
-            &shared,
-            id,
-            text.as_str(),
-            &size_tx,
-            &png_tx,
-            &out_tx,
-        )
-        .await
+        if let Err(message) = operate(&viewer, &shared, id, text.as_str(), &size_tx, &png_tx).await
         {
             send_json(&out_tx, json!({ "type": "error", "message": message }));
         }
@@ -548,7 +589,6 @@ async fn operate(
     text: &str,
     size: &watch::Sender<(u32, u32)>,
     png: &watch::Sender<bool>,
-    out: &mpsc::Sender<Json>,
 ) -> Result<(), String> {
     let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     match value["op"].as_str() {
@@ -578,14 +618,8 @@ async fn operate(
                 session.grant_control(id)
             }
             .map_err(|e| e.to_string())?;
-            let controller = session.controller();
-            drop(session);
-            send_json(
-                out,
-                json!({ "type": "control", "controller": controller, "event": format!("{event:?}") }),
-            );
-            // Everyone learns who is in control with the next state message.
-            shared.state.send_modify(|_| {});
+            tracing::info!(client = id, ?event, "viewer control");
+            shared.publish_control(&session);
             return Ok(());
         }
         _ => {}
@@ -720,6 +754,7 @@ async fn render_loop(
     viewer: Arc<Viewer>,
     shared: Arc<Shared>,
     mut state: watch::Receiver<ViewState>,
+    mut control: watch::Receiver<Control>,
     mut size: watch::Receiver<(u32, u32)>,
     mut png: watch::Receiver<bool>,
     mut messages: mpsc::Receiver<Json>,
@@ -738,6 +773,17 @@ async fn render_loop(
                 if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
                 continue;
             }
+            r = control.changed() => {
+                if r.is_err() { return }
+                let c = *control.borrow_and_update();
+                let m = json!({
+                    "type": "control",
+                    "controller": c.controller,
+                    "requested_by": c.requested_by,
+                });
+                if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
+                continue;
+            }
             r = state.changed() => { if r.is_err() { return } false }
             r = size.changed() => { if r.is_err() { return } false }
             r = png.changed() => { if r.is_err() { return } true }
@@ -752,9 +798,8 @@ async fn render_loop(
         let canvas = *size.borrow_and_update();
         let as_png = *png.borrow_and_update();
         if !final_frame && sent_version != Some(snapshot.version) {
-            let msg = json!({ "type": "state", "state": snapshot });
             if sink
-                .send(Message::Text(msg.to_string().into()))
+                .send(Message::Text(shared.state_message(&snapshot)))
                 .await
                 .is_err()
             {

@@ -215,7 +215,7 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     // A second client in the same session: the same state; the first one's window and the
     // second one's annotation reach both.
     let mut b = connect(port, &good, "s1").await.expect("second client");
-    next_json(&mut b, "hello").await;
+    let b_id = next_json(&mut b, "hello").await["client"].clone();
     let joined = next_json(&mut b, "state").await;
     assert_eq!(
         joined["state"]["version"], 1001,
@@ -323,6 +323,61 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     assert_eq!(fresh["resumed"], false);
     assert_ne!(fresh["client"], 999);
     drop(stranger);
+
+    // Control is handed over on request and grant, and everyone hears of it.
+    a.send(Message::text(r#"{"op":"grant_control"}"#))
+        .await
+        .unwrap();
+    let nobody = next_json(&mut a, "error").await;
+    assert!(
+        nobody["message"].as_str().unwrap().contains("nobody asked"),
+        "{nobody}"
+    );
+    b.send(Message::text(r#"{"op":"request_control"}"#))
+        .await
+        .unwrap();
+    let asked = next_json(&mut a, "control").await;
+    assert_eq!(
+        (&asked["controller"], &asked["requested_by"]),
+        (&json!(a_id), &b_id)
+    );
+    b.send(Message::text(r#"{"op":"grant_control"}"#))
+        .await
+        .unwrap();
+    let not_yours = next_json(&mut b, "error").await;
+    assert!(
+        not_yours["message"].as_str().unwrap().contains("control"),
+        "{not_yours}"
+    );
+    a.send(Message::text(r#"{"op":"grant_control"}"#))
+        .await
+        .unwrap();
+    loop {
+        let c = next_json(&mut b, "control").await;
+        if c["controller"] == b_id {
+            assert_eq!(c["requested_by"], Value::Null);
+            break;
+        }
+    }
+    let handed = next_json(&mut a, "control").await;
+    assert_eq!(handed["controller"], b_id);
+    b.send(Message::text(r#"{"op":"zoom","viewport":0,"factor":2}"#))
+        .await
+        .unwrap();
+    loop {
+        let s = next_json(&mut b, "state").await;
+        if s["state"]["viewports"][0]["zoom"] == 3.0 {
+            break;
+        }
+    }
+    a.send(Message::text(r#"{"op":"zoom","viewport":0,"factor":2}"#))
+        .await
+        .unwrap();
+    let refused = next_json(&mut a, "error").await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("control"),
+        "{refused}"
+    );
 
     // A token for another study cannot open this series.
     let mut c = connect(port, &token(vec!["1.2.3".into()], now() + 600), "s2")

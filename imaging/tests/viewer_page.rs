@@ -3,8 +3,9 @@
 //! window (the W/L readout and the canvas pixels change); a length drawn with the keyboard's
 //! tool shortcut measures what the geometry says and a second page in the same session shows
 //! the same window and the same measurement; a rectangle gets its region statistics; MPR shows
-//! crosshairs and locating a point moves the other planes; an attachment shows with zoom; a
-//! desktop and a phone-size (390x844) screenshot are kept as test artifacts.
+//! crosshairs and locating a point moves the other planes; an attachment shows with zoom;
+//! control passes from one page to the other on request and grant; a desktop and a phone-size
+//! (390x844) screenshot are kept as test artifacts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -430,6 +431,38 @@ async fn the_viewer_page_in_chromium() {
     first
         .wait_for("document.getElementById('att').src", |v| {
             v.as_str().is_some_and(|s| s.contains("zoom=1.200"))
+        })
+        .await;
+
+    // Control handed over from page to page: the phone asks, the desktop hands over, and the
+    // phone's preset reaches the desktop.
+    second.call("Page.bringToFront", json!({})).await;
+    second
+        .eval("document.querySelector('[data-op=request]').click()")
+        .await;
+    first.call("Page.bringToFront", json!({})).await;
+    first
+        .wait_for(
+            "document.querySelector('[data-op=grant]').style.display",
+            |v| v == "",
+        )
+        .await;
+    let wl_before_handover = first
+        .eval("document.getElementById('wl').textContent")
+        .await;
+    first
+        .eval("document.querySelector('[data-op=grant]').click()")
+        .await;
+    second.call("Page.bringToFront", json!({})).await;
+    second
+        .wait_for("controller === me", |v| v == &json!(true))
+        .await;
+    second
+        .eval("(() => { const s = document.getElementById('preset'); s.value = 'bone'; s.dispatchEvent(new Event('change')); })()")
+        .await;
+    first
+        .wait_for("document.getElementById('wl').textContent", |v| {
+            v != &wl_before_handover
         })
         .await;
 
