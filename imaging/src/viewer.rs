@@ -544,7 +544,6 @@ async fn client(
     let renderer = tokio::spawn(render_loop(
         Arc::clone(&viewer),
         Arc::clone(&shared),
-        shared.state.subscribe(),
         shared.control.subscribe(),
         size_rx,
         png_rx,
@@ -753,7 +752,6 @@ fn futures_split(
 async fn render_loop(
     viewer: Arc<Viewer>,
     shared: Arc<Shared>,
-    mut state: watch::Receiver<ViewState>,
     mut control: watch::Receiver<Control>,
     mut size: watch::Receiver<(u32, u32)>,
     mut png: watch::Receiver<bool>,
@@ -763,6 +761,7 @@ async fn render_loop(
     let mut settle_at: Option<tokio::time::Instant> = None;
     let mut sent_version = None;
     // A joiner gets the current state (a snapshot) and its frames at once.
+    let mut state = shared.state.subscribe();
     state.mark_changed();
     loop {
         let final_frame = tokio::select! {
