@@ -121,6 +121,9 @@ section! {
         /// Seconds a viewer who dropped keeps its place (and control) in a shared session, 1-300;
         /// a session nobody is in any more is then forgotten.
         viewer_grace_secs: u32 = 30,
+        /// Whether every participant of a shared view may draw and edit annotations (true), or
+        /// only the one in control.
+        viewer_open_annotations: bool = true,
     }
 }
 

@@ -71,6 +71,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             config.imaging.volume_cache.0,
             &config.imaging.viewer_token_key,
             Duration::from_secs(u64::from(config.imaging.viewer_grace_secs)),
+            config.imaging.viewer_open_annotations,
         ))
         .merge(crate::scu::routes(
             config.listeners.dicom_ae_title.as_str().to_owned(),

@@ -130,6 +130,8 @@ pub struct Viewer {
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
     /// How long a dropped viewer keeps its place.
     grace: Duration,
+    /// Whether anyone in a session may annotate, or only its controller.
+    open_annotations: bool,
     next_client: AtomicU64,
     /// Each series' own window (from its first instance), shown until someone sets one.
     windows: Mutex<HashMap<String, (f64, f64)>>,
@@ -148,9 +150,11 @@ pub fn routes(
     cache_bytes: u64,
     token_key: &str,
     grace: Duration,
+    open_annotations: bool,
 ) -> Router {
     let viewer = Arc::new(Viewer {
         grace,
+        open_annotations,
         store,
         renderer,
         cache: Arc::new(VolumeCache::new(cache_bytes)),
@@ -235,8 +239,10 @@ impl Viewer {
         let shared = sessions
             .entry(name.to_owned())
             .or_insert_with(|| {
+                let mut session = Session::new(client, &claims.sub, self.grace);
+                session.open_annotations = self.open_annotations;
                 let shared = Arc::new(Shared {
-                    session: Mutex::new(Session::new(client, &claims.sub, self.grace)),
+                    session: Mutex::new(session),
                     state: watch::channel(ViewState::default()).0,
                     allowed: Mutex::new(HashMap::new()),
                     frames: Mutex::new(FrameCache::default()),

@@ -529,7 +529,12 @@ async fn final_frames(ws: &mut Socket, version: u64, count: usize) -> Vec<Vec<u8
 async fn series_compare_scrolls_together_by_patient_position() {
     let dir = temp_dir();
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
+    // (Only the controller annotates here: checked at the end.)
+    let (mut d, port) = ct_viewer(
+        dir.path(),
+        &signer,
+        &["--set", "imaging.viewer_open_annotations=false"],
+    );
     let all = e2e::get(port, "/dicomweb/series").unwrap().json();
     let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
     let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
@@ -572,6 +577,19 @@ async fn series_compare_scrolls_together_by_patient_position() {
     let v4 = final_frames(&mut a, 4, 2).await;
     assert_ne!(v3[0], v4[0]);
     assert_eq!(v3[1], v4[1], "not synchronised: the second stays");
+    // With open annotations off, a co-viewer who is not in control cannot draw.
+    let mut b = connect(port, &token, "compare").await.expect("connect");
+    next_json(&mut b, "hello").await;
+    b.send(Message::text(
+        r#"{"op":"annotate","kind":"length","points":[[0,0,0],[10,0,0]]}"#,
+    ))
+    .await
+    .unwrap();
+    let refused = next_json(&mut b, "error").await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("control"),
+        "{refused}"
+    );
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
