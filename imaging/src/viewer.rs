@@ -1,8 +1,8 @@
 //! The viewer's WebSocket (`/view/ws?token=...&session=...`) on imaging's HTTP listener: the
 //! thin shell around [`crate::view`]. A client opens with a token signed with
 //! `imaging.viewer_token_key` ([`crate::token`]); it joins (or creates) a named session and
-//! sends JSON operations; it receives JSON (`hello`, `state`, `error`, `control`) and binary
-//! frames rendered on the server for its own canvas:
+//! sends JSON operations; it receives JSON (`hello`, `state`, `error`, `control`, and a
+//! `geometry` before each frame) and binary frames rendered on the server for its own canvas:
 //! `[viewport u8][encoding u8: 0 JPEG, 1 PNG][quality u8][0u8][state version u64 LE]
 //! [width u16 LE][height u16 LE]` then the image.
 //!
