@@ -3,8 +3,9 @@
 //! joins, leaves, drops ("reconnecting"), returns ("resumed") and mute changes. A dropped
 //! participant who reconnects with the same identity within `sfu.rejoin_grace_secs` resumes its
 //! place; after that it has left. Limits: `sfu.max_rooms` and `sfu.max_participants_per_room`;
-//! a full room refuses clearly. Media (WebRTC offer/answer, ICE) joins this protocol with the
-//! transport.
+//! a full room refuses clearly. Media: `offer`/`answer` (SDP both ways) and `candidate` messages
+//! drive each participant's peer connection in [`crate::media`]; `track` messages say whose
+//! stream (`p<id>`) and track (`t<n>`) a forwarded track is.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use sfu_core::{Notice, Output, ParticipantId, Room, RoomError};
 use tokio::sync::mpsc;
 
+use crate::media::{MediaConfig, MediaError, Outgoing, Peer, Published, RoomMedia};
 use crate::token::RoomClaims;
 
 /// One member as signalling knows it.
@@ -37,6 +39,7 @@ struct Member {
 struct RoomState {
     core: Room,
     members: BTreeMap<ParticipantId, Member>,
+    media: RoomMedia,
 }
 
 /// Every room on this node.
@@ -50,6 +53,7 @@ pub struct Rooms {
     ice_servers: Vec<Value>,
     start: Instant,
     inner: Mutex<Inner>,
+    media: Arc<MediaConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +86,11 @@ impl Rooms {
                 .collect(),
             start: Instant::now(),
             inner: Mutex::new(Inner::default()),
+            media: Arc::new(MediaConfig::new(
+                config.listeners.bind,
+                config.listeners.sfu_media_udp.first().get(),
+                config.listeners.sfu_media_udp.last().get(),
+            )),
         })
     }
 
@@ -116,10 +125,28 @@ impl Rooms {
         json!({ "rooms": rooms })
     }
 
-    /// Delivers core outputs (notices) to the room's open sockets.
-    fn broadcast(room: &RoomState, outputs: &[Output]) {
+    /// Delivers core outputs (notices) to the room's open sockets, and lets the media follow.
+    fn broadcast(&self, room: &mut RoomState, outputs: &[Output]) {
+        room.media.follow(outputs, &self.media);
         for o in outputs {
             let Output::Notice(n) = o else { continue };
+            if let Notice::Published(p, t, _) | Notice::Unpublished(p, t) = n {
+                let (event, kind) = match n {
+                    Notice::Published(_, _, sfu_core::Kind::Audio) => ("published", "audio"),
+                    Notice::Published(..) => ("published", "video"),
+                    _ => ("unpublished", ""),
+                };
+                let message = json!({ "type": "track", "event": event, "id": p.0, "track": t.0,
+                    "kind": kind, "stream": format!("p{}", p.0), "track_id": format!("t{}", t.0) });
+                for (id, m) in &room.members {
+                    if id != p
+                        && let Some(tx) = &m.tx
+                    {
+                        let _ = tx.send(message.clone());
+                    }
+                }
+                continue;
+            }
             let (event, who) = match n {
                 Notice::Joined(p) => ("joined", *p),
                 Notice::Reconnecting(p) => ("reconnecting", *p),
@@ -166,6 +193,7 @@ impl Rooms {
             .or_insert_with(|| RoomState {
                 core: Room::new(self.max_participants, self.grace.as_micros() as u64),
                 members: BTreeMap::new(),
+                media: RoomMedia::default(),
             });
         let existing = room
             .members
@@ -201,9 +229,12 @@ impl Rooms {
             tx: None,
             connection,
         });
-        member.tx = Some(tx);
+        member.tx = Some(tx.clone());
         member.connection = connection;
-        Self::broadcast(room, &outputs);
+        if let Some(peer) = room.media.peers.get(&id) {
+            peer.set_tx(tx);
+        }
+        self.broadcast(room, &outputs);
         let others: Vec<Value> = room
             .members
             .iter()
@@ -238,7 +269,7 @@ impl Rooms {
         }
         let outputs = if left {
             let out = room.core.leave(id).unwrap_or_default();
-            Self::broadcast(room, &out);
+            self.broadcast(room, &out);
             room.members.remove(&id);
             out
         } else {
@@ -246,7 +277,7 @@ impl Rooms {
                 m.tx = None;
             }
             let out = room.core.dropped(id, now).unwrap_or_default();
-            Self::broadcast(room, &out);
+            self.broadcast(room, &out);
             out
         };
         drop(outputs);
@@ -273,7 +304,7 @@ impl Rooms {
                 tx.send(json!({ "type": "removed", "message": "an administrator removed you" }));
         }
         let out = room.core.leave(p).unwrap_or_default();
-        Self::broadcast(room, &out);
+        self.broadcast(room, &out);
         if room.members.is_empty() {
             inner.rooms.remove(room_name);
         }
@@ -283,9 +314,15 @@ impl Rooms {
     /// Closes a room (the admin API): everyone in it is told and disconnected.
     pub fn close(&self, room_name: &str) -> bool {
         let mut inner = self.lock();
-        let Some(room) = inner.rooms.remove(room_name) else {
+        let Some(mut room) = inner.rooms.remove(room_name) else {
             return false;
         };
+        let everyone: Vec<Output> = room
+            .members
+            .keys()
+            .map(|p| Output::Notice(Notice::Left(*p)))
+            .collect();
+        room.media.follow(&everyone, &self.media);
         for m in room.members.values() {
             if let Some(tx) = &m.tx {
                 let _ = tx.send(json!({ "type": "closed", "message": "the room was closed" }));
@@ -315,6 +352,86 @@ impl Rooms {
         }
     }
 
+    /// The node's media settings.
+    pub(crate) fn media_config(&self) -> Arc<MediaConfig> {
+        Arc::clone(&self.media)
+    }
+
+    /// Runs `f` on a room's media.
+    pub(crate) fn with_media<T>(
+        &self,
+        room_name: &str,
+        f: impl FnOnce(&mut RoomMedia) -> T,
+    ) -> Result<T, MediaError> {
+        let mut inner = self.lock();
+        let room = inner.rooms.get_mut(room_name).ok_or(MediaError::Gone)?;
+        Ok(f(&mut room.media))
+    }
+
+    /// A track `id` publishes: registered with the core; the peers that should get it.
+    pub(crate) fn publish(
+        &self,
+        room_name: &str,
+        id: ParticipantId,
+        kind: sfu_core::Kind,
+        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    ) -> Result<(sfu_core::TrackId, Vec<Arc<Peer>>), RoomError> {
+        let mut inner = self.lock();
+        let room = inner
+            .rooms
+            .get_mut(room_name)
+            .ok_or(RoomError::NotInRoom(id))?;
+        let (tid, out) = room
+            .core
+            .publish(id, kind, crate::media::default_layers(kind))?;
+        room.media
+            .tracks
+            .insert(tid, Published::new(id, kind, codec));
+        self.broadcast(room, &out);
+        let subscribers = room
+            .media
+            .peers
+            .iter()
+            .filter(|(p, _)| **p != id)
+            .map(|(_, peer)| Arc::clone(peer))
+            .collect();
+        Ok((tid, subscribers))
+    }
+
+    /// A published track ended.
+    pub(crate) fn unpublish(&self, room_name: &str, id: ParticipantId, tid: sfu_core::TrackId) {
+        let mut inner = self.lock();
+        if let Some(room) = inner.rooms.get_mut(room_name)
+            && let Ok(out) = room.core.unpublish(id, tid)
+        {
+            self.broadcast(room, &out);
+        }
+    }
+
+    /// One packet through the core: what to do, with each subscriber's forwarded track.
+    pub(crate) fn packet(
+        &self,
+        room_name: &str,
+        packet: sfu_core::Packet,
+    ) -> Result<Vec<(Output, Option<Outgoing>)>, MediaError> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let room = inner.rooms.get_mut(room_name).ok_or(MediaError::Gone)?;
+        let out = room.core.packet(packet, now);
+        let mut work = Vec::with_capacity(out.len());
+        for o in out {
+            match &o {
+                Output::Forward { to, track, .. } => {
+                    let target = room.media.peers.get(to).and_then(|p| p.outgoing(*track));
+                    work.push((o, target));
+                }
+                Output::Notice(_) => self.broadcast(room, std::slice::from_ref(&o)),
+                _ => work.push((o, None)),
+            }
+        }
+        Ok(work)
+    }
+
     /// Time passes: the grace of dropped participants runs out.
     pub fn tick(&self) {
         let now = self.now();
@@ -322,7 +439,7 @@ impl Rooms {
         let mut empty = Vec::new();
         for (name, room) in &mut inner.rooms {
             let out = room.core.tick(now);
-            Self::broadcast(room, &out);
+            self.broadcast(room, &out);
             for o in &out {
                 if let Output::Notice(Notice::Left(p)) = o {
                     room.members.remove(p);
@@ -375,6 +492,7 @@ pub(crate) async fn upgrade(
 
 async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let media_tx = tx.clone();
     let (id, connection, welcome) = match rooms.join(&claims, tx) {
         Ok(j) => j,
         Err(e) => {
@@ -443,6 +561,18 @@ async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
                                     .to_string().into())).await;
                             }
                         },
+                        Some(kind @ ("offer" | "answer" | "candidate")) => {
+                            let done = media_message(&rooms, &claims.room, id, kind, &v, &media_tx).await;
+                            if let Err(e) = done {
+                                let field = match &e {
+                                    MediaError::Refused { field, .. } => *field,
+                                    _ => "type",
+                                };
+                                let _ = socket.send(Message::Text(json!({ "type": "error",
+                                    "code": "media", "field": field, "message": e.to_string() })
+                                    .to_string().into())).await;
+                            }
+                        }
                         other => {
                             let _ = socket.send(Message::Text(json!({ "type": "error",
                                 "code": "unknown", "field": "type",
@@ -457,6 +587,41 @@ async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
         }
     }
     rooms.disconnected(&claims.room, id, connection, left);
+}
+
+/// An `offer`, `answer` or `candidate` from a participant.
+async fn media_message(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    id: ParticipantId,
+    kind: &str,
+    v: &Value,
+    tx: &mpsc::UnboundedSender<Value>,
+) -> Result<(), MediaError> {
+    let text = |field: &'static str| {
+        v[field]
+            .as_str()
+            .filter(|s| !s.is_empty() && s.len() <= 64 << 10)
+            .ok_or(MediaError::Refused {
+                field,
+                reason: "a non-empty string up to 64 KiB".into(),
+            })
+    };
+    match kind {
+        "offer" => crate::media::offer(rooms, room, id, text("sdp")?, tx).await,
+        "answer" => crate::media::answer(rooms, room, id, text("sdp")?).await,
+        _ => {
+            let candidate = webrtc::peer_connection::RTCIceCandidateInit {
+                candidate: text("candidate")?.to_owned(),
+                sdp_mid: v["sdpMid"].as_str().map(str::to_owned),
+                sdp_mline_index: v["sdpMLineIndex"]
+                    .as_u64()
+                    .and_then(|i| u16::try_from(i).ok()),
+                ..Default::default()
+            };
+            crate::media::candidate(rooms, room, id, candidate).await
+        }
+    }
 }
 
 /// The admin API's bearer token, checked as an administration token; the refusal's reason.

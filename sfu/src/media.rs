@@ -1,0 +1,746 @@
+//! The WebRTC transport (webrtc-rs 0.21) around `sfu-core`: one server-side peer connection per
+//! participant, on a UDP port handed out from `listeners.sfu_media_udp` (the library has no port
+//! range of its own). What a participant publishes arrives as remote tracks; each becomes a
+//! core track, and every other participant gets a local track of the same codec, negotiated by
+//! a server offer. Each RTP packet goes through the core (`Room::packet`), which says who gets
+//! it with which sequence number and timestamp; keyframe requests the core asks for go to the
+//! publisher as PLIs. Nothing here decides who gets what.
+//!
+//! Signalling carries the SDP: the client offers what it publishes (`offer` → `answer`), the
+//! server offers what it forwards (`offer` from the server → `answer` from the client); the
+//! server's descriptions hold their candidates (it waits for gathering, which is immediate on a
+//! host address), and the client may trickle its own (`candidate`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use serde_json::{Value, json};
+use sfu_core::{Kind, Layer, Output, ParticipantId, TrackId};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::signalling::Rooms;
+
+/// Why a media operation failed (told to the client as an error message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// The SDP or candidate was refused.
+    #[error("{field}: {reason}")]
+    Refused {
+        /// The message field at fault.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Every port of the media range is taken.
+    #[error("no free UDP port in listeners.sfu_media_udp")]
+    NoPort,
+    /// The participant is not in a room any more.
+    #[error("not in the room")]
+    Gone,
+}
+
+fn refused(field: &'static str, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Refused {
+        field,
+        reason: e.to_string(),
+    }
+}
+
+/// The node's media settings and its UDP ports.
+#[derive(Debug)]
+pub struct MediaConfig {
+    bind: IpAddr,
+    first: u16,
+    last: u16,
+    in_use: Mutex<BTreeSet<u16>>,
+    next: Mutex<u16>,
+}
+
+impl MediaConfig {
+    /// Media on `bind`, ports `first..=last`.
+    pub fn new(bind: IpAddr, first: u16, last: u16) -> Self {
+        Self {
+            bind,
+            first,
+            last,
+            in_use: Mutex::new(BTreeSet::new()),
+            next: Mutex::new(first),
+        }
+    }
+
+    /// A port not handed out yet (round robin, so a closed one rests before it is reused).
+    fn take_port(&self) -> Option<u16> {
+        let mut used = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let span = u32::from(self.last - self.first) + 1;
+        for _ in 0..span {
+            let p = *next;
+            *next = if p >= self.last { self.first } else { p + 1 };
+            if used.insert(p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn release(&self, port: u16) {
+        self.in_use
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&port);
+    }
+
+    /// Ports in use.
+    pub fn ports_in_use(&self) -> usize {
+        self.in_use
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// A track forwarded to one subscriber.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    /// The negotiated payload type, once known.
+    pt: Arc<Mutex<Option<u8>>>,
+}
+
+/// One participant's peer connection.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    port: u16,
+    outgoing: Mutex<HashMap<TrackId, Outgoing>>,
+    /// One negotiation at a time.
+    negotiating: tokio::sync::Mutex<()>,
+    /// Tracks changed while a negotiation was under way: offer again after it.
+    again: AtomicBool,
+    /// A server offer waits for the client's answer.
+    offered: AtomicBool,
+    /// Where signalling messages for this participant go (its current socket).
+    tx: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// ICE gathering is complete (descriptions then carry every candidate).
+    gathered: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// The forwarded track carrying `tid` to this participant.
+    pub(crate) fn outgoing(&self, tid: TrackId) -> Option<Outgoing> {
+        self.outgoing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&tid)
+            .cloned()
+    }
+
+    /// Signalling for this participant now goes to `tx` (a new connection).
+    pub(crate) fn set_tx(&self, tx: mpsc::UnboundedSender<Value>) {
+        *self.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    fn send(&self, message: Value) {
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = tx.send(message);
+        }
+    }
+}
+
+/// A track someone publishes.
+#[derive(Clone)]
+pub(crate) struct Published {
+    pub(crate) owner: ParticipantId,
+    kind: Kind,
+    codec: RTCRtpCodec,
+}
+
+impl Published {
+    pub(crate) fn new(owner: ParticipantId, kind: Kind, codec: RTCRtpCodec) -> Self {
+        Self { owner, kind, codec }
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("owner", &self.owner)
+            .field("codec", &self.codec.mime_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A room's media: peers and published tracks.
+#[derive(Debug, Default)]
+pub(crate) struct RoomMedia {
+    pub(crate) peers: BTreeMap<ParticipantId, Arc<Peer>>,
+    pub(crate) tracks: BTreeMap<TrackId, Published>,
+}
+
+impl RoomMedia {
+    /// Follows the core's notices: a left participant's connection closes, an unpublished
+    /// track stops going to its subscribers.
+    pub(crate) fn follow(&mut self, outputs: &[Output], config: &Arc<MediaConfig>) {
+        for o in outputs {
+            match o {
+                Output::Notice(sfu_core::Notice::Unpublished(_, track)) => {
+                    self.tracks.remove(track);
+                    for peer in self.peers.values() {
+                        let removed = peer
+                            .outgoing
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(track);
+                        if let Some(out) = removed {
+                            let peer = Arc::clone(peer);
+                            tokio::spawn(async move {
+                                let _ = peer.pc.remove_track(&out.sender).await;
+                                renegotiate(peer).await;
+                            });
+                        }
+                    }
+                }
+                Output::Notice(sfu_core::Notice::Left(p)) => {
+                    if let Some(peer) = self.peers.remove(p) {
+                        let config = Arc::clone(config);
+                        tokio::spawn(async move {
+                            let _ = peer.pc.close().await;
+                            config.release(peer.port);
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Events of one participant's peer connection.
+struct Events {
+    rooms: Weak<Rooms>,
+    room: String,
+    id: ParticipantId,
+    gathered: Arc<watch::Sender<bool>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.gathered.send_replace(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(room = %self.room, id = self.id.0, ?state, "peer connection");
+        metrics::counter!("sfu_peer_state_total", "state" => format!("{state}")).increment(1);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let (rooms, room, id) = (self.rooms.clone(), self.room.clone(), self.id);
+        tokio::spawn(receive(rooms, room, id, track));
+    }
+}
+
+fn media_engine() -> Result<MediaEngine, MediaError> {
+    let mut m = MediaEngine::default();
+    m.register_default_codecs()
+        .map_err(|e| refused("codecs", e))?;
+    Ok(m)
+}
+
+/// The peer of `id`, made on first use.
+async fn peer(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    id: ParticipantId,
+    tx: &mpsc::UnboundedSender<Value>,
+) -> Result<Arc<Peer>, MediaError> {
+    if let Some(p) = rooms.with_media(room, |m| m.peers.get(&id).cloned())? {
+        *p.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
+        return Ok(p);
+    }
+    let config = rooms.media_config();
+    let gathered = Arc::new(watch::channel(false).0);
+    let mut last_error = MediaError::NoPort;
+    for _ in 0..16 {
+        let Some(port) = config.take_port() else {
+            break;
+        };
+        let settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(config.bind.is_loopback())
+            .build();
+        let built = PeerConnectionBuilder::new()
+            .with_media_engine(media_engine()?)
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Events {
+                rooms: Arc::downgrade(rooms),
+                room: room.to_owned(),
+                id,
+                gathered: Arc::clone(&gathered),
+            }))
+            .with_udp_addrs(vec![format!("{}:{port}", config.bind)])
+            .build()
+            .await;
+        match built {
+            Ok(pc) => {
+                let peer = Arc::new(Peer {
+                    pc: Arc::new(pc),
+                    port,
+                    outgoing: Mutex::new(HashMap::new()),
+                    negotiating: tokio::sync::Mutex::new(()),
+                    again: AtomicBool::new(false),
+                    offered: AtomicBool::new(false),
+                    tx: Mutex::new(Some(tx.clone())),
+                    gathered,
+                });
+                let kept = rooms.with_media(room, |m| {
+                    m.peers
+                        .entry(id)
+                        .or_insert_with(|| Arc::clone(&peer))
+                        .clone()
+                })?;
+                if !Arc::ptr_eq(&kept, &peer) {
+                    let _ = peer.pc.close().await;
+                    config.release(port);
+                }
+                return Ok(kept);
+            }
+            Err(e) => {
+                // Taken by something else on this machine: try the next port.
+                tracing::warn!(port, error = %e, "media port unusable");
+                last_error = refused("port", e);
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// Waits (briefly) until the peer's candidates are gathered, so descriptions carry them.
+async fn gathered(peer: &Peer) {
+    let mut done = peer.gathered.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(2), done.wait_for(|d| *d)).await;
+}
+
+/// A client's offer: answers it, then offers the tracks others publish.
+pub(crate) async fn offer(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    id: ParticipantId,
+    sdp: &str,
+    tx: &mpsc::UnboundedSender<Value>,
+) -> Result<(), MediaError> {
+    let peer = peer(rooms, room, id, tx).await?;
+    let answer = {
+        let _one = peer.negotiating.lock().await;
+        if peer.offered.load(Ordering::Acquire) {
+            return Err(refused(
+                "sdp",
+                "an offer from the server is waiting for its answer",
+            ));
+        }
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
+        peer.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| refused("sdp", e))?;
+        let answer = peer
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| refused("sdp", e))?;
+        peer.pc
+            .set_local_description(answer)
+            .await
+            .map_err(|e| refused("sdp", e))?;
+        gathered(&peer).await;
+        peer.pc
+            .local_description()
+            .await
+            .ok_or_else(|| refused("sdp", "no local description"))?
+    };
+    peer.send(json!({ "type": "answer", "sdp": answer.sdp }));
+    subscribe_all(rooms, room, id, &peer).await;
+    Ok(())
+}
+
+/// A client's answer to the server's offer.
+pub(crate) async fn answer(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    id: ParticipantId,
+    sdp: &str,
+) -> Result<(), MediaError> {
+    let peer = rooms
+        .with_media(room, |m| m.peers.get(&id).cloned())?
+        .ok_or_else(|| refused("type", "no offer was made to you"))?;
+    let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
+    if !peer.offered.load(Ordering::Acquire) {
+        return Err(refused("type", "no offer from the server is waiting"));
+    }
+    peer.pc
+        .set_remote_description(answer)
+        .await
+        .map_err(|e| refused("sdp", e))?;
+    peer.offered.store(false, Ordering::Release);
+    if peer.again.swap(false, Ordering::AcqRel) {
+        tokio::spawn(renegotiate(peer));
+    }
+    Ok(())
+}
+
+/// A client's trickled candidate.
+pub(crate) async fn candidate(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    id: ParticipantId,
+    candidate: RTCIceCandidateInit,
+) -> Result<(), MediaError> {
+    let peer = rooms
+        .with_media(room, |m| m.peers.get(&id).cloned())?
+        .ok_or_else(|| refused("type", "send an offer before candidates"))?;
+    peer.pc
+        .add_ice_candidate(candidate)
+        .await
+        .map_err(|e| refused("candidate", e))
+}
+
+/// Adds every track others publish that `id` does not get yet, and offers them.
+async fn subscribe_all(rooms: &Arc<Rooms>, room: &str, id: ParticipantId, peer: &Arc<Peer>) {
+    let Ok(tracks) = rooms.with_media(room, |m| {
+        m.tracks
+            .iter()
+            .filter(|(_, t)| t.owner != id)
+            .map(|(tid, t)| (*tid, t.clone()))
+            .collect::<Vec<_>>()
+    }) else {
+        return;
+    };
+    let mut added = false;
+    for (tid, t) in tracks {
+        added |= add_outgoing(peer, tid, &t).await;
+    }
+    if added {
+        tokio::spawn(renegotiate(Arc::clone(peer)));
+    }
+}
+
+/// Gives `peer` a local track carrying `tid`; false when it has one already or it failed.
+async fn add_outgoing(peer: &Arc<Peer>, tid: TrackId, t: &Published) -> bool {
+    if peer
+        .outgoing
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(&tid)
+    {
+        return false;
+    }
+    let ssrc = rand_ssrc(tid);
+    let kind = match t.kind {
+        Kind::Audio => RtpCodecKind::Audio,
+        Kind::Video => RtpCodecKind::Video,
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("p{}", t.owner.0),
+        format!("t{}", tid.0),
+        format!("p{}-t{}", t.owner.0, tid.0),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: t.codec.clone(),
+            ..Default::default()
+        }],
+    )));
+    match peer
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+    {
+        Ok(sender) => {
+            peer.outgoing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    tid,
+                    Outgoing {
+                        track,
+                        sender,
+                        ssrc,
+                        pt: Arc::new(Mutex::new(None)),
+                    },
+                );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(track = tid.0, error = %e, "cannot add a forwarded track");
+            false
+        }
+    }
+}
+
+/// A fresh SSRC for a forwarded track (distinct per track and connection).
+fn rand_ssrc(tid: TrackId) -> u32 {
+    static NEXT: AtomicU64 = AtomicU64::new(0x5f3a_1c00);
+    let n = NEXT.fetch_add(0x9e37, Ordering::Relaxed);
+    (n as u32) ^ tid.0.rotate_left(16) ^ std::process::id()
+}
+
+/// Offers the server's current tracks to the client (once the previous offer is answered).
+async fn renegotiate(peer: Arc<Peer>) {
+    let _one = peer.negotiating.lock().await;
+    if peer.offered.load(Ordering::Acquire) {
+        peer.again.store(true, Ordering::Release);
+        return;
+    }
+    let made = async {
+        let offer = peer.pc.create_offer(None).await?;
+        peer.pc.set_local_description(offer).await?;
+        Ok::<_, webrtc::error::Error>(())
+    }
+    .await;
+    if let Err(e) = made {
+        tracing::warn!(error = %e, "server offer failed");
+        return;
+    }
+    gathered(&peer).await;
+    if let Some(offer) = peer.pc.local_description().await {
+        peer.offered.store(true, Ordering::Release);
+        peer.send(json!({ "type": "offer", "sdp": offer.sdp }));
+    }
+}
+
+/// Whether a VP8 RTP payload starts a keyframe (RFC 7741: S bit, partition 0, P bit clear).
+pub fn vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    if first & 0x10 == 0 || first & 0x07 != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if first & 0x80 != 0 {
+        let Some(&x) = payload.get(i) else {
+            return false;
+        };
+        i += 1;
+        if x & 0x80 != 0 {
+            // Picture id: one or two bytes.
+            match payload.get(i) {
+                Some(b) if b & 0x80 != 0 => i += 2,
+                Some(_) => i += 1,
+                None => return false,
+            }
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    payload.get(i).is_some_and(|b| b & 0x01 == 0)
+}
+
+/// Whether an H.264 RTP payload carries an IDR slice or parameter sets (RFC 6184).
+pub fn h264_keyframe(payload: &[u8]) -> bool {
+    let Some(&h) = payload.first() else {
+        return false;
+    };
+    let is_key = |nal: u8| matches!(nal & 0x1f, 5 | 7 | 8);
+    match h & 0x1f {
+        24 => {
+            // STAP-A: aggregated NAL units, each with a 16-bit size.
+            let mut i = 1;
+            while i + 2 < payload.len() {
+                let size = usize::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
+                if payload.get(i + 2).is_some_and(|n| is_key(*n)) {
+                    return true;
+                }
+                i += 2 + size;
+            }
+            false
+        }
+        28 => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && is_key(*fu)),
+        _ => is_key(h),
+    }
+}
+
+/// Receives one published track: registers it with the core, offers it to the others, then
+/// forwards each packet as the core says.
+async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc<dyn TrackRemote>) {
+    let mut tid = None;
+    let mut codec_mime = String::new();
+    while let Some(event) = track.poll().await {
+        let Some(rooms) = rooms.upgrade() else {
+            return;
+        };
+        match event {
+            TrackRemoteEvent::OnOpen(_) if tid.is_none() => {
+                let Some(ssrc) = track.ssrcs().await.first().copied() else {
+                    continue;
+                };
+                let Some(codec) = track.codec(ssrc).await else {
+                    continue;
+                };
+                let kind = if track.kind().await == RtpCodecKind::Audio {
+                    Kind::Audio
+                } else {
+                    Kind::Video
+                };
+                codec_mime = codec.mime_type.to_lowercase();
+                match rooms.publish(&room, id, kind, codec) {
+                    Ok((t, subscribers)) => {
+                        tid = Some(t);
+                        let published = rooms
+                            .with_media(&room, |m| m.tracks.get(&t).cloned())
+                            .ok()
+                            .flatten();
+                        if let Some(p) = published {
+                            for peer in subscribers {
+                                if add_outgoing(&peer, t, &p).await {
+                                    tokio::spawn(renegotiate(peer));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(id = id.0, error = %e, "publish refused");
+                        return;
+                    }
+                }
+            }
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                let Some(t) = tid else { continue };
+                forward(&rooms, &room, t, &codec_mime, &track, packet).await;
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+    if let (Some(t), Some(rooms)) = (tid, rooms.upgrade()) {
+        rooms.unpublish(&room, id, t);
+    }
+}
+
+/// One packet from a publisher through the core to its subscribers.
+async fn forward(
+    rooms: &Arc<Rooms>,
+    room: &str,
+    tid: TrackId,
+    mime: &str,
+    remote: &Arc<dyn TrackRemote>,
+    packet: rtc::rtp::Packet,
+) {
+    static HANDLES: AtomicU64 = AtomicU64::new(1);
+    let keyframe = match mime {
+        "video/vp8" => vp8_keyframe(&packet.payload),
+        "video/h264" => h264_keyframe(&packet.payload),
+        _ => false,
+    };
+    let core_packet = sfu_core::Packet {
+        track: tid,
+        layer: 0,
+        seq: packet.header.sequence_number,
+        ts: packet.header.timestamp,
+        marker: packet.header.marker,
+        keyframe,
+        audio_level: None,
+        handle: HANDLES.fetch_add(1, Ordering::Relaxed),
+    };
+    let Ok(work) = rooms.packet(room, core_packet) else {
+        return;
+    };
+    metrics::counter!("sfu_packets_in_total").increment(1);
+    for (output, out) in work {
+        match output {
+            Output::Forward {
+                seq, ts, marker, ..
+            } => {
+                let Some(out) = out else { continue };
+                let pt = {
+                    let known = *out.pt.lock().unwrap_or_else(PoisonError::into_inner);
+                    match known {
+                        Some(pt) => pt,
+                        None => {
+                            let Ok(params) = out.sender.get_parameters().await else {
+                                continue;
+                            };
+                            let Some(pt) =
+                                params.rtp_parameters.codecs.first().map(|c| c.payload_type)
+                            else {
+                                continue;
+                            };
+                            *out.pt.lock().unwrap_or_else(PoisonError::into_inner) = Some(pt);
+                            pt
+                        }
+                    }
+                };
+                let mut p = packet.clone();
+                p.header.sequence_number = seq;
+                p.header.timestamp = ts;
+                p.header.marker = marker;
+                p.header.ssrc = out.ssrc;
+                p.header.payload_type = pt;
+                p.header.extension = false;
+                p.header.extensions.clear();
+                p.header.extension_profile = 0;
+                if out.track.write_rtp(p).await.is_ok() {
+                    metrics::counter!("sfu_packets_out_total").increment(1);
+                }
+            }
+            Output::RequestKeyframe { .. } => {
+                let media_ssrc = packet.header.ssrc;
+                let pli =
+                    rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                let _ = remote.write_rtcp(vec![Box::new(pli)]).await;
+                metrics::counter!("sfu_pli_total").increment(1);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The simulcast layers assumed for a camera track until simulcast is negotiated.
+pub(crate) fn default_layers(kind: Kind) -> Vec<Layer> {
+    match kind {
+        Kind::Audio => Vec::new(),
+        Kind::Video => vec![Layer {
+            bitrate: 1_500_000,
+            height: 720,
+        }],
+    }
+}

@@ -1,0 +1,523 @@
+//! Media through the real `sfu` binary with webrtc-rs clients: three participants join one room
+//! over signalling, each offers a VP8 camera track and an Opus track and publishes the shared
+//! clips (`output_vp8.ivf`, `output_first5s.ogg`); each receives the other two's tracks, named by
+//! their stream (`p<id>`), with payloads intact: every VP8 frame reassembled from the forwarded
+//! packets is byte-equal to a frame of the clip, every Opus payload to a page of the clip. The
+//! server's media ports come from `listeners.sfu_media_udp`. Garbage SDP gets an error naming
+//! the field, and the room goes on.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use serde_json::{Value, json};
+use sfu::token::{RoomClaims, public_key_base64, sign};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn clip(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/media/webrtc-rs")
+        .join(name)
+}
+
+/// The clip's VP8 frames and Opus pages.
+fn clips() -> (Vec<bytes::Bytes>, Vec<(bytes::Bytes, u64)>) {
+    let f = std::fs::File::open(clip("output_vp8.ivf")).expect("ivf clip");
+    let (mut ivf, _) =
+        rtc::media::io::ivf_reader::IVFReader::new(std::io::BufReader::new(f)).expect("ivf");
+    let mut frames = Vec::new();
+    while let Ok((frame, _)) = ivf.parse_next_frame() {
+        frames.push(frame.freeze());
+    }
+    // Ogg pages carry many Opus packets (50 here): split them by their lacing values, and leave
+    // out the two header packets (OpusHead, OpusTags). Each packet is 20 ms (960 samples).
+    let ogg = std::fs::read(clip("output_first5s.ogg")).expect("ogg clip");
+    let mut packets = Vec::new();
+    let (mut o, mut current) = (0, Vec::new());
+    while o + 27 <= ogg.len() && &ogg[o..o + 4] == b"OggS" {
+        let segments = usize::from(ogg[o + 26]);
+        let table = &ogg[o + 27..o + 27 + segments];
+        let mut at = o + 27 + segments;
+        for &lace in table {
+            let lace = usize::from(lace);
+            current.extend_from_slice(&ogg[at..at + lace]);
+            at += lace;
+            if lace < 255 {
+                packets.push(bytes::Bytes::from(std::mem::take(&mut current)));
+            }
+        }
+        o = at;
+    }
+    let pages: Vec<(bytes::Bytes, u64)> = packets.into_iter().skip(2).map(|p| (p, 960)).collect();
+    assert!(
+        pages.len() >= 200,
+        "{} Opus packets in the clip",
+        pages.len()
+    );
+    (frames, pages)
+}
+
+/// The VP8 payload descriptor's length (RFC 7741 section 4.2), and whether the packet starts a
+/// frame (S bit on partition 0).
+fn vp8_descriptor(p: &[u8]) -> Option<(usize, bool)> {
+    let first = *p.first()?;
+    let start = first & 0x10 != 0 && first & 0x07 == 0;
+    let mut i = 1;
+    if first & 0x80 != 0 {
+        let x = *p.get(i)?;
+        i += 1;
+        if x & 0x80 != 0 {
+            i += if p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    (i <= p.len()).then_some((i, start))
+}
+
+/// What one client received, by the publisher's stream id.
+#[derive(Default)]
+struct Received {
+    /// Complete VP8 frames.
+    frames: HashMap<String, Vec<Vec<u8>>>,
+    /// Opus payloads.
+    audio: HashMap<String, Vec<Vec<u8>>>,
+}
+
+struct Handler {
+    gathered: tokio::sync::mpsc::UnboundedSender<()>,
+    connected: tokio::sync::mpsc::UnboundedSender<()>,
+    received: Arc<Mutex<Received>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(());
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let received = Arc::clone(&self.received);
+        tokio::spawn(async move {
+            let stream = track.stream_id().await.to_string();
+            let audio = track.kind().await == RtpCodecKind::Audio;
+            let mut frame: Option<Vec<u8>> = None;
+            while let Some(event) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(p) = event else {
+                    if matches!(event, TrackRemoteEvent::OnEnded) {
+                        break;
+                    }
+                    continue;
+                };
+                let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
+                if audio {
+                    r.audio
+                        .entry(stream.clone())
+                        .or_default()
+                        .push(p.payload.to_vec());
+                    continue;
+                }
+                let Some((skip, start)) = vp8_descriptor(&p.payload) else {
+                    frame = None;
+                    continue;
+                };
+                if start {
+                    frame = Some(Vec::new());
+                }
+                if let Some(f) = frame.as_mut() {
+                    f.extend_from_slice(&p.payload[skip..]);
+                }
+                if p.header.marker
+                    && let Some(f) = frame.take()
+                {
+                    r.frames.entry(stream.clone()).or_default().push(f);
+                }
+            }
+        });
+    }
+}
+
+struct Client {
+    pc: Arc<dyn PeerConnection>,
+    ws: Arc<tokio::sync::Mutex<futures_util::stream::SplitSink<Socket, Message>>>,
+    id: u64,
+    received: Arc<Mutex<Received>>,
+    video: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
+    audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
+    connected: tokio::sync::mpsc::UnboundedReceiver<()>,
+    errors: Arc<Mutex<Vec<Value>>>,
+}
+
+fn local_track(
+    kind: RtpCodecKind,
+    mime: &str,
+    clock: u32,
+    channels: u16,
+) -> (Arc<TrackLocalStaticSample>, u32) {
+    let ssrc = rand_u32();
+    let track = TrackLocalStaticSample::new(
+        Instant::now(),
+        MediaStreamTrack::new(
+            format!("local-{kind}"),
+            format!("local-{kind}-track"),
+            format!("local {kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: mime.to_owned(),
+                    clock_rate: clock,
+                    channels,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        ),
+    )
+    .expect("sample track");
+    (Arc::new(track), ssrc)
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish() as u32
+}
+
+async fn gather(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+}
+
+/// Joins, offers a camera and a microphone, and answers the server's offers as they come.
+async fn join(port: u16, token: &str) -> Client {
+    let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("signalling");
+    let (sink, mut stream) = socket.split();
+    let joined: Value = match stream.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("JSON"),
+        other => panic!("no welcome: {other:?}"),
+    };
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let id = joined["you"].as_u64().expect("id");
+
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    let (gathered_tx, mut gathered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (connected_tx, connected) = tokio::sync::mpsc::unbounded_channel();
+    let received = Arc::new(Mutex::new(Received::default()));
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                gathered: gathered_tx,
+                connected: connected_tx,
+                received: Arc::clone(&received),
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .expect("client peer connection"),
+    );
+    let (video, video_ssrc) = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
+    let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
+    let video_sender = pc
+        .add_track(Arc::clone(&video) as Arc<dyn TrackLocal>)
+        .await
+        .expect("video");
+    let audio_sender = pc
+        .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
+        .await
+        .expect("audio");
+    let offer = pc.create_offer(None).await.expect("offer");
+    pc.set_local_description(offer).await.expect("local");
+    gather(&mut gathered_rx).await;
+    let sdp = pc.local_description().await.expect("described").sdp;
+    let ws = Arc::new(tokio::sync::Mutex::new(sink));
+    ws.lock()
+        .await
+        .send(Message::text(
+            json!({"type": "offer", "sdp": sdp}).to_string(),
+        ))
+        .await
+        .expect("send offer");
+
+    // Signalling from the server: answers, offers, notices.
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (pc, ws, errors) = (Arc::clone(&pc), Arc::clone(&ws), Arc::clone(&errors));
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                match v["type"].as_str() {
+                    Some("answer") => {
+                        let a = RTCSessionDescription::answer(
+                            v["sdp"].as_str().unwrap_or("").to_owned(),
+                        )
+                        .expect("answer SDP");
+                        pc.set_remote_description(a).await.expect("set answer");
+                    }
+                    Some("offer") => {
+                        let o = RTCSessionDescription::offer(
+                            v["sdp"].as_str().unwrap_or("").to_owned(),
+                        )
+                        .expect("offer SDP");
+                        pc.set_remote_description(o)
+                            .await
+                            .expect("set server offer");
+                        let a = pc.create_answer(None).await.expect("answer");
+                        pc.set_local_description(a).await.expect("local answer");
+                        let sdp = pc.local_description().await.expect("described").sdp;
+                        let _ = ws
+                            .lock()
+                            .await
+                            .send(Message::text(
+                                json!({"type": "answer", "sdp": sdp}).to_string(),
+                            ))
+                            .await;
+                    }
+                    Some("error") => errors.lock().unwrap_or_else(|e| e.into_inner()).push(v),
+                    _ => {}
+                }
+            }
+        });
+    }
+    Client {
+        pc,
+        ws,
+        id,
+        received,
+        video: (video, video_sender, video_ssrc),
+        audio: (audio, audio_sender, audio_ssrc),
+        connected,
+        errors,
+    }
+}
+
+async fn payload_type(sender: &Arc<dyn RtpSender>) -> u8 {
+    sender
+        .get_parameters()
+        .await
+        .expect("parameters")
+        .rtp_parameters
+        .codecs
+        .first()
+        .map(|c| c.payload_type)
+        .expect("negotiated codec")
+}
+
+/// Publishes the clips in real time for `seconds`.
+async fn publish(
+    c: &Client,
+    frames: Arc<Vec<bytes::Bytes>>,
+    pages: Arc<Vec<(bytes::Bytes, u64)>>,
+    seconds: u64,
+) {
+    use rtc::media::Sample;
+    let (vpt, apt) = (
+        payload_type(&c.video.1).await,
+        payload_type(&c.audio.1).await,
+    );
+    let (video, vssrc) = (Arc::clone(&c.video.0), c.video.2);
+    let (audio, assrc) = (Arc::clone(&c.audio.0), c.audio.2);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let v = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        for f in frames.iter().cycle() {
+            tick.tick().await;
+            if Instant::now() > until {
+                break;
+            }
+            let _ = video
+                .sample_writer(vssrc, vpt)
+                .write_sample(&Sample {
+                    data: f.clone(),
+                    duration: Duration::from_millis(33),
+                    ..Sample::new(Instant::now())
+                })
+                .await;
+        }
+    });
+    let a = tokio::spawn(async move {
+        for (page, samples) in pages.iter().cycle() {
+            let d = Duration::from_millis(samples * 1000 / 48_000);
+            tokio::time::sleep(d).await;
+            if Instant::now() > until {
+                break;
+            }
+            let _ = audio
+                .sample_writer(assrc, apt)
+                .write_sample(&Sample {
+                    data: page.clone(),
+                    duration: d,
+                    ..Sample::new(Instant::now())
+                })
+                .await;
+        }
+    });
+    let _ = v.await;
+    let _ = a.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_receive_each_others_media_intact() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let ports = e2e::Ports::free();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"));
+    cmd.args(ports.args()).args([
+        "--set",
+        &format!("sfu.token_key={}", public_key_base64(&key)),
+    ]);
+    let mut d = e2e::Daemon::spawn(cmd);
+    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    let token = |who: &str| {
+        sign(
+            &RoomClaims {
+                room: "mdt-1".into(),
+                sub: who.into(),
+                name: who.into(),
+                publish: true,
+                subscribe: true,
+                exp,
+            },
+            &key,
+        )
+    };
+    let (frames, pages) = clips();
+    let frame_set: HashSet<&[u8]> = frames.iter().map(|f| f.as_ref()).collect();
+    let page_set: HashSet<&[u8]> = pages.iter().map(|(p, _)| p.as_ref()).collect();
+    let (frames, pages) = (Arc::new(frames.clone()), Arc::new(pages.clone()));
+
+    let mut clients = Vec::new();
+    for who in ["doctor.a", "expert.b", "expert.c"] {
+        clients.push(join(ports.sfu_signalling, &token(who)).await);
+    }
+    for c in &mut clients {
+        tokio::time::timeout(Duration::from_secs(15), c.connected.recv())
+            .await
+            .expect("connected to the SFU within 15 s");
+    }
+    // Garbage SDP: an error naming the field; the room goes on.
+    clients[0]
+        .ws
+        .lock()
+        .await
+        .send(Message::text(r#"{"type":"offer","sdp":"v=0 garbage"}"#))
+        .await
+        .expect("send");
+    clients[0]
+        .ws
+        .lock()
+        .await
+        .send(Message::text(r#"{"type":"answer"}"#))
+        .await
+        .expect("send");
+
+    let publishing: Vec<_> = clients
+        .iter()
+        .map(|c| publish(c, Arc::clone(&frames), Arc::clone(&pages), 6))
+        .collect();
+    futures_util::future::join_all(publishing).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids: Vec<u64> = clients.iter().map(|c| c.id).collect();
+    for c in &clients {
+        let r = c.received.lock().unwrap_or_else(|e| e.into_inner());
+        for other in ids.iter().filter(|i| **i != c.id) {
+            let stream = format!("p{other}");
+            let got = r.frames.get(&stream).map_or(&[][..], |v| &v[..]);
+            assert!(
+                got.len() >= 60,
+                "participant {} got {} video frames from {stream} (streams: {:?})",
+                c.id,
+                got.len(),
+                r.frames.keys().collect::<Vec<_>>()
+            );
+            let intact = got.iter().filter(|f| frame_set.contains(&f[..])).count();
+            assert_eq!(
+                intact,
+                got.len(),
+                "every forwarded frame is a frame of the clip"
+            );
+            let audio = r.audio.get(&stream).map_or(&[][..], |v| &v[..]);
+            assert!(
+                audio.len() >= 100,
+                "{} got {} Opus packets from {stream}",
+                c.id,
+                audio.len()
+            );
+            assert!(
+                audio.iter().all(|p| page_set.contains(&p[..])),
+                "Opus payloads intact"
+            );
+        }
+        assert!(
+            !r.frames.contains_key(&format!("p{}", c.id)),
+            "nobody gets their own media back"
+        );
+    }
+    let errors = clients[0]
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let fields: Vec<&str> = errors.iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["sdp", "sdp"], "{errors:?}");
+    for c in &clients {
+        let _ = c.pc.close().await;
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
