@@ -6,6 +6,8 @@
 //! `cargo test` builds them first (each daemon package has integration tests, which makes cargo
 //! build its binary), and `scripts/test` builds them explicitly.
 
+pub mod chromium;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
