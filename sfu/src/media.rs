@@ -480,11 +480,23 @@ async fn add_outgoing(peer: &Arc<Peer>, tid: TrackId, t: &Published) -> bool {
             ..Default::default()
         }],
     )));
-    match peer
+    // Always a new send-only transceiver: a client's own (send-only) ones must not carry it.
+    let init = webrtc::rtp_transceiver::RTCRtpTransceiverInit {
+        direction: webrtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+        streams: vec![format!("p{}", t.owner.0)],
+        send_encodings: Vec::new(),
+    };
+    let added = match peer
         .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .add_transceiver_from_track(Arc::clone(&track) as Arc<dyn TrackLocal>, Some(init))
         .await
     {
+        Ok(transceiver) => transceiver.sender().await.and_then(|s| {
+            s.ok_or_else(|| webrtc::error::Error::Other("a transceiver without a sender".into()))
+        }),
+        Err(e) => Err(e),
+    };
+    match added {
         Ok(sender) => {
             peer.outgoing
                 .lock()

@@ -1,5 +1,6 @@
 //! The sfu daemon's signalling listener (8082): service description at `/`, the room
-//! signalling WebSocket at `/rooms/ws`, plus the operations routes.
+//! signalling WebSocket at `/rooms/ws`, the room page at `/room`, the admin API, plus the
+//! operations routes.
 
 use std::net::SocketAddr;
 
@@ -19,6 +20,17 @@ pub enum SfuError {
 
 /// Name under which sfu reports readiness and labels its metrics.
 pub const SERVICE: &str = "sfu";
+
+/// The room page (`/room?token=...`; Chinese first, English on a button).
+async fn room_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/room.html"),
+    )
+}
 
 /// Runs sfu until `ctx.shutdown` fires.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
@@ -46,6 +58,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
             }),
         )
         .route("/rooms/ws", get(crate::signalling::upgrade))
+        .route("/room", get(room_page))
         .route("/admin/rooms", get(crate::signalling::list_rooms))
         .route(
             "/admin/rooms/{room}",

@@ -118,7 +118,7 @@ impl Page {
         let r = self
             .call(
                 "Runtime.evaluate",
-                json!({"expression": js, "returnByValue": true}),
+                json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
             )
             .await;
         r["result"]["value"].clone()
