@@ -693,7 +693,9 @@ async fn forward(
     let Ok(work) = rooms.packet(room, core_packet) else {
         return;
     };
+    let size = (packet.payload.len() + 12) as u64;
     metrics::counter!("sfu_packets_in_total").increment(1);
+    metrics::counter!("sfu_room_bytes_in_total", "room" => room.to_owned()).increment(size);
     for (output, out) in work {
         match output {
             Output::Forward {
@@ -729,6 +731,8 @@ async fn forward(
                 p.header.extension_profile = 0;
                 if out.track.write_rtp(p).await.is_ok() {
                     metrics::counter!("sfu_packets_out_total").increment(1);
+                    metrics::counter!("sfu_room_bytes_out_total", "room" => room.to_owned())
+                        .increment(size);
                 }
             }
             Output::RequestKeyframe { .. } => {
@@ -754,5 +758,60 @@ pub(crate) fn default_layers(kind: Kind) -> Vec<Layer> {
             bitrate: 1_500_000,
             height: 720,
         }],
+    }
+}
+
+/// One room's transport figures over its peer connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RoomStats {
+    /// Mean round-trip time of the connections' selected candidate pairs, seconds.
+    pub rtt: f64,
+    /// Packets lost upstream (publishers to the SFU) over packets expected.
+    pub loss: f64,
+    /// Bytes received from publishers and sent to subscribers so far.
+    pub bytes: u64,
+}
+
+/// Transport figures of `peers` from their statistics.
+pub(crate) async fn room_stats(peers: Vec<Arc<Peer>>) -> RoomStats {
+    let (mut rtt_sum, mut rtt_n, mut lost, mut received, mut bytes) = (0.0, 0u32, 0i64, 0u64, 0u64);
+    for peer in peers {
+        let report = peer
+            .pc
+            .get_stats(
+                std::time::Instant::now(),
+                webrtc::peer_connection::StatsSelector::None,
+            )
+            .await;
+        if let Some(rtt) = report
+            .candidate_pairs()
+            .map(|p| p.current_round_trip_time)
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .reduce(f64::max)
+        {
+            rtt_sum += rtt;
+            rtt_n += 1;
+        }
+        for p in report.candidate_pairs() {
+            bytes += p.bytes_received + p.bytes_sent;
+        }
+        for s in report.inbound_rtp_streams() {
+            lost += s.received_rtp_stream_stats.packets_lost.max(0);
+            received += s.received_rtp_stream_stats.packets_received;
+        }
+    }
+    let expected = received + lost.max(0) as u64;
+    RoomStats {
+        rtt: if rtt_n > 0 {
+            rtt_sum / f64::from(rtt_n)
+        } else {
+            0.0
+        },
+        loss: if expected > 0 {
+            lost as f64 / expected as f64
+        } else {
+            0.0
+        },
+        bytes,
     }
 }

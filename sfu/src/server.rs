@@ -48,6 +48,19 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
             }
         }
     });
+    // Per-room media figures for /metrics.
+    let measured = rooms.clone();
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        let mut last = std::collections::BTreeMap::new();
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = every.tick() => measured.measure(&mut last).await,
+            }
+        }
+    });
     let router = Router::new()
         .route(
             "/",

@@ -432,6 +432,42 @@ impl Rooms {
         Ok(work)
     }
 
+    /// Publishes each room's media figures at /metrics: bitrate (over the time since the last
+    /// call), upstream loss, round-trip time, participants.
+    pub async fn measure(&self, last: &mut BTreeMap<String, (u64, Instant)>) {
+        let rooms: Vec<(String, Vec<Arc<Peer>>, usize)> = {
+            let inner = self.lock();
+            inner
+                .rooms
+                .iter()
+                .map(|(name, r)| {
+                    (
+                        name.clone(),
+                        r.media.peers.values().cloned().collect(),
+                        r.members.len(),
+                    )
+                })
+                .collect()
+        };
+        last.retain(|name, _| rooms.iter().any(|(n, ..)| n == name));
+        for (name, peers, members) in rooms {
+            let stats = crate::media::room_stats(peers).await;
+            let now = Instant::now();
+            let (before, at) = last.get(&name).copied().unwrap_or((stats.bytes, now));
+            let secs = now.duration_since(at).as_secs_f64();
+            let bps = if secs > 0.0 {
+                stats.bytes.saturating_sub(before) as f64 * 8.0 / secs
+            } else {
+                0.0
+            };
+            last.insert(name.clone(), (stats.bytes, now));
+            metrics::gauge!("sfu_room_bitrate_bps", "room" => name.clone()).set(bps);
+            metrics::gauge!("sfu_room_loss_ratio", "room" => name.clone()).set(stats.loss);
+            metrics::gauge!("sfu_room_rtt_seconds", "room" => name.clone()).set(stats.rtt);
+            metrics::gauge!("sfu_participants", "room" => name).set(members as f64);
+        }
+    }
+
     /// Time passes: the grace of dropped participants runs out.
     pub fn tick(&self) {
         let now = self.now();

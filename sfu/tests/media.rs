@@ -508,6 +508,26 @@ async fn three_participants_receive_each_others_media_intact() {
             "nobody gets their own media back"
         );
     }
+    // Per-room figures at /metrics.
+    let metrics = e2e::get(ports.sfu_signalling, "/metrics")
+        .expect("metrics")
+        .body;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}{{room=\"mdt-1\"}} "))?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{name} for the room in {metrics}"))
+    };
+    assert_eq!(value("sfu_participants"), 3.0);
+    assert!(value("sfu_room_bitrate_bps") > 100_000.0, "{metrics}");
+    let rtt = value("sfu_room_rtt_seconds");
+    assert!(rtt > 0.0 && rtt < 0.1, "loopback RTT {rtt}");
+    assert!(value("sfu_room_loss_ratio") < 0.01, "{metrics}");
+    assert!(value("sfu_room_bytes_out_total") > value("sfu_room_bytes_in_total"));
     let errors = clients[0]
         .errors
         .lock()
