@@ -356,7 +356,27 @@ pub(crate) async fn offer(
     sdp: &str,
     tx: &mpsc::UnboundedSender<Value>,
 ) -> Result<(), MediaError> {
-    let peer = peer(rooms, room, id, tx).await?;
+    let mut peer = peer(rooms, room, id, tx).await?;
+    // An offer with another DTLS fingerprint comes from a new connection (the client started
+    // over after a drop): the old one goes, its tracks end, and the new one takes its place.
+    if let Some(current) = peer.pc.remote_description().await
+        && fingerprint(&current.sdp) != fingerprint(sdp)
+    {
+        tracing::info!(
+            room,
+            id = id.0,
+            "participant reconnected with a new connection"
+        );
+        let old = Arc::clone(&peer);
+        rooms.with_media(room, |m| {
+            if m.peers.get(&id).is_some_and(|p| Arc::ptr_eq(p, &old)) {
+                m.peers.remove(&id);
+            }
+        })?;
+        let _ = old.pc.close().await;
+        rooms.media_config().release(old.port);
+        peer = self::peer(rooms, room, id, tx).await?;
+    }
     let answer = {
         let _one = peer.negotiating.lock().await;
         if peer.offered.load(Ordering::Acquire) {
@@ -388,6 +408,13 @@ pub(crate) async fn offer(
     peer.send(json!({ "type": "answer", "sdp": answer.sdp }));
     subscribe_all(rooms, room, id, &peer).await;
     Ok(())
+}
+
+/// The DTLS fingerprint an SDP names (which identifies the connection that made it).
+fn fingerprint(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=fingerprint:"))
+        .map(str::trim)
 }
 
 /// A client's answer to the server's offer.

@@ -100,8 +100,8 @@ fn vp8_descriptor(p: &[u8]) -> Option<(usize, bool)> {
 /// What one client received, by the publisher's stream id.
 #[derive(Default)]
 struct Received {
-    /// Complete VP8 frames.
-    frames: HashMap<String, Vec<Vec<u8>>>,
+    /// Complete VP8 frames, with when they arrived.
+    frames: HashMap<String, Vec<(Instant, Vec<u8>)>>,
     /// Opus payloads.
     audio: HashMap<String, Vec<Vec<u8>>>,
 }
@@ -160,10 +160,86 @@ impl PeerConnectionEventHandler for Handler {
                 if p.header.marker
                     && let Some(f) = frame.take()
                 {
-                    r.frames.entry(stream.clone()).or_default().push(f);
+                    r.frames
+                        .entry(stream.clone())
+                        .or_default()
+                        .push((Instant::now(), f));
                 }
             }
         });
+    }
+}
+
+/// A UDP relay in front of the SFU for one client, which can cut its path: the client is
+/// told the relay's port in place of the server's, and the server sees the relay's address.
+struct Proxy {
+    front: Arc<tokio::net::UdpSocket>,
+    server: Mutex<Option<std::net::SocketAddr>>,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+impl Proxy {
+    async fn start() -> Arc<Self> {
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("front"),
+        );
+        let back = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("back"),
+        );
+        let proxy = Arc::new(Self {
+            front: Arc::clone(&front),
+            server: Mutex::new(None),
+            cut: std::sync::atomic::AtomicBool::new(false),
+        });
+        let client = Arc::new(Mutex::new(None));
+        let (p, b, c) = (Arc::clone(&proxy), Arc::clone(&back), Arc::clone(&client));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *c.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+                let server = *p.server.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(to) = server
+                    && !p.cut.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    let _ = b.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        let p = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                let to = *client.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(to) = to
+                    && !p.cut.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    let _ = p.front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        proxy
+    }
+
+    /// The server's SDP with its UDP candidates moved to the relay.
+    fn rewrite(&self, sdp: &str) -> String {
+        let port = self.front.local_addr().map_or(0, |a| a.port());
+        sdp.lines()
+            .map(|l| {
+                let mut f: Vec<String> = l.split(' ').map(str::to_owned).collect();
+                if l.starts_with("a=candidate") && f.len() > 5 && f[2].eq_ignore_ascii_case("udp") {
+                    if let (Ok(ip), Ok(p)) = (f[4].parse(), f[5].parse()) {
+                        *self.server.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(std::net::SocketAddr::new(ip, p));
+                    }
+                    f[5] = port.to_string();
+                }
+                format!("{}\r\n", f.join(" "))
+            })
+            .collect()
     }
 }
 
@@ -228,7 +304,7 @@ async fn gather(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
 }
 
 /// Joins, offers a camera and a microphone, and answers the server's offers as they come.
-async fn join(port: u16, token: &str) -> Client {
+async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
     let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -277,7 +353,15 @@ async fn join(port: u16, token: &str) -> Client {
     let offer = pc.create_offer(None).await.expect("offer");
     pc.set_local_description(offer).await.expect("local");
     gather(&mut gathered_rx).await;
-    let sdp = pc.local_description().await.expect("described").sdp;
+    let mut sdp = pc.local_description().await.expect("described").sdp;
+    if proxy.is_some() {
+        // Only the path through the proxy: the server learns the client's address from it.
+        sdp = sdp
+            .lines()
+            .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+    }
     let ws = Arc::new(tokio::sync::Mutex::new(sink));
     ws.lock()
         .await
@@ -291,6 +375,7 @@ async fn join(port: u16, token: &str) -> Client {
     let errors = Arc::new(Mutex::new(Vec::new()));
     {
         let (pc, ws, errors) = (Arc::clone(&pc), Arc::clone(&ws), Arc::clone(&errors));
+        let via = move |sdp: &str| proxy.as_ref().map_or(sdp.to_owned(), |p| p.rewrite(sdp));
         tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
                 let Message::Text(t) = m else { continue };
@@ -299,17 +384,13 @@ async fn join(port: u16, token: &str) -> Client {
                 };
                 match v["type"].as_str() {
                     Some("answer") => {
-                        let a = RTCSessionDescription::answer(
-                            v["sdp"].as_str().unwrap_or("").to_owned(),
-                        )
-                        .expect("answer SDP");
+                        let a = RTCSessionDescription::answer(via(v["sdp"].as_str().unwrap_or("")))
+                            .expect("answer SDP");
                         pc.set_remote_description(a).await.expect("set answer");
                     }
                     Some("offer") => {
-                        let o = RTCSessionDescription::offer(
-                            v["sdp"].as_str().unwrap_or("").to_owned(),
-                        )
-                        .expect("offer SDP");
+                        let o = RTCSessionDescription::offer(via(v["sdp"].as_str().unwrap_or("")))
+                            .expect("offer SDP");
                         pc.set_remote_description(o)
                             .await
                             .expect("set server offer");
@@ -407,6 +488,115 @@ async fn publish(
     let _ = a.await;
 }
 
+/// Starts sfu with `key`'s public half as its token key.
+fn start_sfu(key: &ed25519_dalek::SigningKey) -> (e2e::Daemon, e2e::Ports) {
+    let ports = e2e::Ports::free();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"));
+    cmd.args(ports.args()).args([
+        "--set",
+        &format!("sfu.token_key={}", public_key_base64(key)),
+    ]);
+    let mut d = e2e::Daemon::spawn(cmd);
+    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+    (d, ports)
+}
+
+fn room_token(key: &ed25519_dalek::SigningKey, room: &str, who: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    sign(
+        &RoomClaims {
+            room: room.into(),
+            sub: who.into(),
+            name: who.into(),
+            publish: true,
+            subscribe: true,
+            exp,
+        },
+        key,
+    )
+}
+
+/// One participant's UDP path is cut for four seconds and restored: the media in both
+/// directions comes back on the same connection, within the grace period, and nobody left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_udp_path_resumes() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+    let (mut d, ports) = start_sfu(&key);
+    let (frames, pages) = clips();
+    let (frames, pages) = (Arc::new(frames), Arc::new(pages));
+    let proxy = Proxy::start().await;
+    let mut a = join(
+        ports.sfu_signalling,
+        &room_token(&key, "ward-3", "doctor.a"),
+        None,
+    )
+    .await;
+    let mut c = join(
+        ports.sfu_signalling,
+        &room_token(&key, "ward-3", "nurse.c"),
+        Some(Arc::clone(&proxy)),
+    )
+    .await;
+    for x in [&mut a, &mut c] {
+        tokio::time::timeout(Duration::from_secs(15), x.connected.recv())
+            .await
+            .expect("connected within 15 s");
+    }
+    let started = Instant::now();
+    let cutter = {
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            proxy.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            proxy.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    futures_util::future::join(
+        publish(&a, Arc::clone(&frames), Arc::clone(&pages), 12),
+        publish(&c, Arc::clone(&frames), Arc::clone(&pages), 12),
+    )
+    .await;
+    cutter.await.expect("cutter");
+    let at = |d: f64| started + Duration::from_secs_f64(d);
+    for (who, from, x) in [("doctor.a", c.id, &a), ("nurse.c", a.id, &c)] {
+        let r = x.received.lock().unwrap_or_else(|e| e.into_inner());
+        let times: Vec<Instant> = r
+            .frames
+            .get(&format!("p{from}"))
+            .map(|v| v.iter().map(|(t, _)| *t).collect())
+            .unwrap_or_default();
+        let within = |a: f64, b: f64| times.iter().filter(|t| **t > at(a) && **t < at(b)).count();
+        assert!(
+            within(1.0, 3.0) > 20,
+            "{who}: frames before the cut: {}",
+            within(1.0, 3.0)
+        );
+        assert!(
+            within(4.0, 6.5) < 3,
+            "{who}: frames while cut: {}",
+            within(4.0, 6.5)
+        );
+        assert!(
+            within(8.5, 12.0) > 20,
+            "{who}: frames after the cut: {}",
+            within(8.5, 12.0)
+        );
+    }
+    let rooms = e2e::get(ports.sfu_signalling, "/metrics")
+        .expect("metrics")
+        .body;
+    assert!(
+        rooms.contains("sfu_participants{room=\"ward-3\"} 2"),
+        "both still in the room: {rooms}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_receive_each_others_media_intact() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
@@ -442,7 +632,7 @@ async fn three_participants_receive_each_others_media_intact() {
 
     let mut clients = Vec::new();
     for who in ["doctor.a", "expert.b", "expert.c"] {
-        clients.push(join(ports.sfu_signalling, &token(who)).await);
+        clients.push(join(ports.sfu_signalling, &token(who), None).await);
     }
     for c in &mut clients {
         tokio::time::timeout(Duration::from_secs(15), c.connected.recv())
@@ -485,7 +675,10 @@ async fn three_participants_receive_each_others_media_intact() {
                 got.len(),
                 r.frames.keys().collect::<Vec<_>>()
             );
-            let intact = got.iter().filter(|f| frame_set.contains(&f[..])).count();
+            let intact = got
+                .iter()
+                .filter(|(_, f)| frame_set.contains(&f[..]))
+                .count();
             assert_eq!(
                 intact,
                 got.len(),
