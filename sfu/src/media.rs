@@ -359,8 +359,12 @@ pub(crate) async fn offer(
     let mut peer = peer(rooms, room, id, tx).await?;
     // An offer with another DTLS fingerprint comes from a new connection (the client started
     // over after a drop): the old one goes, its tracks end, and the new one takes its place.
+    let offered = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
+    let Some(new_fingerprint) = fingerprint(sdp) else {
+        return Err(refused("sdp", "no a=fingerprint: DTLS-SRTP is required"));
+    };
     if let Some(current) = peer.pc.remote_description().await
-        && fingerprint(&current.sdp) != fingerprint(sdp)
+        && fingerprint(&current.sdp).is_some_and(|f| f != new_fingerprint)
     {
         tracing::info!(
             room,
@@ -385,9 +389,8 @@ pub(crate) async fn offer(
                 "an offer from the server is waiting for its answer",
             ));
         }
-        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
         peer.pc
-            .set_remote_description(offer)
+            .set_remote_description(offered)
             .await
             .map_err(|e| refused("sdp", e))?;
         let answer = peer

@@ -251,6 +251,7 @@ struct Client {
     video: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
     audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
     connected: tokio::sync::mpsc::UnboundedReceiver<()>,
+    /// `error` and `participant` messages received.
     errors: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -405,7 +406,10 @@ async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
                             ))
                             .await;
                     }
-                    Some("error") => errors.lock().unwrap_or_else(|e| e.into_inner()).push(v),
+                    // Errors and notices, kept for the test to read.
+                    Some("error" | "participant") => {
+                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(v)
+                    }
                     _ => {}
                 }
             }
@@ -597,6 +601,86 @@ async fn a_cut_udp_path_resumes() {
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// A participant whose connection drops starts over (a new signalling socket and a new peer
+/// connection, same identity) within the grace period: the others see "reconnecting" and
+/// "resumed", never a leave, and its media reaches them again under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_starting_over_resumes_its_place() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+    let (mut d, ports) = start_sfu(&key);
+    let (frames, pages) = clips();
+    let (frames, pages) = (Arc::new(frames), Arc::new(pages));
+    let mut a = join(
+        ports.sfu_signalling,
+        &room_token(&key, "icu-2", "doctor.a"),
+        None,
+    )
+    .await;
+    let mut b = join(
+        ports.sfu_signalling,
+        &room_token(&key, "icu-2", "expert.b"),
+        None,
+    )
+    .await;
+    for x in [&mut a, &mut b] {
+        tokio::time::timeout(Duration::from_secs(15), x.connected.recv())
+            .await
+            .expect("connected");
+    }
+    futures_util::future::join(
+        publish(&a, Arc::clone(&frames), Arc::clone(&pages), 3),
+        publish(&b, Arc::clone(&frames), Arc::clone(&pages), 3),
+    )
+    .await;
+    let b_id = b.id;
+    // b's socket and connection go away at once.
+    let _ = b.ws.lock().await.close().await;
+    let _ = b.pc.close().await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut b = join(
+        ports.sfu_signalling,
+        &room_token(&key, "icu-2", "expert.b"),
+        None,
+    )
+    .await;
+    assert_eq!(b.id, b_id, "the same place in the room");
+    tokio::time::timeout(Duration::from_secs(15), b.connected.recv())
+        .await
+        .expect("the new connection connects");
+    let resumed_at = Instant::now();
+    futures_util::future::join(
+        publish(&a, Arc::clone(&frames), Arc::clone(&pages), 4),
+        publish(&b, Arc::clone(&frames), Arc::clone(&pages), 4),
+    )
+    .await;
+    let events: Vec<String> = a
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|m| m["type"] == "participant" && m["id"] == b_id)
+        .filter_map(|m| m["event"].as_str().map(str::to_owned))
+        .collect();
+    assert!(events.contains(&"reconnecting".to_owned()), "{events:?}");
+    assert!(events.contains(&"resumed".to_owned()), "{events:?}");
+    assert!(!events.contains(&"left".to_owned()), "{events:?}");
+    let after = |x: &Client, from: u64| {
+        let r = x.received.lock().unwrap_or_else(|e| e.into_inner());
+        r.frames
+            .get(&format!("p{from}"))
+            .map_or(0, |v| v.iter().filter(|(t, _)| *t > resumed_at).count())
+    };
+    assert!(
+        after(&a, b_id) > 40,
+        "a gets b's new connection: {}",
+        after(&a, b_id)
+    );
+    assert!(after(&b, a.id) > 40, "b gets a again: {}", after(&b, a.id));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_receive_each_others_media_intact() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
@@ -726,7 +810,11 @@ async fn three_participants_receive_each_others_media_intact() {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let fields: Vec<&str> = errors.iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> = errors
+        .iter()
+        .filter(|e| e["type"] == "error")
+        .filter_map(|e| e["field"].as_str())
+        .collect();
     assert_eq!(fields, ["sdp", "sdp"], "{errors:?}");
     for c in &clients {
         let _ = c.pc.close().await;
