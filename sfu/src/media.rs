@@ -179,11 +179,26 @@ pub(crate) struct Published {
     pub(crate) owner: ParticipantId,
     kind: Kind,
     codec: RTCRtpCodec,
+    /// The publisher's track (keyframe requests go to it) and its SSRC.
+    remote: Arc<dyn TrackRemote>,
+    ssrc: u32,
 }
 
 impl Published {
-    pub(crate) fn new(owner: ParticipantId, kind: Kind, codec: RTCRtpCodec) -> Self {
-        Self { owner, kind, codec }
+    pub(crate) fn new(
+        owner: ParticipantId,
+        kind: Kind,
+        codec: RTCRtpCodec,
+        remote: Arc<dyn TrackRemote>,
+        ssrc: u32,
+    ) -> Self {
+        Self {
+            owner,
+            kind,
+            codec,
+            remote,
+            ssrc,
+        }
     }
 }
 
@@ -201,9 +216,83 @@ impl std::fmt::Debug for Published {
 pub(crate) struct RoomMedia {
     pub(crate) peers: BTreeMap<ParticipantId, Arc<Peer>>,
     pub(crate) tracks: BTreeMap<TrackId, Published>,
+    /// Packets by the core's handle, for forwarding and for answering NACKs.
+    payloads: HashMap<u64, rtc::rtp::Packet>,
+    order: std::collections::VecDeque<u64>,
+}
+
+/// Packets a room keeps for retransmission (the core keeps 512 per subscriber and track).
+const KEPT: usize = 16_384;
+
+/// What the transport does for the core's outputs.
+pub(crate) enum Work {
+    /// Send this (rewritten) packet on a subscriber's forwarded track.
+    Send(Outgoing, rtc::rtp::Packet),
+    /// Ask a publisher's track for a keyframe.
+    Pli(Arc<dyn TrackRemote>, u32),
 }
 
 impl RoomMedia {
+    /// Keeps a packet under its handle.
+    pub(crate) fn keep(&mut self, handle: u64, packet: rtc::rtp::Packet) {
+        self.payloads.insert(handle, packet);
+        self.order.push_back(handle);
+        while self.order.len() > KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.payloads.remove(&old);
+            }
+        }
+    }
+
+    /// Turns the core's outputs into sends and keyframe requests (notices are signalling's).
+    pub(crate) fn resolve(&self, outputs: &[Output]) -> Vec<Work> {
+        let mut work = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Forward {
+                    to,
+                    track,
+                    seq,
+                    ts,
+                    marker,
+                    handle,
+                } => {
+                    let out = self.peers.get(to).and_then(|p| p.outgoing(*track));
+                    if let (Some(out), Some(p)) = (out, self.payloads.get(handle)) {
+                        let mut p = p.clone();
+                        p.header.sequence_number = *seq;
+                        p.header.timestamp = *ts;
+                        p.header.marker = *marker;
+                        work.push(Work::Send(out, p));
+                    }
+                }
+                Output::Retransmit {
+                    to,
+                    track,
+                    seq,
+                    ts,
+                    handle,
+                } => {
+                    let out = self.peers.get(to).and_then(|p| p.outgoing(*track));
+                    if let (Some(out), Some(p)) = (out, self.payloads.get(handle)) {
+                        let mut p = p.clone();
+                        p.header.sequence_number = *seq;
+                        p.header.timestamp = *ts;
+                        metrics::counter!("sfu_retransmits_total").increment(1);
+                        work.push(Work::Send(out, p));
+                    }
+                }
+                Output::RequestKeyframe { track, .. } => {
+                    if let Some(t) = self.tracks.get(track) {
+                        work.push(Work::Pli(Arc::clone(&t.remote), t.ssrc));
+                    }
+                }
+                Output::Notice(_) => {}
+            }
+        }
+        work
+    }
+
     /// Follows the core's notices: a left participant's connection closes, an unpublished
     /// track stops going to its subscribers.
     pub(crate) fn follow(&mut self, outputs: &[Output], config: &Arc<MediaConfig>) {
@@ -299,6 +388,7 @@ async fn peer(
         let built = PeerConnectionBuilder::new()
             .with_media_engine(media_engine()?)
             .with_setting_engine(settings)
+            .with_interceptor_registry(crate::feedback::registry())
             .with_handler(Arc::new(Events {
                 rooms: Arc::downgrade(rooms),
                 room: room.to_owned(),
@@ -474,7 +564,7 @@ async fn subscribe_all(rooms: &Arc<Rooms>, room: &str, id: ParticipantId, peer: 
     };
     let mut added = false;
     for (tid, t) in tracks {
-        added |= add_outgoing(peer, tid, &t).await;
+        added |= add_outgoing(&Arc::downgrade(rooms), room, id, peer, tid, &t).await;
     }
     if added {
         tokio::spawn(renegotiate(Arc::clone(peer)));
@@ -482,7 +572,14 @@ async fn subscribe_all(rooms: &Arc<Rooms>, room: &str, id: ParticipantId, peer: 
 }
 
 /// Gives `peer` a local track carrying `tid`; false when it has one already or it failed.
-async fn add_outgoing(peer: &Arc<Peer>, tid: TrackId, t: &Published) -> bool {
+async fn add_outgoing(
+    rooms: &Weak<Rooms>,
+    room: &str,
+    sub: ParticipantId,
+    peer: &Arc<Peer>,
+    tid: TrackId,
+    t: &Published,
+) -> bool {
     if peer
         .outgoing
         .lock()
@@ -534,12 +631,20 @@ async fn add_outgoing(peer: &Arc<Peer>, tid: TrackId, t: &Published) -> bool {
                 .insert(
                     tid,
                     Outgoing {
-                        track,
+                        track: Arc::clone(&track),
                         sender,
                         ssrc,
                         pt: Arc::new(Mutex::new(None)),
                     },
                 );
+            tokio::spawn(feedback(
+                rooms.clone(),
+                room.to_owned(),
+                sub,
+                tid,
+                Arc::downgrade(peer),
+                track,
+            ));
             true
         }
         Err(e) => {
@@ -661,7 +766,7 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                     Kind::Video
                 };
                 codec_mime = codec.mime_type.to_lowercase();
-                match rooms.publish(&room, id, kind, codec) {
+                match rooms.publish(&room, id, kind, codec, Arc::clone(&track), ssrc) {
                     Ok((t, subscribers)) => {
                         tid = Some(t);
                         let published = rooms
@@ -669,8 +774,10 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                             .ok()
                             .flatten();
                         if let Some(p) = published {
-                            for peer in subscribers {
-                                if add_outgoing(&peer, t, &p).await {
+                            for (sub, peer) in subscribers {
+                                if add_outgoing(&Arc::downgrade(&rooms), &room, sub, &peer, t, &p)
+                                    .await
+                                {
                                     tokio::spawn(renegotiate(peer));
                                 }
                             }
@@ -684,7 +791,7 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
             }
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let Some(t) = tid else { continue };
-                forward(&rooms, &room, t, &codec_mime, &track, packet).await;
+                forward(&rooms, &room, t, &codec_mime, packet).await;
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
@@ -701,7 +808,6 @@ async fn forward(
     room: &str,
     tid: TrackId,
     mime: &str,
-    remote: &Arc<dyn TrackRemote>,
     packet: rtc::rtp::Packet,
 ) {
     static HANDLES: AtomicU64 = AtomicU64::new(1);
@@ -710,6 +816,7 @@ async fn forward(
         "video/h264" => h264_keyframe(&packet.payload),
         _ => false,
     };
+    let handle = HANDLES.fetch_add(1, Ordering::Relaxed);
     let core_packet = sfu_core::Packet {
         track: tid,
         layer: 0,
@@ -718,20 +825,24 @@ async fn forward(
         marker: packet.header.marker,
         keyframe,
         audio_level: None,
-        handle: HANDLES.fetch_add(1, Ordering::Relaxed),
-    };
-    let Ok(work) = rooms.packet(room, core_packet) else {
-        return;
+        handle,
     };
     let size = (packet.payload.len() + 12) as u64;
+    let Ok(work) = rooms.core(room, Some((handle, packet)), |core, now| {
+        core.packet(core_packet, now)
+    }) else {
+        return;
+    };
     metrics::counter!("sfu_packets_in_total").increment(1);
     metrics::counter!("sfu_room_bytes_in_total", "room" => room.to_owned()).increment(size);
-    for (output, out) in work {
-        match output {
-            Output::Forward {
-                seq, ts, marker, ..
-            } => {
-                let Some(out) = out else { continue };
+    perform(room, work).await;
+}
+
+/// Sends what the core decided.
+async fn perform(room: &str, work: Vec<Work>) {
+    for w in work {
+        match w {
+            Work::Send(out, mut p) => {
                 let pt = {
                     let known = *out.pt.lock().unwrap_or_else(PoisonError::into_inner);
                     match known {
@@ -750,10 +861,7 @@ async fn forward(
                         }
                     }
                 };
-                let mut p = packet.clone();
-                p.header.sequence_number = seq;
-                p.header.timestamp = ts;
-                p.header.marker = marker;
+                let size = (p.payload.len() + 12) as u64;
                 p.header.ssrc = out.ssrc;
                 p.header.payload_type = pt;
                 p.header.extension = false;
@@ -765,8 +873,7 @@ async fn forward(
                         .increment(size);
                 }
             }
-            Output::RequestKeyframe { .. } => {
-                let media_ssrc = packet.header.ssrc;
+            Work::Pli(remote, media_ssrc) => {
                 let pli =
                     rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
                         sender_ssrc: 0,
@@ -775,7 +882,56 @@ async fn forward(
                 let _ = remote.write_rtcp(vec![Box::new(pli)]).await;
                 metrics::counter!("sfu_pli_total").increment(1);
             }
-            _ => {}
+        }
+    }
+}
+
+/// A subscriber's feedback on one forwarded track, for as long as it gets the track.
+async fn feedback(
+    rooms: Weak<Rooms>,
+    room: String,
+    sub: ParticipantId,
+    tid: TrackId,
+    peer: Weak<Peer>,
+    track: Arc<TrackLocalStaticRTP>,
+) {
+    use webrtc::media_stream::track_local::TrackLocalEvent;
+    loop {
+        let Some(event) = track.poll().await else {
+            // Not bound yet (negotiating), or unbound: go on while the track is still theirs.
+            match peer.upgrade() {
+                Some(p) if p.outgoing(tid).is_some() => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                _ => return,
+            }
+        };
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        let Some(rooms) = rooms.upgrade() else { return };
+        for f in crate::feedback::read(&packets) {
+            let (kind, work) = match f {
+                crate::feedback::Feedback::Keyframe => (
+                    "keyframe",
+                    rooms.core(&room, None, |core, now| {
+                        core.keyframe_request(sub, tid, now)
+                    }),
+                ),
+                crate::feedback::Feedback::Nack(seqs) => (
+                    "nack",
+                    rooms.core(&room, None, |core, _| core.nack(sub, tid, &seqs)),
+                ),
+                crate::feedback::Feedback::Estimate(bps) => (
+                    "estimate",
+                    rooms.core(&room, None, |core, now| core.estimate(sub, bps, now)),
+                ),
+            };
+            metrics::counter!("sfu_feedback_total", "kind" => kind).increment(1);
+            if let Ok(work) = work {
+                perform(&room, work).await;
+            }
         }
     }
 }

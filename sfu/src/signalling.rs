@@ -20,8 +20,11 @@ use serde_json::{Value, json};
 use sfu_core::{Notice, Output, ParticipantId, Room, RoomError};
 use tokio::sync::mpsc;
 
-use crate::media::{MediaConfig, MediaError, Outgoing, Peer, Published, RoomMedia};
+use crate::media::{MediaConfig, MediaError, Peer, Published, RoomMedia};
 use crate::token::RoomClaims;
+
+/// The peers that should get a newly published track.
+type Subscribers = Vec<(ParticipantId, Arc<Peer>)>;
 
 /// One member as signalling knows it.
 #[derive(Debug)]
@@ -375,7 +378,9 @@ impl Rooms {
         id: ParticipantId,
         kind: sfu_core::Kind,
         codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
-    ) -> Result<(sfu_core::TrackId, Vec<Arc<Peer>>), RoomError> {
+        remote: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,
+        ssrc: u32,
+    ) -> Result<(sfu_core::TrackId, Subscribers), RoomError> {
         let mut inner = self.lock();
         let room = inner
             .rooms
@@ -386,14 +391,14 @@ impl Rooms {
             .publish(id, kind, crate::media::default_layers(kind))?;
         room.media
             .tracks
-            .insert(tid, Published::new(id, kind, codec));
+            .insert(tid, Published::new(id, kind, codec, remote, ssrc));
         self.broadcast(room, &out);
         let subscribers = room
             .media
             .peers
             .iter()
             .filter(|(p, _)| **p != id)
-            .map(|(_, peer)| Arc::clone(peer))
+            .map(|(p, peer)| (*p, Arc::clone(peer)))
             .collect();
         Ok((tid, subscribers))
     }
@@ -408,28 +413,25 @@ impl Rooms {
         }
     }
 
-    /// One packet through the core: what to do, with each subscriber's forwarded track.
-    pub(crate) fn packet(
+    /// Runs `f` on a room's core (keeping `packet` under its handle first): what the transport
+    /// must do; notices go out as signalling.
+    pub(crate) fn core(
         &self,
         room_name: &str,
-        packet: sfu_core::Packet,
-    ) -> Result<Vec<(Output, Option<Outgoing>)>, MediaError> {
+        packet: Option<(u64, rtc::rtp::Packet)>,
+        f: impl FnOnce(&mut Room, u64) -> Vec<Output>,
+    ) -> Result<Vec<crate::media::Work>, MediaError> {
         let now = self.now();
         let mut inner = self.lock();
         let room = inner.rooms.get_mut(room_name).ok_or(MediaError::Gone)?;
-        let out = room.core.packet(packet, now);
-        let mut work = Vec::with_capacity(out.len());
-        for o in out {
-            match &o {
-                Output::Forward { to, track, .. } => {
-                    let target = room.media.peers.get(to).and_then(|p| p.outgoing(*track));
-                    work.push((o, target));
-                }
-                Output::Notice(_) => self.broadcast(room, std::slice::from_ref(&o)),
-                _ => work.push((o, None)),
-            }
+        if let Some((handle, p)) = packet {
+            room.media.keep(handle, p);
         }
-        Ok(work)
+        let out = f(&mut room.core, now);
+        if out.iter().any(|o| matches!(o, Output::Notice(_))) {
+            self.broadcast(room, &out);
+        }
+        Ok(room.media.resolve(&out))
     }
 
     /// Publishes each room's media figures at /metrics: bitrate (over the time since the last

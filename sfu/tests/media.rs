@@ -104,6 +104,8 @@ struct Received {
     frames: HashMap<String, Vec<(Instant, Vec<u8>)>>,
     /// Opus payloads.
     audio: HashMap<String, Vec<Vec<u8>>>,
+    /// Video tracks received: stream, track, SSRC, last sequence number.
+    video_tracks: Vec<(String, Arc<dyn TrackRemote>, u32, u16)>,
 }
 
 struct Handler {
@@ -146,6 +148,15 @@ impl PeerConnectionEventHandler for Handler {
                         .or_default()
                         .push(p.payload.to_vec());
                     continue;
+                }
+                match r.video_tracks.iter_mut().find(|t| t.0 == stream) {
+                    Some(t) => t.3 = p.header.sequence_number,
+                    None => r.video_tracks.push((
+                        stream.clone(),
+                        Arc::clone(&track),
+                        p.header.ssrc,
+                        p.header.sequence_number,
+                    )),
                 }
                 let Some((skip, start)) = vp8_descriptor(&p.payload) else {
                     frame = None;
@@ -785,6 +796,70 @@ async fn three_participants_receive_each_others_media_intact() {
             "nobody gets their own media back"
         );
     }
+    // Feedback from a subscriber reaches the core: a keyframe request goes on to the publisher,
+    // a NACK is answered from the buffer, a bitrate estimate is taken.
+    let (track, ssrc, seq) = {
+        let r = clients[0]
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let t = r.video_tracks.first().expect("a video track");
+        (Arc::clone(&t.1), t.2, t.3)
+    };
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+    let feedback: Vec<Box<dyn rtc::rtcp::Packet>> = vec![
+        Box::new(PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        }),
+        Box::new(TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+            nacks: vec![NackPair {
+                packet_id: seq.wrapping_sub(3),
+                lost_packets: 0b11,
+            }],
+        }),
+        Box::new(ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 1,
+            bitrate: 300_000.0,
+            ssrcs: vec![ssrc],
+        }),
+    ];
+    track.write_rtcp(feedback).await.expect("feedback sent");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = e2e::get(ports.sfu_signalling, "/metrics")
+        .expect("metrics")
+        .body;
+    let count = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        count("sfu_feedback_total{kind=\"keyframe\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(count("sfu_feedback_total{kind=\"nack\"}"), 1.0, "{metrics}");
+    assert_eq!(
+        count("sfu_feedback_total{kind=\"estimate\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count("sfu_retransmits_total"),
+        3.0,
+        "three packets resent: {metrics}"
+    );
+    assert!(
+        count("sfu_pli_total") >= 1.0,
+        "the keyframe request went on: {metrics}"
+    );
+
     // Per-room figures at /metrics.
     let metrics = e2e::get(ports.sfu_signalling, "/metrics")
         .expect("metrics")
