@@ -521,15 +521,21 @@ pub(crate) async fn answer(
         .with_media(room, |m| m.peers.get(&id).cloned())?
         .ok_or_else(|| refused("type", "no offer was made to you"))?;
     let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
-    if !peer.offered.load(Ordering::Acquire) {
-        return Err(refused("type", "no offer from the server is waiting"));
-    }
-    peer.pc
-        .set_remote_description(answer)
-        .await
-        .map_err(|e| refused("sdp", e))?;
-    peer.offered.store(false, Ordering::Release);
-    if peer.again.swap(false, Ordering::AcqRel) {
+    // Under the negotiation lock, so a change that arrives meanwhile is not lost: it either
+    // waits for this answer or sees `again` cleared after it.
+    let again = {
+        let _one = peer.negotiating.lock().await;
+        if !peer.offered.load(Ordering::Acquire) {
+            return Err(refused("type", "no offer from the server is waiting"));
+        }
+        peer.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| refused("sdp", e))?;
+        peer.offered.store(false, Ordering::Release);
+        peer.again.swap(false, Ordering::AcqRel)
+    };
+    if again {
         tokio::spawn(renegotiate(peer));
     }
     Ok(())

@@ -4,7 +4,10 @@
 //! their stream (`p<id>`), with payloads intact: every VP8 frame reassembled from the forwarded
 //! packets is byte-equal to a frame of the clip, every Opus payload to a page of the clip. The
 //! server's media ports come from `listeners.sfu_media_udp`. Garbage SDP gets an error naming
-//! the field, and the room goes on.
+//! the field, garbage datagrams at the media ports are dropped, and the room goes on.
+//! Subscribers' feedback (PLI, NACK, REMB) reaches the core. A participant's UDP path cut and
+//! restored resumes on the same connection; one that starts over on a new connection keeps its
+//! place.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -750,6 +753,23 @@ async fn three_participants_receive_each_others_media_intact() {
         .await
         .expect("send");
 
+    // Garbage at every port of the media range (random bytes, a truncated STUN header, RTP and
+    // RTCP headers with nothing valid behind them): dropped, and the room goes on.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").expect("junk socket");
+    let (first, last) = ports.media_udp();
+    for port in first..=last {
+        for datagram in [
+            &b"\x00\x01\x00\x50\x21\x12"[..],
+            &[
+                0x80, 0x60, 0x00, 0x01, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3,
+            ][..],
+            &[0x81, 0xc9, 0x00, 0x07, 0xff, 0xff][..],
+            &[0x16, 0xfe, 0xfd, 0x00][..],
+            &[0xa5; 1400][..],
+        ] {
+            let _ = junk.send_to(datagram, ("127.0.0.1", port));
+        }
+    }
     let publishing: Vec<_> = clients
         .iter()
         .map(|c| publish(c, Arc::clone(&frames), Arc::clone(&pages), 6))

@@ -73,13 +73,19 @@ impl Ports {
         }
     }
 
-    /// `--set` arguments putting every listener on these ports.
-    pub fn args(&self) -> Vec<String> {
-        let media_first = if self.quic > 60_000 {
+    /// The sfu's WebRTC media range (`listeners.sfu_media_udp`) these ports give: 100 ports.
+    pub fn media_udp(&self) -> (u16, u16) {
+        let first = if self.quic > 60_000 {
             20_000
         } else {
             self.quic + 1
         };
+        (first, first + 99)
+    }
+
+    /// `--set` arguments putting every listener on these ports.
+    pub fn args(&self) -> Vec<String> {
+        let (media_first, _) = self.media_udp();
         [
             format!("listeners.http={}", self.http),
             format!("listeners.imaging_http={}", self.imaging_http),
