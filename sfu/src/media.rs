@@ -797,7 +797,10 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
             }
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let Some(t) = tid else { continue };
+                let received = std::time::Instant::now();
                 forward(&rooms, &room, t, &codec_mime, packet).await;
+                // Receive to hand-over to every subscriber's connection, inside the SFU.
+                metrics::histogram!("sfu_forward_seconds").record(received.elapsed().as_secs_f64());
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}

@@ -1,0 +1,603 @@
+//! Load harness for the SFU (issue 6), against the real `sfu` binary: N rooms of M webrtc-rs
+//! participants, each publishing at the packet rate of a 720p 1.5 Mbps camera (156 packets/s of
+//! 1,200 bytes, a keyframe each second) plus Opus (50 packets/s), payloads cut from the shared
+//! clips with a send time written into them. It reports packets forwarded per second, loss,
+//! latency end to end and inside the SFU (receive to hand-over, p50/p99), the SFU's CPU and
+//! RSS, and the harness's own CPU. Beside it, in the same run, the machine's limit: a bare UDP
+//! loop that receives SRTP, decrypts, encrypts and sends on one core.
+//!
+//! Build first: `cargo build --release -p sfu -p benches`, then
+//! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS]` (default `1,2,4 4 8`).
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+/// Microseconds since the harness started: the clock written into payloads.
+fn now_us() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// CPU seconds of a process so far (utime + stime).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// What every receiver saw: packets and latencies per (publisher stream, kind).
+#[derive(Default)]
+struct Seen {
+    packets: HashMap<(String, bool), u64>,
+    latency_us: Vec<u64>,
+}
+
+struct Handler {
+    gathered: tokio::sync::mpsc::UnboundedSender<()>,
+    connected: tokio::sync::mpsc::UnboundedSender<()>,
+    seen: Arc<Mutex<Seen>>,
+    measuring: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(());
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let (seen, measuring) = (Arc::clone(&self.seen), Arc::clone(&self.measuring));
+        tokio::spawn(async move {
+            let stream = track.stream_id().await.to_string();
+            let audio = track.kind().await == RtpCodecKind::Audio;
+            while let Some(e) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(p) = e else {
+                    continue;
+                };
+                let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                *s.packets.entry((stream.clone(), audio)).or_default() += 1;
+                if measuring.load(Ordering::Relaxed) && p.payload.len() >= 12 {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(&p.payload[4..12]);
+                    let sent = u64::from_le_bytes(t);
+                    s.latency_us.push(now_us().saturating_sub(sent));
+                }
+            }
+        });
+    }
+}
+
+struct Participant {
+    pc: Arc<dyn PeerConnection>,
+    id: u64,
+    video: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
+    audio: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
+    connected: tokio::sync::mpsc::UnboundedReceiver<()>,
+    seen: Arc<Mutex<Seen>>,
+    sent: Arc<[AtomicU64; 2]>,
+}
+
+fn track(
+    kind: RtpCodecKind,
+    mime: &str,
+    clock: u32,
+    channels: u16,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = (now_us() as u32).wrapping_mul(2_654_435_761) ^ u32::from(channels);
+    let t = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("h-{kind}"),
+        format!("h-{kind}-{ssrc}"),
+        format!("harness {kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate: clock,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(t), ssrc)
+}
+
+async fn join(
+    port: u16,
+    token: &str,
+    measuring: Arc<std::sync::atomic::AtomicBool>,
+) -> Participant {
+    let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("signalling");
+    let (mut sink, mut stream) = socket.split();
+    let joined: Value = match stream.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("JSON"),
+        other => panic!("no welcome: {other:?}"),
+    };
+    let id = joined["you"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("joined: {joined}"));
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    let (gtx, mut grx) = tokio::sync::mpsc::unbounded_channel();
+    let (ctx, connected) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                gathered: gtx,
+                connected: ctx,
+                seen: Arc::clone(&seen),
+                measuring,
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .expect("peer connection"),
+    );
+    let (v, vssrc) = track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
+    let (a, assrc) = track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
+    let vs = pc
+        .add_track(Arc::clone(&v) as Arc<dyn TrackLocal>)
+        .await
+        .expect("video");
+    let as_ = pc
+        .add_track(Arc::clone(&a) as Arc<dyn TrackLocal>)
+        .await
+        .expect("audio");
+    let offer = pc.create_offer(None).await.expect("offer");
+    pc.set_local_description(offer).await.expect("local");
+    let _ = tokio::time::timeout(Duration::from_secs(5), grx.recv()).await;
+    let sdp = pc.local_description().await.expect("described").sdp;
+    sink.send(Message::text(
+        json!({"type": "offer", "sdp": sdp}).to_string(),
+    ))
+    .await
+    .expect("offer sent");
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    let p = Arc::clone(&pc);
+    tokio::spawn(async move {
+        while let Some(Ok(Message::Text(t))) = stream.next().await {
+            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                continue;
+            };
+            let sdp = v["sdp"].as_str().unwrap_or("").to_owned();
+            match v["type"].as_str() {
+                Some("answer") => {
+                    if let Ok(d) = RTCSessionDescription::answer(sdp) {
+                        let _ = p.set_remote_description(d).await;
+                    }
+                }
+                Some("offer") => {
+                    let Ok(d) = RTCSessionDescription::offer(sdp) else {
+                        continue;
+                    };
+                    if p.set_remote_description(d).await.is_err() {
+                        continue;
+                    }
+                    let Ok(ans) = p.create_answer(None).await else {
+                        continue;
+                    };
+                    if p.set_local_description(ans).await.is_err() {
+                        continue;
+                    }
+                    if let Some(l) = p.local_description().await {
+                        let _ = sink
+                            .lock()
+                            .await
+                            .send(Message::text(
+                                json!({"type": "answer", "sdp": l.sdp}).to_string(),
+                            ))
+                            .await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    Participant {
+        pc,
+        id,
+        video: (v, vs, vssrc),
+        audio: (a, as_, assrc),
+        connected,
+        seen,
+        sent: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+    }
+}
+
+async fn payload_type(s: &Arc<dyn RtpSender>) -> u8 {
+    s.get_parameters()
+        .await
+        .ok()
+        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+        .unwrap_or(96)
+}
+
+/// Publishes until `until`: video 156 packets/s in frames of 6 (a keyframe each second), audio
+/// 50 packets/s; each payload cut from the clips, with the send time in bytes 4..12.
+async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
+    let (vpt, apt) = (
+        payload_type(&p.video.1).await,
+        payload_type(&p.audio.1).await,
+    );
+    let (v, vssrc, a, assrc) = (
+        Arc::clone(&p.video.0),
+        p.video.2,
+        Arc::clone(&p.audio.0),
+        p.audio.2,
+    );
+    let sent = Arc::clone(&p.sent);
+    let video = {
+        let (clip, sent) = (Arc::clone(&clip), Arc::clone(&sent));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / 26));
+            let (mut seq, mut frame) = (0u16, 0u32);
+            while Instant::now() < until {
+                tick.tick().await;
+                for k in 0..6u16 {
+                    let at = (usize::from(seq) * 1200) % (clip.len() - 1300);
+                    let mut payload = clip[at..at + 1200].to_vec();
+                    // VP8 descriptor: S=1 on the frame's first packet; a keyframe each 26 frames.
+                    payload[0] = if k == 0 { 0x10 } else { 0x00 };
+                    payload[1] = if frame % 26 == 0 { 0x00 } else { 0x01 };
+                    payload[4..12].copy_from_slice(&now_us().to_le_bytes());
+                    let packet = rtc::rtp::Packet {
+                        header: rtc::rtp::header::Header {
+                            version: 2,
+                            payload_type: vpt,
+                            sequence_number: seq,
+                            timestamp: frame.wrapping_mul(3462),
+                            ssrc: vssrc,
+                            marker: k == 5,
+                            ..Default::default()
+                        },
+                        payload: payload.into(),
+                    };
+                    seq = seq.wrapping_add(1);
+                    if v.write_rtp(packet).await.is_ok() {
+                        sent[0].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                frame += 1;
+            }
+        })
+    };
+    let audio = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut seq = 0u16;
+        while Instant::now() < until {
+            tick.tick().await;
+            let at = (usize::from(seq) * 100) % (clip.len() - 200);
+            let mut payload = clip[at..at + 100].to_vec();
+            payload[4..12].copy_from_slice(&now_us().to_le_bytes());
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type: apt,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 960,
+                    ssrc: assrc,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            };
+            seq = seq.wrapping_add(1);
+            if a.write_rtp(packet).await.is_ok() {
+                sent[1].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let _ = video.await;
+    let _ = audio.await;
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let body = e2e::get(port, "/metrics")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn percentile(v: &mut [u64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let ports = e2e::Ports::free();
+    let mut cmd = std::process::Command::new(e2e::bin("sfu"));
+    cmd.args(ports.args())
+        .args([
+            "--set",
+            &format!("sfu.token_key={}", sfu::token::public_key_base64(&key)),
+        ])
+        .args([
+            "--set",
+            "sfu.max_rooms=1000",
+            "--set",
+            "sfu.max_participants_per_room=16",
+        ])
+        .args(["--set", "listeners.sfu_media_udp=30000-31999"]);
+    let mut d = e2e::Daemon::spawn(cmd);
+    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+    let port = ports.sfu_signalling;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut all: Vec<(usize, Participant)> = Vec::new();
+    for r in 0..rooms {
+        for i in 0..size {
+            let token = sfu::token::sign(
+                &sfu::token::RoomClaims {
+                    room: format!("load-{r}"),
+                    sub: format!("p{r}-{i}"),
+                    name: format!("p{r}-{i}"),
+                    publish: true,
+                    subscribe: true,
+                    exp,
+                },
+                &key,
+            );
+            all.push((r, join(port, &token, Arc::clone(&measuring)).await));
+        }
+    }
+    for (_, p) in &mut all {
+        let _ = tokio::time::timeout(Duration::from_secs(30), p.connected.recv()).await;
+    }
+    // Warm up: everyone publishes until everyone receives everyone (negotiations done).
+    let warm = Instant::now() + Duration::from_secs(4);
+    let warming: Vec<_> = all
+        .iter()
+        .map(|(_, p)| publish(p, Arc::clone(&clip), warm))
+        .collect();
+    futures_util::future::join_all(warming).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (_, p) in &all {
+        let mut s = p.seen.lock().unwrap_or_else(|e| e.into_inner());
+        s.packets.clear();
+        s.latency_us.clear();
+        p.sent[0].store(0, Ordering::Relaxed);
+        p.sent[1].store(0, Ordering::Relaxed);
+    }
+    let (sfu_cpu0, me_cpu0) = (cpu_seconds(d.pid()), cpu_seconds(std::process::id()));
+    let out0 = metric(port, "sfu_packets_out_total");
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let running: Vec<_> = all
+        .iter()
+        .map(|(_, p)| publish(p, Arc::clone(&clip), until))
+        .collect();
+    futures_util::future::join_all(running).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let sfu_cpu = (cpu_seconds(d.pid()) - sfu_cpu0) / elapsed * 100.0;
+    let me_cpu = (cpu_seconds(std::process::id()) - me_cpu0) / elapsed * 100.0;
+    let forwarded = (metric(port, "sfu_packets_out_total") - out0) / elapsed;
+    let (mut expected, mut received, mut lat) = (0u64, 0u64, Vec::new());
+    for (r, p) in &all {
+        let s = p.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (r2, q) in &all {
+            if r2 != r || q.id == p.id {
+                continue;
+            }
+            let stream = format!("p{}", q.id);
+            for (k, audio) in [(0, false), (1, true)] {
+                let sent = q.sent[k].load(Ordering::Relaxed);
+                let got = s
+                    .packets
+                    .get(&(stream.clone(), audio))
+                    .copied()
+                    .unwrap_or(0);
+                expected += sent;
+                received += got.min(sent);
+            }
+        }
+        lat.extend_from_slice(&s.latency_us);
+    }
+    let loss = if expected > 0 {
+        100.0 * (1.0 - received as f64 / expected as f64)
+    } else {
+        100.0
+    };
+    let fwd = |q: &str| metric(port, &format!("sfu_forward_seconds{{quantile=\"{q}\"}}")) * 1000.0;
+    println!(
+        "  {rooms:>3} rooms x {size}: {forwarded:>8.0} packets forwarded/s, loss {loss:.2}%, \
+         end to end p50 {:.2} / p99 {:.2} ms, inside the SFU p50 {:.3} / p99 {:.3} ms, \
+         SFU CPU {sfu_cpu:.0}% of one core, RSS {:.0} MB; harness CPU {me_cpu:.0}%",
+        percentile(&mut lat, 0.5),
+        percentile(&mut lat, 0.99),
+        fwd("0.5"),
+        fwd("0.99"),
+        rss_mb(d.pid()),
+    );
+    for (_, p) in &all {
+        let _ = p.pc.close().await;
+    }
+    d.signal("TERM");
+    let _ = d.wait_exit(Duration::from_secs(20));
+}
+
+/// The machine's limit: one core receiving SRTP on a UDP socket, decrypting, encrypting and
+/// sending it on (plain recv_from/send_to; no batching), fed and drained by two other threads.
+fn bare_loop(seconds: f64) -> f64 {
+    use rtc::srtp::context::Context;
+    use rtc::srtp::protection_profile::ProtectionProfile;
+    let crypto = rtc::crypto::providers::RingCrypto;
+    let (key, salt) = ([7u8; 16], [9u8; 14]);
+    let ctx = || {
+        Context::new(
+            &key,
+            &salt,
+            ProtectionProfile::Aes128CmHmacSha1_80,
+            None,
+            None,
+            &crypto,
+        )
+        .expect("srtp context")
+    };
+    let (mut enc_in, mut dec, mut enc_out) = (ctx(), ctx(), ctx());
+    let lp = UdpSocket::bind("127.0.0.1:0").expect("loop socket");
+    let sink = UdpSocket::bind("127.0.0.1:0").expect("sink");
+    let src = UdpSocket::bind("127.0.0.1:0").expect("source");
+    let (lp_addr, sink_addr) = (
+        lp.local_addr().expect("addr"),
+        sink.local_addr().expect("addr"),
+    );
+    lp.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    sink.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let feeder = std::thread::spawn(move || {
+        let mut seq = 0u16;
+        let payload = vec![0x5au8; 1200];
+        while !s2.load(Ordering::Relaxed) {
+            let header = rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: u32::from(seq) * 3000,
+                ssrc: 0x1234,
+                ..Default::default()
+            };
+            let pkt = rtc::rtp::Packet {
+                header,
+                payload: payload.clone().into(),
+            };
+            use rtc::shared::marshal::Marshal;
+            let Ok(raw) = pkt.marshal() else { break };
+            if let Ok(e) = enc_in.encrypt_rtp(&raw) {
+                let _ = src.send_to(&e, lp_addr);
+            }
+            seq = seq.wrapping_add(1);
+            // Keep the loop, not the feeder, the bottleneck, without flooding the socket.
+            if seq.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let s3 = Arc::clone(&stop);
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !s3.load(Ordering::Relaxed) {
+            let _ = sink.recv_from(&mut buf);
+        }
+    });
+    let mut buf = [0u8; 2048];
+    let mut n = 0u64;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let Ok((len, _)) = lp.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(plain) = dec.decrypt_rtp(&buf[..len]) else {
+            continue;
+        };
+        let Ok(out) = enc_out.encrypt_rtp(&plain) else {
+            continue;
+        };
+        if lp.send_to(&out, sink_addr).is_ok() {
+            n += 1;
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
+    let _ = drain.join();
+    rate
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rooms: Vec<usize> = args
+        .first()
+        .map_or("1,2,4", String::as_str)
+        .split(',')
+        .filter_map(|r| r.parse().ok())
+        .collect();
+    let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4);
+    let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let clip = Arc::new(
+        std::fs::read(
+            benches::repo_root().join("../shared/testdata/media/webrtc-rs/output_vp8.ivf"),
+        )
+        .expect("the VP8 clip"),
+    );
+    println!(
+        "sfu load: webrtc-rs participants publishing 720p-rate VP8 (156 packets/s) + Opus (50/s)"
+    );
+    let bare = bare_loop(3.0);
+    println!(
+        "  reference, bare UDP loop (recv, SRTP decrypt, encrypt, send) on one core: {bare:.0} packets/s"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for r in rooms {
+        rt.block_on(run(r, size, seconds, Arc::clone(&clip)));
+    }
+}
