@@ -221,8 +221,9 @@ pub(crate) struct RoomMedia {
     order: std::collections::VecDeque<u64>,
 }
 
-/// Packets a room keeps for retransmission (the core keeps 512 per subscriber and track).
-const KEPT: usize = 16_384;
+/// Packets a room keeps per published track for retransmission: the core's NACK window
+/// (`sfu_core::BUFFER` per subscriber and track) reaches no further back.
+const KEPT_PER_TRACK: usize = sfu_core::BUFFER;
 
 /// What the transport does for the core's outputs.
 pub(crate) enum Work {
@@ -237,7 +238,8 @@ impl RoomMedia {
     pub(crate) fn keep(&mut self, handle: u64, packet: rtc::rtp::Packet) {
         self.payloads.insert(handle, packet);
         self.order.push_back(handle);
-        while self.order.len() > KEPT {
+        let kept = KEPT_PER_TRACK * self.tracks.len().max(1);
+        while self.order.len() > kept {
             if let Some(old) = self.order.pop_front() {
                 self.payloads.remove(&old);
             }

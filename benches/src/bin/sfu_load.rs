@@ -114,6 +114,9 @@ struct Participant {
     connected: tokio::sync::mpsc::UnboundedReceiver<()>,
     seen: Arc<Mutex<Seen>>,
     sent: Arc<[AtomicU64; 2]>,
+    /// Next video and audio sequence numbers and the video frame count: a publisher's
+    /// numbering runs on across the warm-up and the measurement.
+    next: Arc<[AtomicU64; 3]>,
 }
 
 fn track(
@@ -255,6 +258,7 @@ async fn join(
         connected,
         seen,
         sent: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+        next: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
     }
 }
 
@@ -280,11 +284,15 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
         p.audio.2,
     );
     let sent = Arc::clone(&p.sent);
+    let next = Arc::clone(&p.next);
     let video = {
-        let (clip, sent) = (Arc::clone(&clip), Arc::clone(&sent));
+        let (clip, sent, next) = (Arc::clone(&clip), Arc::clone(&sent), Arc::clone(&next));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / 26));
-            let (mut seq, mut frame) = (0u16, 0u32);
+            let (mut seq, mut frame) = (
+                next[0].load(Ordering::Relaxed) as u16,
+                next[2].load(Ordering::Relaxed) as u32,
+            );
             while Instant::now() < until {
                 tick.tick().await;
                 for k in 0..6u16 {
@@ -313,11 +321,13 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
                 }
                 frame += 1;
             }
+            next[0].store(u64::from(seq), Ordering::Relaxed);
+            next[2].store(u64::from(frame), Ordering::Relaxed);
         })
     };
     let audio = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
-        let mut seq = 0u16;
+        let mut seq = next[1].load(Ordering::Relaxed) as u16;
         while Instant::now() < until {
             tick.tick().await;
             let at = (usize::from(seq) * 100) % (clip.len() - 200);
@@ -339,6 +349,7 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
                 sent[1].fetch_add(1, Ordering::Relaxed);
             }
         }
+        next[1].store(u64::from(seq), Ordering::Relaxed);
     });
     let _ = video.await;
     let _ = audio.await;
@@ -456,6 +467,14 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
             }
         }
         lat.extend_from_slice(&s.latency_us);
+        if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
+            eprintln!("    participant {} received {:?}", p.id, s.packets);
+        }
+    }
+    if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
+        for (_, q) in &all {
+            eprintln!("    participant {} sent {:?}", q.id, q.sent);
+        }
     }
     let loss = if expected > 0 {
         100.0 * (1.0 - received as f64 / expected as f64)
