@@ -488,6 +488,7 @@ async fn room_token(
     )
     .await?;
     Ok(Json(json!({
+        "room_url": format!("{}room?token={token}", api.sfu_url),
         "token": token, "room": room, "publish": publish, "expires_at": exp,
         "signalling_url": api.sfu_url,
     })))

@@ -191,7 +191,8 @@ pub fn document() -> Value {
                 "responses": responses(("200", answer("the token", object(json!({
                     "token": { "type": "string" }, "room": { "type": "string" },
                     "publish": { "type": "boolean" }, "expires_at": { "type": "integer" },
-                    "signalling_url": { "type": "string" } }), &["token", "room", "publish", "expires_at"]))),
+                    "signalling_url": { "type": "string" }, "room_url": { "type": "string" } }),
+                    &["token", "room", "publish", "expires_at", "room_url"]))),
                     &["401", "403", "404", "409"]) } },
             "/api/v1/referrals": {
                 "post": { "summary": "Start a referral (a draft)",

@@ -419,8 +419,18 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
         !watcher.publish && watcher.subscribe,
         "quality control only watches"
     );
-    // The stack's SFU takes the appliance's room token: the expert joins the room.
-    let room_token = room(&expert)["token"].as_str().unwrap().to_owned();
+    // The stack's SFU takes the appliance's room token: the expert joins the room. The link
+    // opens the room page on the SFU.
+    let answer = room(&expert);
+    let room_token = answer["token"].as_str().unwrap().to_owned();
+    let link = answer["room_url"].as_str().expect("room_url");
+    let page_path = link
+        .split_once("/room?")
+        .map(|(_, q)| format!("/room?{q}"))
+        .expect("a /room link");
+    let page = e2e::get(ports.sfu_signalling, &page_path).expect("room page");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("视频会诊"), "the room page");
     let (status, joined) = e2e::WebSocket::connect(
         ports.sfu_signalling,
         &format!("/rooms/ws?token={room_token}"),

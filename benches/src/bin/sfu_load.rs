@@ -8,6 +8,10 @@
 //!
 //! Build first: `cargo build --release -p sfu -p benches`, then
 //! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS]` (default `1,2,4 4 8`).
+//!
+//! `target/release/sfu_load soak [CYCLES] [PARALLEL]` (default 10,000 and 8) is the soak run:
+//! participants join a room where one publishes, connect, receive, and leave; the SFU's RSS
+//! and open files after a warm-up and at the end.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -106,8 +110,14 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
 struct Participant {
     pc: Arc<dyn PeerConnection>,
+    ws: Arc<tokio::sync::Mutex<Sink>>,
     id: u64,
     video: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
     audio: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
@@ -210,7 +220,7 @@ async fn join(
     .await
     .expect("offer sent");
     let sink = Arc::new(tokio::sync::Mutex::new(sink));
-    let p = Arc::clone(&pc);
+    let (p, ws) = (Arc::clone(&pc), Arc::clone(&sink));
     tokio::spawn(async move {
         while let Some(Ok(Message::Text(t))) = stream.next().await {
             let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
@@ -252,6 +262,7 @@ async fn join(
     });
     Participant {
         pc,
+        ws,
         id,
         video: (v, vs, vssrc),
         audio: (a, as_, assrc),
@@ -259,6 +270,18 @@ async fn join(
         seen,
         sent: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         next: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
+    }
+}
+
+impl Participant {
+    /// Leaves the room and closes the connection.
+    async fn leave(&self) {
+        let mut ws = self.ws.lock().await;
+        let _ = ws
+            .send(Message::text(json!({"type": "leave"}).to_string()))
+            .await;
+        let _ = ws.close().await;
+        let _ = self.pc.close().await;
     }
 }
 
@@ -588,8 +611,142 @@ fn bare_loop(seconds: f64) -> f64 {
     rate
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Soak: `cycles` participants join a room where one participant publishes, connect, receive
+/// its media, and leave, `parallel` at a time; the SFU's RSS and open files after a warm-up
+/// and at the end.
+async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let ports = e2e::Ports::free();
+    let mut cmd = std::process::Command::new(e2e::bin("sfu"));
+    cmd.args(ports.args())
+        .args([
+            "--set",
+            &format!("sfu.token_key={}", sfu::token::public_key_base64(&key)),
+        ])
+        .args(["--set", "sfu.max_participants_per_room=64"])
+        .args(["--set", "listeners.sfu_media_udp=30000-31999"]);
+    let mut d = e2e::Daemon::spawn(cmd);
+    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+    let port = ports.sfu_signalling;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 24 * 3600;
+    let token = |who: String| {
+        sfu::token::sign(
+            &sfu::token::RoomClaims {
+                room: "soak".into(),
+                sub: who.clone(),
+                name: who,
+                publish: true,
+                subscribe: true,
+                exp,
+            },
+            &key,
+        )
+    };
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut host = join(port, &token("host".into()), Arc::clone(&measuring)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), host.connected.recv()).await;
+    let host = Arc::new(host);
+    let publishing = {
+        let (h, clip) = (Arc::clone(&host), Arc::clone(&clip));
+        tokio::spawn(async move {
+            publish(&h, clip, Instant::now() + Duration::from_secs(24 * 3600)).await;
+        })
+    };
+    let stream = format!("p{}", host.id);
+    let failures = Arc::new(AtomicU64::new(0));
+    let one = |i: usize| {
+        let (failures, measuring, stream) = (
+            Arc::clone(&failures),
+            Arc::clone(&measuring),
+            stream.clone(),
+        );
+        let t = token(format!("guest-{i}"));
+        async move {
+            let mut g = join(port, &t, measuring).await;
+            let ok = tokio::time::timeout(Duration::from_secs(10), async {
+                let _ = g.connected.recv().await;
+                loop {
+                    let got = g
+                        .seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .packets
+                        .get(&(stream.clone(), false))
+                        .copied()
+                        .unwrap_or(0);
+                    if got > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_ok();
+            if !ok {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+            g.leave().await;
+        }
+    };
+    let batch = |from: usize, to: usize| {
+        let one = &one;
+        async move {
+            let mut i = from;
+            while i < to {
+                let n = parallel.min(to - i);
+                futures_util::future::join_all((i..i + n).map(one)).await;
+                i += n;
+            }
+        }
+    };
+    let warm = (cycles / 20).max(parallel);
+    batch(0, warm).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss0, fds0) = (rss_mb(d.pid()), open_fds(d.pid()));
+    let started = Instant::now();
+    batch(warm, warm + cycles).await;
+    let took = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss1, fds1) = (rss_mb(d.pid()), open_fds(d.pid()));
+    println!(
+        "  soak: {cycles} join/receive/leave cycles ({parallel} at a time) in {took:.0} s, \
+         {} failed; SFU RSS {rss0:.1} -> {rss1:.1} MB ({:+.1}%), open files {fds0} -> {fds1} ({:+.1}%)",
+        failures.load(Ordering::Relaxed),
+        (rss1 - rss0) / rss0 * 100.0,
+        (fds1 as f64 - fds0 as f64) / fds0.max(1) as f64 * 100.0,
+    );
+    publishing.abort();
+    host.leave().await;
+    d.signal("TERM");
+    let _ = d.wait_exit(Duration::from_secs(20));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("soak") {
+        let cycles = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(10_000);
+        let parallel = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(8);
+        let clip = Arc::new(
+            std::fs::read(
+                benches::repo_root().join("../shared/testdata/media/webrtc-rs/output_vp8.ivf"),
+            )
+            .expect("the VP8 clip"),
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(soak(cycles, parallel, clip));
+        return;
+    }
     let rooms: Vec<usize> = args
         .first()
         .map_or("1,2,4", String::as_str)
