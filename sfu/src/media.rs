@@ -151,6 +151,12 @@ impl std::fmt::Debug for Peer {
     }
 }
 
+impl Drop for Peer {
+    fn drop(&mut self) {
+        metrics::gauge!("sfu_peers").decrement(1.0);
+    }
+}
+
 impl Peer {
     /// The forwarded track carrying `tid` to this participant.
     pub(crate) fn outgoing(&self, tid: TrackId) -> Option<Outgoing> {
@@ -402,6 +408,7 @@ async fn peer(
             .await;
         match built {
             Ok(pc) => {
+                metrics::gauge!("sfu_peers").increment(1.0);
                 let peer = Arc::new(Peer {
                     pc: Arc::new(pc),
                     port,
@@ -754,6 +761,8 @@ pub fn h264_keyframe(payload: &[u8]) -> bool {
 /// Receives one published track: registers it with the core, offers it to the others, then
 /// forwards each packet as the core says.
 async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc<dyn TrackRemote>) {
+    metrics::gauge!("sfu_receive_tasks").increment(1.0);
+    let _done = Gauged("sfu_receive_tasks");
     let mut tid = None;
     let mut codec_mime = String::new();
     while let Some(event) = track.poll().await {
@@ -897,6 +906,15 @@ async fn perform(room: &str, work: Vec<Work>) {
     }
 }
 
+/// Decrements a gauge when dropped (a task ending however it ends).
+struct Gauged(&'static str);
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
 /// A subscriber's feedback on one forwarded track, for as long as it gets the track.
 async fn feedback(
     rooms: Weak<Rooms>,
@@ -907,15 +925,27 @@ async fn feedback(
     track: Arc<TrackLocalStaticRTP>,
 ) {
     use webrtc::media_stream::track_local::TrackLocalEvent;
+    metrics::gauge!("sfu_feedback_tasks").increment(1.0);
+    let _done = Gauged("sfu_feedback_tasks");
+    let still_theirs = || peer.upgrade().is_some_and(|p| p.outgoing(tid).is_some());
     loop {
-        let Some(event) = track.poll().await else {
-            // Not bound yet (negotiating), or unbound: go on while the track is still theirs.
-            match peer.upgrade() {
-                Some(p) if p.outgoing(tid).is_some() => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
+        // Never a long wait inside poll: it holds the track's event lock, which unbinding the
+        // track (closing the connection) needs; a poll parked for good kept connections alive.
+        let event = match tokio::time::timeout(Duration::from_millis(500), track.poll()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                // Not bound yet (negotiating), or unbound.
+                if !still_theirs() {
+                    return;
                 }
-                _ => return,
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            Err(_) => {
+                if !still_theirs() {
+                    return;
+                }
+                continue;
             }
         };
         let TrackLocalEvent::OnRtcpPacket(packets) = event else {

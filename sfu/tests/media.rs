@@ -911,8 +911,39 @@ async fn three_participants_receive_each_others_media_intact() {
         .filter_map(|e| e["field"].as_str())
         .collect();
     assert_eq!(fields, ["sdp", "sdp"], "{errors:?}");
+    // Everyone leaves: every connection and every task the room had goes away.
     for c in &clients {
+        let _ =
+            c.ws.lock()
+                .await
+                .send(Message::text(r#"{"type":"leave"}"#))
+                .await;
         let _ = c.pc.close().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = e2e::get(ports.sfu_signalling, "/metrics")
+            .expect("metrics")
+            .body;
+        let live = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let left = [
+            live("sfu_peers "),
+            live("sfu_receive_tasks "),
+            live("sfu_feedback_tasks "),
+        ];
+        if left == [0.0; 3] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still alive after everyone left (peers, receiving, feedback): {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));

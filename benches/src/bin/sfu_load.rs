@@ -706,7 +706,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
             }
         }
     };
-    let warm = (cycles / 20).max(parallel);
+    let warm = (cycles / 10).max(100);
     batch(0, warm).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss0, fds0) = (rss_mb(d.pid()), open_fds(d.pid()));
@@ -715,6 +715,14 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
     let took = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss1, fds1) = (rss_mb(d.pid()), open_fds(d.pid()));
+    let live = |name: &str| metric(port, name);
+    println!(
+        "  soak: still alive at the end: {} peers, {} receiving and {} feedback tasks \
+         (the host's: 1, 2, 0)",
+        live("sfu_peers"),
+        live("sfu_receive_tasks"),
+        live("sfu_feedback_tasks"),
+    );
     println!(
         "  soak: {cycles} join/receive/leave cycles ({parallel} at a time) in {took:.0} s, \
          {} failed; SFU RSS {rss0:.1} -> {rss1:.1} MB ({:+.1}%), open files {fds0} -> {fds1} ({:+.1}%)",
