@@ -265,7 +265,7 @@ struct Client {
     video: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
     audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
     connected: tokio::sync::mpsc::UnboundedReceiver<()>,
-    /// `error` and `participant` messages received.
+    /// `error`, `participant` and `answer` messages received.
     errors: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -399,6 +399,10 @@ async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
                 };
                 match v["type"].as_str() {
                     Some("answer") => {
+                        errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(v.clone());
                         let a = RTCSessionDescription::answer(via(v["sdp"].as_str().unwrap_or("")))
                             .expect("answer SDP");
                         pc.set_remote_description(a).await.expect("set answer");
@@ -911,6 +915,29 @@ async fn three_participants_receive_each_others_media_intact() {
         .filter_map(|e| e["field"].as_str())
         .collect();
     assert_eq!(fields, ["sdp", "sdp"], "{errors:?}");
+    // The server's media candidates are on the configured range.
+    let (first, last) = ports.media_udp();
+    for c in &clients {
+        let log = c.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ports_used: Vec<u16> = log
+            .iter()
+            .filter(|m| m["type"] == "answer")
+            .flat_map(|m| {
+                m["sdp"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .filter(|l| l.starts_with("a=candidate"))
+                    .filter_map(|l| l.split(' ').nth(5)?.parse().ok())
+                    .collect::<Vec<u16>>()
+            })
+            .collect();
+        assert!(!ports_used.is_empty(), "candidates in the answer");
+        assert!(
+            ports_used.iter().all(|p| (first..=last).contains(p)),
+            "{ports_used:?} outside {first}-{last}"
+        );
+    }
     // Everyone leaves: every connection and every task the room had goes away.
     for c in &clients {
         let _ =
