@@ -11,7 +11,8 @@
 //!
 //! `target/release/sfu_load soak [CYCLES] [PARALLEL]` (default 10,000 and 8) is the soak run:
 //! participants join a room where one publishes, connect, receive, and leave; the SFU's RSS
-//! and open files after a warm-up and at the end.
+//! and open files after a warm-up and at the end. `SFU_LOAD_DEBUG=1` prints what each
+//! participant sent and received.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
