@@ -14,26 +14,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sfu::token::{RoomClaims, public_key_base64, sign};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::RtpSender;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn clip(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -111,79 +105,6 @@ struct Received {
     video_tracks: Vec<(String, Arc<dyn TrackRemote>, u32, u16)>,
 }
 
-struct Handler {
-    gathered: tokio::sync::mpsc::UnboundedSender<()>,
-    connected: tokio::sync::mpsc::UnboundedSender<()>,
-    received: Arc<Mutex<Received>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(());
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Connected {
-            let _ = self.connected.send(());
-        }
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let received = Arc::clone(&self.received);
-        tokio::spawn(async move {
-            let stream = track.stream_id().await.to_string();
-            let audio = track.kind().await == RtpCodecKind::Audio;
-            let mut frame: Option<Vec<u8>> = None;
-            while let Some(event) = track.poll().await {
-                let TrackRemoteEvent::OnRtpPacket(p) = event else {
-                    if matches!(event, TrackRemoteEvent::OnEnded) {
-                        break;
-                    }
-                    continue;
-                };
-                let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
-                if audio {
-                    r.audio
-                        .entry(stream.clone())
-                        .or_default()
-                        .push(p.payload.to_vec());
-                    continue;
-                }
-                match r.video_tracks.iter_mut().find(|t| t.0 == stream) {
-                    Some(t) => t.3 = p.header.sequence_number,
-                    None => r.video_tracks.push((
-                        stream.clone(),
-                        Arc::clone(&track),
-                        p.header.ssrc,
-                        p.header.sequence_number,
-                    )),
-                }
-                let Some((skip, start)) = vp8_descriptor(&p.payload) else {
-                    frame = None;
-                    continue;
-                };
-                if start {
-                    frame = Some(Vec::new());
-                }
-                if let Some(f) = frame.as_mut() {
-                    f.extend_from_slice(&p.payload[skip..]);
-                }
-                if p.header.marker
-                    && let Some(f) = frame.take()
-                {
-                    r.frames
-                        .entry(stream.clone())
-                        .or_default()
-                        .push((Instant::now(), f));
-                }
-            }
-        });
-    }
-}
-
 /// A UDP relay in front of the SFU for one client, which can cut its path: the client is
 /// told the relay's port in place of the server's, and the server sees the relay's address.
 struct Proxy {
@@ -259,7 +180,7 @@ impl Proxy {
 
 struct Client {
     pc: Arc<dyn PeerConnection>,
-    ws: Arc<tokio::sync::Mutex<futures_util::stream::SplitSink<Socket, Message>>>,
+    ws: Arc<tokio::sync::Mutex<e2e::webrtc::Sink>>,
     id: u64,
     received: Arc<Mutex<Received>>,
     video: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32),
@@ -314,134 +235,86 @@ fn rand_u32() -> u32 {
     h.finish() as u32
 }
 
-async fn gather(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+/// What a client does with each received track: Opus payloads are kept; VP8 frames are
+/// reassembled from their packets and kept with their arrival time.
+fn keep(received: Arc<Mutex<Received>>) -> e2e::webrtc::OnTrack {
+    Arc::new(move |info: e2e::webrtc::TrackInfo| {
+        let received = Arc::clone(&received);
+        let mut frame: Option<Vec<u8>> = None;
+        Box::new(move |p: &rtc::rtp::Packet| {
+            let mut r = received.lock().unwrap_or_else(|e| e.into_inner());
+            let stream = info.stream.clone();
+            if info.audio {
+                r.audio.entry(stream).or_default().push(p.payload.to_vec());
+                return;
+            }
+            match r.video_tracks.iter_mut().find(|t| t.0 == stream) {
+                Some(t) => t.3 = p.header.sequence_number,
+                None => r.video_tracks.push((
+                    stream.clone(),
+                    Arc::clone(&info.track),
+                    p.header.ssrc,
+                    p.header.sequence_number,
+                )),
+            }
+            let Some((skip, start)) = vp8_descriptor(&p.payload) else {
+                frame = None;
+                return;
+            };
+            if start {
+                frame = Some(Vec::new());
+            }
+            if let Some(f) = frame.as_mut() {
+                f.extend_from_slice(&p.payload[skip..]);
+            }
+            if p.header.marker
+                && let Some(f) = frame.take()
+            {
+                r.frames
+                    .entry(stream)
+                    .or_default()
+                    .push((Instant::now(), f));
+            }
+        })
+    })
 }
 
 /// Joins, offers a camera and a microphone, and answers the server's offers as they come.
 async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
-    let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
-    let (socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("signalling");
-    let (sink, mut stream) = socket.split();
-    let joined: Value = match stream.next().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("JSON"),
-        other => panic!("no welcome: {other:?}"),
-    };
-    assert_eq!(joined["type"], "joined", "{joined}");
-    let id = joined["you"].as_u64().expect("id");
-
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
-    let (gathered_tx, mut gathered_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (connected_tx, connected) = tokio::sync::mpsc::unbounded_channel();
     let received = Arc::new(Mutex::new(Received::default()));
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
-            .with_handler(Arc::new(Handler {
-                gathered: gathered_tx,
-                connected: connected_tx,
-                received: Arc::clone(&received),
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-            .build()
-            .await
-            .expect("client peer connection"),
-    );
     let (video, video_ssrc) = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
     let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
-    let video_sender = pc
-        .add_track(Arc::clone(&video) as Arc<dyn TrackLocal>)
-        .await
-        .expect("video");
-    let audio_sender = pc
-        .add_track(Arc::clone(&audio) as Arc<dyn TrackLocal>)
-        .await
-        .expect("audio");
-    let offer = pc.create_offer(None).await.expect("offer");
-    pc.set_local_description(offer).await.expect("local");
-    gather(&mut gathered_rx).await;
-    let mut sdp = pc.local_description().await.expect("described").sdp;
-    if proxy.is_some() {
-        // Only the path through the proxy: the server learns the client's address from it.
-        sdp = sdp
-            .lines()
-            .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
-            .map(|l| format!("{l}\r\n"))
-            .collect();
-    }
-    let ws = Arc::new(tokio::sync::Mutex::new(sink));
-    ws.lock()
-        .await
-        .send(Message::text(
-            json!({"type": "offer", "sdp": sdp}).to_string(),
-        ))
-        .await
-        .expect("send offer");
-
-    // Signalling from the server: answers, offers, notices.
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (pc, ws, errors) = (Arc::clone(&pc), Arc::clone(&ws), Arc::clone(&errors));
-        let via = move |sdp: &str| proxy.as_ref().map_or(sdp.to_owned(), |p| p.rewrite(sdp));
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = stream.next().await {
-                let Message::Text(t) = m else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                    continue;
-                };
-                match v["type"].as_str() {
-                    Some("answer") => {
-                        errors
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(v.clone());
-                        let a = RTCSessionDescription::answer(via(v["sdp"].as_str().unwrap_or("")))
-                            .expect("answer SDP");
-                        pc.set_remote_description(a).await.expect("set answer");
-                    }
-                    Some("offer") => {
-                        let o = RTCSessionDescription::offer(via(v["sdp"].as_str().unwrap_or("")))
-                            .expect("offer SDP");
-                        pc.set_remote_description(o)
-                            .await
-                            .expect("set server offer");
-                        let a = pc.create_answer(None).await.expect("answer");
-                        pc.set_local_description(a).await.expect("local answer");
-                        let sdp = pc.local_description().await.expect("described").sdp;
-                        let _ = ws
-                            .lock()
-                            .await
-                            .send(Message::text(
-                                json!({"type": "answer", "sdp": sdp}).to_string(),
-                            ))
-                            .await;
-                    }
-                    // Errors and notices, kept for the test to read.
-                    Some("error" | "participant") => {
-                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(v)
-                    }
-                    _ => {}
-                }
-            }
-        });
-    }
+    let rewrite: Option<e2e::webrtc::Rewrite> = proxy.as_ref().map(|p| {
+        let p = Arc::clone(p);
+        Arc::new(move |sdp: &str| p.rewrite(sdp)) as e2e::webrtc::Rewrite
+    });
+    let p = e2e::webrtc::join(
+        port,
+        token,
+        e2e::webrtc::Options {
+            tracks: vec![
+                Arc::clone(&video) as Arc<dyn TrackLocal>,
+                Arc::clone(&audio) as Arc<dyn TrackLocal>,
+            ],
+            on_track: keep(Arc::clone(&received)),
+            strip_candidates: proxy.is_some(),
+            rewrite,
+        },
+    )
+    .await;
+    let mut senders = p.senders.into_iter();
+    let (Some(video_sender), Some(audio_sender)) = (senders.next(), senders.next()) else {
+        panic!("two senders");
+    };
     Client {
-        pc,
-        ws,
-        id,
+        pc: p.pc,
+        ws: p.ws,
+        id: p.id,
         received,
         video: (video, video_sender, video_ssrc),
         audio: (audio, audio_sender, audio_ssrc),
-        connected,
-        errors,
+        connected: p.connected,
+        errors: p.log,
     }
 }
 

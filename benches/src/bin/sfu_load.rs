@@ -20,22 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-};
-use webrtc::rtp_transceiver::RtpSender;
 
 /// Microseconds since the harness started: the clock written into payloads.
 fn now_us() -> u64 {
@@ -70,59 +61,12 @@ struct Seen {
     latency_us: Vec<u64>,
 }
 
-struct Handler {
-    gathered: tokio::sync::mpsc::UnboundedSender<()>,
-    connected: tokio::sync::mpsc::UnboundedSender<()>,
-    seen: Arc<Mutex<Seen>>,
-    measuring: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(());
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Connected {
-            let _ = self.connected.send(());
-        }
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let (seen, measuring) = (Arc::clone(&self.seen), Arc::clone(&self.measuring));
-        tokio::spawn(async move {
-            let stream = track.stream_id().await.to_string();
-            let audio = track.kind().await == RtpCodecKind::Audio;
-            while let Some(e) = track.poll().await {
-                let TrackRemoteEvent::OnRtpPacket(p) = e else {
-                    continue;
-                };
-                let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
-                *s.packets.entry((stream.clone(), audio)).or_default() += 1;
-                if measuring.load(Ordering::Relaxed) && p.payload.len() >= 12 {
-                    let mut t = [0u8; 8];
-                    t.copy_from_slice(&p.payload[4..12]);
-                    let sent = u64::from_le_bytes(t);
-                    s.latency_us.push(now_us().saturating_sub(sent));
-                }
-            }
-        });
-    }
-}
-
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Message,
->;
-
+/// A participant of the harness: the shared webrtc-rs client, the tracks it writes, what it
+/// saw and sent.
 struct Participant {
-    pc: Arc<dyn PeerConnection>,
-    ws: Arc<tokio::sync::Mutex<Sink>>,
-    id: u64,
-    video: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
-    audio: (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32),
-    connected: tokio::sync::mpsc::UnboundedReceiver<()>,
+    p: e2e::webrtc::Participant,
+    video: (Arc<TrackLocalStaticRTP>, u32),
+    audio: (Arc<TrackLocalStaticRTP>, u32),
     seen: Arc<Mutex<Seen>>,
     sent: Arc<[AtomicU64; 2]>,
     /// Next video and audio sequence numbers and the video frame count: a publisher's
@@ -160,152 +104,66 @@ fn track(
     (Arc::new(t), ssrc)
 }
 
+/// Counts each received packet by publisher and kind, and its latency while measuring.
+fn count(
+    seen: Arc<Mutex<Seen>>,
+    measuring: Arc<std::sync::atomic::AtomicBool>,
+) -> e2e::webrtc::OnTrack {
+    Arc::new(move |info: e2e::webrtc::TrackInfo| {
+        let (seen, measuring) = (Arc::clone(&seen), Arc::clone(&measuring));
+        let key = (info.stream, info.audio);
+        Box::new(move |p: &rtc::rtp::Packet| {
+            let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+            *s.packets.entry(key.clone()).or_default() += 1;
+            if measuring.load(Ordering::Relaxed) && p.payload.len() >= 12 {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(&p.payload[4..12]);
+                let sent = u64::from_le_bytes(t);
+                s.latency_us.push(now_us().saturating_sub(sent));
+            }
+        })
+    })
+}
+
 async fn join(
     port: u16,
     token: &str,
     measuring: Arc<std::sync::atomic::AtomicBool>,
 ) -> Participant {
-    let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
-    let (socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("signalling");
-    let (mut sink, mut stream) = socket.split();
-    let joined: Value = match stream.next().await {
-        Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("JSON"),
-        other => panic!("no welcome: {other:?}"),
-    };
-    let id = joined["you"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("joined: {joined}"));
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
-    let (gtx, mut grx) = tokio::sync::mpsc::unbounded_channel();
-    let (ctx, connected) = tokio::sync::mpsc::unbounded_channel();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
-            .with_handler(Arc::new(Handler {
-                gathered: gtx,
-                connected: ctx,
-                seen: Arc::clone(&seen),
-                measuring,
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-            .build()
-            .await
-            .expect("peer connection"),
-    );
     let (v, vssrc) = track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
     let (a, assrc) = track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
-    let vs = pc
-        .add_track(Arc::clone(&v) as Arc<dyn TrackLocal>)
-        .await
-        .expect("video");
-    let as_ = pc
-        .add_track(Arc::clone(&a) as Arc<dyn TrackLocal>)
-        .await
-        .expect("audio");
-    let offer = pc.create_offer(None).await.expect("offer");
-    pc.set_local_description(offer).await.expect("local");
-    let _ = tokio::time::timeout(Duration::from_secs(5), grx.recv()).await;
-    let sdp = pc.local_description().await.expect("described").sdp;
-    sink.send(Message::text(
-        json!({"type": "offer", "sdp": sdp}).to_string(),
-    ))
-    .await
-    .expect("offer sent");
-    let sink = Arc::new(tokio::sync::Mutex::new(sink));
-    let (p, ws) = (Arc::clone(&pc), Arc::clone(&sink));
-    tokio::spawn(async move {
-        while let Some(Ok(Message::Text(t))) = stream.next().await {
-            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                continue;
-            };
-            let sdp = v["sdp"].as_str().unwrap_or("").to_owned();
-            match v["type"].as_str() {
-                Some("answer") => {
-                    if let Ok(d) = RTCSessionDescription::answer(sdp) {
-                        let _ = p.set_remote_description(d).await;
-                    }
-                }
-                Some("offer") => {
-                    let Ok(d) = RTCSessionDescription::offer(sdp) else {
-                        continue;
-                    };
-                    if p.set_remote_description(d).await.is_err() {
-                        continue;
-                    }
-                    let Ok(ans) = p.create_answer(None).await else {
-                        continue;
-                    };
-                    if p.set_local_description(ans).await.is_err() {
-                        continue;
-                    }
-                    if let Some(l) = p.local_description().await {
-                        let _ = sink
-                            .lock()
-                            .await
-                            .send(Message::text(
-                                json!({"type": "answer", "sdp": l.sdp}).to_string(),
-                            ))
-                            .await;
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
+    let p = e2e::webrtc::join(
+        port,
+        token,
+        e2e::webrtc::Options {
+            tracks: vec![
+                Arc::clone(&v) as Arc<dyn TrackLocal>,
+                Arc::clone(&a) as Arc<dyn TrackLocal>,
+            ],
+            on_track: count(Arc::clone(&seen), measuring),
+            strip_candidates: false,
+            rewrite: None,
+        },
+    )
+    .await;
     Participant {
-        pc,
-        ws,
-        id,
-        video: (v, vs, vssrc),
-        audio: (a, as_, assrc),
-        connected,
+        p,
+        video: (v, vssrc),
+        audio: (a, assrc),
         seen,
         sent: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         next: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
     }
 }
 
-impl Participant {
-    /// Leaves the room and closes the connection.
-    async fn leave(&self) {
-        let mut ws = self.ws.lock().await;
-        let _ = ws
-            .send(Message::text(json!({"type": "leave"}).to_string()))
-            .await;
-        let _ = ws.close().await;
-        let _ = self.pc.close().await;
-    }
-}
-
-async fn payload_type(s: &Arc<dyn RtpSender>) -> u8 {
-    s.get_parameters()
-        .await
-        .ok()
-        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
-        .unwrap_or(96)
-}
-
-/// Publishes until `until`: video 156 packets/s in frames of 6 (a keyframe each second), audio
-/// 50 packets/s; each payload cut from the clips, with the send time in bytes 4..12.
 async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
-    let (vpt, apt) = (
-        payload_type(&p.video.1).await,
-        payload_type(&p.audio.1).await,
-    );
+    let (vpt, apt) = (p.p.payload_type(0).await, p.p.payload_type(1).await);
     let (v, vssrc, a, assrc) = (
         Arc::clone(&p.video.0),
-        p.video.2,
+        p.video.1,
         Arc::clone(&p.audio.0),
-        p.audio.2,
+        p.audio.1,
     );
     let sent = Arc::clone(&p.sent);
     let next = Arc::clone(&p.next);
@@ -438,7 +296,7 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
         }
     }
     for (_, p) in &mut all {
-        let _ = tokio::time::timeout(Duration::from_secs(30), p.connected.recv()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), p.p.connected.recv()).await;
     }
     // Warm up: everyone publishes until everyone receives everyone (negotiations done).
     let warm = Instant::now() + Duration::from_secs(4);
@@ -475,10 +333,10 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
     for (r, p) in &all {
         let s = p.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (r2, q) in &all {
-            if r2 != r || q.id == p.id {
+            if r2 != r || q.p.id == p.p.id {
                 continue;
             }
-            let stream = format!("p{}", q.id);
+            let stream = format!("p{}", q.p.id);
             for (k, audio) in [(0, false), (1, true)] {
                 let sent = q.sent[k].load(Ordering::Relaxed);
                 let got = s
@@ -492,12 +350,12 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
         }
         lat.extend_from_slice(&s.latency_us);
         if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
-            eprintln!("    participant {} received {:?}", p.id, s.packets);
+            eprintln!("    participant {} received {:?}", p.p.id, s.packets);
         }
     }
     if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
         for (_, q) in &all {
-            eprintln!("    participant {} sent {:?}", q.id, q.sent);
+            eprintln!("    participant {} sent {:?}", q.p.id, q.sent);
         }
     }
     let loss = if expected > 0 {
@@ -517,7 +375,7 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
         rss_mb(d.pid()),
     );
     for (_, p) in &all {
-        let _ = p.pc.close().await;
+        p.p.leave().await;
     }
     d.signal("TERM");
     let _ = d.wait_exit(Duration::from_secs(20));
@@ -652,7 +510,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
     };
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut host = join(port, &token("host".into()), Arc::clone(&measuring)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), host.connected.recv()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), host.p.connected.recv()).await;
     let host = Arc::new(host);
     let publishing = {
         let (h, clip) = (Arc::clone(&host), Arc::clone(&clip));
@@ -660,7 +518,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
             publish(&h, clip, Instant::now() + Duration::from_secs(24 * 3600)).await;
         })
     };
-    let stream = format!("p{}", host.id);
+    let stream = format!("p{}", host.p.id);
     let failures = Arc::new(AtomicU64::new(0));
     let one = |i: usize| {
         let (failures, measuring, stream) = (
@@ -672,7 +530,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
         async move {
             let mut g = join(port, &t, measuring).await;
             let ok = tokio::time::timeout(Duration::from_secs(10), async {
-                let _ = g.connected.recv().await;
+                let _ = g.p.connected.recv().await;
                 loop {
                     let got = g
                         .seen
@@ -693,7 +551,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
             if !ok {
                 failures.fetch_add(1, Ordering::Relaxed);
             }
-            g.leave().await;
+            g.p.leave().await;
         }
     };
     let batch = |from: usize, to: usize| {
@@ -732,7 +590,7 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
         (fds1 as f64 - fds0 as f64) / fds0.max(1) as f64 * 100.0,
     );
     publishing.abort();
-    host.leave().await;
+    host.p.leave().await;
     d.signal("TERM");
     let _ = d.wait_exit(Duration::from_secs(20));
 }

@@ -1,0 +1,290 @@
+//! A webrtc-rs participant for the SFU's tests and benches: it joins a room over signalling,
+//! offers the tracks it is given, answers the server's offers as they come, and hands each
+//! received RTP packet to a sink made for its track (which knows the publisher's stream id).
+//! Answers, errors and participant notices are kept in a log for the caller to read.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// The sending half of the signalling socket.
+pub type Sink = futures_util::stream::SplitSink<Socket, Message>;
+
+/// A received track, as its packet sink is made.
+#[derive(Clone)]
+pub struct TrackInfo {
+    /// The publisher's stream id (`p<participant id>`).
+    pub stream: String,
+    /// Audio (else video).
+    pub audio: bool,
+    /// The track (feedback can be written to it).
+    pub track: Arc<dyn TrackRemote>,
+}
+
+impl std::fmt::Debug for TrackInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackInfo")
+            .field("stream", &self.stream)
+            .field("audio", &self.audio)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes each RTP packet of one received track.
+pub type PacketSink = Box<dyn FnMut(&rtc::rtp::Packet) + Send>;
+/// Makes a packet sink for each received track.
+pub type OnTrack = Arc<dyn Fn(TrackInfo) -> PacketSink + Send + Sync>;
+/// Rewrites the server's SDP before it is used (a relay in the path, for example).
+pub type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// How a participant joins.
+pub struct Options {
+    /// What it publishes.
+    pub tracks: Vec<Arc<dyn TrackLocal>>,
+    /// What it does with what it receives.
+    pub on_track: OnTrack,
+    /// Leave its own candidates out of its offer (the server then learns its address from the
+    /// packets that reach it).
+    pub strip_candidates: bool,
+    /// Applied to the server's answers and offers.
+    pub rewrite: Option<Rewrite>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("tracks", &self.tracks.len())
+            .field("strip_candidates", &self.strip_candidates)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A participant in a room.
+pub struct Participant {
+    /// Its peer connection.
+    pub pc: Arc<dyn PeerConnection>,
+    /// Its signalling socket.
+    pub ws: Arc<tokio::sync::Mutex<Sink>>,
+    /// Its id in the room.
+    pub id: u64,
+    /// The senders of its tracks, in the order given.
+    pub senders: Vec<Arc<dyn RtpSender>>,
+    /// Told when the connection is up.
+    pub connected: mpsc::UnboundedReceiver<()>,
+    /// `answer`, `error` and `participant` messages received.
+    pub log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participant")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Handler {
+    gathered: mpsc::UnboundedSender<()>,
+    connected: mpsc::UnboundedSender<()>,
+    on_track: OnTrack,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(());
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let on_track = Arc::clone(&self.on_track);
+        tokio::spawn(async move {
+            let info = TrackInfo {
+                stream: track.stream_id().await.to_string(),
+                audio: track.kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+                track: Arc::clone(&track),
+            };
+            let mut sink = on_track(info);
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(p) => sink(&p),
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Joins the room the token names on the SFU at `port`, and offers `options.tracks`.
+pub async fn join(port: u16, token: &str, options: Options) -> Participant {
+    let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("signalling");
+    let (mut sink, mut stream) = socket.split();
+    let joined: Value = match stream.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("JSON"),
+        other => panic!("no welcome: {other:?}"),
+    };
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let id = joined["you"].as_u64().expect("id");
+
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
+    let (connected_tx, connected) = mpsc::unbounded_channel();
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                gathered: gathered_tx,
+                connected: connected_tx,
+                on_track: options.on_track,
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await
+            .expect("client peer connection"),
+    );
+    let mut senders = Vec::new();
+    for t in options.tracks {
+        senders.push(pc.add_track(t).await.expect("a local track"));
+    }
+    let offer = pc.create_offer(None).await.expect("offer");
+    pc.set_local_description(offer).await.expect("local");
+    let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+    let mut sdp = pc.local_description().await.expect("described").sdp;
+    if options.strip_candidates {
+        sdp = sdp
+            .lines()
+            .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+    }
+    sink.send(Message::text(
+        json!({"type": "offer", "sdp": sdp}).to_string(),
+    ))
+    .await
+    .expect("send offer");
+    let ws = Arc::new(tokio::sync::Mutex::new(sink));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (pc, ws, log) = (Arc::clone(&pc), Arc::clone(&ws), Arc::clone(&log));
+        let rewrite = options.rewrite;
+        let via = move |sdp: &str| rewrite.as_ref().map_or(sdp.to_owned(), |r| r(sdp));
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                let sdp = via(v["sdp"].as_str().unwrap_or(""));
+                match v["type"].as_str() {
+                    Some("answer") => {
+                        log.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                        if let Ok(a) = RTCSessionDescription::answer(sdp) {
+                            let _ = pc.set_remote_description(a).await;
+                        }
+                    }
+                    Some("offer") => {
+                        let Ok(o) = RTCSessionDescription::offer(sdp) else {
+                            continue;
+                        };
+                        if pc.set_remote_description(o).await.is_err() {
+                            continue;
+                        }
+                        let Ok(a) = pc.create_answer(None).await else {
+                            continue;
+                        };
+                        if pc.set_local_description(a).await.is_err() {
+                            continue;
+                        }
+                        if let Some(l) = pc.local_description().await {
+                            let _ = ws
+                                .lock()
+                                .await
+                                .send(Message::text(
+                                    json!({"type": "answer", "sdp": l.sdp}).to_string(),
+                                ))
+                                .await;
+                        }
+                    }
+                    Some("error" | "participant") => {
+                        log.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    Participant {
+        pc,
+        ws,
+        id,
+        senders,
+        connected,
+        log,
+    }
+}
+
+impl Participant {
+    /// The payload type negotiated for sender `i`.
+    pub async fn payload_type(&self, i: usize) -> u8 {
+        self.senders[i]
+            .get_parameters()
+            .await
+            .ok()
+            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+            .expect("a negotiated codec")
+    }
+
+    /// Sends a raw signalling message.
+    pub async fn send(&self, text: &str) {
+        let _ = self
+            .ws
+            .lock()
+            .await
+            .send(Message::text(text.to_owned()))
+            .await;
+    }
+
+    /// Leaves the room and closes the connection.
+    pub async fn leave(&self) {
+        self.send(r#"{"type":"leave"}"#).await;
+        let _ = self.ws.lock().await.close().await;
+        let _ = self.pc.close().await;
+    }
+
+    /// Waits until the connection is up.
+    pub async fn until_connected(&mut self, within: Duration) {
+        tokio::time::timeout(within, self.connected.recv())
+            .await
+            .expect("connected to the SFU in time");
+    }
+}
