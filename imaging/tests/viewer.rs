@@ -120,20 +120,31 @@ fn ct_viewer(dir: &Path, signer: &ed25519_dalek::SigningKey, extra: &[&str]) -> 
     (d, ports.imaging_http)
 }
 
+/// The stored CT's study and series UIDs, from QIDO.
+fn stored_ct(port: u16) -> (String, String) {
+    let all = e2e::get(port, "/dicomweb/series").expect("QIDO").json();
+    let uid = |tag: &str| all[0][tag]["Value"][0].as_str().expect("a UID").to_owned();
+    (uid("0020000D"), uid("0020000E"))
+}
+
+/// A viewer token for `who` to see `study` for ten minutes.
+fn token_for(signer: &ed25519_dalek::SigningKey, who: &str, study: &str) -> String {
+    sign(
+        &Claims {
+            sub: who.into(),
+            studies: vec![study.to_owned()],
+            exp: now() + 600,
+        },
+        signer,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_frames_coalescing_coviewing_and_tokens() {
     let dir = temp_dir();
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
-    let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
-    let study = series_json[0]["0020000D"]["Value"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let series_uid = series_json[0]["0020000E"]["Value"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (study, series_uid) = stored_ct(port);
 
     let token = |studies: Vec<String>, exp: u64| {
         sign(
@@ -434,23 +445,8 @@ async fn a_client_that_stops_reading_costs_no_memory_and_empty_sessions_are_forg
         &signer,
         &["--set", "imaging.viewer_grace_secs=1"],
     );
-    let series_json = e2e::get(port, "/dicomweb/series").unwrap().json();
-    let study = series_json[0]["0020000D"]["Value"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let series_uid = series_json[0]["0020000E"]["Value"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = sign(
-        &Claims {
-            sub: "li".into(),
-            studies: vec![study],
-            exp: now() + 600,
-        },
-        &signer,
-    );
+    let (study, series_uid) = stored_ct(port);
+    let token = token_for(&signer, "li", &study);
     let mut a = connect(port, &token, "quiet").await.expect("connect");
     next_json(&mut a, "hello").await;
     a.send(Message::text(r#"{"op":"resize","width":512,"height":512}"#))
@@ -535,17 +531,8 @@ async fn series_compare_scrolls_together_by_patient_position() {
         &signer,
         &["--set", "imaging.viewer_open_annotations=false"],
     );
-    let all = e2e::get(port, "/dicomweb/series").unwrap().json();
-    let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
-    let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
-    let token = sign(
-        &Claims {
-            sub: "zhao".into(),
-            studies: vec![study],
-            exp: now() + 600,
-        },
-        &signer,
-    );
+    let (study, series) = stored_ct(port);
+    let token = token_for(&signer, "zhao", &study);
     let mut a = connect(port, &token, "compare").await.expect("connect");
     next_json(&mut a, "hello").await;
     a.send(Message::text(r#"{"op":"resize","width":128,"height":128}"#))
@@ -656,17 +643,8 @@ async fn geometry_region_statistics_and_crosshairs() {
     let dir = temp_dir();
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let (mut d, port) = ct_viewer(dir.path(), &signer, &[]);
-    let all = e2e::get(port, "/dicomweb/series").unwrap().json();
-    let study = all[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
-    let series = all[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
-    let token = sign(
-        &Claims {
-            sub: "li".into(),
-            studies: vec![study],
-            exp: now() + 600,
-        },
-        &signer,
-    );
+    let (study, series) = stored_ct(port);
+    let token = token_for(&signer, "li", &study);
     let mut a = connect(port, &token, "measure").await.expect("connect");
     next_json(&mut a, "hello").await;
     a.send(Message::text(r#"{"op":"resize","width":512,"height":400}"#))

@@ -24,6 +24,15 @@ pub enum Feedback {
     Estimate(u64),
 }
 
+/// Whether the core acts on this RTCP packet (a cheap type test: nothing is decoded).
+fn wanted(p: &dyn rtc::rtcp::Packet) -> bool {
+    let any = p.as_any();
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<TransportLayerNack>()
+        || any.is::<ReceiverEstimatedMaximumBitrate>()
+}
+
 /// Reads what the core acts on from a compound RTCP packet.
 pub fn read(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Vec<Feedback> {
     let mut out = Vec::new();
@@ -72,7 +81,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ToApplication {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| !read(std::slice::from_ref(p)).is_empty())
+                .filter(|p| wanted(p.as_ref()))
                 .cloned()
                 .collect();
             if wanted.is_empty() {

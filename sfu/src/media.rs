@@ -69,8 +69,8 @@ pub struct MediaConfig {
     bind: IpAddr,
     first: u16,
     last: u16,
-    in_use: Mutex<BTreeSet<u16>>,
-    next: Mutex<u16>,
+    /// Ports handed out, and the next one to try.
+    ports: Mutex<(BTreeSet<u16>, u16)>,
 }
 
 impl MediaConfig {
@@ -80,15 +80,14 @@ impl MediaConfig {
             bind,
             first,
             last,
-            in_use: Mutex::new(BTreeSet::new()),
-            next: Mutex::new(first),
+            ports: Mutex::new((BTreeSet::new(), first)),
         }
     }
 
     /// A port not handed out yet (round robin, so a closed one rests before it is reused).
     fn take_port(&self) -> Option<u16> {
-        let mut used = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        let (used, next) = &mut *ports;
         let span = u32::from(self.last - self.first) + 1;
         for _ in 0..span {
             let p = *next;
@@ -101,18 +100,11 @@ impl MediaConfig {
     }
 
     fn release(&self, port: u16) {
-        self.in_use
+        self.ports
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .0
             .remove(&port);
-    }
-
-    /// Ports in use.
-    pub fn ports_in_use(&self) -> usize {
-        self.in_use
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 }
 

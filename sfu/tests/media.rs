@@ -15,11 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::Value;
 use sfu::token::{RoomClaims, public_key_base64, sign};
 use tokio_tungstenite::tungstenite::Message;
@@ -196,43 +193,9 @@ fn local_track(
     clock: u32,
     channels: u16,
 ) -> (Arc<TrackLocalStaticSample>, u32) {
-    let ssrc = rand_u32();
-    let track = TrackLocalStaticSample::new(
-        Instant::now(),
-        MediaStreamTrack::new(
-            format!("local-{kind}"),
-            format!("local-{kind}-track"),
-            format!("local {kind}"),
-            kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
-                    mime_type: mime.to_owned(),
-                    clock_rate: clock,
-                    channels,
-                    sdp_fmtp_line: String::new(),
-                    rtcp_feedback: vec![],
-                },
-                ..Default::default()
-            }],
-        ),
-    )
-    .expect("sample track");
+    let (track, ssrc) = e2e::webrtc::media_track(kind, mime, clock, channels);
+    let track = TrackLocalStaticSample::new(Instant::now(), track).expect("sample track");
     (Arc::new(track), ssrc)
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish() as u32
 }
 
 /// What a client does with each received track: Opus payloads are kept; VP8 frames are
@@ -383,35 +346,12 @@ async fn publish(
     let _ = a.await;
 }
 
-/// Starts sfu with `key`'s public half as its token key.
 fn start_sfu(key: &ed25519_dalek::SigningKey) -> (e2e::Daemon, e2e::Ports) {
-    let ports = e2e::Ports::free();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"));
-    cmd.args(ports.args()).args([
-        "--set",
-        &format!("sfu.token_key={}", public_key_base64(key)),
-    ]);
-    let mut d = e2e::Daemon::spawn(cmd);
-    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
-    (d, ports)
+    e2e::webrtc::start_sfu(key, &[])
 }
 
 fn room_token(key: &ed25519_dalek::SigningKey, room: &str, who: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 600;
-    sign(
-        &RoomClaims {
-            room: room.into(),
-            sub: who.into(),
-            name: who.into(),
-            publish: true,
-            subscribe: true,
-            exp,
-        },
-        key,
-    )
+    e2e::webrtc::room_token(key, room, who, who)
 }
 
 /// One participant's UDP path is cut for four seconds and restored: the media in both

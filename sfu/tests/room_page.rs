@@ -7,35 +7,13 @@ use std::time::Duration;
 
 use e2e::chromium::{Browser, Page};
 use serde_json::{Value, json};
-use sfu::token::{RoomClaims, public_key_base64, sign};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_see_each_other() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
-    let ports = e2e::Ports::free();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"));
-    cmd.args(ports.args()).args([
-        "--set",
-        &format!("sfu.token_key={}", public_key_base64(&key)),
-    ]);
-    let mut d = e2e::Daemon::spawn(cmd);
-    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 600;
+    let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
     let link = |who: &str, name: &str| {
-        let token = sign(
-            &RoomClaims {
-                room: "consult-7".into(),
-                sub: who.into(),
-                name: name.into(),
-                publish: true,
-                subscribe: true,
-                exp,
-            },
-            &key,
-        );
+        let token = e2e::webrtc::room_token(&key, "consult-7", who, name);
         format!(
             "http://127.0.0.1:{}/room?token={token}",
             ports.sfu_signalling

@@ -1,12 +1,18 @@
-//! A webrtc-rs participant for the SFU's tests and benches: it joins a room over signalling,
+//! The SFU's tests and benches: starting `sfu` with a token key, room tokens, local track
+//! descriptions, and a webrtc-rs participant. The participant joins a room over signalling,
 //! offers the tracks it is given, answers the server's offers as they come, and hands each
 //! received RTP packet to a sink made for its track (which knows the publisher's stream id).
 //! Answers, errors and participant notices are kept in a log for the caller to read.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,6 +23,76 @@ use webrtc::peer_connection::{
     RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
+
+use crate::{Daemon, Ports};
+
+/// Starts the `sfu` binary on free ports with `key`'s public half as its token key and `extra`
+/// arguments (`--set` pairs); returns once it is ready.
+pub fn start_sfu(key: &ed25519_dalek::SigningKey, extra: &[&str]) -> (Daemon, Ports) {
+    let ports = Ports::free();
+    let mut cmd = std::process::Command::new(crate::bin("sfu"));
+    cmd.args(ports.args())
+        .args([
+            "--set",
+            &format!("sfu.token_key={}", sfu::token::public_key_base64(key)),
+        ])
+        .args(extra);
+    let mut d = Daemon::spawn(cmd);
+    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+    (d, ports)
+}
+
+/// A token for `who` (shown as `name`) to publish and subscribe in `room` for a day.
+pub fn room_token(key: &ed25519_dalek::SigningKey, room: &str, who: &str, name: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 24 * 3600;
+    sfu::token::sign(
+        &sfu::token::RoomClaims {
+            room: room.into(),
+            sub: who.into(),
+            name: name.into(),
+            publish: true,
+            subscribe: true,
+            exp,
+        },
+        key,
+    )
+}
+
+/// A local track's description: one encoding of `mime` on an SSRC of its own; and the SSRC.
+pub fn media_track(
+    kind: RtpCodecKind,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+) -> (MediaStreamTrack, u32) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ssrc = (std::process::id() ^ n.rotate_left(20)).wrapping_mul(2_654_435_761);
+    let track = MediaStreamTrack::new(
+        format!("local-{kind}-{n}"),
+        format!("local-{kind}-track-{n}"),
+        format!("local {kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    );
+    (track, ssrc)
+}
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -121,7 +197,7 @@ impl PeerConnectionEventHandler for Handler {
         tokio::spawn(async move {
             let info = TrackInfo {
                 stream: track.stream_id().await.to_string(),
-                audio: track.kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+                audio: track.kind().await == RtpCodecKind::Audio,
                 track: Arc::clone(&track),
             };
             let mut sink = on_track(info);

@@ -20,11 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
@@ -80,28 +77,8 @@ fn track(
     clock: u32,
     channels: u16,
 ) -> (Arc<TrackLocalStaticRTP>, u32) {
-    let ssrc = (now_us() as u32).wrapping_mul(2_654_435_761) ^ u32::from(channels);
-    let t = TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        format!("h-{kind}"),
-        format!("h-{kind}-{ssrc}"),
-        format!("harness {kind}"),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: mime.to_owned(),
-                clock_rate: clock,
-                channels,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-            ..Default::default()
-        }],
-    ));
-    (Arc::new(t), ssrc)
+    let (track, ssrc) = e2e::webrtc::media_track(kind, mime, clock, channels);
+    (Arc::new(TrackLocalStaticRTP::new(track)), ssrc)
 }
 
 /// Counts each received packet by publisher and kind, and its latency while measuring.
@@ -256,42 +233,24 @@ fn percentile(v: &mut [u64], p: f64) -> f64 {
 
 async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let ports = e2e::Ports::free();
-    let mut cmd = std::process::Command::new(e2e::bin("sfu"));
-    cmd.args(ports.args())
-        .args([
-            "--set",
-            &format!("sfu.token_key={}", sfu::token::public_key_base64(&key)),
-        ])
-        .args([
+    let (mut d, ports) = e2e::webrtc::start_sfu(
+        &key,
+        &[
             "--set",
             "sfu.max_rooms=1000",
             "--set",
             "sfu.max_participants_per_room=16",
-        ])
-        .args(["--set", "listeners.sfu_media_udp=30000-31999"]);
-    let mut d = e2e::Daemon::spawn(cmd);
-    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+            "--set",
+            "listeners.sfu_media_udp=30000-31999",
+        ],
+    );
     let port = ports.sfu_signalling;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 3600;
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut all: Vec<(usize, Participant)> = Vec::new();
     for r in 0..rooms {
         for i in 0..size {
-            let token = sfu::token::sign(
-                &sfu::token::RoomClaims {
-                    room: format!("load-{r}"),
-                    sub: format!("p{r}-{i}"),
-                    name: format!("p{r}-{i}"),
-                    publish: true,
-                    subscribe: true,
-                    exp,
-                },
-                &key,
-            );
+            let who = format!("p{r}-{i}");
+            let token = e2e::webrtc::room_token(&key, &format!("load-{r}"), &who, &who);
             all.push((r, join(port, &token, Arc::clone(&measuring)).await));
         }
     }
@@ -479,35 +438,17 @@ fn open_fds(pid: u32) -> usize {
 /// and at the end.
 async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let ports = e2e::Ports::free();
-    let mut cmd = std::process::Command::new(e2e::bin("sfu"));
-    cmd.args(ports.args())
-        .args([
+    let (mut d, ports) = e2e::webrtc::start_sfu(
+        &key,
+        &[
             "--set",
-            &format!("sfu.token_key={}", sfu::token::public_key_base64(&key)),
-        ])
-        .args(["--set", "sfu.max_participants_per_room=64"])
-        .args(["--set", "listeners.sfu_media_udp=30000-31999"]);
-    let mut d = e2e::Daemon::spawn(cmd);
-    d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
+            "sfu.max_participants_per_room=64",
+            "--set",
+            "listeners.sfu_media_udp=30000-31999",
+        ],
+    );
     let port = ports.sfu_signalling;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 24 * 3600;
-    let token = |who: String| {
-        sfu::token::sign(
-            &sfu::token::RoomClaims {
-                room: "soak".into(),
-                sub: who.clone(),
-                name: who,
-                publish: true,
-                subscribe: true,
-                exp,
-            },
-            &key,
-        )
-    };
+    let token = |who: String| e2e::webrtc::room_token(&key, "soak", &who, &who);
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut host = join(port, &token("host".into()), Arc::clone(&measuring)).await;
     let _ = tokio::time::timeout(Duration::from_secs(30), host.p.connected.recv()).await;
