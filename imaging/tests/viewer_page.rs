@@ -106,12 +106,26 @@ async fn the_viewer_page_in_chromium() {
         .await;
     // Drag on the canvas: the window changes.
     first.drag((400.0, 300.0), (520.0, 360.0)).await;
-    let wl_after = first
+    first
         .wait_for("document.getElementById('wl').textContent", |v| {
             v != &wl_before && v.as_str().is_some_and(|s| s.contains("窗宽"))
         })
         .await;
     first.wait_for(CHECKSUM, |v| v[0] != before[0]).await;
+    // The window the drag ended on (operations sent while dragging may still be arriving).
+    let mut wl_after = first
+        .eval("document.getElementById('wl').textContent")
+        .await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = first
+            .eval("document.getElementById('wl').textContent")
+            .await;
+        if now == wl_after {
+            break;
+        }
+        wl_after = now;
+    }
 
     // "l" picks the length tool; a 200-pixel line measures 200 pixels of the frame's geometry.
     first.key("l").await;
