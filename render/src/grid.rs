@@ -3,17 +3,19 @@
 //! it. `Volume::sample_*` are the readable definitions; these must agree with them (a property
 //! test checks it).
 
+use crate::simd::Avx2;
 use crate::volume::Volume;
+use crate::window::GreyTable;
 
 /// A volume's voxels with what the samplers need precomputed.
 #[derive(Clone, Copy)]
 pub(crate) struct Grid<'a> {
-    voxels: &'a [i16],
-    n: [usize; 3],
+    pub(crate) voxels: &'a [i16],
+    pub(crate) n: [usize; 3],
     /// Largest index along each axis, as f32.
-    last: [f32; 3],
-    sx: usize,
-    sxy: usize,
+    pub(crate) last: [f32; 3],
+    pub(crate) sx: usize,
+    pub(crate) sxy: usize,
 }
 
 impl<'a> Grid<'a> {
@@ -43,6 +45,21 @@ impl<'a> Grid<'a> {
 /// A way to read a value at a voxel coordinate.
 pub(crate) trait Sampler: Copy + Send + Sync {
     fn sample(&self, p: [f32; 3]) -> Option<f32>;
+
+    /// Renders a whole one-plane row (pixel x samples `s0 + dx * x`) with this sampler's
+    /// AVX2 kernel.
+    fn simd_row(
+        &self,
+        simd: Avx2,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        background: u8,
+        row: &mut [u8],
+    );
+
+    /// The grid sampled.
+    fn grid(&self) -> &Grid<'_>;
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +69,22 @@ pub(crate) struct NearestSampler<'a>(pub Grid<'a>);
 pub(crate) struct TrilinearSampler<'a>(pub Grid<'a>);
 
 impl Sampler for NearestSampler<'_> {
+    fn simd_row(
+        &self,
+        simd: Avx2,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        background: u8,
+        row: &mut [u8],
+    ) {
+        simd.nearest_row(&self.0, s0, dx, table, background, row);
+    }
+
+    fn grid(&self) -> &Grid<'_> {
+        &self.0
+    }
+
     #[inline(always)]
     fn sample(&self, p: [f32; 3]) -> Option<f32> {
         let g = &self.0;
@@ -68,6 +101,22 @@ impl Sampler for NearestSampler<'_> {
 }
 
 impl Sampler for TrilinearSampler<'_> {
+    fn simd_row(
+        &self,
+        simd: Avx2,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        background: u8,
+        row: &mut [u8],
+    ) {
+        simd.trilinear_row(&self.0, s0, dx, table, background, row);
+    }
+
+    fn grid(&self) -> &Grid<'_> {
+        &self.0
+    }
+
     #[inline(always)]
     fn sample(&self, p: [f32; 3]) -> Option<f32> {
         let g = &self.0;

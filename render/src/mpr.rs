@@ -11,6 +11,7 @@ use crate::frame::{Frame, Pixels};
 use crate::grid::{Grid, NearestSampler, Sampler, TrilinearSampler};
 use crate::math::V3;
 use crate::separable::{Separable, SeparableLinear};
+use crate::simd::Avx2;
 use crate::viewport::Viewport;
 use crate::volume::{Geometry, Volume};
 use crate::window::GreyTable;
@@ -162,6 +163,7 @@ fn general<S: Sampler>(
     let f = |v: V3| [v.x as f32, v.y as f32, v.z as f32];
     let dx = f(view.dx);
     let steps: Vec<[f32; 3]> = view.offsets.iter().map(|t| f(view.dn * *t)).collect();
+    let simd = Avx2::new(sampler.grid());
     out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
         let start = f(view.v0 + view.dy * y as f64);
         if steps.len() == 1 {
@@ -170,6 +172,10 @@ fn general<S: Sampler>(
                 start[1] + steps[0][1],
                 start[2] + steps[0][2],
             ];
+            if let Some(simd) = simd {
+                sampler.simd_row(simd, s0, dx, table, background, row);
+                return;
+            }
             for (x, px) in row.iter_mut().enumerate() {
                 let xf = x as f32;
                 let p = [s0[0] + dx[0] * xf, s0[1] + dx[1] * xf, s0[2] + dx[2] * xf];

@@ -158,6 +158,8 @@ pub(crate) struct SeparableLinear {
     col_idx: Vec<(u32, u32)>,
     col_w: Vec<f32>,
     col_stride: usize,
+    /// The row axis's stride and voxel count.
+    row_axis: (usize, usize),
     rows: Taps,
     steps: Vec<(usize, usize, f32)>,
 }
@@ -219,6 +221,7 @@ impl SeparableLinear {
             col_idx,
             col_w,
             col_stride: strides[ax],
+            row_axis: (strides[ay], dims[ay]),
             rows,
             steps,
         })
@@ -236,6 +239,9 @@ impl SeparableLinear {
         let (lo, hi) = self.span;
         let len = hi + 1 - lo;
         let stride = self.col_stride;
+        if stride != 1 {
+            return self.render_strided(voxels, table, mode, background, out, w);
+        }
         out.par_chunks_mut(w)
             .zip(self.rows.par_iter())
             .for_each(|(row, r)| {
@@ -254,37 +260,17 @@ impl SeparableLinear {
                 };
                 for (n, &(s0, s1, fz)) in self.steps.iter().enumerate() {
                     let base = lo * stride;
-                    if stride == 1 {
-                        // Contiguous voxels: plain slices, which the compiler vectorises.
-                        let run = |o: usize| &voxels[base + o..base + o + len];
-                        interpolate(
-                            &mut line,
-                            run(r0 + s0),
-                            run(r1 + s0),
-                            run(r0 + s1),
-                            run(r1 + s1),
-                            fy,
-                            fz,
-                        );
-                    } else {
-                        let run = |o: usize| -> Vec<i16> {
-                            voxels[base + o..]
-                                .iter()
-                                .step_by(stride)
-                                .take(len)
-                                .copied()
-                                .collect()
-                        };
-                        interpolate(
-                            &mut line,
-                            &run(r0 + s0),
-                            &run(r1 + s0),
-                            &run(r0 + s1),
-                            &run(r1 + s1),
-                            fy,
-                            fz,
-                        );
-                    }
+                    // Contiguous voxels: plain slices, which the compiler vectorises.
+                    let run = |o: usize| &voxels[base + o..base + o + len];
+                    interpolate(
+                        &mut line,
+                        run(r0 + s0),
+                        run(r1 + s0),
+                        run(r0 + s1),
+                        run(r1 + s1),
+                        fy,
+                        fz,
+                    );
                     let taps = self.col_idx.iter().zip(&self.col_w);
                     let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
                         let (p, q) = (line[c0 as usize], line[c1 as usize]);
@@ -314,6 +300,88 @@ impl SeparableLinear {
                     for (px, a) in row[x0..x1].iter_mut().zip(&acc) {
                         *px = table.get_f32(a * scale);
                     }
+                }
+            });
+    }
+}
+
+impl SeparableLinear {
+    /// Canvas columns that step through memory (sagittal views, canvas x along voxel rows of
+    /// other rows): each slab step's interpolation along the normal is done once for the whole
+    /// plane into a contiguous f32 image (row axis x column axis), so a canvas row then reads
+    /// two contiguous lines of it instead of four strided runs of the volume.
+    fn render_strided(
+        &self,
+        voxels: &[i16],
+        table: &GreyTable,
+        mode: SlabMode,
+        background: u8,
+        out: &mut [u8],
+        w: usize,
+    ) {
+        let (lo, hi) = self.span;
+        let len = hi + 1 - lo;
+        let stride = self.col_stride;
+        let (row_stride, row_count) = self.row_axis;
+        let planes: Vec<Vec<f32>> = self
+            .steps
+            .iter()
+            .map(|&(s0, s1, fz)| {
+                let mut plane = vec![0f32; row_count * len];
+                plane.par_chunks_mut(len).enumerate().for_each(|(k, line)| {
+                    let base = lo * stride + k * row_stride;
+                    for (j, v) in line.iter_mut().enumerate() {
+                        let at = base + j * stride;
+                        let (p, q) = (f32::from(voxels[at + s0]), f32::from(voxels[at + s1]));
+                        *v = p + (q - p) * fz;
+                    }
+                });
+                plane
+            })
+            .collect();
+        let (x0, x1) = self.valid;
+        out.par_chunks_mut(w)
+            .zip(self.rows.par_iter())
+            .for_each(|(row, r)| {
+                let Some((r0, r1, fy)) = *r else {
+                    row.fill(background);
+                    return;
+                };
+                let (k0, k1) = (r0 / row_stride, r1 / row_stride);
+                let mut line = vec![0f32; len];
+                let mut acc = vec![0f32; x1 - x0];
+                for (n, plane) in planes.iter().enumerate() {
+                    let a = &plane[k0 * len..(k0 + 1) * len];
+                    let b = &plane[k1 * len..(k1 + 1) * len];
+                    for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
+                        *l = p + (q - p) * fy;
+                    }
+                    let taps = self.col_idx.iter().zip(&self.col_w);
+                    let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
+                        let (p, q) = (line[c0 as usize], line[c1 as usize]);
+                        p + (q - p) * fx
+                    };
+                    if planes.len() == 1 {
+                        for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
+                            *px = table.get_f32(sample(tap));
+                        }
+                        return;
+                    }
+                    let acc_taps = acc.iter_mut().zip(taps);
+                    match (n, mode) {
+                        (0, _) => acc_taps.for_each(|(a, t)| *a = sample(t)),
+                        (_, SlabMode::Mip) => acc_taps.for_each(|(a, t)| *a = a.max(sample(t))),
+                        (_, SlabMode::MinIp) => acc_taps.for_each(|(a, t)| *a = a.min(sample(t))),
+                        (_, SlabMode::Average) => acc_taps.for_each(|(a, t)| *a += sample(t)),
+                    }
+                }
+                let scale = if mode == SlabMode::Average {
+                    1.0 / planes.len() as f32
+                } else {
+                    1.0
+                };
+                for (px, a) in row[x0..x1].iter_mut().zip(&acc) {
+                    *px = table.get_f32(a * scale);
                 }
             });
     }

@@ -237,8 +237,9 @@ impl GreyPipeline {
             Voi::Window(w) => w.validate()?,
             Voi::Lut(l) => l.validate()?,
         }
-        let mut t = vec![0u8; 1 << 16];
-        for (idx, slot) in t.iter_mut().enumerate() {
+        // Three bytes past the end let a four-byte gather read the last entry (`simd.rs`).
+        let mut t = vec![0u8; (1 << 16) + 3];
+        for (idx, slot) in t[..1 << 16].iter_mut().enumerate() {
             let stored = i16::from_ne_bytes((idx as u16).to_ne_bytes());
             *slot = self.grey(f64::from(stored));
         }
@@ -259,13 +260,24 @@ impl std::fmt::Debug for GreyTable {
 impl GreyTable {
     /// The table as bytes, indexed by the stored value's 16 bits.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.0[..1 << 16]
     }
 
     /// Grey for a stored value.
     #[inline]
     pub fn get(&self, stored: i16) -> u8 {
         self.0[usize::from(stored as u16)]
+    }
+
+    /// Grey at a table index (a stored value's 16 bits).
+    #[inline]
+    pub(crate) fn get_index(&self, index: u16) -> u8 {
+        self.0[usize::from(index)]
+    }
+
+    /// The table with its three bytes of padding: a four-byte read at any index is inside.
+    pub(crate) fn padded(&self) -> &[u8] {
+        &self.0
     }
 
     /// Grey for an interpolated stored value (rounded half up to the nearest stored value).

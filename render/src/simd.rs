@@ -1,0 +1,396 @@
+//! AVX2 kernels for the per-pixel MPR path (oblique planes, one plane thick): eight canvas
+//! pixels at a time, the voxel reads done by hardware gathers. Each kernel performs the same
+//! f32 operations in the same order as the scalar samplers in `grid.rs`, so a frame is
+//! bit-identical with and without AVX2 (the tests below and `tests/properties.rs` compare).
+//!
+//! This is the workspace's only unsafe code: the gathers read through a raw pointer. Every
+//! gather index is clamped into the voxel slice just before the gather, whatever the floats
+//! held, so a read cannot leave the slice.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use crate::grid::Grid;
+use crate::window::GreyTable;
+
+/// Proof that this CPU has AVX2 (and that the volume suits the kernels): only [`Avx2::new`]
+/// makes one.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2 {
+    _private: (),
+}
+
+impl Avx2 {
+    /// `Some` when the CPU has AVX2 and the grid has at least two voxels along each axis, an
+    /// even voxel count and fewer than 2^30 voxels (indices fit an i32 lane).
+    pub(crate) fn new(grid: &Grid<'_>) -> Option<Self> {
+        let len = grid.voxels.len();
+        let shaped = grid.n.iter().all(|&n| n >= 2) && len.is_multiple_of(2) && len < 1 << 30;
+        (shaped && detected()).then_some(Self { _private: () })
+    }
+
+    /// One canvas row by trilinear sampling: pixel x samples `s0 + dx * x`.
+    pub(crate) fn trilinear_row(
+        self,
+        grid: &Grid<'_>,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        background: u8,
+        row: &mut [u8],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2.
+        unsafe {
+            trilinear_row(grid, s0, dx, table, background, row)
+        }
+    }
+
+    /// One canvas row by nearest sampling: pixel x samples `s0 + dx * x`.
+    pub(crate) fn nearest_row(
+        self,
+        grid: &Grid<'_>,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        background: u8,
+        row: &mut [u8],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2.
+        unsafe {
+            nearest_row(grid, s0, dx, table, background, row)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detected() -> bool {
+    false
+}
+
+/// The eight lanes' sample positions along one axis, `s + d * x`, as the scalar path
+/// computes them (a multiply, then an add).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn positions(s: f32, d: f32, xf: __m256) -> __m256 {
+    _mm256_add_ps(_mm256_set1_ps(s), _mm256_mul_ps(_mm256_set1_ps(d), xf))
+}
+
+/// Lanes inside the sampling domain: within half a voxel of the outer voxel centres.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn inside(p: __m256, last: f32) -> __m256 {
+    _mm256_and_ps(
+        _mm256_cmp_ps::<_CMP_GE_OQ>(p, _mm256_set1_ps(-0.5)),
+        _mm256_cmp_ps::<_CMP_LT_OQ>(p, _mm256_set1_ps(last + 0.5)),
+    )
+}
+
+/// Clamps each lane into `[0, hi]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn clamp_index(v: __m256i, hi: i32) -> __m256i {
+    _mm256_min_epi32(
+        _mm256_max_epi32(v, _mm256_setzero_si256()),
+        _mm256_set1_epi32(hi),
+    )
+}
+
+/// Writes the eight (or fewer, at the row's end) pixels: the table's grey for lanes inside
+/// the volume, the background for the others.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn store(index: __m256i, mask: __m256, table: &GreyTable, background: u8, out: &mut [u8]) {
+    if out.len() == 8 {
+        let padded = table.padded();
+        debug_assert!(padded.len() >= (1 << 16) + 3);
+        let index = clamp_index(index, (1 << 16) - 1);
+        // SAFETY: index <= 65535 and the padded table has 65539 bytes, so the four bytes
+        // at each index lie inside it.
+        let grey = unsafe { _mm256_i32gather_epi32::<1>(padded.as_ptr().cast::<i32>(), index) };
+        let grey = _mm256_and_si256(grey, _mm256_set1_epi32(0xff));
+        let grey = _mm256_blendv_epi8(
+            _mm256_set1_epi32(i32::from(background)),
+            grey,
+            _mm256_castps_si256(mask),
+        );
+        // 32-bit lanes to bytes: each 128-bit half packs its four lanes into its first four
+        // bytes; the two halves' first dwords are then brought together.
+        let words = _mm256_packus_epi32(grey, grey);
+        let bytes = _mm256_packus_epi16(words, words);
+        let joined = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+        let eight = _mm_cvtsi128_si64(_mm256_castsi256_si128(joined));
+        out.copy_from_slice(&eight.to_le_bytes());
+        return;
+    }
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 writable bytes; the store needs no alignment.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), index) };
+    let bits = _mm256_movemask_ps(mask);
+    for (l, (px, &i)) in out.iter_mut().zip(&lanes).enumerate() {
+        *px = if bits & (1 << l) != 0 {
+            table.get_index(i as u16)
+        } else {
+            background
+        };
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2, and `grid` must pass [`Avx2::new`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn trilinear_row(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    table: &GreyTable,
+    background: u8,
+    row: &mut [u8],
+) {
+    let n = grid.n.map(|n| n as i32);
+    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+    // A gather reads a pair of voxels (x and x + 1) from its index: the largest index whose
+    // pair stays inside the slice.
+    let max_pair = grid.voxels.len() as i32 - 2;
+    let ptr = grid.voxels.as_ptr().cast::<i32>();
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let zero = _mm256_setzero_ps();
+    let sign_low =
+        |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
+    let high = |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(g));
+    let lerp =
+        |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
+    for (chunk, out) in row.chunks_mut(8).enumerate() {
+        let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
+        let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
+        let mask = _mm256_and_ps(
+            inside(p[0], grid.last[0]),
+            _mm256_and_ps(inside(p[1], grid.last[1]), inside(p[2], grid.last[2])),
+        );
+        // Clamp into [0, last]: the outer half voxel takes the edge value.
+        let c = [0, 1, 2]
+            .map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
+        let i0 = _mm256_cvttps_epi32(c[0]);
+        let j0 = _mm256_cvttps_epi32(c[1]);
+        let k0 = _mm256_cvttps_epi32(c[2]);
+        // Along x the pair starts at most at n - 2: at the last voxel the weight becomes 1
+        // and the lerp returns the last voxel exactly, as the scalar path's does.
+        let i0 = _mm256_min_epi32(i0, _mm256_set1_epi32(n[0] - 2));
+        let fx = _mm256_sub_ps(c[0], _mm256_cvtepi32_ps(i0));
+        let fy = _mm256_sub_ps(c[1], _mm256_cvtepi32_ps(j0));
+        let fz = _mm256_sub_ps(c[2], _mm256_cvtepi32_ps(k0));
+        let dj = _mm256_and_si256(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n[1] - 1), j0),
+            _mm256_set1_epi32(sx),
+        );
+        let dk = _mm256_and_si256(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n[2] - 1), k0),
+            _mm256_set1_epi32(sxy),
+        );
+        let base = _mm256_add_epi32(
+            i0,
+            _mm256_add_epi32(
+                _mm256_mullo_epi32(j0, _mm256_set1_epi32(sx)),
+                _mm256_mullo_epi32(k0, _mm256_set1_epi32(sxy)),
+            ),
+        );
+        let at = |o: __m256i| {
+            let index = clamp_index(_mm256_add_epi32(base, o), max_pair);
+            // SAFETY: 0 <= index <= len - 2, so the four bytes at 2 * index lie in the slice.
+            unsafe { _mm256_i32gather_epi32::<2>(ptr, index) }
+        };
+        let g00 = at(_mm256_setzero_si256());
+        let g10 = at(dj);
+        let g01 = at(dk);
+        let g11 = at(_mm256_add_epi32(dj, dk));
+        let c00 = lerp(sign_low(g00), high(g00), fx);
+        let c10 = lerp(sign_low(g10), high(g10), fx);
+        let c01 = lerp(sign_low(g01), high(g01), fx);
+        let c11 = lerp(sign_low(g11), high(g11), fx);
+        let c0 = lerp(c00, c10, fy);
+        let c1 = lerp(c01, c11, fy);
+        let v = lerp(c0, c1, fz);
+        out_row(v, mask, table, background, out);
+    }
+}
+
+/// Grey for interpolated stored values, as `GreyTable::get_f32` computes it per value.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn out_row(v: __m256, mask: __m256, table: &GreyTable, background: u8, out: &mut [u8]) {
+    let shifted = clamp_index(
+        _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_set1_ps(32768.5))),
+        65535,
+    );
+    let index = _mm256_xor_si256(shifted, _mm256_set1_epi32(0x8000));
+    store(index, mask, table, background, out);
+}
+
+/// # Safety
+/// The CPU must have AVX2, and `grid` must pass [`Avx2::new`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn nearest_row(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    table: &GreyTable,
+    background: u8,
+    row: &mut [u8],
+) {
+    let n = grid.n.map(|n| n as i32);
+    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+    let last_index = grid.voxels.len() as i32 - 1;
+    let ptr = grid.voxels.as_ptr().cast::<i32>();
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let half = _mm256_set1_ps(0.5);
+    for (chunk, out) in row.chunks_mut(8).enumerate() {
+        let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
+        let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
+        let mask = _mm256_and_ps(
+            inside(p[0], grid.last[0]),
+            _mm256_and_ps(inside(p[1], grid.last[1]), inside(p[2], grid.last[2])),
+        );
+        let [i, j, k] = [0, 1, 2]
+            .map(|a| clamp_index(_mm256_cvttps_epi32(_mm256_add_ps(p[a], half)), n[a] - 1));
+        let index = _mm256_add_epi32(
+            i,
+            _mm256_add_epi32(
+                _mm256_mullo_epi32(j, _mm256_set1_epi32(sx)),
+                _mm256_mullo_epi32(k, _mm256_set1_epi32(sxy)),
+            ),
+        );
+        let index = clamp_index(index, last_index);
+        // Gather the aligned pair holding each voxel, then shift the wanted half down. The
+        // voxel count is even, so the pair of the last voxel is inside the slice.
+        let pair = _mm256_srli_epi32::<1>(index);
+        // SAFETY: 0 <= pair <= (len - 1) / 2, so the four bytes at 4 * pair lie in the slice.
+        let g = unsafe { _mm256_i32gather_epi32::<4>(ptr, pair) };
+        let shift = _mm256_slli_epi32::<4>(_mm256_and_si256(index, _mm256_set1_epi32(1)));
+        let stored = _mm256_and_si256(_mm256_srlv_epi32(g, shift), _mm256_set1_epi32(0xffff));
+        store(stored, mask, table, background, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::{NearestSampler, Sampler, TrilinearSampler};
+    use crate::math::V3;
+    use crate::volume::{Geometry, Rescale, Volume};
+    use crate::window::{GreyPipeline, Voi, Window};
+
+    /// Random voxels on a small grid with an even voxel count.
+    fn volume(seed: u64, dims: [usize; 3]) -> Volume {
+        let g = Geometry::axis_aligned(dims, V3::default(), [1.0, 1.0, 1.0]).expect("geometry");
+        let mut state = seed | 1;
+        let voxels: Vec<i16> = (0..dims.iter().product::<usize>())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 4000) as i16 - 2000
+            })
+            .collect();
+        Volume::new(g, voxels, Rescale::default()).expect("volume")
+    }
+
+    fn scalar_row<S: Sampler>(
+        s: &S,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        table: &GreyTable,
+        row: &mut [u8],
+    ) {
+        for (x, px) in row.iter_mut().enumerate() {
+            let xf = x as f32;
+            let p = [s0[0] + dx[0] * xf, s0[1] + dx[1] * xf, s0[2] + dx[2] * xf];
+            *px = s.sample(p).map_or(7, |v| table.get_f32(v));
+        }
+    }
+
+    /// Rows that start outside, cross the volume at odd angles (edges and corners included)
+    /// and leave it: the AVX2 rows equal the scalar rows byte for byte.
+    #[test]
+    fn kernels_equal_the_scalar_samplers() {
+        let table = GreyPipeline {
+            rescale: Rescale::default(),
+            voi: Voi::Window(Window::linear(30.0, 3000.0)),
+            monochrome1: false,
+            invert: false,
+        }
+        .table()
+        .expect("table");
+        let dims = [13, 6, 5];
+        let v = volume(99, dims);
+        let grid = Grid::new(&v);
+        let Some(simd) = Avx2::new(&grid) else {
+            // Without AVX2 there is nothing to compare; the scalar path is what runs.
+            assert!(
+                !detected(),
+                "an AVX2 CPU must get the kernels for this grid"
+            );
+            return;
+        };
+        let mut state = 12345u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_000) as f32 / 1_000_000.0
+        };
+        let mut compared = 0;
+        for _ in 0..2000 {
+            let s0 = [next() * 20.0 - 4.0, next() * 10.0 - 2.0, next() * 9.0 - 2.0];
+            let dx = [next() * 0.6 - 0.3, next() * 0.4 - 0.2, next() * 0.3 - 0.15];
+            let w = 1 + (next() * 60.0) as usize;
+            let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
+            for trilinear in [false, true] {
+                if trilinear {
+                    let s = TrilinearSampler(grid);
+                    scalar_row(&s, s0, dx, &table, &mut a);
+                    simd.trilinear_row(&grid, s0, dx, &table, 7, &mut b);
+                } else {
+                    let s = NearestSampler(grid);
+                    scalar_row(&s, s0, dx, &table, &mut a);
+                    simd.nearest_row(&grid, s0, dx, &table, 7, &mut b);
+                }
+                assert_eq!(a, b, "trilinear {trilinear}, s0 {s0:?}, dx {dx:?}");
+                compared += a.iter().filter(|&&g| g != 7).count();
+            }
+        }
+        assert!(
+            compared > 10_000,
+            "only {compared} pixels inside the volume"
+        );
+        // Exactly on the last voxel centres, where the kernels shift the x pair.
+        let last = [12.0, 5.0, 4.0];
+        let (mut a, mut b) = (vec![0u8; 3], vec![0u8; 3]);
+        scalar_row(
+            &TrilinearSampler(grid),
+            last,
+            [0.0, 0.0, 0.0],
+            &table,
+            &mut a,
+        );
+        simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], &table, 7, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a[0], table.get(v.get(12, 5, 4).expect("voxel")));
+    }
+
+    #[test]
+    fn odd_or_flat_grids_take_the_scalar_path() {
+        let odd = volume(1, [3, 3, 3]);
+        assert!(Avx2::new(&Grid::new(&odd)).is_none());
+        let flat = volume(1, [4, 4, 1]);
+        assert!(Avx2::new(&Grid::new(&flat)).is_none());
+    }
+}
