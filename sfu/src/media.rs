@@ -357,11 +357,45 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
+/// RFC 6464's audio level header extension: each audio packet carries its loudness.
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 fn media_engine() -> Result<MediaEngine, MediaError> {
     let mut m = MediaEngine::default();
     m.register_default_codecs()
         .map_err(|e| refused("codecs", e))?;
+    m.register_header_extension(
+        rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )
+    .map_err(|e| refused("codecs", e))?;
     Ok(m)
+}
+
+/// The id an SDP gives the header extension `uri` (`a=extmap:<id>[/<direction>] <uri>`).
+fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("a=extmap:")?;
+        let (id, named) = rest.split_once(' ')?;
+        if named.split_whitespace().next()? != uri {
+            return None;
+        }
+        id.split('/')
+            .next()?
+            .parse()
+            .ok()
+            .filter(|id| (1..=14).contains(id))
+    })
+}
+
+/// A packet's audio level (RFC 6464: the low seven bits of the extension's first byte, in
+/// -dBov: 0 loud, 127 silent).
+fn audio_level(packet: &rtc::rtp::Packet, id: u8) -> Option<u8> {
+    let data = packet.header.get_extension(id)?;
+    data.first().map(|b| b & 0x7f)
 }
 
 /// The peer of `id`, made on first use.
@@ -757,6 +791,7 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
     let _done = Gauged("sfu_receive_tasks");
     let mut tid = None;
     let mut codec_mime = String::new();
+    let mut level_id = None;
     while let Some(event) = track.poll().await {
         let Some(rooms) = rooms.upgrade() else {
             return;
@@ -775,6 +810,18 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                     Kind::Video
                 };
                 codec_mime = codec.mime_type.to_lowercase();
+                if kind == Kind::Audio {
+                    // The id the publisher's SDP gave the audio level, for the active speaker.
+                    let peer = rooms
+                        .with_media(&room, |m| m.peers.get(&id).cloned())
+                        .ok()
+                        .flatten();
+                    if let Some(peer) = peer
+                        && let Some(remote) = peer.pc.remote_description().await
+                    {
+                        level_id = extmap_id(&remote.sdp, AUDIO_LEVEL_URI);
+                    }
+                }
                 match rooms.publish(&room, id, kind, codec, Arc::clone(&track), ssrc) {
                     Ok((t, subscribers)) => {
                         tid = Some(t);
@@ -801,7 +848,8 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let Some(t) = tid else { continue };
                 let received = std::time::Instant::now();
-                forward(&rooms, &room, t, &codec_mime, packet).await;
+                let level = level_id.and_then(|l| audio_level(&packet, l));
+                forward(&rooms, &room, t, &codec_mime, level, packet).await;
                 // Receive to hand-over to every subscriber's connection, inside the SFU.
                 metrics::histogram!("sfu_forward_seconds").record(received.elapsed().as_secs_f64());
             }
@@ -820,6 +868,7 @@ async fn forward(
     room: &str,
     tid: TrackId,
     mime: &str,
+    audio_level: Option<u8>,
     packet: rtc::rtp::Packet,
 ) {
     static HANDLES: AtomicU64 = AtomicU64::new(1);
@@ -836,7 +885,7 @@ async fn forward(
         ts: packet.header.timestamp,
         marker: packet.header.marker,
         keyframe,
-        audio_level: None,
+        audio_level,
         handle,
     };
     let size = (packet.payload.len() + 12) as u64;
@@ -1032,5 +1081,47 @@ pub(crate) async fn room_stats(peers: Vec<Arc<Peer>>) -> RoomStats {
             0.0
         },
         bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audio_level_id_comes_from_the_sdp() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:2/sendonly urn:ietf:params:rtp-hdrext:sdes:mid\r\na=extmap:14 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
+        assert_eq!(extmap_id(sdp, AUDIO_LEVEL_URI), Some(14));
+        assert_eq!(
+            extmap_id(sdp, "urn:ietf:params:rtp-hdrext:sdes:mid"),
+            Some(2)
+        );
+        assert_eq!(
+            extmap_id(
+                "a=extmap:x urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                AUDIO_LEVEL_URI
+            ),
+            None
+        );
+        // Two-byte ids (15 and up) are not one-byte extensions: not taken.
+        assert_eq!(
+            extmap_id(
+                "a=extmap:20 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                AUDIO_LEVEL_URI
+            ),
+            None
+        );
+        assert_eq!(extmap_id("v=0\r\n", AUDIO_LEVEL_URI), None);
+    }
+
+    #[test]
+    fn the_level_drops_the_voice_bit() {
+        let mut p = rtc::rtp::Packet::default();
+        assert_eq!(audio_level(&p, 1), None);
+        p.header
+            .set_extension(1, bytes::Bytes::from_static(&[0x80 | 33]))
+            .expect("extension");
+        assert_eq!(audio_level(&p, 1), Some(33));
+        assert_eq!(audio_level(&p, 2), None);
     }
 }

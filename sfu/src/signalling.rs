@@ -165,8 +165,11 @@ impl Rooms {
                 .unwrap_or_default();
             let message =
                 json!({ "type": "participant", "event": event, "id": who.0, "name": name });
+            // Everyone hears who speaks, the speaker too (its own tile shows it); the other
+            // events are about someone else.
+            let to_self = event == "speaking";
             for (id, m) in &room.members {
-                if *id != who
+                if (*id != who || to_self)
                     && let Some(tx) = &m.tx
                 {
                     let _ = tx.send(message.clone());

@@ -788,3 +788,91 @@ async fn three_participants_receive_each_others_media_intact() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// Two participants speak in turn, their audio packets carrying RFC 6464 levels as a
+/// browser's do: the SFU reads the levels and names the loud one as the active speaker to both,
+/// and names the other when the turn passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loud_participant_becomes_the_active_speaker() {
+    use rtc::media::Sample;
+    use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let (_d, ports) = start_sfu(&key);
+    let (_, pages) = clips();
+    let mut a = join(
+        ports.sfu_signalling,
+        &room_token(&key, "mdt-speak", "doctor.a"),
+        None,
+    )
+    .await;
+    let mut b = join(
+        ports.sfu_signalling,
+        &room_token(&key, "mdt-speak", "expert.b"),
+        None,
+    )
+    .await;
+    for c in [&mut a, &mut b] {
+        tokio::time::timeout(Duration::from_secs(15), c.connected.recv())
+            .await
+            .expect("connected to the SFU within 15 s");
+    }
+    let (apt, bpt) = (
+        payload_type(&a.audio.1).await,
+        payload_type(&b.audio.1).await,
+    );
+    // `loud` speaks at -20 dBov while `quiet` sends silence (127), for `ms` milliseconds.
+    let turn = |loud: &Client, lpt: u8, quiet: &Client, qpt: u8, ms: u64| {
+        let (lt, ls) = (Arc::clone(&loud.audio.0), loud.audio.2);
+        let (qt, qs) = (Arc::clone(&quiet.audio.0), quiet.audio.2);
+        let pages = pages.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for (page, _) in pages.iter().cycle().take((ms / 20) as usize) {
+                tick.tick().await;
+                for (track, ssrc, pt, level) in [(&lt, ls, lpt, 20u8), (&qt, qs, qpt, 127)] {
+                    let _ = track
+                        .sample_writer(ssrc, pt)
+                        .with_audio_level(AudioLevelExtension {
+                            level,
+                            voice: level < 127,
+                        })
+                        .write_sample(&Sample {
+                            data: page.clone(),
+                            duration: Duration::from_millis(20),
+                            ..Sample::new(Instant::now())
+                        })
+                        .await;
+                }
+            }
+        }
+    };
+    let speaking = |c: &Client| -> Vec<u64> {
+        c.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|m| m["type"] == "participant" && m["event"] == "speaking")
+            .filter_map(|m| m["id"].as_u64())
+            .collect()
+    };
+    turn(&a, apt, &b, bpt, 2000).await;
+    assert_eq!(
+        speaking(&b).last(),
+        Some(&a.id),
+        "b was told a speaks: {:?}",
+        speaking(&b)
+    );
+    assert_eq!(
+        speaking(&a).last(),
+        Some(&a.id),
+        "a was told it speaks: {:?}",
+        speaking(&a)
+    );
+    turn(&b, bpt, &a, apt, 2000).await;
+    assert_eq!(
+        speaking(&a).last(),
+        Some(&b.id),
+        "a was told b speaks: {:?}",
+        speaking(&a)
+    );
+}

@@ -77,6 +77,17 @@ async fn two_pages_see_each_other() {
             .await;
         assert!(names.as_str().is_some_and(|n| n.contains(other)), "{names}");
     }
+    // The SFU names an active speaker from the audio levels Chromium puts in its packets
+    // (the fake microphone beeps): the other page marks that one tile.
+    let speaker = pages[1]
+        .wait_for("document.body.dataset.speaker || ''", |v| {
+            v.as_str().is_some_and(|s| !s.is_empty())
+        })
+        .await;
+    let active = pages[1]
+        .eval("[...document.querySelectorAll('.tile.active')].map(t => t.dataset.id).join('|')")
+        .await;
+    assert_eq!(active, speaker, "the active tile is the speaker's");
     // Muting is shown to the other page.
     pages[0]
         .eval("document.getElementById('mic').click()")

@@ -228,6 +228,16 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
 
     let mut media = MediaEngine::default();
     media.register_default_codecs().expect("codecs");
+    // Audio packets may carry their level (RFC 6464), as browsers' do.
+    media
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .expect("audio level extension");
     let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
     let (connected_tx, connected) = mpsc::unbounded_channel();
     let pc: Arc<dyn PeerConnection> = Arc::new(
