@@ -7,6 +7,7 @@
 //! build its binary), and `scripts/test` builds them explicitly.
 
 pub mod chromium;
+pub mod janus;
 pub mod webrtc;
 
 use std::io::{BufRead, BufReader, Read, Write};

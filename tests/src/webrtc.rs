@@ -212,6 +212,52 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// A client peer connection bound to `bind` (VP8, H.264, Opus; the audio level extension), with
+/// what it receives handed to `on_track`; and channels told when its ICE gathering completes
+/// and when it connects.
+pub async fn peer_connection(
+    on_track: OnTrack,
+    bind: &str,
+) -> (
+    Arc<dyn PeerConnection>,
+    mpsc::UnboundedReceiver<()>,
+    mpsc::UnboundedReceiver<()>,
+) {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().expect("codecs");
+    // Audio packets may carry their level (RFC 6464), as browsers' do.
+    media
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .expect("audio level extension");
+    let (gathered_tx, gathered) = mpsc::unbounded_channel();
+    let (connected_tx, connected) = mpsc::unbounded_channel();
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                gathered: gathered_tx,
+                connected: connected_tx,
+                on_track,
+            }))
+            .with_udp_addrs(vec![bind.to_owned()])
+            .build()
+            .await
+            .expect("client peer connection"),
+    );
+    (pc, gathered, connected)
+}
+
 /// Joins the room the token names on the SFU at `port`, and offers `options.tracks`.
 pub async fn join(port: u16, token: &str, options: Options) -> Participant {
     let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
@@ -226,38 +272,7 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
     assert_eq!(joined["type"], "joined", "{joined}");
     let id = joined["you"].as_u64().expect("id");
 
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().expect("codecs");
-    // Audio packets may carry their level (RFC 6464), as browsers' do.
-    media
-        .register_header_extension(
-            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
-                uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned(),
-            },
-            RtpCodecKind::Audio,
-            None,
-        )
-        .expect("audio level extension");
-    let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
-    let (connected_tx, connected) = mpsc::unbounded_channel();
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_include_loopback_candidate(true)
-                    .build(),
-            )
-            .with_handler(Arc::new(Handler {
-                gathered: gathered_tx,
-                connected: connected_tx,
-                on_track: options.on_track,
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-            .build()
-            .await
-            .expect("client peer connection"),
-    );
+    let (pc, mut gathered, connected) = peer_connection(options.on_track, "127.0.0.1:0").await;
     let mut senders = Vec::new();
     for t in options.tracks {
         senders.push(pc.add_track(t).await.expect("a local track"));

@@ -7,7 +7,10 @@
 //! loop that receives SRTP, decrypts, encrypts and sends on one core.
 //!
 //! Build first: `cargo build --release -p sfu -p benches`, then
-//! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS]` (default `1,2,4 4 8`).
+//! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS] [sfu|janus|both]` (default
+//! `1,2,4 4 8 sfu`). `janus` and `both` run the same rooms against Janus 1.1's VideoRoom
+//! (Debian's `janus`, started on loopback with `-i 127.0.0.1`): each participant publishes on
+//! one connection and subscribes to the room's other feeds on a second.
 //!
 //! `target/release/sfu_load soak [CYCLES] [PARALLEL]` (default 10,000 and 8) is the soak run:
 //! participants join a room where one publishes, connect, receive, and leave; the SFU's RSS
@@ -51,17 +54,61 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// What every receiver saw: packets and latencies per (publisher stream, kind).
+/// What every receiver saw: packets and latencies per (publisher tag, kind).
 #[derive(Default)]
 struct Seen {
-    packets: HashMap<(String, bool), u64>,
+    packets: HashMap<(u32, bool), u64>,
     latency_us: Vec<u64>,
 }
 
-/// A participant of the harness: the shared webrtc-rs client, the tracks it writes, what it
-/// saw and sent.
+/// The server under load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    /// This project's `sfu`.
+    Sfu,
+    /// Janus 1.1's VideoRoom.
+    Janus,
+}
+
+/// A participant's connection(s): the shared webrtc-rs client of our SFU, or a Janus
+/// VideoRoom publisher and subscriber.
+enum Client {
+    Sfu(e2e::webrtc::Participant),
+    Janus(e2e::janus::Participant),
+}
+
+impl Client {
+    async fn payload_type(&self, i: usize) -> u8 {
+        match self {
+            Client::Sfu(p) => p.payload_type(i).await,
+            Client::Janus(p) => p.payload_type(i).await,
+        }
+    }
+
+    /// Waits (up to `within`) until the connection is up; a Janus participant's join already
+    /// waited.
+    async fn connected(&mut self, within: Duration) -> bool {
+        match self {
+            Client::Sfu(p) => tokio::time::timeout(within, p.connected.recv())
+                .await
+                .is_ok(),
+            Client::Janus(_) => true,
+        }
+    }
+
+    async fn leave(&self) {
+        match self {
+            Client::Sfu(p) => p.leave().await,
+            Client::Janus(p) => p.leave().await,
+        }
+    }
+}
+
+/// A participant of the harness: its client, the tracks it writes (each payload carries the
+/// send time and the participant's tag), what it saw and sent.
 struct Participant {
-    p: e2e::webrtc::Participant,
+    p: Client,
+    tag: u32,
     video: (Arc<TrackLocalStaticRTP>, u32),
     audio: (Arc<TrackLocalStaticRTP>, u32),
     seen: Arc<Mutex<Seen>>,
@@ -88,11 +135,18 @@ fn count(
 ) -> e2e::webrtc::OnTrack {
     Arc::new(move |info: e2e::webrtc::TrackInfo| {
         let (seen, measuring) = (Arc::clone(&seen), Arc::clone(&measuring));
-        let key = (info.stream, info.audio);
+        let audio = info.audio;
         Box::new(move |p: &rtc::rtp::Packet| {
+            if p.payload.len() < 16 {
+                return;
+            }
+            let mut tag = [0u8; 4];
+            tag.copy_from_slice(&p.payload[12..16]);
             let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
-            *s.packets.entry(key.clone()).or_default() += 1;
-            if measuring.load(Ordering::Relaxed) && p.payload.len() >= 12 {
+            *s.packets
+                .entry((u32::from_le_bytes(tag), audio))
+                .or_default() += 1;
+            if measuring.load(Ordering::Relaxed) {
                 let mut t = [0u8; 8];
                 t.copy_from_slice(&p.payload[4..12]);
                 let sent = u64::from_le_bytes(t);
@@ -102,30 +156,45 @@ fn count(
     })
 }
 
+/// Where a participant joins: our SFU with a room token, or a Janus room as a feed.
+enum Joining<'a> {
+    Sfu { port: u16, token: &'a str },
+    Janus { port: u16, room: u64 },
+}
+
 async fn join(
-    port: u16,
-    token: &str,
+    at: Joining<'_>,
+    tag: u32,
     measuring: Arc<std::sync::atomic::AtomicBool>,
 ) -> Participant {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (v, vssrc) = track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
     let (a, assrc) = track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
-    let p = e2e::webrtc::join(
-        port,
-        token,
-        e2e::webrtc::Options {
-            tracks: vec![
-                Arc::clone(&v) as Arc<dyn TrackLocal>,
-                Arc::clone(&a) as Arc<dyn TrackLocal>,
-            ],
-            on_track: count(Arc::clone(&seen), measuring),
-            strip_candidates: false,
-            rewrite: None,
-        },
-    )
-    .await;
+    let tracks = vec![
+        Arc::clone(&v) as Arc<dyn TrackLocal>,
+        Arc::clone(&a) as Arc<dyn TrackLocal>,
+    ];
+    let p = match at {
+        Joining::Sfu { port, token } => Client::Sfu(
+            e2e::webrtc::join(
+                port,
+                token,
+                e2e::webrtc::Options {
+                    tracks,
+                    on_track: count(Arc::clone(&seen), measuring),
+                    strip_candidates: false,
+                    rewrite: None,
+                },
+            )
+            .await,
+        ),
+        Joining::Janus { port, room } => {
+            Client::Janus(e2e::janus::join(port, room, u64::from(tag) + 1, tracks).await)
+        }
+    };
     Participant {
         p,
+        tag,
         video: (v, vssrc),
         audio: (a, assrc),
         seen,
@@ -144,6 +213,7 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
     );
     let sent = Arc::clone(&p.sent);
     let next = Arc::clone(&p.next);
+    let tag = p.tag.to_le_bytes();
     let video = {
         let (clip, sent, next) = (Arc::clone(&clip), Arc::clone(&sent), Arc::clone(&next));
         tokio::spawn(async move {
@@ -161,6 +231,7 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
                     payload[0] = if k == 0 { 0x10 } else { 0x00 };
                     payload[1] = if frame % 26 == 0 { 0x00 } else { 0x01 };
                     payload[4..12].copy_from_slice(&now_us().to_le_bytes());
+                    payload[12..16].copy_from_slice(&tag);
                     let packet = rtc::rtp::Packet {
                         header: rtc::rtp::header::Header {
                             version: 2,
@@ -192,6 +263,7 @@ async fn publish(p: &Participant, clip: Arc<Vec<u8>>, until: Instant) {
             let at = (usize::from(seq) * 100) % (clip.len() - 200);
             let mut payload = clip[at..at + 100].to_vec();
             payload[4..12].copy_from_slice(&now_us().to_le_bytes());
+            payload[12..16].copy_from_slice(&tag);
             let packet = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -231,32 +303,93 @@ fn percentile(v: &mut [u64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let (mut d, ports) = e2e::webrtc::start_sfu(
-        &key,
-        &[
-            "--set",
-            "sfu.max_rooms=1000",
-            "--set",
-            "sfu.max_participants_per_room=16",
-            "--set",
-            "listeners.sfu_media_udp=30000-31999",
-        ],
-    );
-    let port = ports.sfu_signalling;
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut all: Vec<(usize, Participant)> = Vec::new();
-    for r in 0..rooms {
-        for i in 0..size {
-            let who = format!("p{r}-{i}");
-            let token = e2e::webrtc::room_token(&key, &format!("load-{r}"), &who, &who);
-            all.push((r, join(port, &token, Arc::clone(&measuring)).await));
+/// The server under load: its process and, for our SFU, its signalling port (for /metrics).
+enum Server {
+    Sfu(e2e::Daemon, u16),
+    Janus(e2e::janus::Janus),
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        match self {
+            Server::Sfu(d, _) => d.pid(),
+            Server::Janus(j) => j.daemon.pid(),
         }
     }
-    for (_, p) in &mut all {
-        let _ = tokio::time::timeout(Duration::from_secs(30), p.p.connected.recv()).await;
-    }
+}
+
+/// One load step: `rooms` rooms of `size` participants on `target` for `seconds`.
+async fn run(target: Target, rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut all: Vec<(usize, Participant)> = Vec::new();
+    let server = match target {
+        Target::Sfu => {
+            let (d, ports) = e2e::webrtc::start_sfu(
+                &key,
+                &[
+                    "--set",
+                    "sfu.max_rooms=1000",
+                    "--set",
+                    "sfu.max_participants_per_room=16",
+                    "--set",
+                    "listeners.sfu_media_udp=30000-31999",
+                ],
+            );
+            let port = ports.sfu_signalling;
+            for r in 0..rooms {
+                for i in 0..size {
+                    let who = format!("p{r}-{i}");
+                    let token = e2e::webrtc::room_token(&key, &format!("load-{r}"), &who, &who);
+                    let tag = (r * size + i) as u32;
+                    let at = Joining::Sfu {
+                        port,
+                        token: &token,
+                    };
+                    all.push((r, join(at, tag, Arc::clone(&measuring)).await));
+                }
+            }
+            for (_, p) in &mut all {
+                p.p.connected(Duration::from_secs(30)).await;
+            }
+            Server::Sfu(d, port)
+        }
+        Target::Janus => {
+            let janus = e2e::janus::start((40_000, 49_999));
+            for r in 0..rooms {
+                let room = 1000 + r as u64;
+                e2e::janus::create_room(janus.port, room, size).await;
+                for i in 0..size {
+                    let tag = (r * size + i) as u32;
+                    let at = Joining::Janus {
+                        port: janus.port,
+                        room,
+                    };
+                    all.push((r, join(at, tag, Arc::clone(&measuring)).await));
+                }
+            }
+            // Every publisher is up: each subscribes to the others in its room.
+            let feeds: Vec<(usize, u64)> = all
+                .iter()
+                .filter_map(|(r, p)| match &p.p {
+                    Client::Janus(c) => Some((*r, c.feed)),
+                    Client::Sfu(_) => None,
+                })
+                .collect();
+            for (r, p) in &mut all {
+                let others: Vec<u64> = feeds
+                    .iter()
+                    .filter(|(r2, f)| r2 == r && u64::from(p.tag) + 1 != *f)
+                    .map(|(_, f)| *f)
+                    .collect();
+                let on_track = count(Arc::clone(&p.seen), Arc::clone(&measuring));
+                if let Client::Janus(c) = &mut p.p {
+                    c.subscribe(&others, on_track).await;
+                }
+            }
+            Server::Janus(janus)
+        }
+    };
     // Warm up: everyone publishes until everyone receives everyone (negotiations done).
     let warm = Instant::now() + Duration::from_secs(4);
     let warming: Vec<_> = all
@@ -272,8 +405,12 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
         p.sent[0].store(0, Ordering::Relaxed);
         p.sent[1].store(0, Ordering::Relaxed);
     }
-    let (sfu_cpu0, me_cpu0) = (cpu_seconds(d.pid()), cpu_seconds(std::process::id()));
-    let out0 = metric(port, "sfu_packets_out_total");
+    let pid = server.pid();
+    let (server_cpu0, me_cpu0) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
+    let out0 = match &server {
+        Server::Sfu(_, port) => metric(*port, "sfu_packets_out_total"),
+        Server::Janus(_) => 0.0,
+    };
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
@@ -285,36 +422,30 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     measuring.store(false, Ordering::Relaxed);
-    let sfu_cpu = (cpu_seconds(d.pid()) - sfu_cpu0) / elapsed * 100.0;
+    let server_cpu = (cpu_seconds(pid) - server_cpu0) / elapsed * 100.0;
     let me_cpu = (cpu_seconds(std::process::id()) - me_cpu0) / elapsed * 100.0;
-    let forwarded = (metric(port, "sfu_packets_out_total") - out0) / elapsed;
     let (mut expected, mut received, mut lat) = (0u64, 0u64, Vec::new());
     for (r, p) in &all {
         let s = p.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (r2, q) in &all {
-            if r2 != r || q.p.id == p.p.id {
+            if r2 != r || q.tag == p.tag {
                 continue;
             }
-            let stream = format!("p{}", q.p.id);
             for (k, audio) in [(0, false), (1, true)] {
                 let sent = q.sent[k].load(Ordering::Relaxed);
-                let got = s
-                    .packets
-                    .get(&(stream.clone(), audio))
-                    .copied()
-                    .unwrap_or(0);
+                let got = s.packets.get(&(q.tag, audio)).copied().unwrap_or(0);
                 expected += sent;
                 received += got.min(sent);
             }
         }
         lat.extend_from_slice(&s.latency_us);
         if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
-            eprintln!("    participant {} received {:?}", p.p.id, s.packets);
+            eprintln!("    participant {} received {:?}", p.tag, s.packets);
         }
     }
     if std::env::var_os("SFU_LOAD_DEBUG").is_some() {
         for (_, q) in &all {
-            eprintln!("    participant {} sent {:?}", q.p.id, q.sent);
+            eprintln!("    participant {} sent {:?}", q.tag, q.sent);
         }
     }
     let loss = if expected > 0 {
@@ -322,22 +453,51 @@ async fn run(rooms: usize, size: usize, seconds: u64, clip: Arc<Vec<u8>>) {
     } else {
         100.0
     };
-    let fwd = |q: &str| metric(port, &format!("sfu_forward_seconds{{quantile=\"{q}\"}}")) * 1000.0;
+    let delivered = received as f64 / elapsed;
+    let per_core = if server_cpu > 0.0 {
+        delivered / (server_cpu / 100.0)
+    } else {
+        0.0
+    };
+    let name = match target {
+        Target::Sfu => "sfu  ",
+        Target::Janus => "janus",
+    };
+    let inside = match &server {
+        Server::Sfu(_, port) => {
+            let forwarded = (metric(*port, "sfu_packets_out_total") - out0) / elapsed;
+            let fwd = |q: &str| {
+                metric(*port, &format!("sfu_forward_seconds{{quantile=\"{q}\"}}")) * 1000.0
+            };
+            format!(
+                ", sent on {forwarded:.0}/s, inside the SFU p50 {:.3} / p99 {:.3} ms",
+                fwd("0.5"),
+                fwd("0.99")
+            )
+        }
+        Server::Janus(_) => String::new(),
+    };
     println!(
-        "  {rooms:>3} rooms x {size}: {forwarded:>8.0} packets forwarded/s, loss {loss:.2}%, \
-         end to end p50 {:.2} / p99 {:.2} ms, inside the SFU p50 {:.3} / p99 {:.3} ms, \
-         SFU CPU {sfu_cpu:.0}% of one core, RSS {:.0} MB; harness CPU {me_cpu:.0}%",
+        "  {name} {rooms:>3} rooms x {size}: {delivered:>8.0} packets delivered/s, loss {loss:.2}%, \
+         end to end p50 {:.2} / p99 {:.2} ms{inside}, server CPU {server_cpu:.0}% of one core \
+         ({per_core:.0} packets/s per core), RSS {:.0} MB; harness CPU {me_cpu:.0}%",
         percentile(&mut lat, 0.5),
         percentile(&mut lat, 0.99),
-        fwd("0.5"),
-        fwd("0.99"),
-        rss_mb(d.pid()),
+        rss_mb(pid),
     );
     for (_, p) in &all {
         p.p.leave().await;
     }
-    d.signal("TERM");
-    let _ = d.wait_exit(Duration::from_secs(20));
+    match server {
+        Server::Sfu(mut d, _) => {
+            d.signal("TERM");
+            let _ = d.wait_exit(Duration::from_secs(20));
+        }
+        Server::Janus(mut j) => {
+            j.daemon.signal("TERM");
+            let _ = j.daemon.wait_exit(Duration::from_secs(20));
+        }
+    }
 }
 
 /// The machine's limit: one core receiving SRTP on a UDP socket, decrypting, encrypting and
@@ -450,8 +610,13 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
     let port = ports.sfu_signalling;
     let token = |who: String| e2e::webrtc::room_token(&key, "soak", &who, &who);
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut host = join(port, &token("host".into()), Arc::clone(&measuring)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), host.p.connected.recv()).await;
+    let host_token = token("host".into());
+    let at = Joining::Sfu {
+        port,
+        token: &host_token,
+    };
+    let mut host = join(at, 0, Arc::clone(&measuring)).await;
+    host.p.connected(Duration::from_secs(30)).await;
     let host = Arc::new(host);
     let publishing = {
         let (h, clip) = (Arc::clone(&host), Arc::clone(&clip));
@@ -459,26 +624,22 @@ async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
             publish(&h, clip, Instant::now() + Duration::from_secs(24 * 3600)).await;
         })
     };
-    let stream = format!("p{}", host.p.id);
     let failures = Arc::new(AtomicU64::new(0));
     let one = |i: usize| {
-        let (failures, measuring, stream) = (
-            Arc::clone(&failures),
-            Arc::clone(&measuring),
-            stream.clone(),
-        );
+        let (failures, measuring) = (Arc::clone(&failures), Arc::clone(&measuring));
         let t = token(format!("guest-{i}"));
         async move {
-            let mut g = join(port, &t, measuring).await;
+            let at = Joining::Sfu { port, token: &t };
+            let mut g = join(at, i as u32 + 1, measuring).await;
             let ok = tokio::time::timeout(Duration::from_secs(10), async {
-                let _ = g.p.connected.recv().await;
+                g.p.connected(Duration::from_secs(10)).await;
                 loop {
                     let got = g
                         .seen
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .packets
-                        .get(&(stream.clone(), false))
+                        .get(&(0, false))
                         .copied()
                         .unwrap_or(0);
                     if got > 0 {
@@ -581,7 +742,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let targets: &[Target] = match args.get(3).map(String::as_str) {
+        Some("janus") => &[Target::Janus],
+        Some("both") => &[Target::Sfu, Target::Janus],
+        _ => &[Target::Sfu],
+    };
     for r in rooms {
-        rt.block_on(run(r, size, seconds, Arc::clone(&clip)));
+        for t in targets {
+            rt.block_on(run(*t, r, size, seconds, Arc::clone(&clip)));
+        }
     }
 }
