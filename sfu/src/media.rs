@@ -175,12 +175,17 @@ impl Peer {
 #[derive(Clone)]
 pub(crate) struct Published {
     pub(crate) owner: ParticipantId,
-    kind: Kind,
+    pub(crate) kind: Kind,
     codec: RTCRtpCodec,
-    /// The publisher's track (keyframe requests go to it) and its SSRC.
+    /// The publisher's track (keyframe requests go to it) and each layer's SSRC, as the
+    /// layers' streams open (0 until then).
     remote: Arc<dyn TrackRemote>,
-    ssrc: u32,
+    ssrcs: LayerSsrcs,
 }
+
+/// Each simulcast layer's SSRC (0 until its stream opened), shared by the receiving task and
+/// the room.
+pub(crate) type LayerSsrcs = Arc<Mutex<Vec<u32>>>;
 
 impl Published {
     pub(crate) fn new(
@@ -188,15 +193,25 @@ impl Published {
         kind: Kind,
         codec: RTCRtpCodec,
         remote: Arc<dyn TrackRemote>,
-        ssrc: u32,
+        ssrcs: LayerSsrcs,
     ) -> Self {
         Self {
             owner,
             kind,
             codec,
             remote,
-            ssrc,
+            ssrcs,
         }
+    }
+
+    /// The SSRC a keyframe request for `layer` goes to.
+    fn ssrc(&self, layer: u8) -> Option<u32> {
+        let ssrcs = self.ssrcs.lock().unwrap_or_else(PoisonError::into_inner);
+        ssrcs
+            .get(usize::from(layer))
+            .copied()
+            .filter(|s| *s != 0)
+            .or_else(|| ssrcs.iter().copied().find(|s| *s != 0))
     }
 }
 
@@ -282,9 +297,11 @@ impl RoomMedia {
                         work.push(Work::Send(out, p));
                     }
                 }
-                Output::RequestKeyframe { track, .. } => {
-                    if let Some(t) = self.tracks.get(track) {
-                        work.push(Work::Pli(Arc::clone(&t.remote), t.ssrc));
+                Output::RequestKeyframe { track, layer, .. } => {
+                    if let Some(t) = self.tracks.get(track)
+                        && let Some(ssrc) = t.ssrc(*layer)
+                    {
+                        work.push(Work::Pli(Arc::clone(&t.remote), ssrc));
                     }
                 }
                 Output::Notice(_) => {}
@@ -372,7 +389,72 @@ fn media_engine() -> Result<MediaEngine, MediaError> {
         None,
     )
     .map_err(|e| refused("codecs", e))?;
+    // Simulcast: the mid and RTP stream id (rid) extensions name each layer's stream.
+    rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut m)
+        .map_err(|e| refused("codecs", e))?;
     Ok(m)
+}
+
+/// The simulcast layers (rids) the m-section of `track_id` sends (`a=simulcast:send`), in
+/// the order listed: lowest first, as the room page and browsers' usual encodings list them.
+/// Paused layers (`~rid`) count; of alternatives (`a,b`) the first.
+fn simulcast_rids(sdp: &str, track_id: &str) -> Vec<String> {
+    let mut sections = sdp.split("\nm=").skip(1);
+    let Some(section) = sections.find(|m| {
+        m.lines().any(|l| {
+            l.trim()
+                .strip_prefix("a=msid:")
+                .and_then(|v| v.split_whitespace().nth(1))
+                == Some(track_id)
+        })
+    }) else {
+        return Vec::new();
+    };
+    section
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=simulcast:send "))
+        .and_then(|list| list.split_whitespace().next())
+        .map(|list| {
+            list.split(';')
+                .filter_map(|alt| alt.split(',').next())
+                .map(|rid| rid.trim_start_matches('~').to_owned())
+                .filter(|rid| !rid.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nominal layers for `n` simulcast streams, lowest first (the core chooses by them).
+pub(crate) fn simulcast_layers(n: usize) -> Vec<Layer> {
+    let all = [
+        Layer {
+            bitrate: 150_000,
+            height: 180,
+        },
+        Layer {
+            bitrate: 500_000,
+            height: 360,
+        },
+        Layer {
+            bitrate: 1_500_000,
+            height: 720,
+        },
+    ];
+    match n {
+        0 | 1 => default_layers(Kind::Video),
+        2 => all[1..].to_vec(),
+        _ => {
+            // More than three: the top three named, the rest spaced below.
+            let mut layers: Vec<Layer> = (0..n - 3)
+                .map(|i| Layer {
+                    bitrate: 50_000 + i as u64 * 10_000,
+                    height: 90 + i as u32,
+                })
+                .collect();
+            layers.extend(all);
+            layers
+        }
+    }
 }
 
 /// The id an SDP gives the header extension `uri` (`a=extmap:<id>[/<direction>] <uri>`).
@@ -792,15 +874,34 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
     let mut tid = None;
     let mut codec_mime = String::new();
     let mut level_id = None;
+    // Simulcast: the rids in layer order, each stream's layer by SSRC, and the SSRCs by layer.
+    let mut rids: Vec<String> = Vec::new();
+    let mut layer_of: HashMap<u32, u8> = HashMap::new();
+    let ssrcs: LayerSsrcs = Arc::new(Mutex::new(vec![0]));
     while let Some(event) = track.poll().await {
         let Some(rooms) = rooms.upgrade() else {
             return;
         };
         match event {
-            TrackRemoteEvent::OnOpen(_) if tid.is_none() => {
-                let Some(ssrc) = track.ssrcs().await.first().copied() else {
-                    continue;
-                };
+            TrackRemoteEvent::OnOpen(init) if tid.is_some() => {
+                // Another simulcast layer's stream.
+                if let Some(layer) = init
+                    .rid
+                    .as_ref()
+                    .and_then(|r| rids.iter().position(|x| x == r))
+                {
+                    layer_of.insert(init.ssrc, layer as u8);
+                    if let Some(s) = ssrcs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_mut(layer)
+                    {
+                        *s = init.ssrc;
+                    }
+                }
+            }
+            TrackRemoteEvent::OnOpen(init) => {
+                let ssrc = init.ssrc;
                 let Some(codec) = track.codec(ssrc).await else {
                     continue;
                 };
@@ -810,19 +911,42 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                     Kind::Video
                 };
                 codec_mime = codec.mime_type.to_lowercase();
+                let peer = rooms
+                    .with_media(&room, |m| m.peers.get(&id).cloned())
+                    .ok()
+                    .flatten();
+                let remote_sdp = match peer {
+                    Some(peer) => peer.pc.remote_description().await.map(|d| d.sdp),
+                    None => None,
+                }
+                .unwrap_or_default();
+                let mut layers = default_layers(kind);
                 if kind == Kind::Audio {
                     // The id the publisher's SDP gave the audio level, for the active speaker.
-                    let peer = rooms
-                        .with_media(&room, |m| m.peers.get(&id).cloned())
-                        .ok()
-                        .flatten();
-                    if let Some(peer) = peer
-                        && let Some(remote) = peer.pc.remote_description().await
-                    {
-                        level_id = extmap_id(&remote.sdp, AUDIO_LEVEL_URI);
+                    level_id = extmap_id(&remote_sdp, AUDIO_LEVEL_URI);
+                } else if init.rid.is_some() {
+                    rids = simulcast_rids(&remote_sdp, &track.track_id().await);
+                    if rids.len() > 1 {
+                        layers = simulcast_layers(rids.len());
                     }
                 }
-                match rooms.publish(&room, id, kind, codec, Arc::clone(&track), ssrc) {
+                {
+                    let mut by_layer = ssrcs.lock().unwrap_or_else(PoisonError::into_inner);
+                    *by_layer = vec![0; layers.len().max(1)];
+                    let layer = init
+                        .rid
+                        .as_ref()
+                        .and_then(|r| rids.iter().position(|x| x == r))
+                        .unwrap_or(0);
+                    layer_of.insert(ssrc, layer as u8);
+                    if let Some(s) = by_layer.get_mut(layer) {
+                        *s = ssrc;
+                    }
+                }
+                let published =
+                    Published::new(id, kind, codec, Arc::clone(&track), Arc::clone(&ssrcs));
+                let publishing = rooms.publish(&room, layers, published);
+                match publishing {
                     Ok((t, subscribers)) => {
                         tid = Some(t);
                         let published = rooms
@@ -849,7 +973,8 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                 let Some(t) = tid else { continue };
                 let received = std::time::Instant::now();
                 let level = level_id.and_then(|l| audio_level(&packet, l));
-                forward(&rooms, &room, t, &codec_mime, level, packet).await;
+                let layer = layer_of.get(&packet.header.ssrc).copied().unwrap_or(0);
+                forward(&rooms, &room, t, &codec_mime, layer, level, packet).await;
                 // Receive to hand-over to every subscriber's connection, inside the SFU.
                 metrics::histogram!("sfu_forward_seconds").record(received.elapsed().as_secs_f64());
             }
@@ -868,6 +993,7 @@ async fn forward(
     room: &str,
     tid: TrackId,
     mime: &str,
+    layer: u8,
     audio_level: Option<u8>,
     packet: rtc::rtp::Packet,
 ) {
@@ -880,7 +1006,7 @@ async fn forward(
     let handle = HANDLES.fetch_add(1, Ordering::Relaxed);
     let core_packet = sfu_core::Packet {
         track: tid,
-        layer: 0,
+        layer,
         seq: packet.header.sequence_number,
         ts: packet.header.timestamp,
         marker: packet.header.marker,
@@ -900,7 +1026,7 @@ async fn forward(
 }
 
 /// Sends what the core decided.
-async fn perform(room: &str, work: Vec<Work>) {
+pub(crate) async fn perform(room: &str, work: Vec<Work>) {
     for w in work {
         match w {
             Work::Send(out, mut p) => {
@@ -1112,6 +1238,30 @@ mod tests {
             None
         );
         assert_eq!(extmap_id("v=0\r\n", AUDIO_LEVEL_URI), None);
+    }
+
+    #[test]
+    fn simulcast_layers_come_from_the_tracks_m_section() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:s a1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s v1\r\na=rid:l send\r\n\
+                   a=rid:m send\r\na=rid:h send\r\na=simulcast:send l;~m;h,x\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s v2\r\n";
+        assert_eq!(simulcast_rids(sdp, "v1"), ["l", "m", "h"]);
+        assert!(simulcast_rids(sdp, "v2").is_empty(), "no simulcast line");
+        assert!(simulcast_rids(sdp, "a9").is_empty(), "no such track");
+        let three = simulcast_layers(3);
+        assert_eq!(three.len(), 3);
+        assert!(
+            three
+                .windows(2)
+                .all(|w| w[0].bitrate < w[1].bitrate && w[0].height < w[1].height)
+        );
+        assert_eq!(simulcast_layers(2).len(), 2);
+        let five = simulcast_layers(5);
+        assert!(
+            five.windows(2)
+                .all(|w| w[0].bitrate < w[1].bitrate && w[0].height < w[1].height)
+        );
     }
 
     #[test]

@@ -378,23 +378,17 @@ impl Rooms {
     pub(crate) fn publish(
         &self,
         room_name: &str,
-        id: ParticipantId,
-        kind: sfu_core::Kind,
-        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
-        remote: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,
-        ssrc: u32,
+        layers: Vec<sfu_core::Layer>,
+        track: Published,
     ) -> Result<(sfu_core::TrackId, Subscribers), RoomError> {
+        let id = track.owner;
         let mut inner = self.lock();
         let room = inner
             .rooms
             .get_mut(room_name)
             .ok_or(RoomError::NotInRoom(id))?;
-        let (tid, out) = room
-            .core
-            .publish(id, kind, crate::media::default_layers(kind))?;
-        room.media
-            .tracks
-            .insert(tid, Published::new(id, kind, codec, remote, ssrc));
+        let (tid, out) = room.core.publish(id, track.kind, layers)?;
+        room.media.tracks.insert(tid, track);
         self.broadcast(room, &out);
         let subscribers = room
             .media
@@ -481,6 +475,12 @@ impl Rooms {
         for (name, room) in &mut inner.rooms {
             let out = room.core.tick(now);
             self.broadcast(room, &out);
+            // Keyframe requests for subscribers moved off a layer that went quiet.
+            let work = room.media.resolve(&out);
+            if !work.is_empty() {
+                let name = name.clone();
+                tokio::spawn(async move { crate::media::perform(&name, work).await });
+            }
             for o in &out {
                 if let Output::Notice(Notice::Left(p)) = o {
                     room.members.remove(p);

@@ -72,6 +72,14 @@ async fn two_pages_see_each_other() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert_eq!(stats["connection"], "connected", "{stats}");
+        // The camera goes out as simulcast: the SFU's answer took the layers, and at least two
+        // of them (Chromium sends as many as the fake camera's 640x480 allows) are flowing;
+        // the other page decodes whichever one the SFU picked for it.
+        let layers: Vec<&str> = stats["layers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(layers.len() >= 2, "simulcast layers sent: {stats}");
         let names = p
             .eval("[...document.querySelectorAll('.tile .name')].map(n => n.textContent).join('|')")
             .await;

@@ -55,6 +55,9 @@ pub struct Layer {
 pub const BUFFER: usize = 512;
 /// The least time between two keyframe requests to one publisher track.
 pub const PLI_INTERVAL: Micros = 500_000;
+/// A simulcast layer without a packet for this long counts as off (a browser pauses layers
+/// its own bandwidth or CPU cannot carry): subscribers are moved to the layers still live.
+pub const LAYER_TIMEOUT: Micros = 1_000_000;
 
 /// An incoming RTP packet, as the core needs to see it (the payload stays with the transport,
 /// named by `handle`).
@@ -181,6 +184,18 @@ struct Track {
     kind: Kind,
     layers: Vec<Layer>,
     last_pli: Option<Micros>,
+    /// When each layer's last packet came.
+    seen: Vec<Option<Micros>>,
+}
+
+impl Track {
+    fn live(&self, layer: usize, now: Micros) -> bool {
+        self.seen
+            .get(layer)
+            .copied()
+            .flatten()
+            .is_some_and(|t| now.saturating_sub(t) <= LAYER_TIMEOUT)
+    }
 }
 
 /// One subscriber's view of one track: the layer it gets and the rewriting state.
@@ -254,7 +269,7 @@ impl Room {
         p: ParticipantId,
         may_publish: bool,
         may_subscribe: bool,
-        _now: Micros,
+        now: Micros,
     ) -> Result<Vec<Output>, RoomError> {
         if let Some(existing) = self.participants.get_mut(&p) {
             if existing.dropped_at.take().is_some() {
@@ -282,19 +297,19 @@ impl Room {
                 .map(|(id, _)| *id)
                 .collect();
             for t in others {
-                self.subscribe(p, t);
+                self.subscribe(p, t, now);
             }
         }
         Ok(vec![Output::Notice(Notice::Joined(p))])
     }
 
-    fn subscribe(&mut self, p: ParticipantId, track: TrackId) {
+    fn subscribe(&mut self, p: ParticipantId, track: TrackId, now: Micros) {
         let d = Downstream {
             rebase: true,
             ..Downstream::default()
         };
         self.downstream.insert((p, track), d);
-        self.retarget(p, track);
+        self.retarget(p, track, now);
     }
 
     /// The connection dropped: the place is kept for the grace period.
@@ -364,6 +379,7 @@ impl Room {
             Track {
                 owner: p,
                 kind,
+                seen: vec![None; layers.len()],
                 layers,
                 last_pli: None,
             },
@@ -375,7 +391,8 @@ impl Room {
             .map(|(sub, _)| *sub)
             .collect();
         for s in subscribers {
-            self.subscribe(s, id);
+            // A new track has no live layer yet: the time does not matter.
+            self.subscribe(s, id, 0);
         }
         Ok((id, vec![Output::Notice(Notice::Published(p, id, kind))]))
     }
@@ -414,7 +431,7 @@ impl Room {
         if let Some(d) = self.downstream.get_mut(&(p, track)) {
             d.max_height = Some(height);
         }
-        self.retarget(p, track);
+        self.retarget(p, track, now);
         self.keyframe_if_switching(p, track, now)
     }
 
@@ -427,15 +444,16 @@ impl Room {
             .collect();
         let mut out = Vec::new();
         for t in tracks {
-            self.retarget(p, t);
+            self.retarget(p, t, now);
             out.extend(self.keyframe_if_switching(p, t, now));
         }
         out
     }
 
-    /// Sets the target layer of (`p`, `track`): the highest that fits the estimate (shared among
-    /// the subscriber's video tracks) and the requested height.
-    fn retarget(&mut self, p: ParticipantId, track: TrackId) {
+    /// Sets the target layer of (`p`, `track`): the highest live layer that fits the estimate
+    /// (shared among the subscriber's video tracks) and the requested height; the lowest live
+    /// one when none fits; the lowest when none is live yet.
+    fn retarget(&mut self, p: ParticipantId, track: TrackId, now: Micros) {
         let estimate = self.participants.get(&p).map_or(u64::MAX, |x| x.estimate);
         let videos = self
             .downstream
@@ -450,11 +468,13 @@ impl Room {
             return;
         };
         let budget = estimate / videos;
-        let mut target = 0u8;
-        for (i, layer) in t.layers.iter().enumerate() {
+        let live: Vec<usize> = (0..t.layers.len()).filter(|&i| t.live(i, now)).collect();
+        let mut target = live.first().copied().unwrap_or(0) as u8;
+        for &i in &live {
+            let layer = t.layers[i];
             let fits_rate = layer.bitrate.saturating_mul(10) <= budget.saturating_mul(9);
             let fits_size = d.max_height.is_none_or(|h| layer.height <= h);
-            if i == 0 || fits_rate && fits_size {
+            if fits_rate && fits_size {
                 target = i as u8;
             }
         }
@@ -513,7 +533,7 @@ impl Room {
 
     /// An incoming packet: forwarded to every subscriber that gets its layer, rewritten.
     pub fn packet(&mut self, packet: Packet, now: Micros) -> Vec<Output> {
-        let Some(t) = self.tracks.get(&packet.track) else {
+        let Some(t) = self.tracks.get_mut(&packet.track) else {
             return Vec::new();
         };
         let owner = t.owner;
@@ -525,7 +545,16 @@ impl Room {
         {
             return Vec::new();
         }
+        let layer = usize::from(packet.layer);
+        let came_live = t.layers.len() > 1 && layer < t.seen.len() && !t.live(layer, now);
+        if let Some(seen) = t.seen.get_mut(layer) {
+            *seen = Some(now);
+        }
         let mut out = Vec::new();
+        if came_live {
+            // A layer (re)started: subscribers may want it.
+            out.extend(self.retarget_track(packet.track, now));
+        }
         if let (Kind::Audio, Some(level)) = (kind, packet.audio_level)
             && let Some(changed) = self.speaker.level(owner, level, now)
         {
@@ -623,15 +652,59 @@ impl Room {
             .collect()
     }
 
-    /// Time passes: participants whose grace ran out leave.
+    /// Re-chooses the layer of every subscriber of `track`.
+    fn retarget_track(&mut self, track: TrackId, now: Micros) -> Vec<Output> {
+        let subscribers: Vec<ParticipantId> = self
+            .downstream
+            .keys()
+            .filter(|(_, t)| *t == track)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut out = Vec::new();
+        for s in subscribers {
+            self.retarget(s, track, now);
+            out.extend(self.keyframe_if_switching(s, track, now));
+        }
+        out
+    }
+
+    /// Time passes: participants whose grace ran out leave; subscribers of simulcast layers
+    /// that went quiet move to layers still live.
     pub fn tick(&mut self, now: Micros) -> Vec<Output> {
+        let stale: Vec<TrackId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                t.layers.len() > 1
+                    && (0..t.layers.len()).any(|i| t.seen[i].is_some() && !t.live(i, now))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::new();
+        for track in stale {
+            let subscribers: Vec<ParticipantId> = self
+                .downstream
+                .iter()
+                .filter(|((_, t), d)| {
+                    *t == track
+                        && self.tracks.get(t).is_some_and(|x| {
+                            !x.live(usize::from(d.target), now)
+                                || d.current.is_some_and(|c| !x.live(usize::from(c), now))
+                        })
+                })
+                .map(|((s, _), _)| *s)
+                .collect();
+            for s in subscribers {
+                self.retarget(s, track, now);
+                out.extend(self.keyframe_if_switching(s, track, now));
+            }
+        }
         let expired: Vec<ParticipantId> = self
             .participants
             .iter()
             .filter(|(_, x)| x.dropped_at.is_some_and(|at| now >= at + self.grace))
             .map(|(p, _)| *p)
             .collect();
-        let mut out = Vec::new();
         for p in expired {
             out.extend(self.leave(p).unwrap_or_default());
         }

@@ -92,8 +92,12 @@ fn joins_limits_and_permissions() {
 #[test]
 fn a_poor_link_gets_a_lower_layer_switched_at_a_keyframe() {
     let (mut room, track) = room_with_video();
+    // The publisher sends all three layers.
+    for (layer, seq) in [(0, 899), (1, 499), (2, 99)] {
+        room.packet(packet(track, layer, seq, 9000, false), 0);
+    }
     // Unknown bandwidth: the top layer is the target; its keyframe starts the stream.
-    let out = room.packet(packet(track, 2, 100, 9000, false), 0);
+    let out = room.packet(packet(track, 2, 100, 9000, false), 500 * MS);
     assert!(out.contains(&Output::RequestKeyframe {
         from: A,
         track,
@@ -103,22 +107,24 @@ fn a_poor_link_gets_a_lower_layer_switched_at_a_keyframe() {
         forwarded_to(&out, B).is_empty(),
         "nothing before a keyframe"
     );
-    let out = room.packet(packet(track, 2, 101, 12000, true), 10 * MS);
+    let out = room.packet(packet(track, 2, 101, 12000, true), 510 * MS);
     assert_eq!(forwarded_to(&out, B).len(), 1);
     assert_eq!(room.current_layer(B, track), Some(2));
+    room.packet(packet(track, 0, 900, 12000, false), 990 * MS);
+    room.packet(packet(track, 1, 500, 12000, false), 990 * MS);
     // The link degrades to 600 kbps: layer 1 is the target; a keyframe is asked for.
-    let out = room.estimate(B, 600_000, 600 * MS);
+    let out = room.estimate(B, 600_000, 1_000 * MS);
     assert!(out.contains(&Output::RequestKeyframe {
         from: A,
         track,
         layer: 1
     }));
     // Until layer 1's keyframe, layer 2 keeps flowing; then layer 1 only.
-    let out = room.packet(packet(track, 1, 500, 12000, false), 610 * MS);
+    let out = room.packet(packet(track, 1, 501, 12000, false), 1_010 * MS);
     assert!(forwarded_to(&out, B).is_empty());
-    let out = room.packet(packet(track, 2, 102, 15000, false), 620 * MS);
+    let out = room.packet(packet(track, 2, 102, 15000, false), 1_020 * MS);
     assert_eq!(forwarded_to(&out, B).len(), 1);
-    let out = room.packet(packet(track, 1, 501, 15000, true), 630 * MS);
+    let out = room.packet(packet(track, 1, 502, 15000, true), 1_030 * MS);
     let sent = forwarded_to(&out, B);
     assert_eq!(room.current_layer(B, track), Some(1));
     // Continuous numbering across the switch.
@@ -126,14 +132,55 @@ fn a_poor_link_gets_a_lower_layer_switched_at_a_keyframe() {
         sent[0].0,
         102u16.wrapping_add(0).wrapping_sub(100).wrapping_add(101)
     );
-    let out = room.packet(packet(track, 2, 103, 18000, false), 640 * MS);
+    let out = room.packet(packet(track, 2, 103, 18000, false), 1_040 * MS);
     assert!(forwarded_to(&out, B).is_empty(), "the old layer stops");
     // A small tile caps the layer too.
+    room.packet(packet(track, 0, 901, 18000, false), 1_990 * MS);
     room.estimate(B, 10_000_000, 2_000 * MS);
     room.request_height(B, track, 200, 2_000 * MS);
-    let out = room.packet(packet(track, 0, 900, 21000, true), 2_010 * MS);
+    let out = room.packet(packet(track, 0, 902, 21000, true), 2_010 * MS);
     assert_eq!(forwarded_to(&out, B).len(), 1);
     assert_eq!(room.current_layer(B, track), Some(0));
+}
+
+#[test]
+fn only_layers_the_publisher_sends_are_chosen() {
+    let (mut room, track) = room_with_video();
+    // A browser sends two of its three layers (the top one paused): a subscriber with plenty
+    // of bandwidth gets the best of those, not a layer that never comes.
+    room.packet(packet(track, 0, 1, 0, false), 0);
+    let out = room.packet(packet(track, 1, 1, 0, false), 0);
+    assert!(forwarded_to(&out, B).is_empty());
+    let out = room.packet(packet(track, 1, 2, 3000, true), 600 * MS);
+    assert_eq!(forwarded_to(&out, B).len(), 1);
+    assert_eq!(room.current_layer(B, track), Some(1));
+    // The top layer starts: it becomes the target, switched to at its keyframe.
+    let out = room.packet(packet(track, 2, 1, 3000, false), 1_200 * MS);
+    assert!(out.contains(&Output::RequestKeyframe {
+        from: A,
+        track,
+        layer: 2
+    }));
+    room.packet(packet(track, 1, 3, 6000, false), 1_300 * MS);
+    let out = room.packet(packet(track, 2, 2, 6000, true), 1_400 * MS);
+    assert_eq!(forwarded_to(&out, B).len(), 1);
+    assert_eq!(room.current_layer(B, track), Some(2));
+    // It stops again: once it is over a second quiet, the subscriber is moved back down.
+    room.packet(packet(track, 1, 4, 9000, false), 2_300 * MS);
+    assert!(
+        room.tick(2_350 * MS).is_empty(),
+        "not yet quiet for a second"
+    );
+    room.packet(packet(track, 1, 5, 9000, false), 2_500 * MS);
+    let out = room.tick(2_500 * MS);
+    assert!(out.contains(&Output::RequestKeyframe {
+        from: A,
+        track,
+        layer: 1
+    }));
+    let out = room.packet(packet(track, 1, 6, 12000, true), 2_600 * MS);
+    assert_eq!(forwarded_to(&out, B).len(), 1);
+    assert_eq!(room.current_layer(B, track), Some(1));
 }
 
 #[test]
