@@ -478,8 +478,7 @@ impl Rooms {
             // Keyframe requests for subscribers moved off a layer that went quiet.
             let work = room.media.resolve(&out);
             if !work.is_empty() {
-                let name = name.clone();
-                tokio::spawn(async move { crate::media::perform(&name, work).await });
+                tokio::spawn(crate::media::perform(work));
             }
             for o in &out {
                 if let Output::Notice(Notice::Left(p)) = o {
