@@ -903,7 +903,6 @@ pub fn h264_keyframe(payload: &[u8]) -> bool {
 async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc<dyn TrackRemote>) {
     metrics::gauge!("sfu_receive_tasks").increment(1.0);
     let _done = Gauged("sfu_receive_tasks");
-    let mut tid = None;
     let mut level_id = None;
     // Simulcast: the rids in layer order, each stream's layer by SSRC, and the SSRCs by layer.
     let mut rids: Vec<String> = Vec::new();
@@ -916,7 +915,7 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
             return;
         };
         match event {
-            TrackRemoteEvent::OnOpen(init) if tid.is_some() => {
+            TrackRemoteEvent::OnOpen(init) if source.is_some() => {
                 // Another simulcast layer's stream.
                 if let Some(layer) = init
                     .rid
@@ -981,7 +980,6 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
                 let publishing = rooms.publish(&room, layers, published);
                 match publishing {
                     Ok((t, subscribers)) => {
-                        tid = Some(t);
                         source = Some(Source {
                             track: t,
                             mime: codec_mime.clone(),
@@ -1020,7 +1018,8 @@ async fn receive(rooms: Weak<Rooms>, room: String, id: ParticipantId, track: Arc
             _ => {}
         }
     }
-    if let (Some(t), Some(rooms)) = (tid, rooms.upgrade()) {
+    if let (Some(from), Some(rooms)) = (source, rooms.upgrade()) {
+        let t = from.track;
         rooms.unpublish(&room, id, t);
     }
 }

@@ -184,8 +184,16 @@ impl Session {
         session
     }
 
-    async fn send(&self, mut v: Value) -> String {
+    /// Sends a request with a new transaction (and this session's id, once it has one); its
+    /// answer goes to `waiter` if given.
+    async fn send_with(&self, v: &mut Value, waiter: Option<oneshot::Sender<Value>>) {
         let transaction = format!("t{}", TRANSACTIONS.fetch_add(1, Ordering::Relaxed));
+        if let Some(tx) = waiter {
+            self.waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(transaction.clone(), tx);
+        }
         v["transaction"] = json!(transaction);
         if self.id != 0 {
             v["session_id"] = json!(self.id);
@@ -196,27 +204,16 @@ impl Session {
             .await
             .send(Message::text(v.to_string()))
             .await;
-        transaction
+    }
+
+    async fn send(&self, mut v: Value) {
+        self.send_with(&mut v, None).await;
     }
 
     /// Sends a request and waits (up to 20 s) for its answer.
     async fn call(&self, mut v: Value) -> Value {
-        let transaction = format!("t{}", TRANSACTIONS.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(transaction.clone(), tx);
-        v["transaction"] = json!(transaction);
-        if self.id != 0 {
-            v["session_id"] = json!(self.id);
-        }
-        let _ = self
-            .sink
-            .lock()
-            .await
-            .send(Message::text(v.to_string()))
-            .await;
+        self.send_with(&mut v, Some(tx)).await;
         let answer = tokio::time::timeout(Duration::from_secs(20), rx)
             .await
             .unwrap_or_else(|_| panic!("Janus did not answer {v}"))
