@@ -720,7 +720,8 @@ async fn subscribe_all(rooms: &Arc<Rooms>, room: &str, id: ParticipantId, peer: 
     for (tid, t) in tracks {
         added |= add_outgoing(&Arc::downgrade(rooms), room, id, peer, tid, &t).await;
     }
-    if added {
+    // Tracks added while the client's offer was being taken are offered now too.
+    if peer.again.swap(false, Ordering::AcqRel) || added {
         tokio::spawn(renegotiate(Arc::clone(peer)));
     }
 }
@@ -819,7 +820,10 @@ fn rand_ssrc(tid: TrackId) -> u32 {
 /// Offers the server's current tracks to the client (once the previous offer is answered).
 async fn renegotiate(peer: Arc<Peer>) {
     let _one = peer.negotiating.lock().await;
-    if peer.offered.load(Ordering::Acquire) {
+    // Waiting for our answer, or the client's first offer not taken yet (its peer exists from
+    // the moment that offer arrived): offering now would cross the client's offer (glare),
+    // the client could apply neither, and nothing would ever flow to it. Offer after.
+    if peer.offered.load(Ordering::Acquire) || peer.pc.remote_description().await.is_none() {
         peer.again.store(true, Ordering::Release);
         return;
     }
