@@ -271,37 +271,57 @@ impl SeparableLinear {
                         fy,
                         fz,
                     );
-                    let taps = self.col_idx.iter().zip(&self.col_w);
-                    let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
-                        let (p, q) = (line[c0 as usize], line[c1 as usize]);
-                        p + (q - p) * fx
-                    };
-                    if single {
-                        // One plane: straight to grey, no accumulator.
-                        for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
-                            *px = table.get_f32(sample(tap));
-                        }
-                        continue;
-                    }
-                    let acc_taps = acc.iter_mut().zip(taps);
-                    match (n, mode) {
-                        (0, _) => acc_taps.for_each(|(a, t)| *a = sample(t)),
-                        (_, SlabMode::Mip) => acc_taps.for_each(|(a, t)| *a = a.max(sample(t))),
-                        (_, SlabMode::MinIp) => acc_taps.for_each(|(a, t)| *a = a.min(sample(t))),
-                        (_, SlabMode::Average) => acc_taps.for_each(|(a, t)| *a += sample(t)),
-                    }
+                    self.take_line(&line, n, mode, table, row, &mut acc);
                 }
                 if !single {
-                    let scale = if mode == SlabMode::Average {
-                        1.0 / self.steps.len() as f32
-                    } else {
-                        1.0
-                    };
-                    for (px, a) in row[x0..x1].iter_mut().zip(&acc) {
-                        *px = table.get_f32(a * scale);
-                    }
+                    self.finish_slab(&acc, mode, table, row);
                 }
             });
+    }
+
+    /// Slab step `n`'s interpolated line: with one step, straight to grey in the row's columns
+    /// inside the volume; with more, combined into `acc`.
+    fn take_line(
+        &self,
+        line: &[f32],
+        n: usize,
+        mode: SlabMode,
+        table: &GreyTable,
+        row: &mut [u8],
+        acc: &mut [f32],
+    ) {
+        let (x0, x1) = self.valid;
+        let taps = self.col_idx.iter().zip(&self.col_w);
+        let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
+            let (p, q) = (line[c0 as usize], line[c1 as usize]);
+            p + (q - p) * fx
+        };
+        if self.steps.len() == 1 {
+            for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
+                *px = table.get_f32(sample(tap));
+            }
+            return;
+        }
+        let acc_taps = acc.iter_mut().zip(taps);
+        match (n, mode) {
+            (0, _) => acc_taps.for_each(|(a, t)| *a = sample(t)),
+            (_, SlabMode::Mip) => acc_taps.for_each(|(a, t)| *a = a.max(sample(t))),
+            (_, SlabMode::MinIp) => acc_taps.for_each(|(a, t)| *a = a.min(sample(t))),
+            (_, SlabMode::Average) => acc_taps.for_each(|(a, t)| *a += sample(t)),
+        }
+    }
+
+    /// A slab's combined values to grey.
+    fn finish_slab(&self, acc: &[f32], mode: SlabMode, table: &GreyTable, row: &mut [u8]) {
+        let (x0, x1) = self.valid;
+        let scale = if mode == SlabMode::Average {
+            1.0 / self.steps.len() as f32
+        } else {
+            1.0
+        };
+        for (px, a) in row[x0..x1].iter_mut().zip(acc) {
+            *px = table.get_f32(a * scale);
+        }
     }
 }
 
@@ -356,32 +376,10 @@ impl SeparableLinear {
                     for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
                         *l = p + (q - p) * fy;
                     }
-                    let taps = self.col_idx.iter().zip(&self.col_w);
-                    let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
-                        let (p, q) = (line[c0 as usize], line[c1 as usize]);
-                        p + (q - p) * fx
-                    };
-                    if planes.len() == 1 {
-                        for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
-                            *px = table.get_f32(sample(tap));
-                        }
-                        return;
-                    }
-                    let acc_taps = acc.iter_mut().zip(taps);
-                    match (n, mode) {
-                        (0, _) => acc_taps.for_each(|(a, t)| *a = sample(t)),
-                        (_, SlabMode::Mip) => acc_taps.for_each(|(a, t)| *a = a.max(sample(t))),
-                        (_, SlabMode::MinIp) => acc_taps.for_each(|(a, t)| *a = a.min(sample(t))),
-                        (_, SlabMode::Average) => acc_taps.for_each(|(a, t)| *a += sample(t)),
-                    }
+                    self.take_line(&line, n, mode, table, row, &mut acc);
                 }
-                let scale = if mode == SlabMode::Average {
-                    1.0 / planes.len() as f32
-                } else {
-                    1.0
-                };
-                for (px, a) in row[x0..x1].iter_mut().zip(&acc) {
-                    *px = table.get_f32(a * scale);
+                if planes.len() > 1 {
+                    self.finish_slab(&acc, mode, table, row);
                 }
             });
     }

@@ -83,6 +83,21 @@ fn positions(s: f32, d: f32, xf: __m256) -> __m256 {
     _mm256_add_ps(_mm256_set1_ps(s), _mm256_mul_ps(_mm256_set1_ps(d), xf))
 }
 
+/// The sample positions of chunk `chunk`'s eight pixels (pixel x at `s0 + dx * x`), and
+/// which of them lie inside the sampling domain.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes(grid: &Grid<'_>, s0: [f32; 3], dx: [f32; 3], chunk: usize) -> ([__m256; 3], __m256) {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
+    let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
+    let mask = _mm256_and_ps(
+        inside(p[0], grid.last[0]),
+        _mm256_and_ps(inside(p[1], grid.last[1]), inside(p[2], grid.last[2])),
+    );
+    (p, mask)
+}
+
 /// Lanes inside the sampling domain: within half a voxel of the outer voxel centres.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -161,7 +176,6 @@ unsafe fn trilinear_row(
     // pair stays inside the slice.
     let max_pair = grid.voxels.len() as i32 - 2;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let zero = _mm256_setzero_ps();
     let sign_low =
         |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
@@ -169,12 +183,7 @@ unsafe fn trilinear_row(
     let lerp =
         |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
     for (chunk, out) in row.chunks_mut(8).enumerate() {
-        let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
-        let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
-        let mask = _mm256_and_ps(
-            inside(p[0], grid.last[0]),
-            _mm256_and_ps(inside(p[1], grid.last[1]), inside(p[2], grid.last[2])),
-        );
+        let (p, mask) = lanes(grid, s0, dx, chunk);
         // Clamp into [0, last]: the outer half voxel takes the edge value.
         let c = [0, 1, 2]
             .map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
@@ -250,15 +259,9 @@ unsafe fn nearest_row(
     let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
     let last_index = grid.voxels.len() as i32 - 1;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let half = _mm256_set1_ps(0.5);
     for (chunk, out) in row.chunks_mut(8).enumerate() {
-        let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
-        let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
-        let mask = _mm256_and_ps(
-            inside(p[0], grid.last[0]),
-            _mm256_and_ps(inside(p[1], grid.last[1]), inside(p[2], grid.last[2])),
-        );
+        let (p, mask) = lanes(grid, s0, dx, chunk);
         let [i, j, k] = [0, 1, 2]
             .map(|a| clamp_index(_mm256_cvttps_epi32(_mm256_add_ps(p[a], half)), n[a] - 1));
         let index = _mm256_add_epi32(

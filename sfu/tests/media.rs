@@ -281,18 +281,6 @@ async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
     }
 }
 
-async fn payload_type(sender: &Arc<dyn RtpSender>) -> u8 {
-    sender
-        .get_parameters()
-        .await
-        .expect("parameters")
-        .rtp_parameters
-        .codecs
-        .first()
-        .map(|c| c.payload_type)
-        .expect("negotiated codec")
-}
-
 /// Publishes the clips in real time for `seconds`.
 async fn publish(
     c: &Client,
@@ -302,8 +290,8 @@ async fn publish(
 ) {
     use rtc::media::Sample;
     let (vpt, apt) = (
-        payload_type(&c.video.1).await,
-        payload_type(&c.audio.1).await,
+        e2e::webrtc::payload_type(&c.video.1).await,
+        e2e::webrtc::payload_type(&c.audio.1).await,
     );
     let (video, vssrc) = (Arc::clone(&c.video.0), c.video.2);
     let (audio, assrc) = (Arc::clone(&c.audio.0), c.audio.2);
@@ -817,8 +805,8 @@ async fn the_loud_participant_becomes_the_active_speaker() {
             .expect("connected to the SFU within 15 s");
     }
     let (apt, bpt) = (
-        payload_type(&a.audio.1).await,
-        payload_type(&b.audio.1).await,
+        e2e::webrtc::payload_type(&a.audio.1).await,
+        e2e::webrtc::payload_type(&b.audio.1).await,
     );
     // `loud` speaks at -20 dBov while `quiet` sends silence (127), for `ms` milliseconds.
     let turn = |loud: &Client, lpt: u8, quiet: &Client, qpt: u8, ms: u64| {

@@ -355,12 +355,7 @@ pub async fn join(
 impl Participant {
     /// The payload type negotiated for sender `i`.
     pub async fn payload_type(&self, i: usize) -> u8 {
-        self.senders[i]
-            .get_parameters()
-            .await
-            .ok()
-            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
-            .expect("a negotiated codec")
+        crate::webrtc::payload_type(&self.senders[i]).await
     }
 
     /// Subscribes to `feeds` (the room's other publishers) on a second connection, whose

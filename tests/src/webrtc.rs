@@ -258,6 +258,16 @@ pub async fn peer_connection(
     (pc, gathered, connected)
 }
 
+/// The payload type negotiated for `sender`.
+pub async fn payload_type(sender: &Arc<dyn RtpSender>) -> u8 {
+    sender
+        .get_parameters()
+        .await
+        .ok()
+        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
+        .expect("a negotiated codec")
+}
+
 /// Joins the room the token names on the SFU at `port`, and offers `options.tracks`.
 pub async fn join(port: u16, token: &str, options: Options) -> Participant {
     let url = format!("ws://127.0.0.1:{port}/rooms/ws?token={token}");
@@ -357,12 +367,7 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
 impl Participant {
     /// The payload type negotiated for sender `i`.
     pub async fn payload_type(&self, i: usize) -> u8 {
-        self.senders[i]
-            .get_parameters()
-            .await
-            .ok()
-            .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type))
-            .expect("a negotiated codec")
+        payload_type(&self.senders[i]).await
     }
 
     /// Sends a raw signalling message.

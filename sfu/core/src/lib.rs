@@ -660,6 +660,17 @@ impl Room {
             .filter(|(_, t)| *t == track)
             .map(|(s, _)| *s)
             .collect();
+        self.retarget_subscribers(track, subscribers, now)
+    }
+
+    /// Re-chooses the layer of `track` for each of `subscribers`; the keyframe requests their
+    /// switches need.
+    fn retarget_subscribers(
+        &mut self,
+        track: TrackId,
+        subscribers: Vec<ParticipantId>,
+        now: Micros,
+    ) -> Vec<Output> {
         let mut out = Vec::new();
         for s in subscribers {
             self.retarget(s, track, now);
@@ -694,10 +705,7 @@ impl Room {
                 })
                 .map(|((s, _), _)| *s)
                 .collect();
-            for s in subscribers {
-                self.retarget(s, track, now);
-                out.extend(self.keyframe_if_switching(s, track, now));
-            }
+            out.extend(self.retarget_subscribers(track, subscribers, now));
         }
         let expired: Vec<ParticipantId> = self
             .participants
