@@ -93,7 +93,7 @@ async fn the_viewer_page_in_chromium() {
     let label = first
         .wait_for(
             "document.querySelector('[data-op=invert]')?.textContent",
-            |v| v.is_string(),
+            |v| v.as_str().is_some_and(|s| !s.is_empty()),
         )
         .await;
     assert_eq!(label, "反相");

@@ -36,7 +36,7 @@ async fn two_pages_see_each_other() {
         let mut p = Page::open(browser.port, &link(who, name)).await;
         let label = p
             .wait_for("document.getElementById('join')?.textContent", |v| {
-                v.is_string()
+                v.as_str().is_some_and(|s| !s.is_empty())
             })
             .await;
         assert_eq!(label, "加入会诊");
