@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigErrors, ErrorKind, FieldError, Origin};
 pub use model::{
     Database, GpuMode, IceServer, Imaging, Integration, Listeners, Notifications, SecondFactor,
-    Security, Sfu, Site, SmsGateway, Storage, Tls,
+    Security, Sfu, SfuTransport, Site, SmsGateway, Storage, Tls,
 };
 pub use store::{ConfigStore, StoreError, VersionInfo};
 pub use types::{

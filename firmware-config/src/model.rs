@@ -143,6 +143,10 @@ section! {
         /// the appliance's (`appliance run` fills it in when empty). Empty: every join is
         /// refused.
         token_key: String = String::new(),
+        /// The WebRTC stack: "webrtc-rs" (a peer connection and a UDP port per participant) or
+        /// "str0m" (every participant on the first port of listeners.sfu_media_udp, one driver
+        /// for them all; cheaper per packet, TWCC estimates).
+        transport: SfuTransport = SfuTransport::WebrtcRs,
     }
 }
 
@@ -222,6 +226,16 @@ pub enum SmsGateway {
     HttpForm,
 }
 
+/// Which WebRTC stack carries the SFU's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SfuTransport {
+    /// webrtc-rs 0.21: one peer connection and UDP port per participant.
+    WebrtcRs,
+    /// str0m 0.25: sans-IO connections on one UDP port, one driver.
+    Str0m,
+}
+
 /// Who must use a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -246,7 +260,7 @@ pub struct IceServer {
     pub credential: Secret,
 }
 
-serde_field!(GpuMode, SmsGateway, SecondFactor);
+serde_field!(GpuMode, SmsGateway, SecondFactor, SfuTransport);
 
 impl FieldType for Vec<IceServer> {
     const SENSITIVE: bool = true;

@@ -1,6 +1,6 @@
 //! sfu: the media SFU. Rooms of participants with audio and video over WebRTC, forwarded by
 //! the pure core in `sfu-core` (`sfu/core`): `signalling` is the WebSocket (joins, SDP,
-//! candidates, notices, the admin API), `media` the webrtc-rs transport around the core,
+//! candidates, notices, the admin API), `media` the webrtc-rs transport around the core, `transport` the str0m one (`sfu.transport`),
 //! `feedback` the subscribers' RTCP it brings to the core, `token` the room tokens it checks.
 //!
 //! The `sfu` binary runs this alone; `appliance run` runs it beside the others in one process.
@@ -11,5 +11,6 @@ pub mod media;
 mod server;
 pub mod signalling;
 pub mod token;
+pub mod transport;
 
 pub use server::{SfuError, run};

@@ -56,7 +56,7 @@ pub enum MediaError {
     Gone,
 }
 
-fn refused(field: &'static str, e: impl std::fmt::Display) -> MediaError {
+pub(crate) fn refused(field: &'static str, e: impl std::fmt::Display) -> MediaError {
     MediaError::Refused {
         field,
         reason: e.to_string(),
@@ -129,21 +129,21 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    fn sent(room: &str) -> Self {
+    pub(crate) fn sent(room: &str) -> Self {
         Self {
             packets: metrics::counter!("sfu_packets_out_total"),
             bytes: metrics::counter!("sfu_room_bytes_out_total", "room" => room.to_owned()),
         }
     }
 
-    fn received(room: &str) -> Self {
+    pub(crate) fn received(room: &str) -> Self {
         Self {
             packets: metrics::counter!("sfu_packets_in_total"),
             bytes: metrics::counter!("sfu_room_bytes_in_total", "room" => room.to_owned()),
         }
     }
 
-    fn count(&self, bytes: u64) {
+    pub(crate) fn count(&self, bytes: u64) {
         self.packets.increment(1);
         self.bytes.increment(bytes);
     }
@@ -652,7 +652,7 @@ pub(crate) async fn offer(
 }
 
 /// The DTLS fingerprint an SDP names (which identifies the connection that made it).
-fn fingerprint(sdp: &str) -> Option<&str> {
+pub(crate) fn fingerprint(sdp: &str) -> Option<&str> {
     sdp.lines()
         .find_map(|l| l.trim().strip_prefix("a=fingerprint:"))
         .map(str::trim)

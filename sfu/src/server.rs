@@ -36,6 +36,18 @@ async fn room_page() -> impl axum::response::IntoResponse {
 pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.sfu_signalling.get());
     let rooms = crate::signalling::Rooms::new(config);
+    if config.sfu.transport == firmware_config::SfuTransport::Str0m {
+        rooms
+            .start_transport(config)
+            .map_err(|e| RuntimeError::Bind {
+                addr: SocketAddr::new(
+                    config.listeners.bind,
+                    config.listeners.sfu_media_udp.first().get(),
+                ),
+                field: "listeners.sfu_media_udp",
+                source: e,
+            })?;
+    }
     // The grace of dropped participants runs out on this clock.
     let ticking = rooms.clone();
     let shutdown = ctx.shutdown.clone();

@@ -40,6 +40,7 @@ struct Member {
 
 #[derive(Debug)]
 struct RoomState {
+    name: String,
     core: Room,
     members: BTreeMap<ParticipantId, Member>,
     media: RoomMedia,
@@ -57,6 +58,8 @@ pub struct Rooms {
     start: Instant,
     inner: Mutex<Inner>,
     media: Arc<MediaConfig>,
+    /// The str0m transport, when `sfu.transport` names it (set once, at start).
+    transport: std::sync::OnceLock<crate::transport::Transport>,
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +97,35 @@ impl Rooms {
                 config.listeners.sfu_media_udp.first().get(),
                 config.listeners.sfu_media_udp.last().get(),
             )),
+            transport: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts the str0m transport on the media range's first port (`sfu.transport = "str0m"`).
+    pub fn start_transport(
+        self: &Arc<Self>,
+        config: &firmware_config::Config,
+    ) -> std::io::Result<()> {
+        let bind = config.listeners.bind;
+        let ip = if bind.is_unspecified() {
+            config
+                .listeners
+                .public_host
+                .as_str()
+                .parse()
+                .unwrap_or(bind)
+        } else {
+            bind
+        };
+        let port = config.listeners.sfu_media_udp.first().get();
+        let t = crate::transport::Transport::start(ip, port, Arc::downgrade(self))?;
+        let _ = self.transport.set(t);
+        Ok(())
+    }
+
+    /// The str0m transport, if it carries the media.
+    pub(crate) fn transport(&self) -> Option<&crate::transport::Transport> {
+        self.transport.get()
     }
 
     fn now(&self) -> u64 {
@@ -130,7 +161,24 @@ impl Rooms {
 
     /// Delivers core outputs (notices) to the room's open sockets, and lets the media follow.
     fn broadcast(&self, room: &mut RoomState, outputs: &[Output]) {
-        room.media.follow(outputs, &self.media);
+        match self.transport() {
+            Some(t) => {
+                let notices: Vec<Output> = outputs
+                    .iter()
+                    .filter(|o| {
+                        matches!(o, Output::Notice(Notice::Left(_) | Notice::Unpublished(..)))
+                    })
+                    .cloned()
+                    .collect();
+                if !notices.is_empty() {
+                    t.send(crate::transport::Command::Outputs {
+                        room: room.name.clone(),
+                        outputs: notices,
+                    });
+                }
+            }
+            None => room.media.follow(outputs, &self.media),
+        }
         for o in outputs {
             let Output::Notice(n) = o else { continue };
             if let Notice::Published(p, t, _) | Notice::Unpublished(p, t) = n {
@@ -197,6 +245,7 @@ impl Rooms {
             .rooms
             .entry(claims.room.clone())
             .or_insert_with(|| RoomState {
+                name: claims.room.clone(),
                 core: Room::new(self.max_participants, self.grace.as_micros() as u64),
                 members: BTreeMap::new(),
                 media: RoomMedia::default(),
@@ -238,7 +287,14 @@ impl Rooms {
         member.tx = Some(tx.clone());
         member.connection = connection;
         if let Some(peer) = room.media.peers.get(&id) {
-            peer.set_tx(tx);
+            peer.set_tx(tx.clone());
+        }
+        if let Some(t) = self.transport() {
+            t.send(crate::transport::Command::SetTx {
+                room: claims.room.clone(),
+                id,
+                tx,
+            });
         }
         self.broadcast(room, &outputs);
         let others: Vec<Value> = room
@@ -328,7 +384,15 @@ impl Rooms {
             .keys()
             .map(|p| Output::Notice(Notice::Left(*p)))
             .collect();
-        room.media.follow(&everyone, &self.media);
+        match self.transport() {
+            Some(t) => {
+                t.send(crate::transport::Command::Outputs {
+                    room: room_name.to_owned(),
+                    outputs: everyone,
+                });
+            }
+            None => room.media.follow(&everyone, &self.media),
+        }
         for m in room.members.values() {
             if let Some(tx) = &m.tx {
                 let _ = tx.send(json!({ "type": "closed", "message": "the room was closed" }));
@@ -400,6 +464,42 @@ impl Rooms {
         Ok((tid, subscribers))
     }
 
+    /// A track `id` publishes (the str0m transport): registered with the core, told to the
+    /// room.
+    pub(crate) fn publish_track(
+        &self,
+        room_name: &str,
+        id: ParticipantId,
+        kind: sfu_core::Kind,
+        layers: Vec<sfu_core::Layer>,
+    ) -> Result<sfu_core::TrackId, RoomError> {
+        let mut inner = self.lock();
+        let room = inner
+            .rooms
+            .get_mut(room_name)
+            .ok_or(RoomError::NotInRoom(id))?;
+        let (tid, out) = room.core.publish(id, kind, layers)?;
+        self.broadcast(room, &out);
+        Ok(tid)
+    }
+
+    /// Runs `f` on a room's core (the str0m transport): its outputs; notices go out as
+    /// signalling.
+    pub(crate) fn run_core(
+        &self,
+        room_name: &str,
+        f: impl FnOnce(&mut Room, u64) -> Vec<Output>,
+    ) -> Result<Vec<Output>, MediaError> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let room = inner.rooms.get_mut(room_name).ok_or(MediaError::Gone)?;
+        let out = f(&mut room.core, now);
+        if out.iter().any(|o| matches!(o, Output::Notice(_))) {
+            self.broadcast(room, &out);
+        }
+        Ok(out)
+    }
+
     /// A published track ended.
     pub(crate) fn unpublish(&self, room_name: &str, id: ParticipantId, tid: sfu_core::TrackId) {
         let mut inner = self.lock();
@@ -434,6 +534,10 @@ impl Rooms {
     /// Publishes each room's media figures at /metrics: bitrate (over the time since the last
     /// call), upstream loss, round-trip time, participants.
     pub async fn measure(&self, last: &mut BTreeMap<String, (u64, Instant)>) {
+        let by_transport = match self.transport() {
+            Some(t) => Some(t.stats().await),
+            None => None,
+        };
         let rooms: Vec<(String, Vec<Arc<Peer>>, usize)> = {
             let inner = self.lock();
             inner
@@ -450,7 +554,10 @@ impl Rooms {
         };
         last.retain(|name, _| rooms.iter().any(|(n, ..)| n == name));
         for (name, peers, members) in rooms {
-            let stats = crate::media::room_stats(peers).await;
+            let stats = match &by_transport {
+                Some(s) => s.get(&name).copied().unwrap_or_default(),
+                None => crate::media::room_stats(peers).await,
+            };
             let now = Instant::now();
             let (before, at) = last.get(&name).copied().unwrap_or((stats.bytes, now));
             let secs = now.duration_since(at).as_secs_f64();
@@ -476,9 +583,23 @@ impl Rooms {
             let out = room.core.tick(now);
             self.broadcast(room, &out);
             // Keyframe requests for subscribers moved off a layer that went quiet.
-            let work = room.media.resolve(&out);
-            if !work.is_empty() {
-                tokio::spawn(crate::media::perform(work));
+            if let Some(t) = self.transport() {
+                let media: Vec<Output> = out
+                    .iter()
+                    .filter(|o| !matches!(o, Output::Notice(_)))
+                    .cloned()
+                    .collect();
+                if !media.is_empty() {
+                    t.send(crate::transport::Command::Outputs {
+                        room: name.clone(),
+                        outputs: media,
+                    });
+                }
+            } else {
+                let work = room.media.resolve(&out);
+                if !work.is_empty() {
+                    tokio::spawn(crate::media::perform(work));
+                }
             }
             for o in &out {
                 if let Output::Notice(Notice::Left(p)) = o {
@@ -647,6 +768,43 @@ async fn media_message(
                 reason: "a non-empty string up to 64 KiB".into(),
             })
     };
+    if let Some(t) = rooms.transport() {
+        let room = room.to_owned();
+        use crate::transport::Command;
+        return match kind {
+            "offer" => {
+                let (sdp, tx) = (text("sdp")?.to_owned(), tx.clone());
+                t.ask(|reply| Command::Offer {
+                    room,
+                    id,
+                    sdp,
+                    tx,
+                    reply,
+                })
+                .await
+            }
+            "answer" => {
+                let sdp = text("sdp")?.to_owned();
+                t.ask(|reply| Command::Answer {
+                    room,
+                    id,
+                    sdp,
+                    reply,
+                })
+                .await
+            }
+            _ => {
+                let candidate = text("candidate")?.to_owned();
+                t.ask(|reply| Command::Candidate {
+                    room,
+                    id,
+                    candidate,
+                    reply,
+                })
+                .await
+            }
+        };
+    }
     match kind {
         "offer" => crate::media::offer(rooms, room, id, text("sdp")?, tx).await,
         "answer" => crate::media::answer(rooms, room, id, text("sdp")?).await,

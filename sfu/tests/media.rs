@@ -156,10 +156,13 @@ impl Proxy {
         proxy
     }
 
-    /// The server's SDP with its UDP candidates moved to the relay.
+    /// The server's SDP with its UDP host candidate moved to the relay; the addresses it
+    /// learned (a peer-reflexive one is the relay's own front) are left out, so the relay is
+    /// the only path the client knows.
     fn rewrite(&self, sdp: &str) -> String {
         let port = self.front.local_addr().map_or(0, |a| a.port());
         sdp.lines()
+            .filter(|l| !l.starts_with("a=candidate") || l.contains(" typ host"))
             .map(|l| {
                 let mut f: Vec<String> = l.split(' ').map(str::to_owned).collect();
                 if l.starts_with("a=candidate") && f.len() > 5 && f[2].eq_ignore_ascii_case("udp") {
@@ -334,8 +337,48 @@ async fn publish(
     let _ = a.await;
 }
 
-fn start_sfu(key: &ed25519_dalek::SigningKey) -> (e2e::Daemon, e2e::Ports) {
-    e2e::webrtc::start_sfu(key, &[])
+/// The WebRTC stacks the SFU can carry media on (`sfu.transport`); each test runs on both.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Transport {
+    WebrtcRs,
+    Str0m,
+}
+
+impl Transport {
+    fn setting(self) -> &'static str {
+        match self {
+            Transport::WebrtcRs => "sfu.transport=webrtc-rs",
+            Transport::Str0m => "sfu.transport=str0m",
+        }
+    }
+}
+
+fn start_sfu(key: &ed25519_dalek::SigningKey, t: Transport) -> (e2e::Daemon, e2e::Ports) {
+    e2e::webrtc::start_sfu(key, &["--set", t.setting()])
+}
+
+/// Each test on both transports.
+macro_rules! on_both {
+    ($($name:ident, $webrtc_rs:ident, $str0m:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $webrtc_rs() {
+            $name(Transport::WebrtcRs).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $str0m() {
+            $name(Transport::Str0m).await;
+        }
+    )*};
+}
+
+on_both! {
+    a_cut_udp_path_resumes, a_cut_udp_path_resumes_webrtc_rs, a_cut_udp_path_resumes_str0m;
+    a_participant_starting_over_resumes_its_place,
+        starting_over_webrtc_rs, starting_over_str0m;
+    three_participants_receive_each_others_media_intact,
+        three_participants_webrtc_rs, three_participants_str0m;
+    the_loud_participant_becomes_the_active_speaker,
+        active_speaker_webrtc_rs, active_speaker_str0m;
 }
 
 fn room_token(key: &ed25519_dalek::SigningKey, room: &str, who: &str) -> String {
@@ -344,10 +387,9 @@ fn room_token(key: &ed25519_dalek::SigningKey, room: &str, who: &str) -> String 
 
 /// One participant's UDP path is cut for four seconds and restored: the media in both
 /// directions comes back on the same connection, within the grace period, and nobody left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_udp_path_resumes() {
+async fn a_cut_udp_path_resumes(transport: Transport) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
-    let (mut d, ports) = start_sfu(&key);
+    let (mut d, ports) = start_sfu(&key, transport);
     let (frames, pages) = clips();
     let (frames, pages) = (Arc::new(frames), Arc::new(pages));
     let proxy = Proxy::start().await;
@@ -423,10 +465,9 @@ async fn a_cut_udp_path_resumes() {
 /// A participant whose connection drops starts over (a new signalling socket and a new peer
 /// connection, same identity) within the grace period: the others see "reconnecting" and
 /// "resumed", never a leave, and its media reaches them again under the same id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_participant_starting_over_resumes_its_place() {
+async fn a_participant_starting_over_resumes_its_place(transport: Transport) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
-    let (mut d, ports) = start_sfu(&key);
+    let (mut d, ports) = start_sfu(&key, transport);
     let (frames, pages) = clips();
     let (frames, pages) = (Arc::new(frames), Arc::new(pages));
     let mut a = join(
@@ -500,14 +541,15 @@ async fn a_participant_starting_over_resumes_its_place() {
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_participants_receive_each_others_media_intact() {
+async fn three_participants_receive_each_others_media_intact(transport: Transport) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
     let ports = e2e::Ports::free();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"));
     cmd.args(ports.args()).args([
         "--set",
         &format!("sfu.token_key={}", public_key_base64(&key)),
+        "--set",
+        transport.setting(),
     ]);
     let mut d = e2e::Daemon::spawn(cmd);
     d.wait_ok(ports.sfu_signalling, "/readyz", Duration::from_secs(30));
@@ -669,17 +711,40 @@ async fn three_participants_receive_each_others_media_intact() {
         1.0,
         "{metrics}"
     );
-    assert_eq!(count("sfu_feedback_total{kind=\"nack\"}"), 1.0, "{metrics}");
-    assert_eq!(
-        count("sfu_feedback_total{kind=\"estimate\"}"),
-        1.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        count("sfu_retransmits_total"),
-        3.0,
-        "three packets resent: {metrics}"
-    );
+    match transport {
+        Transport::WebrtcRs => {
+            assert_eq!(count("sfu_feedback_total{kind=\"nack\"}"), 1.0, "{metrics}");
+            assert_eq!(
+                count("sfu_feedback_total{kind=\"estimate\"}"),
+                1.0,
+                "{metrics}"
+            );
+            assert_eq!(
+                count("sfu_retransmits_total"),
+                3.0,
+                "three packets resent: {metrics}"
+            );
+        }
+        Transport::Str0m => {
+            // str0m answers the NACK from its own send buffer and counts it in its stats
+            // (reported each second); the estimates are its TWCC ones as well as the REMB.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let m = e2e::get(ports.sfu_signalling, "/metrics")
+                    .expect("metrics")
+                    .body;
+                if m.contains("sfu_feedback_total{kind=\"nack\"} ") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the NACK was never counted: {m}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(
+                count("sfu_feedback_total{kind=\"estimate\"}") >= 1.0,
+                "{metrics}"
+            );
+        }
+    }
     assert!(
         count("sfu_pli_total") >= 1.0,
         "the keyframe request went on: {metrics}"
@@ -780,12 +845,11 @@ async fn three_participants_receive_each_others_media_intact() {
 /// Two participants speak in turn, their audio packets carrying RFC 6464 levels as a
 /// browser's do: the SFU reads the levels and names the loud one as the active speaker to both,
 /// and names the other when the turn passes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_loud_participant_becomes_the_active_speaker() {
+async fn the_loud_participant_becomes_the_active_speaker(transport: Transport) {
     use rtc::media::Sample;
     use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
     let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let (_d, ports) = start_sfu(&key);
+    let (_d, ports) = start_sfu(&key, transport);
     let (_, pages) = clips();
     let mut a = join(
         ports.sfu_signalling,

@@ -132,8 +132,8 @@ pub struct Options {
     pub tracks: Vec<Arc<dyn TrackLocal>>,
     /// What it does with what it receives.
     pub on_track: OnTrack,
-    /// Leave its own candidates out of its offer (the server then learns its address from the
-    /// packets that reach it).
+    /// Leave its own candidates out of its offer and its answers (the server then learns its
+    /// address from the packets that reach it).
     pub strip_candidates: bool,
     /// Applied to the server's answers and offers.
     pub rewrite: Option<Rewrite>,
@@ -146,6 +146,14 @@ impl std::fmt::Debug for Options {
             .field("strip_candidates", &self.strip_candidates)
             .finish_non_exhaustive()
     }
+}
+
+/// An SDP without its candidate lines.
+fn without_candidates(sdp: &str) -> String {
+    sdp.lines()
+        .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
+        .map(|l| format!("{l}\r\n"))
+        .collect()
 }
 
 /// A participant in a room.
@@ -291,13 +299,9 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
     pc.set_local_description(offer).await.expect("local");
     let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
     let mut sdp = pc.local_description().await.expect("described").sdp;
-    if options.strip_candidates {
-        sdp = sdp
-            .lines()
-            .filter(|l| !l.starts_with("a=candidate") && !l.starts_with("a=end-of-candidates"))
-            .map(|l| format!("{l}\r\n"))
-            .collect();
-    }
+    let strip = options.strip_candidates;
+    let own = move |sdp: String| if strip { without_candidates(&sdp) } else { sdp };
+    sdp = own(sdp);
     sink.send(Message::text(
         json!({"type": "offer", "sdp": sdp}).to_string(),
     ))
@@ -341,7 +345,7 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
                                 .lock()
                                 .await
                                 .send(Message::text(
-                                    json!({"type": "answer", "sdp": l.sdp}).to_string(),
+                                    json!({"type": "answer", "sdp": own(l.sdp)}).to_string(),
                                 ))
                                 .await;
                         }

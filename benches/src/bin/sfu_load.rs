@@ -7,12 +7,15 @@
 //! loop that receives SRTP, decrypts, encrypts and sends on one core.
 //!
 //! Build first: `cargo build --release -p sfu -p benches`, then
-//! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS] [sfu|janus|both]` (default
-//! `1,2,4 4 8 sfu`). `janus` and `both` run the same rooms against Janus 1.1's VideoRoom
+//! `target/release/sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS] [str0m|webrtc-rs|janus|both|all]`
+//! (default `1,2,4 4 8 str0m`): the SFU on its str0m or webrtc-rs transport (`sfu.transport`),
+//! Janus, str0m and Janus, or all three. `janus`, `both` and `all` run the same rooms against
+//! Janus 1.1's VideoRoom
 //! (Debian's `janus`, started on loopback with `-i 127.0.0.1`): each participant publishes on
 //! one connection and subscribes to the room's other feeds on a second.
 //!
-//! `target/release/sfu_load soak [CYCLES] [PARALLEL]` (default 10,000 and 8) is the soak run:
+//! `target/release/sfu_load soak [CYCLES] [PARALLEL] [TRANSPORT]` (default 10,000, 8 and
+//! str0m) is the soak run:
 //! participants join a room where one publishes, connect, receive, and leave; the SFU's RSS
 //! and open files after a warm-up and at the end. `SFU_LOAD_DEBUG=1` prints what each
 //! participant sent and received.
@@ -64,8 +67,8 @@ struct Seen {
 /// The server under load.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
-    /// This project's `sfu`.
-    Sfu,
+    /// This project's `sfu` with one of its transports (`sfu.transport`).
+    Sfu(&'static str),
     /// Janus 1.1's VideoRoom.
     Janus,
 }
@@ -324,10 +327,12 @@ async fn run(target: Target, rooms: usize, size: usize, seconds: u64, clip: Arc<
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut all: Vec<(usize, Participant)> = Vec::new();
     let server = match target {
-        Target::Sfu => {
+        Target::Sfu(transport) => {
             let (d, ports) = e2e::webrtc::start_sfu(
                 &key,
                 &[
+                    "--set",
+                    &format!("sfu.transport={transport}"),
                     "--set",
                     "sfu.max_rooms=1000",
                     "--set",
@@ -460,8 +465,9 @@ async fn run(target: Target, rooms: usize, size: usize, seconds: u64, clip: Arc<
         0.0
     };
     let name = match target {
-        Target::Sfu => "sfu  ",
-        Target::Janus => "janus",
+        Target::Sfu("str0m") => "sfu/str0m    ",
+        Target::Sfu(_) => "sfu/webrtc-rs",
+        Target::Janus => "janus        ",
     };
     let inside = match &server {
         Server::Sfu(_, port) => {
@@ -596,11 +602,13 @@ fn open_fds(pid: u32) -> usize {
 /// Soak: `cycles` participants join a room where one participant publishes, connect, receive
 /// its media, and leave, `parallel` at a time; the SFU's RSS and open files after a warm-up
 /// and at the end.
-async fn soak(cycles: usize, parallel: usize, clip: Arc<Vec<u8>>) {
+async fn soak(cycles: usize, parallel: usize, transport: &str, clip: Arc<Vec<u8>>) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
     let (mut d, ports) = e2e::webrtc::start_sfu(
         &key,
         &[
+            "--set",
+            &format!("sfu.transport={transport}"),
             "--set",
             "sfu.max_participants_per_room=64",
             "--set",
@@ -702,6 +710,7 @@ fn main() {
     if args.first().map(String::as_str) == Some("soak") {
         let cycles = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(10_000);
         let parallel = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(8);
+        let transport = args.get(3).map_or("str0m", String::as_str);
         let clip = Arc::new(
             std::fs::read(
                 benches::repo_root().join("../shared/testdata/media/webrtc-rs/output_vp8.ivf"),
@@ -713,7 +722,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        rt.block_on(soak(cycles, parallel, clip));
+        rt.block_on(soak(cycles, parallel, transport, clip));
         return;
     }
     let rooms: Vec<usize> = args
@@ -744,8 +753,15 @@ fn main() {
         .expect("runtime");
     let targets: &[Target] = match args.get(3).map(String::as_str) {
         Some("janus") => &[Target::Janus],
-        Some("both") => &[Target::Sfu, Target::Janus],
-        _ => &[Target::Sfu],
+        Some("webrtc-rs") => &[Target::Sfu("webrtc-rs")],
+        Some("str0m") => &[Target::Sfu("str0m")],
+        Some("both") => &[Target::Sfu("str0m"), Target::Janus],
+        Some("all") => &[
+            Target::Sfu("webrtc-rs"),
+            Target::Sfu("str0m"),
+            Target::Janus,
+        ],
+        _ => &[Target::Sfu("str0m")],
     };
     for r in rooms {
         for t in targets {
