@@ -143,10 +143,11 @@ section! {
         /// the appliance's (`appliance run` fills it in when empty). Empty: every join is
         /// refused.
         token_key: String = String::new(),
-        /// The WebRTC stack: "webrtc-rs" (a peer connection and a UDP port per participant) or
-        /// "str0m" (every participant on the first port of listeners.sfu_media_udp, one driver
-        /// for them all; cheaper per packet, TWCC estimates).
-        transport: SfuTransport = SfuTransport::WebrtcRs,
+        /// The WebRTC stack: "str0m" (one driver thread per core, each on one port of
+        /// listeners.sfu_media_udp for all the connections of its rooms; TWCC estimates) or
+        /// "webrtc-rs" (a peer connection and a UDP port per participant; about 20% more CPU
+        /// per packet).
+        transport: SfuTransport = SfuTransport::Str0m,
     }
 }
 

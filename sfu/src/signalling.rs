@@ -101,7 +101,8 @@ impl Rooms {
         })
     }
 
-    /// Starts the str0m transport on the media range's first port (`sfu.transport = "str0m"`).
+    /// Starts the str0m transport on the media range's first ports (`sfu.transport =
+    /// "str0m"`).
     pub fn start_transport(
         self: &Arc<Self>,
         config: &firmware_config::Config,
@@ -117,8 +118,13 @@ impl Rooms {
         } else {
             bind
         };
-        let port = config.listeners.sfu_media_udp.first().get();
-        let t = crate::transport::Transport::start(ip, port, Arc::downgrade(self))?;
+        let range = &config.listeners.sfu_media_udp;
+        let t = crate::transport::Transport::start(
+            ip,
+            range.first().get(),
+            range.last().get(),
+            Arc::downgrade(self),
+        )?;
         let _ = self.transport.set(t);
         Ok(())
     }

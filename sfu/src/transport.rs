@@ -1,6 +1,7 @@
 //! The str0m transport around `sfu-core`: every participant's WebRTC connection is a sans-IO
-//! `str0m::Rtc`, and one driver task owns them all and the one UDP socket they share (the
-//! first port of `listeners.sfu_media_udp`; `Rtc::accepts` says whose a datagram is). RTP
+//! `str0m::Rtc`. A driver thread owns the connections of the rooms given to it and one UDP
+//! socket they share (`Rtc::accepts` says whose a datagram is); there is one driver per core,
+//! on the first ports of `listeners.sfu_media_udp`, and a room always goes to the same one. RTP
 //! arrives as packets (str0m's RTP mode), goes through the core (`Room::packet`), and each
 //! forward the core decides is written, rewritten, on the subscriber's send stream: the payload
 //! is shared, not copied. str0m answers subscribers' NACKs from its own send buffer (over RTX),
@@ -68,52 +69,61 @@ pub(crate) enum Command {
     },
 }
 
-/// The handle signalling keeps: commands go to the driver.
+impl Command {
+    /// The room a command is about (it goes to that room's driver).
+    fn room(&self) -> Option<&str> {
+        match self {
+            Command::Offer { room, .. }
+            | Command::Answer { room, .. }
+            | Command::Candidate { room, .. }
+            | Command::SetTx { room, .. }
+            | Command::Outputs { room, .. } => Some(room),
+            Command::Stats { .. } => None,
+        }
+    }
+}
+
+/// The handle signalling keeps: commands go to the driver of their room.
 #[derive(Debug, Clone)]
 pub struct Transport {
+    drivers: Vec<DriverHandle>,
+}
+
+/// One driver: its thread owns a UDP socket and the connections of the rooms given to it.
+#[derive(Debug, Clone)]
+struct DriverHandle {
     commands: mpsc::UnboundedSender<Command>,
-    /// Where media arrives (the candidate every participant gets).
-    pub local: SocketAddr,
 }
 
 impl Transport {
-    /// Binds the media socket on `ip:port` and starts the driver on its own thread.
-    pub fn start(ip: IpAddr, port: u16, rooms: Weak<Rooms>) -> std::io::Result<Self> {
-        let addr = SocketAddr::new(ip, port);
-        let raw = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
-        // Every participant's media crosses this one socket: buffers as large as the system
-        // allows (net.core.rmem_max / wmem_max), so bursts wait instead of being dropped.
-        let _ = raw.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = raw.set_send_buffer_size(SOCKET_BUFFER);
-        raw.set_nonblocking(true)?;
-        raw.bind(&addr.into())?;
-        let std_socket: std::net::UdpSocket = raw.into();
-        let local = std_socket.local_addr()?;
-        let (commands, rx) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("sfu-media".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match tokio::net::UdpSocket::from_std(std_socket) {
-                        Ok(socket) => Driver::new(socket, local, rooms).run(rx).await,
-                        Err(e) => tracing::error!(error = %e, "media socket"),
-                    }
-                });
-            })?;
-        tracing::info!(%local, "media (str0m) on one UDP port");
-        Ok(Self { commands, local })
+    /// One driver per core (as many as the range `first..=last` has ports), each on its own
+    /// thread and port; a room's participants all go to one driver, chosen by the room's name,
+    /// so forwarding never crosses threads.
+    pub fn start(ip: IpAddr, first: u16, last: u16, rooms: Weak<Rooms>) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let n = cores.min(usize::from(last - first) + 1).max(1);
+        let mut drivers = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = first + i as u16;
+            drivers.push(DriverHandle::start(ip, port, i, rooms.clone())?);
+        }
+        Ok(Self { drivers })
     }
 
-    /// Sends a command; false when the driver has stopped.
+    fn driver(&self, room: &str) -> &DriverHandle {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same room always goes to the same driver.
+        let mut h = std::hash::DefaultHasher::new();
+        room.hash(&mut h);
+        &self.drivers[(h.finish() % self.drivers.len() as u64) as usize]
+    }
+
+    /// Sends a command to its room's driver; false when the driver has stopped.
     pub(crate) fn send(&self, c: Command) -> bool {
-        self.commands.send(c).is_ok()
+        match c.room() {
+            Some(room) => self.driver(room).commands.send(c).is_ok(),
+            None => false,
+        }
     }
 
     /// Sends a command that replies, and waits for the reply.
@@ -128,13 +138,52 @@ impl Transport {
         answer.await.unwrap_or(Err(MediaError::Gone))
     }
 
-    /// Each room's figures.
+    /// Each room's figures, from every driver.
     pub(crate) async fn stats(&self) -> BTreeMap<String, RoomStats> {
-        let (reply, answer) = oneshot::channel();
-        if !self.send(Command::Stats { reply }) {
-            return BTreeMap::new();
+        let mut all = BTreeMap::new();
+        for d in &self.drivers {
+            let (reply, answer) = oneshot::channel();
+            if d.commands.send(Command::Stats { reply }).is_ok() {
+                all.extend(answer.await.unwrap_or_default());
+            }
         }
-        answer.await.unwrap_or_default()
+        all
+    }
+}
+
+impl DriverHandle {
+    /// Binds the driver's socket on `ip:port` and starts it on its own thread.
+    fn start(ip: IpAddr, port: u16, i: usize, rooms: Weak<Rooms>) -> std::io::Result<Self> {
+        let addr = SocketAddr::new(ip, port);
+        let raw = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        // All of a driver's media crosses this one socket: buffers as large as the system
+        // allows (net.core.rmem_max / wmem_max), so bursts wait instead of being dropped.
+        let _ = raw.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = raw.set_send_buffer_size(SOCKET_BUFFER);
+        raw.set_nonblocking(true)?;
+        raw.bind(&addr.into())?;
+        let std_socket: std::net::UdpSocket = raw.into();
+        let local = std_socket.local_addr()?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("sfu-media-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::UdpSocket::from_std(std_socket) {
+                        Ok(socket) => Driver::new(socket, local, rooms).run(rx).await,
+                        Err(e) => tracing::error!(error = %e, "media socket"),
+                    }
+                });
+            })?;
+        tracing::info!(%local, "media driver (str0m)");
+        Ok(Self { commands })
     }
 }
 
@@ -230,6 +279,8 @@ struct Driver {
     /// Datagrams waiting for the socket to take them, in order.
     queued: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
     send_dropped: metrics::Counter,
+    /// The gauges as this driver last moved them.
+    said: [usize; 3],
 }
 
 /// The media socket's buffer sizes asked for (the system caps them).
@@ -256,6 +307,7 @@ impl Driver {
             forward_seconds: metrics::histogram!("sfu_forward_seconds"),
             queued: std::collections::VecDeque::new(),
             send_dropped: metrics::counter!("sfu_media_send_dropped_total"),
+            said: [0; 3],
         }
     }
 
@@ -311,20 +363,24 @@ impl Driver {
         }
     }
 
-    fn gauges(&self) {
-        metrics::gauge!("sfu_peers").set(self.clients.len() as f64);
-        metrics::gauge!("sfu_receive_tasks").set(
-            self.clients
-                .values()
-                .map(|c| c.incoming.len())
-                .sum::<usize>() as f64,
-        );
-        metrics::gauge!("sfu_feedback_tasks").set(
-            self.clients
-                .values()
-                .map(|c| c.outgoing.len())
-                .sum::<usize>() as f64,
-        );
+    /// This driver's share of the node's gauges (connections, published and forwarded
+    /// tracks), moved by what changed since it last said.
+    fn gauges(&mut self) {
+        let now = [
+            self.clients.len(),
+            self.clients.values().map(|c| c.incoming.len()).sum(),
+            self.clients.values().map(|c| c.outgoing.len()).sum(),
+        ];
+        for ((name, said), now) in ["sfu_peers", "sfu_receive_tasks", "sfu_feedback_tasks"]
+            .into_iter()
+            .zip(&mut self.said)
+            .zip(now)
+        {
+            if *said != now {
+                metrics::gauge!(name).increment(now as f64 - *said as f64);
+                *said = now;
+            }
+        }
     }
 
     /// One datagram from the media socket: to the client it belongs to.
