@@ -1,5 +1,7 @@
-//! The WebRTC transport (webrtc-rs 0.21) around `sfu-core`: one server-side peer connection per
-//! participant, on a UDP port handed out from `listeners.sfu_media_udp` (the library has no port
+//! The webrtc-rs 0.21 transport around `sfu-core` (`sfu.transport = "webrtc-rs"`; the str0m one
+//! in `transport` is the default), and the helpers both use (keyframe detection, simulcast
+//! layers, counters, room figures). One server-side peer connection per participant, on a UDP
+//! port handed out from `listeners.sfu_media_udp` (the library has no port
 //! range of its own). What a participant publishes arrives as remote tracks; each becomes a
 //! core track, and every other participant gets a local track of the same codec, negotiated by
 //! a server offer. Each RTP packet goes through the core (`Room::packet`), which says who gets

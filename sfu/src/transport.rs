@@ -228,7 +228,7 @@ struct Client {
     incoming: HashMap<Mid, Incoming>,
     outgoing: BTreeMap<TrackId, Outgoing>,
     /// The server's offer waiting for its answer.
-    pending: Option<SdpPendingOffer>,
+    pending: Option<(SdpPendingOffer, Instant)>,
     /// Tracks changed while an offer was pending: offer again after the answer.
     again: bool,
     /// Figures from str0m's stats events.
@@ -281,6 +281,8 @@ struct Driver {
     send_dropped: metrics::Counter,
     /// The gauges as this driver last moved them.
     said: [usize; 3],
+    /// When unanswered offers are looked for next.
+    next_sweep: Instant,
 }
 
 /// The media socket's buffer sizes asked for (the system caps them).
@@ -308,6 +310,7 @@ impl Driver {
             queued: std::collections::VecDeque::new(),
             send_dropped: metrics::counter!("sfu_media_send_dropped_total"),
             said: [0; 3],
+            next_sweep: Instant::now(),
         }
     }
 
@@ -358,8 +361,35 @@ impl Driver {
                 }
                 self.dirty.push(key);
             }
+            if now >= self.next_sweep {
+                self.next_sweep = now + Duration::from_secs(1);
+                self.sweep(now);
+            }
             self.poll_dirty();
             self.gauges();
+        }
+    }
+
+    /// Server offers unanswered for `OFFER_TIMEOUT` are made again (a client that could not
+    /// apply one would otherwise never be offered anything more).
+    fn sweep(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.pending
+                    .as_ref()
+                    .is_some_and(|(_, at)| now.duration_since(*at) >= OFFER_TIMEOUT)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            if let Some(c) = self.clients.get_mut(&key) {
+                tracing::info!(room = %c.room, id = c.id.0, "server offer unanswered: made again");
+                metrics::counter!("sfu_offers_repeated_total").increment(1);
+                withdraw(c);
+            }
+            self.negotiate(key);
         }
     }
 
@@ -439,6 +469,9 @@ impl Driver {
     /// Drains one client's output: datagrams go out, events are handled (which may give
     /// other clients input: they are marked dirty).
     fn poll(&mut self, key: u64) {
+        // A timeout already due is handled here, a few times over, rather than on the next
+        // turn of the loop (str0m's pacer hands out what is queued at each one).
+        let mut catch_up = 8;
         loop {
             let Some(c) = self.clients.get_mut(&key) else {
                 return;
@@ -457,6 +490,12 @@ impl Driver {
             };
             match out {
                 RtcOutput::Timeout(t) => {
+                    let now = Instant::now();
+                    if t <= now && catch_up > 0 {
+                        catch_up -= 1;
+                        let _ = c.rtc.handle_input(Input::Timeout(now));
+                        continue;
+                    }
                     c.timeout = t;
                     return;
                 }
@@ -721,7 +760,7 @@ impl Driver {
             return;
         };
         c.again = false;
-        c.pending = Some(pending);
+        c.pending = Some((pending, Instant::now()));
         c.send(json!({ "type": "offer", "sdp": offer.to_sdp_string() }));
         self.dirty.push(key);
     }
@@ -732,14 +771,17 @@ impl Driver {
             .ok_or_else(|| refused("type", "no offer was made to you"))?;
         let c = self.clients.get_mut(&key).ok_or(MediaError::Gone)?;
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| refused("sdp", e))?;
-        let pending = c
+        let (pending, _) = c
             .pending
             .take()
             .ok_or_else(|| refused("type", "no offer from the server is waiting"))?;
-        c.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| refused("sdp", e))?;
+        if let Err(e) = c.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is void: what it carried is offered again.
+            withdraw(c);
+            self.negotiate(key);
+            self.poll_dirty();
+            return Err(refused("sdp", e));
+        }
         // What the offer carried is open now; what it stopped is gone.
         c.outgoing.retain(|_, o| !o.stop_offered);
         for o in c.outgoing.values_mut() {
@@ -1200,6 +1242,22 @@ impl Driver {
             })
             .collect()
     }
+}
+
+/// How long a server offer waits for its answer before it is made again.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Forgets the client's pending offer (unanswered, or its answer refused): what it added is
+/// added again and what it stopped is stopped again by the next offer.
+fn withdraw(c: &mut Client) {
+    c.pending = None;
+    for o in c.outgoing.values_mut() {
+        if !o.open {
+            o.mid = None;
+        }
+        o.stop_offered = false;
+    }
+    c.again = true;
 }
 
 enum Feedback {

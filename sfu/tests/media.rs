@@ -264,6 +264,7 @@ async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
             ],
             on_track: keep(Arc::clone(&received)),
             strip_candidates: proxy.is_some(),
+            skip_offers: 0,
             rewrite,
         },
     )
@@ -927,4 +928,55 @@ async fn the_loud_participant_becomes_the_active_speaker(transport: Transport) {
         "a was told b speaks: {:?}",
         speaking(&a)
     );
+}
+
+/// A participant that leaves the server's offer unanswered (as a client that failed to apply
+/// it) is offered the same tracks again after the offer timed out, and then receives them
+/// (str0m transport).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_offer_is_made_again() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let (mut d, ports) = start_sfu(&key, Transport::Str0m);
+    let (frames, pages) = clips();
+    let received = Arc::new(Mutex::new(Received::default()));
+    let (audio, _) = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
+    let x = e2e::webrtc::join(
+        ports.sfu_signalling,
+        &room_token(&key, "ward-9", "registrar.x"),
+        e2e::webrtc::Options {
+            tracks: vec![audio as Arc<dyn TrackLocal>],
+            on_track: keep(Arc::clone(&received)),
+            strip_candidates: false,
+            skip_offers: 1,
+            rewrite: None,
+        },
+    )
+    .await;
+    let y = join(
+        ports.sfu_signalling,
+        &room_token(&key, "ward-9", "doctor.y"),
+        None,
+    )
+    .await;
+    publish(&y, Arc::new(frames), Arc::new(pages), 18).await;
+    let offers = x
+        .log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|m| m["type"] == "offer")
+        .count();
+    assert!(offers >= 2, "the offer was made again: {offers} offers");
+    let r = received.lock().unwrap_or_else(|e| e.into_inner());
+    let got = r.frames.get(&format!("p{}", y.id)).map_or(0, Vec::len);
+    assert!(
+        got >= 60,
+        "frames received after the repeated offer was answered: {got}"
+    );
+    let metrics = e2e::get(ports.sfu_signalling, "/metrics")
+        .expect("metrics")
+        .body;
+    assert!(metrics.contains("sfu_offers_repeated_total 1"), "{metrics}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -135,6 +135,9 @@ pub struct Options {
     /// Leave its own candidates out of its offer and its answers (the server then learns its
     /// address from the packets that reach it).
     pub strip_candidates: bool,
+    /// Leave this many of the server's offers unanswered (as a client that failed to apply
+    /// them), answering the ones after.
+    pub skip_offers: usize,
     /// Applied to the server's answers and offers.
     pub rewrite: Option<Rewrite>,
 }
@@ -168,7 +171,7 @@ pub struct Participant {
     pub senders: Vec<Arc<dyn RtpSender>>,
     /// Told when the connection is up.
     pub connected: mpsc::UnboundedReceiver<()>,
-    /// `answer`, `error` and `participant` messages received.
+    /// `answer`, `error` and `participant` messages received, and `offer` (without its SDP).
     pub log: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -313,6 +316,7 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
         let (pc, ws, log) = (Arc::clone(&pc), Arc::clone(&ws), Arc::clone(&log));
         let rewrite = options.rewrite;
         let via = move |sdp: &str| rewrite.as_ref().map_or(sdp.to_owned(), |r| r(sdp));
+        let mut skip = options.skip_offers;
         tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
                 let Message::Text(t) = m else { continue };
@@ -328,6 +332,13 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
                         }
                     }
                     Some("offer") => {
+                        log.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(json!({"type": "offer"}));
+                        if skip > 0 {
+                            skip -= 1;
+                            continue;
+                        }
                         let Ok(o) = RTCSessionDescription::offer(sdp) else {
                             continue;
                         };

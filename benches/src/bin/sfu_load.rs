@@ -186,6 +186,7 @@ async fn join(
                     tracks,
                     on_track: count(Arc::clone(&seen), measuring),
                     strip_candidates: false,
+                    skip_offers: 0,
                     rewrite: None,
                 },
             )
