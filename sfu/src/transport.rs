@@ -323,30 +323,38 @@ impl Driver {
                 .map(|c| c.timeout)
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
-            tokio::select! {
-                ready = self.socket.readable() => {
-                    if ready.is_err() {
-                        return;
+            if deadline <= Instant::now() {
+                // Something is due now: no waiting (a timer would round up to the next
+                // millisecond), only what is there already.
+                self.receive(&mut buf);
+                self.flush();
+                loop {
+                    match commands.try_recv() {
+                        Ok(c) => self.command(c),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
-                    // Everything waiting, then the polls.
-                    for _ in 0..256 {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, source)) => self.datagram(&buf[..n], source),
-                            Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    ready = self.socket.readable() => {
+                        if ready.is_err() {
+                            return;
                         }
+                        self.receive(&mut buf);
                     }
-                }
-                c = commands.recv() => match c {
-                    Some(c) => self.command(c),
-                    None => return,
-                },
-                ready = self.socket.writable(), if !self.queued.is_empty() => {
-                    if ready.is_err() {
-                        return;
+                    c = commands.recv() => match c {
+                        Some(c) => self.command(c),
+                        None => return,
+                    },
+                    ready = self.socket.writable(), if !self.queued.is_empty() => {
+                        if ready.is_err() {
+                            return;
+                        }
+                        self.flush();
                     }
-                    self.flush();
+                    () = tokio::time::sleep_until(deadline.into()) => {}
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {}
             }
             let now = Instant::now();
             let due: Vec<u64> = self
@@ -390,6 +398,16 @@ impl Driver {
                 withdraw(c);
             }
             self.negotiate(key);
+        }
+    }
+
+    /// Takes the datagrams waiting at the socket (up to 256, then the polls).
+    fn receive(&mut self, buf: &mut [u8]) {
+        for _ in 0..256 {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Err(_) => break,
+            }
         }
     }
 
