@@ -1028,6 +1028,7 @@ impl Driver {
                 BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
             ) => {
                 let bps = estimate.as_u64();
+                tracing::debug!(key, bps, "bandwidth estimate");
                 self.feedback(key, None, Feedback::Estimate(bps));
             }
             Event::IceConnectionStateChange(state) => {

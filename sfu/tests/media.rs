@@ -102,82 +102,6 @@ struct Received {
     video_tracks: Vec<(String, Arc<dyn TrackRemote>, u32, u16)>,
 }
 
-/// A UDP relay in front of the SFU for one client, which can cut its path: the client is
-/// told the relay's port in place of the server's, and the server sees the relay's address.
-struct Proxy {
-    front: Arc<tokio::net::UdpSocket>,
-    server: Mutex<Option<std::net::SocketAddr>>,
-    cut: std::sync::atomic::AtomicBool,
-}
-
-impl Proxy {
-    async fn start() -> Arc<Self> {
-        let front = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("front"),
-        );
-        let back = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("back"),
-        );
-        let proxy = Arc::new(Self {
-            front: Arc::clone(&front),
-            server: Mutex::new(None),
-            cut: std::sync::atomic::AtomicBool::new(false),
-        });
-        let client = Arc::new(Mutex::new(None));
-        let (p, b, c) = (Arc::clone(&proxy), Arc::clone(&back), Arc::clone(&client));
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            while let Ok((n, from)) = front.recv_from(&mut buf).await {
-                *c.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
-                let server = *p.server.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(to) = server
-                    && !p.cut.load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    let _ = b.send_to(&buf[..n], to).await;
-                }
-            }
-        });
-        let p = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                let to = *client.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(to) = to
-                    && !p.cut.load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    let _ = p.front.send_to(&buf[..n], to).await;
-                }
-            }
-        });
-        proxy
-    }
-
-    /// The server's SDP with its UDP host candidate moved to the relay; the addresses it
-    /// learned (a peer-reflexive one is the relay's own front) are left out, so the relay is
-    /// the only path the client knows.
-    fn rewrite(&self, sdp: &str) -> String {
-        let port = self.front.local_addr().map_or(0, |a| a.port());
-        sdp.lines()
-            .filter(|l| !l.starts_with("a=candidate") || l.contains(" typ host"))
-            .map(|l| {
-                let mut f: Vec<String> = l.split(' ').map(str::to_owned).collect();
-                if l.starts_with("a=candidate") && f.len() > 5 && f[2].eq_ignore_ascii_case("udp") {
-                    if let (Ok(ip), Ok(p)) = (f[4].parse(), f[5].parse()) {
-                        *self.server.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(std::net::SocketAddr::new(ip, p));
-                    }
-                    f[5] = port.to_string();
-                }
-                format!("{}\r\n", f.join(" "))
-            })
-            .collect()
-    }
-}
-
 struct Client {
     pc: Arc<dyn PeerConnection>,
     ws: Arc<tokio::sync::Mutex<e2e::webrtc::Sink>>,
@@ -246,7 +170,7 @@ fn keep(received: Arc<Mutex<Received>>) -> e2e::webrtc::OnTrack {
 }
 
 /// Joins, offers a camera and a microphone, and answers the server's offers as they come.
-async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
+async fn join(port: u16, token: &str, proxy: Option<Arc<e2e::webrtc::Relay>>) -> Client {
     let received = Arc::new(Mutex::new(Received::default()));
     let (video, video_ssrc) = local_track(RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
     let (audio, audio_ssrc) = local_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
@@ -265,6 +189,7 @@ async fn join(port: u16, token: &str, proxy: Option<Arc<Proxy>>) -> Client {
             on_track: keep(Arc::clone(&received)),
             strip_candidates: proxy.is_some(),
             skip_offers: 0,
+            twcc: false,
             rewrite,
         },
     )
@@ -393,7 +318,7 @@ async fn a_cut_udp_path_resumes(transport: Transport) {
     let (mut d, ports) = start_sfu(&key, transport);
     let (frames, pages) = clips();
     let (frames, pages) = (Arc::new(frames), Arc::new(pages));
-    let proxy = Proxy::start().await;
+    let proxy = e2e::webrtc::Relay::start().await;
     let mut a = join(
         ports.sfu_signalling,
         &room_token(&key, "ward-3", "doctor.a"),
@@ -948,6 +873,7 @@ async fn an_unanswered_offer_is_made_again() {
             on_track: keep(Arc::clone(&received)),
             strip_candidates: false,
             skip_offers: 1,
+            twcc: false,
             rewrite: None,
         },
     )

@@ -1,7 +1,8 @@
 //! The room page in headless Chromium with fake camera and microphone: two pages join one room
 //! by their links; each page's remote video plays (frames decoded, from getStats, and the
 //! tile's video element playing); the labels are Chinese first; a phone-size screenshot is kept
-//! as a test artifact.
+//! as a test artifact. And a page's simulcast camera reaches a webrtc-rs subscriber behind a
+//! relay as its top layer, then, once the relay holds that link to 300 kbit/s, as its lowest.
 
 use std::time::Duration;
 
@@ -123,6 +124,177 @@ async fn two_pages_see_each_other() {
             v.as_u64() == Some(1)
         })
         .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// The width of the VP8 keyframe starting in this RTP payload, if one does (RFC 7741 payload
+/// descriptor, then the keyframe header: start code 9d 01 2a and the 14-bit width).
+fn keyframe_width(payload: &[u8]) -> Option<u16> {
+    let first = *payload.first()?;
+    if first & 0x10 == 0 || first & 0x07 != 0 {
+        return None; // not the start of partition 0
+    }
+    let mut i = 1;
+    if first & 0x80 != 0 {
+        let x = *payload.get(i)?;
+        i += 1;
+        if x & 0x80 != 0 {
+            i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    let frame = payload.get(i..i + 10)?;
+    if frame[0] & 0x01 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    Some(u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff)
+}
+
+/// A browser publishes its camera as simulcast; a webrtc-rs subscriber behind a relay first
+/// gets the top layer, then its link is held to 300 kbit/s: the SFU's estimate of that link
+/// (str0m's, from the subscriber's TWCC feedback) drops and the subscriber is moved to a
+/// lower layer, whose keyframes are smaller, and video keeps coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_a_poor_link_gets_a_lower_layer() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
+    let dir = e2e::temp_dir();
+    let browser = Browser::launch(
+        &dir.path().join("chromium"),
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
+        ],
+    );
+    let token = e2e::webrtc::room_token(&key, "consult-8", "doctor.wang", "王医生");
+    let mut page = Page::open(
+        browser.port,
+        &format!(
+            "http://127.0.0.1:{}/room?token={token}",
+            ports.sfu_signalling
+        ),
+    )
+    .await;
+    page.wait_for(
+        "document.getElementById('preview').srcObject?.getVideoTracks().length",
+        |v| v.as_u64() == Some(1),
+    )
+    .await;
+    page.eval("document.getElementById('join').click()").await;
+
+    // Keyframe widths as they arrive, and when each video packet came.
+    let widths: Arc<Mutex<Vec<(Instant, u16)>>> = Arc::default();
+    let packets: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let (w, n) = (Arc::clone(&widths), Arc::clone(&packets));
+    let on_track: e2e::webrtc::OnTrack = Arc::new(move |info: e2e::webrtc::TrackInfo| {
+        let (w, n) = (Arc::clone(&w), Arc::clone(&n));
+        let audio = info.audio;
+        Box::new(move |p: &rtc::rtp::Packet| {
+            if audio {
+                return;
+            }
+            let now = Instant::now();
+            n.lock().unwrap_or_else(|e| e.into_inner()).push(now);
+            if let Some(width) = keyframe_width(&p.payload) {
+                w.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((now, width));
+            }
+        })
+    });
+    let relay = e2e::webrtc::Relay::start().await;
+    let r = Arc::clone(&relay);
+    let (microphone, _) = e2e::webrtc::media_track(
+        rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+        "audio/opus",
+        48_000,
+        2,
+    );
+    let mut sub = e2e::webrtc::join(
+        ports.sfu_signalling,
+        &e2e::webrtc::room_token(&key, "consult-8", "expert.li", "李主任"),
+        e2e::webrtc::Options {
+            tracks: vec![Arc::new(
+                webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample::new(
+                    Instant::now(),
+                    microphone,
+                )
+                .expect("a microphone track"),
+            )
+                as Arc<dyn webrtc::media_stream::track_local::TrackLocal>],
+            on_track,
+            strip_candidates: true,
+            skip_offers: 0,
+            twcc: true,
+            rewrite: Some(Arc::new(move |sdp: &str| r.rewrite(sdp))),
+        },
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), sub.connected.recv())
+        .await
+        .expect("connected");
+    let widest = |since: Instant| {
+        widths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .map(|(_, w)| *w)
+            .collect::<Vec<u16>>()
+    };
+    // On a free link: the top layer (Chromium's fake camera is 1280 wide; its top layer may
+    // start smaller while its own estimate grows).
+    let start = Instant::now();
+    let top = loop {
+        let seen = widest(start);
+        if let Some(w) = seen.iter().copied().max().filter(|w| *w >= 640) {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no top-layer keyframe on a free link: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The link narrows: a keyframe of a lower layer follows.
+    relay
+        .limit_bps
+        .store(300_000, std::sync::atomic::Ordering::Relaxed);
+    let limited = Instant::now();
+    loop {
+        let seen = widest(limited);
+        if seen.iter().any(|w| *w <= 320) {
+            break;
+        }
+        assert!(
+            limited.elapsed() < Duration::from_secs(30),
+            "no keyframe of the lowest layer (320 wide or less) on a 300 kbit/s link, {top} \
+             wide before: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // And video keeps coming on the narrow link.
+    let switched = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let since = packets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|t| **t >= switched)
+        .count();
+    assert!(since > 30, "video packets on the narrow link: {since}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -318,7 +318,7 @@ pub async fn join(
         )
         .await;
     let nothing: OnTrack = Arc::new(|_| Box::new(|_: &rtc::rtp::Packet| {}));
-    let (pc, mut gathered, mut connected) = peer_connection(nothing, CLIENT_BIND).await;
+    let (pc, mut gathered, mut connected) = peer_connection(nothing, CLIENT_BIND, false).await;
     let mut senders = Vec::new();
     for t in tracks {
         senders.push(pc.add_track(t).await.expect("a local track"));
@@ -372,7 +372,7 @@ impl Participant {
                 None,
             )
             .await;
-        let (pc, mut gathered, mut connected) = peer_connection(on_track, CLIENT_BIND).await;
+        let (pc, mut gathered, mut connected) = peer_connection(on_track, CLIENT_BIND, false).await;
         let offer = RTCSessionDescription::offer(offer.expect("Janus's offer")).expect("offer");
         pc.set_remote_description(offer).await.expect("remote");
         let answer = pc.create_answer(None).await.expect("answer");

@@ -138,6 +138,8 @@ pub struct Options {
     /// Leave this many of the server's offers unanswered (as a client that failed to apply
     /// them), answering the ones after.
     pub skip_offers: usize,
+    /// Send TWCC feedback on what it receives (`peer_connection`).
+    pub twcc: bool,
     /// Applied to the server's answers and offers.
     pub rewrite: Option<Rewrite>,
 }
@@ -225,10 +227,12 @@ impl PeerConnectionEventHandler for Handler {
 
 /// A client peer connection bound to `bind` (VP8, H.264, Opus; the audio level extension), with
 /// what it receives handed to `on_track`; and channels told when its ICE gathering completes
-/// and when it connects.
+/// and when it connects. With `twcc` it sends transport-wide congestion control feedback on
+/// what it receives, as browsers do.
 pub async fn peer_connection(
     on_track: OnTrack,
     bind: &str,
+    twcc: bool,
 ) -> (
     Arc<dyn PeerConnection>,
     mpsc::UnboundedReceiver<()>,
@@ -248,8 +252,17 @@ pub async fn peer_connection(
         .expect("audio level extension");
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (connected_tx, connected) = mpsc::unbounded_channel();
+    let mut builder = PeerConnectionBuilder::new();
+    if twcc {
+        let registry = rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only(
+            rtc::interceptor::Registry::new(),
+            &mut media,
+        )
+        .expect("TWCC feedback");
+        builder = builder.with_interceptor_registry(registry);
+    }
     let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
+        builder
             .with_media_engine(media)
             .with_setting_engine(
                 SettingEngineBuilder::new()
@@ -293,7 +306,8 @@ pub async fn join(port: u16, token: &str, options: Options) -> Participant {
     assert_eq!(joined["type"], "joined", "{joined}");
     let id = joined["you"].as_u64().expect("id");
 
-    let (pc, mut gathered, connected) = peer_connection(options.on_track, "127.0.0.1:0").await;
+    let (pc, mut gathered, connected) =
+        peer_connection(options.on_track, "127.0.0.1:0", options.twcc).await;
     let mut senders = Vec::new();
     for t in options.tracks {
         senders.push(pc.add_track(t).await.expect("a local track"));
@@ -407,5 +421,102 @@ impl Participant {
         tokio::time::timeout(within, self.connected.recv())
             .await
             .expect("connected to the SFU in time");
+    }
+}
+
+/// A UDP relay in front of the SFU for one client: the client is told the relay's port in
+/// place of the server's (`rewrite` on the server's descriptions), and the server sees the
+/// relay's address. The path can be cut (`cut`), and what goes toward the client can be held
+/// to a bit rate (`limit_bps`, 0 for none): packets wait their turn, and those that would wait
+/// more than 200 ms are dropped, as at a congested link.
+#[derive(Debug)]
+pub struct Relay {
+    front: Arc<tokio::net::UdpSocket>,
+    server: Mutex<Option<std::net::SocketAddr>>,
+    /// While set, nothing passes either way.
+    pub cut: std::sync::atomic::AtomicBool,
+    /// The bit rate toward the client (0: unlimited).
+    pub limit_bps: std::sync::atomic::AtomicU64,
+}
+
+impl Relay {
+    /// A relay on loopback.
+    pub async fn start() -> Arc<Self> {
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("front"),
+        );
+        let back = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("back"),
+        );
+        let relay = Arc::new(Self {
+            front: Arc::clone(&front),
+            server: Mutex::new(None),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            limit_bps: std::sync::atomic::AtomicU64::new(0),
+        });
+        let client = Arc::new(Mutex::new(None));
+        let (r, b, c) = (Arc::clone(&relay), Arc::clone(&back), Arc::clone(&client));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *c.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+                let server = *r.server.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(to) = server
+                    && !r.cut.load(Ordering::Relaxed)
+                {
+                    let _ = b.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        let r = Arc::clone(&relay);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            // When the link is free again (the shaper's clock).
+            let mut free = tokio::time::Instant::now();
+            while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                let to = *client.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(to) = to else { continue };
+                if r.cut.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let limit = r.limit_bps.load(Ordering::Relaxed);
+                if limit > 0 {
+                    let now = tokio::time::Instant::now();
+                    let start = free.max(now);
+                    if start - now > Duration::from_millis(200) {
+                        continue; // the queue is full: dropped
+                    }
+                    free = start + Duration::from_secs_f64(n as f64 * 8.0 / limit as f64);
+                    tokio::time::sleep_until(start).await;
+                }
+                let _ = r.front.send_to(&buf[..n], to).await;
+            }
+        });
+        relay
+    }
+
+    /// The server's SDP with its UDP host candidate moved to the relay; the addresses it
+    /// learned (a peer-reflexive one is the relay's own front) are left out, so the relay is
+    /// the only path the client knows.
+    pub fn rewrite(&self, sdp: &str) -> String {
+        let port = self.front.local_addr().map_or(0, |a| a.port());
+        sdp.lines()
+            .filter(|l| !l.starts_with("a=candidate") || l.contains(" typ host"))
+            .map(|l| {
+                let mut f: Vec<String> = l.split(' ').map(str::to_owned).collect();
+                if l.starts_with("a=candidate") && f.len() > 5 && f[2].eq_ignore_ascii_case("udp") {
+                    if let (Ok(ip), Ok(p)) = (f[4].parse(), f[5].parse()) {
+                        *self.server.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(std::net::SocketAddr::new(ip, p));
+                    }
+                    f[5] = port.to_string();
+                }
+                format!("{}\r\n", f.join(" "))
+            })
+            .collect()
     }
 }

@@ -187,6 +187,7 @@ async fn join(
                     on_track: count(Arc::clone(&seen), measuring),
                     strip_candidates: false,
                     skip_offers: 0,
+                    twcc: false,
                     rewrite: None,
                 },
             )
