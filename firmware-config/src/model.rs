@@ -58,7 +58,8 @@ section! {
         dicom_ae_title: AeTitle = parse_default("APPLIANCE"),
         /// TCP: sfu signalling WebSocket, room page and admin API.
         sfu_signalling: Port = port(8082),
-        /// UDP: sfu WebRTC media, a range FIRST-LAST.
+        /// UDP: sfu WebRTC media, a range FIRST-LAST. With the str0m transport, the first ports
+        /// (one per core) carry everything, and the same numbers over TCP take ICE-TCP.
         sfu_media_udp: PortRange = parse_default("40000-40999"),
         /// UDP: sfu QUIC for room terminals.
         sfu_quic: Port = port(4433),

@@ -168,6 +168,9 @@ impl DriverHandle {
         raw.bind(&addr.into())?;
         let std_socket: std::net::UdpSocket = raw.into();
         let local = std_socket.local_addr()?;
+        // ICE-TCP (RFC 6544, passive) on the same port number, for clients whose UDP is blocked.
+        let tcp = std::net::TcpListener::bind(local)?;
+        tcp.set_nonblocking(true)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -176,8 +179,10 @@ impl DriverHandle {
             .name(format!("sfu-media-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    match tokio::net::UdpSocket::from_std(std_socket) {
-                        Ok(socket) => Driver::new(socket, local, rooms).run(rx).await,
+                    let sockets = tokio::net::UdpSocket::from_std(std_socket)
+                        .and_then(|u| Ok((u, tokio::net::TcpListener::from_std(tcp)?)));
+                    match sockets {
+                        Ok((socket, tcp)) => Driver::new(socket, tcp, local, rooms).run(rx).await,
                         Err(e) => tracing::error!(error = %e, "media socket"),
                     }
                 });
@@ -265,6 +270,12 @@ struct RoomClients {
 
 struct Driver {
     socket: tokio::net::UdpSocket,
+    /// ICE-TCP: the listener, what its connections' readers hand over (a frame, or None when
+    /// the connection closed), and each connection's writer.
+    tcp: tokio::net::TcpListener,
+    tcp_tx: mpsc::UnboundedSender<(SocketAddr, Option<Vec<u8>>)>,
+    tcp_rx: mpsc::UnboundedReceiver<(SocketAddr, Option<Vec<u8>>)>,
+    tcp_out: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
     local: SocketAddr,
     rooms: Weak<Rooms>,
     clients: HashMap<u64, Client>,
@@ -288,6 +299,12 @@ struct Driver {
 /// The media socket's buffer sizes asked for (the system caps them).
 const SOCKET_BUFFER: usize = 8 << 20;
 
+/// ICE-TCP connections a driver keeps at most.
+const MAX_TCP: usize = 4096;
+
+/// An ICE-TCP connection silent this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(30);
+
 /// Datagrams kept while the socket cannot take more; beyond that they are dropped (counted).
 const SEND_QUEUE: usize = 16_384;
 
@@ -295,9 +312,19 @@ const SEND_QUEUE: usize = 16_384;
 const INITIAL_ESTIMATE: u64 = 2_500;
 
 impl Driver {
-    fn new(socket: tokio::net::UdpSocket, local: SocketAddr, rooms: Weak<Rooms>) -> Self {
+    fn new(
+        socket: tokio::net::UdpSocket,
+        tcp: tokio::net::TcpListener,
+        local: SocketAddr,
+        rooms: Weak<Rooms>,
+    ) -> Self {
+        let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
         Self {
             socket,
+            tcp,
+            tcp_tx,
+            tcp_rx,
+            tcp_out: HashMap::new(),
             local,
             rooms,
             clients: HashMap::new(),
@@ -353,6 +380,17 @@ impl Driver {
                         }
                         self.flush();
                     }
+                    accepted = self.tcp.accept() => {
+                        if let Ok((stream, peer)) = accepted {
+                            self.tcp_connection(stream, peer);
+                        }
+                    }
+                    Some((from, frame)) = self.tcp_rx.recv() => match frame {
+                        Some(f) => self.datagram(&f, from, Protocol::Tcp),
+                        None => {
+                            self.tcp_out.remove(&from);
+                        }
+                    },
                     () = tokio::time::sleep_until(deadline.into()) => {}
                 }
             }
@@ -405,7 +443,7 @@ impl Driver {
     fn receive(&mut self, buf: &mut [u8]) {
         for _ in 0..256 {
             match self.socket.try_recv_from(buf) {
-                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Ok((n, source)) => self.datagram(&buf[..n], source, Protocol::Udp),
                 Err(_) => break,
             }
         }
@@ -432,7 +470,7 @@ impl Driver {
     }
 
     /// One datagram from the media socket: to the client it belongs to.
-    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+    fn datagram(&mut self, data: &[u8], source: SocketAddr, proto: Protocol) {
         let Ok(contents) = data.try_into() else {
             metrics::counter!("sfu_media_dropped_total").increment(1);
             return;
@@ -440,7 +478,7 @@ impl Driver {
         let input = Input::Receive(
             Instant::now(),
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination: self.local,
                 contents,
@@ -517,10 +555,63 @@ impl Driver {
                     c.timeout = t;
                     return;
                 }
+                RtcOutput::Transmit(t) if t.proto == Protocol::Tcp => {
+                    if let Some(w) = self.tcp_out.get(&t.destination) {
+                        let _ = w.send(t.contents.into());
+                    }
+                }
                 RtcOutput::Transmit(t) => self.transmit(t.contents.into(), t.destination),
                 RtcOutput::Event(e) => self.event(key, e),
             }
         }
+    }
+
+    /// A client's ICE-TCP connection: frames (RFC 4571: a 16-bit length, then the packet) are
+    /// read by one task and handed to the driver, and written by another.
+    fn tcp_connection(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.tcp_out.len() >= MAX_TCP {
+            metrics::counter!("sfu_media_dropped_total").increment(1);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let (mut r, mut w) = stream.into_split();
+        let (out, mut to_write) = mpsc::unbounded_channel::<Vec<u8>>();
+        self.tcp_out.insert(peer, out);
+        let frames = self.tcp_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                // ICE consent checks come every few seconds on a live connection.
+                let read = async {
+                    let mut len = [0u8; 2];
+                    r.read_exact(&mut len).await?;
+                    let mut frame = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    r.read_exact(&mut frame).await?;
+                    Ok::<_, std::io::Error>(frame)
+                };
+                match tokio::time::timeout(TCP_IDLE, read).await {
+                    Ok(Ok(frame)) => {
+                        if frames.send((peer, Some(frame))).is_err() {
+                            return;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            let _ = frames.send((peer, None));
+        });
+        tokio::spawn(async move {
+            while let Some(packet) = to_write.recv().await {
+                let Ok(len) = u16::try_from(packet.len()) else {
+                    continue;
+                };
+                if w.write_all(&len.to_be_bytes()).await.is_err()
+                    || w.write_all(&packet).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
 
     /// Sends a datagram, or queues it behind those the socket could not take yet.
@@ -648,6 +739,13 @@ impl Driver {
                 let mut rtc = self.new_rtc();
                 let host = Candidate::host(self.local, "udp").map_err(|e| refused("sdp", e))?;
                 rtc.add_local_candidate(host);
+                let tcp = Candidate::builder()
+                    .tcp()
+                    .host(self.local)
+                    .tcptype(str0m::net::TcpType::Passive)
+                    .build()
+                    .map_err(|e| refused("sdp", e))?;
+                rtc.add_local_candidate(tcp);
                 let key = self.next_key;
                 self.next_key += 1;
                 self.clients.insert(

@@ -298,3 +298,88 @@ async fn a_subscriber_on_a_poor_link_gets_a_lower_layer() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// A page that cannot use UDP (the server's UDP candidates are taken out of every description
+/// it is given, as if a firewall dropped UDP) reaches the SFU over ICE-TCP, and decodes the
+/// other page's video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_udp_joins_over_ice_tcp() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
+    let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
+    let dir = e2e::temp_dir();
+    let browser = Browser::launch(
+        &dir.path().join("chromium"),
+        &[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
+        ],
+    );
+    let mut pages = Vec::new();
+    for (who, name, udp) in [
+        ("doctor.wang", "王医生", true),
+        ("expert.li", "李主任", false),
+    ] {
+        let token = e2e::webrtc::room_token(&key, "consult-9", who, name);
+        let mut p = Page::open(
+            browser.port,
+            &format!(
+                "http://127.0.0.1:{}/room?token={token}",
+                ports.sfu_signalling
+            ),
+        )
+        .await;
+        p.wait_for(
+            "document.getElementById('preview').srcObject?.getVideoTracks().length",
+            |v| v.as_u64() == Some(1),
+        )
+        .await;
+        if !udp {
+            // No UDP either way: the server's UDP candidates never reach the page, and the
+            // page's never reach the server (in its descriptions or trickled).
+            p.eval(
+                "(() => { const noUdp = sdp => sdp.split('\\r\\n').filter(l => \
+                 !(l.startsWith('a=candidate') && / udp /i.test(l))).join('\\r\\n'); \
+                 const set = RTCPeerConnection.prototype.setRemoteDescription; \
+                 RTCPeerConnection.prototype.setRemoteDescription = function (d) { \
+                 return set.call(this, { type: d.type, sdp: noUdp(d.sdp) }); }; \
+                 const send = WebSocket.prototype.send; \
+                 WebSocket.prototype.send = function (text) { \
+                 const m = JSON.parse(text); \
+                 if (m.type === 'candidate' && / udp /i.test(m.candidate || '')) return; \
+                 if (m.sdp) m.sdp = noUdp(m.sdp); \
+                 return send.call(this, JSON.stringify(m)); }; return true; })()",
+            )
+            .await;
+        }
+        p.eval("document.getElementById('join').click()").await;
+        pages.push(p);
+    }
+    let tcp_only = &mut pages[1];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = tcp_only.eval("roomStats()").await;
+        if v["framesDecoded"].as_u64().unwrap_or(0) > 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no video decoded over ICE-TCP: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let protocol = tcp_only
+        .eval(
+            "(async () => { const s = await pc.getStats(); let pair; \
+             s.forEach(r => { if (r.type === 'transport' && r.selectedCandidatePairId) \
+             pair = s.get(r.selectedCandidatePairId); }); \
+             const l = pair && s.get(pair.localCandidateId); return l ? l.protocol : ''; })()",
+        )
+        .await;
+    assert_eq!(protocol, "tcp", "the selected pair");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
