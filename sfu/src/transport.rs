@@ -402,8 +402,11 @@ impl Driver {
                 .map(|(k, _)| *k)
                 .collect();
             for key in due {
-                if let Some(c) = self.clients.get_mut(&key) {
-                    let _ = c.rtc.handle_input(Input::Timeout(now));
+                if let Some(c) = self.clients.get_mut(&key)
+                    && guarded(|| c.rtc.handle_input(Input::Timeout(now))).is_none()
+                {
+                    self.broken(key);
+                    continue;
                 }
                 self.dirty.push(key);
             }
@@ -502,12 +505,30 @@ impl Driver {
         };
         self.by_addr.insert(source, key);
         if let Some(c) = self.clients.get_mut(&key) {
-            if let Err(e) = c.rtc.handle_input(input) {
-                tracing::debug!(error = %e, "media input refused");
+            match guarded(|| c.rtc.handle_input(input)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "media input refused"),
+                None => return self.broken(key),
             }
             self.dirty.push(key);
             self.poll(key);
         }
+    }
+
+    /// A connection whose str0m instance panicked (a broken invariant inside the library): it
+    /// is dropped, its tracks end, and the rest of the driver goes on. The participant keeps its
+    /// place and can offer again.
+    fn broken(&mut self, key: u64) {
+        let Some((room, id)) = self.clients.get(&key).map(|c| (c.room.clone(), c.id)) else {
+            return;
+        };
+        tracing::error!(
+            room,
+            id = id.0,
+            "a media connection failed inside str0m: dropped"
+        );
+        metrics::counter!("sfu_media_connections_broken_total").increment(1);
+        self.remove(&room, id);
     }
 
     /// Polls every client with input until none has more.
@@ -536,20 +557,23 @@ impl Driver {
                 c.timeout = Instant::now() + Duration::from_secs(3600);
                 return;
             }
-            let out = match c.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
+            let out = match guarded(|| c.rtc.poll_output()) {
+                Some(Ok(o)) => o,
+                Some(Err(e)) => {
                     tracing::debug!(error = %e, "media connection failed");
                     c.rtc.disconnect();
                     return;
                 }
+                None => return self.broken(key),
             };
             match out {
                 RtcOutput::Timeout(t) => {
                     let now = Instant::now();
                     if t <= now && catch_up > 0 {
                         catch_up -= 1;
-                        let _ = c.rtc.handle_input(Input::Timeout(now));
+                        if guarded(|| c.rtc.handle_input(Input::Timeout(now))).is_none() {
+                            return self.broken(key);
+                        }
                         continue;
                     }
                     c.timeout = t;
@@ -1359,6 +1383,11 @@ impl Driver {
             })
             .collect()
     }
+}
+
+/// Runs `f`, catching a panic (str0m panics on a broken internal invariant): None if it did.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// How long a server offer waits for its answer before it is made again.
