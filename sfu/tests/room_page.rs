@@ -9,20 +9,10 @@ use std::time::Duration;
 use e2e::chromium::{Browser, Page};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_pages_see_each_other() {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
-    let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
-    let link = |who: &str, name: &str| {
-        let token = e2e::webrtc::room_token(&key, "consult-7", who, name);
-        format!(
-            "http://127.0.0.1:{}/room?token={token}",
-            ports.sfu_signalling
-        )
-    };
-    let dir = e2e::temp_dir();
-    let browser = Browser::launch(
-        &dir.path().join("chromium"),
+/// Headless Chromium with a fake camera and microphone, playing media without a gesture.
+fn media_browser(dir: &std::path::Path) -> Browser {
+    Browser::launch(
+        &dir.join("chromium"),
         &[
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
@@ -31,22 +21,41 @@ async fn two_pages_see_each_other() {
             "--disable-renderer-backgrounding",
             "--disable-backgrounding-occluded-windows",
         ],
-    );
+    )
+}
+
+/// The room page for `token` opened in `browser`, once its camera preview shows.
+async fn room_page(browser: &Browser, port: u16, token: &str) -> Page {
+    let mut p = Page::open(
+        browser.port,
+        &format!("http://127.0.0.1:{port}/room?token={token}"),
+    )
+    .await;
+    p.wait_for(
+        "document.getElementById('preview').srcObject?.getVideoTracks().length",
+        |v| v.as_u64() == Some(1),
+    )
+    .await;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_see_each_other() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+    let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
+    let dir = e2e::temp_dir();
+    let browser = media_browser(dir.path());
     let mut pages = Vec::new();
     for (who, name) in [("doctor.wang", "王医生"), ("expert.li", "李主任")] {
-        let mut p = Page::open(browser.port, &link(who, name)).await;
+        // The preview shows the (fake) camera before joining.
+        let token = e2e::webrtc::room_token(&key, "consult-7", who, name);
+        let mut p = room_page(&browser, ports.sfu_signalling, &token).await;
         let label = p
             .wait_for("document.getElementById('join')?.textContent", |v| {
                 v.as_str().is_some_and(|s| !s.is_empty())
             })
             .await;
         assert_eq!(label, "加入会诊");
-        // The preview shows the (fake) camera before joining.
-        p.wait_for(
-            "document.getElementById('preview').srcObject?.getVideoTracks().length",
-            |v| v.as_u64() == Some(1),
-        )
-        .await;
         p.eval("document.getElementById('join').click()").await;
         pages.push(p);
     }
@@ -167,31 +176,9 @@ async fn a_subscriber_on_a_poor_link_gets_a_lower_layer() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
     let dir = e2e::temp_dir();
-    let browser = Browser::launch(
-        &dir.path().join("chromium"),
-        &[
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-timer-throttling",
-            "--disable-renderer-backgrounding",
-            "--disable-backgrounding-occluded-windows",
-        ],
-    );
+    let browser = media_browser(dir.path());
     let token = e2e::webrtc::room_token(&key, "consult-8", "doctor.wang", "王医生");
-    let mut page = Page::open(
-        browser.port,
-        &format!(
-            "http://127.0.0.1:{}/room?token={token}",
-            ports.sfu_signalling
-        ),
-    )
-    .await;
-    page.wait_for(
-        "document.getElementById('preview').srcObject?.getVideoTracks().length",
-        |v| v.as_u64() == Some(1),
-    )
-    .await;
+    let mut page = room_page(&browser, ports.sfu_signalling, &token).await;
     page.eval("document.getElementById('join').click()").await;
 
     // Keyframe widths as they arrive, and when each video packet came.
@@ -307,36 +294,14 @@ async fn a_page_without_udp_joins_over_ice_tcp() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
     let (mut d, ports) = e2e::webrtc::start_sfu(&key, &[]);
     let dir = e2e::temp_dir();
-    let browser = Browser::launch(
-        &dir.path().join("chromium"),
-        &[
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-timer-throttling",
-            "--disable-renderer-backgrounding",
-            "--disable-backgrounding-occluded-windows",
-        ],
-    );
+    let browser = media_browser(dir.path());
     let mut pages = Vec::new();
     for (who, name, udp) in [
         ("doctor.wang", "王医生", true),
         ("expert.li", "李主任", false),
     ] {
         let token = e2e::webrtc::room_token(&key, "consult-9", who, name);
-        let mut p = Page::open(
-            browser.port,
-            &format!(
-                "http://127.0.0.1:{}/room?token={token}",
-                ports.sfu_signalling
-            ),
-        )
-        .await;
-        p.wait_for(
-            "document.getElementById('preview').srcObject?.getVideoTracks().length",
-            |v| v.as_u64() == Some(1),
-        )
-        .await;
+        let mut p = room_page(&browser, ports.sfu_signalling, &token).await;
         if !udp {
             // No UDP either way: the server's UDP candidates never reach the page, and the
             // page's never reach the server (in its descriptions or trickled).
