@@ -225,7 +225,8 @@ struct Outgoing {
 /// One participant's connection.
 struct Client {
     rtc: Rtc,
-    room: String,
+    /// Its room (shared: every packet's path names it).
+    room: Arc<str>,
     id: ParticipantId,
     tx: Option<mpsc::UnboundedSender<Value>>,
     fingerprint: String,
@@ -413,13 +414,13 @@ impl Driver {
             if now >= self.next_sweep {
                 self.next_sweep = now + Duration::from_secs(1);
                 self.sweep(now);
+                self.gauges();
             }
             self.poll_dirty();
-            self.gauges();
         }
     }
 
-    /// Server offers unanswered for `OFFER_TIMEOUT` are made again (a client that could not
+    /// Once a second: server offers unanswered for `OFFER_TIMEOUT` are made again (a client that could not
     /// apply one would otherwise never be offered anything more).
     fn sweep(&mut self, now: Instant) {
         let late: Vec<u64> = self
@@ -453,7 +454,7 @@ impl Driver {
     }
 
     /// This driver's share of the node's gauges (connections, published and forwarded
-    /// tracks), moved by what changed since it last said.
+    /// tracks), moved by what changed since it last said (once a second).
     fn gauges(&mut self) {
         let now = [
             self.clients.len(),
@@ -510,7 +511,6 @@ impl Driver {
                 Some(Err(e)) => tracing::debug!(error = %e, "media input refused"),
                 None => return self.broken(key),
             }
-            self.dirty.push(key);
             self.poll(key);
         }
     }
@@ -523,7 +523,7 @@ impl Driver {
             return;
         };
         tracing::error!(
-            room,
+            room = %room,
             id = id.0,
             "a media connection failed inside str0m: dropped"
         );
@@ -776,7 +776,7 @@ impl Driver {
                     key,
                     Client {
                         rtc,
-                        room: room.to_owned(),
+                        room: Arc::from(room),
                         id,
                         tx: None,
                         fingerprint,
@@ -992,7 +992,7 @@ impl Driver {
                     ..
                 } => {
                     if let Some(p) = packet {
-                        self.write(room, *to, *track, *seq, *ts, *marker, p);
+                        let _ = self.write(room, *to, *track, *seq, *ts, *marker, p);
                     }
                 }
                 // str0m answers NACKs itself, from its send buffer.
@@ -1039,63 +1039,29 @@ impl Driver {
         ts: u32,
         marker: bool,
         p: &RtpPacket,
-    ) {
-        let Some(key) = self.key_of(room, to) else {
-            return;
-        };
-        let Some(c) = self.clients.get_mut(&key) else {
-            return;
-        };
-        let Some(o) = c.outgoing.get_mut(&track) else {
-            return;
-        };
-        let (Some(mid), true, false) = (o.mid, o.open, o.stopping) else {
-            return;
-        };
+    ) -> Option<()> {
+        let key = self.key_of(room, to)?;
         let from = p.header.payload_type;
-        let pt = match o.pts.iter().find(|(a, _)| *a == from) {
-            Some((_, b)) => *b,
-            None => {
-                let Some(b) = self
-                    .by_room
-                    .get(room)
-                    .and_then(|r| r.tracks.get(&track))
-                    .and_then(|s| self.clients.get(&s.owner))
-                    .and_then(|owner| owner.rtc.codec_config().find(|x| x.pt() == from).copied())
-                    .and_then(|params| {
-                        self.clients
-                            .get(&key)?
-                            .rtc
-                            .codec_config()
-                            .match_params(params)
-                            .map(|x| x.pt())
-                    })
-                else {
-                    return;
-                };
-                let Some(c) = self.clients.get_mut(&key) else {
-                    return;
-                };
-                if let Some(o) = c.outgoing.get_mut(&track) {
-                    o.pts.push((from, b));
-                }
-                b
-            }
+        let o = self.clients.get(&key)?.outgoing.get(&track)?;
+        let (Some(mid), true, false) = (o.mid, o.open, o.stopping) else {
+            return None;
         };
-        let Some(c) = self.clients.get_mut(&key) else {
-            return;
+        let known = o.pts.iter().find(|(a, _)| *a == from).map(|(_, b)| *b);
+        let pt = match known {
+            Some(pt) => pt,
+            None => self.subscriber_pt(room, track, key, from)?,
         };
-        let Some(o) = c.outgoing.get_mut(&track) else {
-            return;
-        };
+        let c = self.clients.get_mut(&key)?;
+        let o = c.outgoing.get_mut(&track)?;
+        if known.is_none() {
+            o.pts.push((from, pt));
+        }
         let extended = extend(o.seq, seq);
         o.seq = Some(extended);
-        let (nackable, size) = (o.kind == Kind::Video, p.payload.len() + 12);
-        o.counted.count(size as u64);
+        o.counted.count((p.payload.len() + 12) as u64);
+        let nackable = o.kind == Kind::Video;
         let mut api = c.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return;
-        };
+        let stream = api.stream_tx_by_mid(mid, None)?;
         // Forwarded as it comes: the publisher paced it, and a subscriber's estimate picks
         // its layer (str0m's pacer would hold packets to the estimate and drop the rest).
         stream.set_unpaced(true);
@@ -1111,6 +1077,21 @@ impl Driver {
             .nackable(nackable),
         );
         self.dirty.push(key);
+        Some(())
+    }
+
+    /// The subscriber `key`'s payload type for the codec the publisher of `track` sends as
+    /// `from`.
+    fn subscriber_pt(&self, room: &str, track: TrackId, key: u64, from: Pt) -> Option<Pt> {
+        let owner = self.by_room.get(room)?.tracks.get(&track)?.owner;
+        let params = *self
+            .clients
+            .get(&owner)?
+            .rtc
+            .codec_config()
+            .find(|x| x.pt() == from)?;
+        let sub = self.clients.get(&key)?;
+        sub.rtc.codec_config().match_params(params).map(|x| x.pt())
     }
 
     /// Asks a track's publisher for a keyframe of `layer`.
@@ -1309,10 +1290,10 @@ impl Driver {
             .find(|x| x.pt() == p.header.payload_type)
             .map(|x| x.spec().codec)
             .unwrap_or(Codec::Null);
-        let layers = if rids.len() > 1 {
-            crate::media::simulcast_layers(rids.len())
-        } else {
+        let layers = if rids.is_empty() {
             crate::media::default_layers(kind)
+        } else {
+            crate::media::simulcast_layers(rids.len())
         };
         let (room, id) = (c.room.clone(), c.id);
         let track = self.rooms.upgrade().and_then(|rooms| {
@@ -1345,7 +1326,7 @@ impl Driver {
             mid,
             kind,
         };
-        let others: Vec<u64> = match self.by_room.get_mut(&room) {
+        let others: Vec<u64> = match self.by_room.get_mut(&*room) {
             Some(r) => {
                 r.tracks.insert(tid, source);
                 r.members.values().copied().filter(|k| *k != key).collect()
@@ -1362,7 +1343,7 @@ impl Driver {
     fn stats(&self) -> BTreeMap<String, RoomStats> {
         let mut out: BTreeMap<String, (RoomStats, f64, u32, f64, u64)> = BTreeMap::new();
         for c in self.clients.values() {
-            let e = out.entry(c.room.clone()).or_default();
+            let e = out.entry(c.room.to_string()).or_default();
             e.0.bytes += c.bytes;
             if let Some(rtt) = c.rtt {
                 e.1 += rtt.as_secs_f64();
