@@ -363,6 +363,9 @@ impl Driver {
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
+                while let Ok((from, frame)) = self.tcp_rx.try_recv() {
+                    self.tcp_frame(from, frame);
+                }
             } else {
                 tokio::select! {
                     ready = self.socket.readable() => {
@@ -386,12 +389,7 @@ impl Driver {
                             self.tcp_connection(stream, peer);
                         }
                     }
-                    Some((from, frame)) = self.tcp_rx.recv() => match frame {
-                        Some(f) => self.datagram(&f, from, Protocol::Tcp),
-                        None => {
-                            self.tcp_out.remove(&from);
-                        }
-                    },
+                    Some((from, frame)) = self.tcp_rx.recv() => self.tcp_frame(from, frame),
                     () = tokio::time::sleep_until(deadline.into()) => {}
                 }
             }
@@ -586,6 +584,16 @@ impl Driver {
                 }
                 RtcOutput::Transmit(t) => self.transmit(t.contents.into(), t.destination),
                 RtcOutput::Event(e) => self.event(key, e),
+            }
+        }
+    }
+
+    /// A frame from an ICE-TCP connection, or None: that connection closed.
+    fn tcp_frame(&mut self, from: SocketAddr, frame: Option<Vec<u8>>) {
+        match frame {
+            Some(f) => self.datagram(&f, from, Protocol::Tcp),
+            None => {
+                self.tcp_out.remove(&from);
             }
         }
     }
