@@ -30,6 +30,42 @@ impl<'a> Grid<'a> {
         }
     }
 
+    /// The canvas columns `[a, b)` of a row (pixel x samples `s0 + dx * x`, x < `w`) outside
+    /// which no pixel can lie inside the sampling domain: the exact interval, widened by a
+    /// pixel at each end for rounding. Columns outside it are background; the samplers still
+    /// decide each column inside it.
+    pub(crate) fn span(&self, s0: [f32; 3], dx: [f32; 3], w: usize) -> (usize, usize) {
+        let (mut lo, mut hi) = (0.0f64, w as f64);
+        for a in 0..3 {
+            let (s, d) = (f64::from(s0[a]), f64::from(dx[a]));
+            let (min, max) = (-0.5, f64::from(self.last[a]) + 0.5);
+            if d == 0.0 {
+                if !(s >= min && s < max) {
+                    return (0, 0);
+                }
+                continue;
+            }
+            let (t0, t1) = ((min - s) / d, (max - s) / d);
+            lo = lo.max(t0.min(t1) - 1.0);
+            hi = hi.min(t0.max(t1) + 2.0);
+        }
+        if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
+            return (0, 0);
+        }
+        // Non-finite bounds (a huge step) fall back to the whole row.
+        let a = if lo.is_finite() {
+            lo.floor().max(0.0) as usize
+        } else {
+            0
+        };
+        let b = if hi.is_finite() {
+            (hi.ceil() as usize).min(w)
+        } else {
+            w
+        };
+        (a.min(b), b)
+    }
+
     /// Inside the sampling domain: within half a voxel of the outer voxel centres.
     #[inline(always)]
     fn inside(&self, p: [f32; 3]) -> bool {
@@ -46,8 +82,9 @@ impl<'a> Grid<'a> {
 pub(crate) trait Sampler: Copy + Send + Sync {
     fn sample(&self, p: [f32; 3]) -> Option<f32>;
 
-    /// Renders a whole one-plane row (pixel x samples `s0 + dx * x`) with this sampler's
-    /// AVX2 kernel.
+    /// Renders one-plane row pixels `x0..x0 + row.len()` (pixel x samples `s0 + dx * x`)
+    /// with this sampler's AVX2 kernel.
+    #[allow(clippy::too_many_arguments)]
     fn simd_row(
         &self,
         simd: Avx2,
@@ -55,6 +92,7 @@ pub(crate) trait Sampler: Copy + Send + Sync {
         dx: [f32; 3],
         table: &GreyTable,
         background: u8,
+        x0: usize,
         row: &mut [u8],
     );
 
@@ -69,6 +107,7 @@ pub(crate) struct NearestSampler<'a>(pub Grid<'a>);
 pub(crate) struct TrilinearSampler<'a>(pub Grid<'a>);
 
 impl Sampler for NearestSampler<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn simd_row(
         &self,
         simd: Avx2,
@@ -76,9 +115,10 @@ impl Sampler for NearestSampler<'_> {
         dx: [f32; 3],
         table: &GreyTable,
         background: u8,
+        x0: usize,
         row: &mut [u8],
     ) {
-        simd.nearest_row(&self.0, s0, dx, table, background, row);
+        simd.nearest_row(&self.0, s0, dx, table, background, x0, row);
     }
 
     fn grid(&self) -> &Grid<'_> {
@@ -101,6 +141,7 @@ impl Sampler for NearestSampler<'_> {
 }
 
 impl Sampler for TrilinearSampler<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn simd_row(
         &self,
         simd: Avx2,
@@ -108,9 +149,10 @@ impl Sampler for TrilinearSampler<'_> {
         dx: [f32; 3],
         table: &GreyTable,
         background: u8,
+        x0: usize,
         row: &mut [u8],
     ) {
-        simd.trilinear_row(&self.0, s0, dx, table, background, row);
+        simd.trilinear_row(&self.0, s0, dx, table, background, x0, row);
     }
 
     fn grid(&self) -> &Grid<'_> {

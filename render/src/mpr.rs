@@ -172,11 +172,13 @@ fn general<S: Sampler>(
                 start[1] + steps[0][1],
                 start[2] + steps[0][2],
             ];
+            // Columns outside the span keep the background the frame was filled with.
+            let (a, b) = sampler.grid().span(s0, dx, w);
             if let Some(simd) = simd {
-                sampler.simd_row(simd, s0, dx, table, background, row);
+                sampler.simd_row(simd, s0, dx, table, background, a, &mut row[a..b]);
                 return;
             }
-            for (x, px) in row.iter_mut().enumerate() {
+            for (x, px) in row.iter_mut().enumerate().take(b).skip(a) {
                 let xf = x as f32;
                 let p = [s0[0] + dx[0] * xf, s0[1] + dx[1] * xf, s0[2] + dx[2] * xf];
                 *px = sampler.sample(p).map_or(background, |v| table.get_f32(v));

@@ -7,6 +7,8 @@
 //! gather index is clamped into the voxel slice just before the gather, whatever the floats
 //! held, so a read cannot leave the slice.
 #![allow(unsafe_code)]
+// A kernel takes the grid, the row's start and step, the table, the background and the columns.
+#![allow(clippy::too_many_arguments)]
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -30,7 +32,8 @@ impl Avx2 {
         (shaped && detected()).then_some(Self { _private: () })
     }
 
-    /// One canvas row by trilinear sampling: pixel x samples `s0 + dx * x`.
+    /// Canvas row pixels `x0..x0 + row.len()` by trilinear sampling: pixel x samples
+    /// `s0 + dx * x`.
     pub(crate) fn trilinear_row(
         self,
         grid: &Grid<'_>,
@@ -38,16 +41,18 @@ impl Avx2 {
         dx: [f32; 3],
         table: &GreyTable,
         background: u8,
+        x0: usize,
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only where `detected()` found AVX2.
         unsafe {
-            trilinear_row(grid, s0, dx, table, background, row)
+            trilinear_row(grid, s0, dx, table, background, x0, row)
         }
     }
 
-    /// One canvas row by nearest sampling: pixel x samples `s0 + dx * x`.
+    /// Canvas row pixels `x0..x0 + row.len()` by nearest sampling: pixel x samples
+    /// `s0 + dx * x`.
     pub(crate) fn nearest_row(
         self,
         grid: &Grid<'_>,
@@ -55,12 +60,13 @@ impl Avx2 {
         dx: [f32; 3],
         table: &GreyTable,
         background: u8,
+        x0: usize,
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only where `detected()` found AVX2.
         unsafe {
-            nearest_row(grid, s0, dx, table, background, row)
+            nearest_row(grid, s0, dx, table, background, x0, row)
         }
     }
 }
@@ -83,13 +89,13 @@ fn positions(s: f32, d: f32, xf: __m256) -> __m256 {
     _mm256_add_ps(_mm256_set1_ps(s), _mm256_mul_ps(_mm256_set1_ps(d), xf))
 }
 
-/// The sample positions of chunk `chunk`'s eight pixels (pixel x at `s0 + dx * x`), and
-/// which of them lie inside the sampling domain.
+/// The sample positions of the eight pixels from canvas column `x` (pixel x at
+/// `s0 + dx * x`), and which of them lie inside the sampling domain.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn lanes(grid: &Grid<'_>, s0: [f32; 3], dx: [f32; 3], chunk: usize) -> ([__m256; 3], __m256) {
+fn lanes(grid: &Grid<'_>, s0: [f32; 3], dx: [f32; 3], x: usize) -> ([__m256; 3], __m256) {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(chunk as i32 * 8), lane));
+    let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(x as i32), lane));
     let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
     let mask = _mm256_and_ps(
         inside(p[0], grid.last[0]),
@@ -168,6 +174,7 @@ unsafe fn trilinear_row(
     dx: [f32; 3],
     table: &GreyTable,
     background: u8,
+    x0: usize,
     row: &mut [u8],
 ) {
     let n = grid.n.map(|n| n as i32);
@@ -183,7 +190,7 @@ unsafe fn trilinear_row(
     let lerp =
         |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
     for (chunk, out) in row.chunks_mut(8).enumerate() {
-        let (p, mask) = lanes(grid, s0, dx, chunk);
+        let (p, mask) = lanes(grid, s0, dx, x0 + chunk * 8);
         // Clamp into [0, last]: the outer half voxel takes the edge value.
         let c = [0, 1, 2]
             .map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
@@ -253,6 +260,7 @@ unsafe fn nearest_row(
     dx: [f32; 3],
     table: &GreyTable,
     background: u8,
+    x0: usize,
     row: &mut [u8],
 ) {
     let n = grid.n.map(|n| n as i32);
@@ -261,7 +269,7 @@ unsafe fn nearest_row(
     let ptr = grid.voxels.as_ptr().cast::<i32>();
     let half = _mm256_set1_ps(0.5);
     for (chunk, out) in row.chunks_mut(8).enumerate() {
-        let (p, mask) = lanes(grid, s0, dx, chunk);
+        let (p, mask) = lanes(grid, s0, dx, x0 + chunk * 8);
         let [i, j, k] = [0, 1, 2]
             .map(|a| clamp_index(_mm256_cvttps_epi32(_mm256_add_ps(p[a], half)), n[a] - 1));
         let index = _mm256_add_epi32(
@@ -357,16 +365,28 @@ mod tests {
             let w = 1 + (next() * 60.0) as usize;
             let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
             for trilinear in [false, true] {
+                // The kernels also start mid-row: from a column other than 0 they must give
+                // that column onward of the same row.
+                let x0 = (next() * w as f32) as usize % w;
+                b.fill(0);
                 if trilinear {
                     let s = TrilinearSampler(grid);
                     scalar_row(&s, s0, dx, &table, &mut a);
-                    simd.trilinear_row(&grid, s0, dx, &table, 7, &mut b);
+                    simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b[..x0]);
+                    simd.trilinear_row(&grid, s0, dx, &table, 7, x0, &mut b[x0..]);
                 } else {
                     let s = NearestSampler(grid);
                     scalar_row(&s, s0, dx, &table, &mut a);
-                    simd.nearest_row(&grid, s0, dx, &table, 7, &mut b);
+                    simd.nearest_row(&grid, s0, dx, &table, 7, 0, &mut b[..x0]);
+                    simd.nearest_row(&grid, s0, dx, &table, 7, x0, &mut b[x0..]);
                 }
-                assert_eq!(a, b, "trilinear {trilinear}, s0 {s0:?}, dx {dx:?}");
+                assert_eq!(a, b, "trilinear {trilinear}, s0 {s0:?}, dx {dx:?}, x0 {x0}");
+                // Outside the row's span every pixel is background.
+                let (lo, hi) = grid.span(s0, dx, w);
+                assert!(
+                    a[..lo].iter().chain(&a[hi..]).all(|&g| g == 7),
+                    "span {lo}..{hi} of {a:?}"
+                );
                 compared += a.iter().filter(|&&g| g != 7).count();
             }
         }
@@ -384,7 +404,7 @@ mod tests {
             &table,
             &mut a,
         );
-        simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], &table, 7, &mut b);
+        simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], &table, 7, 0, &mut b);
         assert_eq!(a, b);
         assert_eq!(a[0], table.get(v.get(12, 5, 4).expect("voxel")));
     }
