@@ -41,7 +41,7 @@ pub mod measure;
 pub mod mpr;
 pub mod overlay;
 mod separable;
-mod simd;
+pub mod simd;
 pub mod stack;
 mod viewport;
 mod volume;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::math::V3;
 use crate::mpr::{SlabMode, VoxelView};
+use crate::simd::{Avx2, LineTaps};
 use crate::volume::Volume;
 use crate::window::GreyTable;
 
@@ -155,8 +156,9 @@ pub(crate) struct SeparableLinear {
     /// The canvas columns inside the volume, `[x0, x1)`.
     valid: (usize, usize),
     /// For those columns: the two line positions (relative to `span.0`) and the weight.
-    col_idx: Vec<(u32, u32)>,
-    col_w: Vec<f32>,
+    cols: LineTaps,
+    /// AVX2 for the last step of a one-plane row, where the CPU has it.
+    simd: Option<Avx2>,
     col_stride: usize,
     /// The row axis's stride and voxel count.
     row_axis: (usize, usize),
@@ -209,17 +211,16 @@ impl SeparableLinear {
         if run.iter().any(Option::is_none) {
             return None; // not one run: leave it to the general path
         }
-        let col_idx = run
-            .iter()
-            .flatten()
-            .map(|c| ((c.0 - span.0) as u32, (c.1 - span.0) as u32))
-            .collect();
-        let col_w = run.iter().flatten().map(|c| c.2).collect();
+        let cols = LineTaps::new(
+            run.iter()
+                .flatten()
+                .map(|c| ((c.0 - span.0) as u32, (c.1 - span.0) as u32, c.2)),
+        );
         Some(Self {
             span,
             valid,
-            col_idx,
-            col_w,
+            cols,
+            simd: Avx2::detect(),
             col_stride: strides[ax],
             row_axis: (strides[ay], dims[ay]),
             rows,
@@ -291,12 +292,16 @@ impl SeparableLinear {
         acc: &mut [f32],
     ) {
         let (x0, x1) = self.valid;
-        let taps = self.col_idx.iter().zip(&self.col_w);
-        let sample = |(&(c0, c1), &fx): (&(u32, u32), &f32)| {
-            let (p, q) = (line[c0 as usize], line[c1 as usize]);
+        let taps = self.cols.iter();
+        let sample = |(c0, c1, fx): (usize, usize, f32)| {
+            let (p, q) = (line[c0], line[c1]);
             p + (q - p) * fx
         };
         if self.steps.len() == 1 {
+            if let Some(simd) = self.simd {
+                simd.lerp_line(line, &self.cols, table, &mut row[x0..x1]);
+                return;
+            }
             for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
                 *px = table.get_f32(sample(tap));
             }

@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 
 use crate::grid::Grid;
 use crate::window::GreyTable;
+pub static EXPERIMENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Proof that this CPU has AVX2 (and that the volume suits the kernels): only [`Avx2::new`]
 /// makes one.
@@ -48,6 +49,34 @@ impl Avx2 {
         // SAFETY: `self` exists only where `detected()` found AVX2.
         unsafe {
             trilinear_row(grid, s0, dx, table, background, x0, row)
+        }
+    }
+
+    /// A CPU with AVX2, for kernels that need nothing of a grid.
+    pub(crate) fn detect() -> Option<Self> {
+        detected().then_some(Self { _private: () })
+    }
+
+    /// The separable path's last step for one canvas row: pixel x interpolates `line` between
+    /// the taps' positions with their weight (`p + (q - p) * f`, as the scalar path does) and
+    /// takes the table's grey.
+    ///
+    /// # Panics
+    /// If a tap's position lies outside `line` or `out` is not as long as the taps.
+    pub(crate) fn lerp_line(
+        self,
+        line: &[f32],
+        taps: &LineTaps,
+        table: &GreyTable,
+        out: &mut [u8],
+    ) {
+        assert_eq!(out.len(), taps.fx.len(), "one pixel per tap");
+        assert!(taps.end <= line.len(), "line positions outside the line");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2; every position is below
+        // `taps.end` (see `LineTaps::new`), which was checked against the line's length.
+        unsafe {
+            lerp_line(line, taps, table, out)
         }
     }
 
@@ -248,6 +277,80 @@ fn out_row(v: __m256, mask: __m256, table: &GreyTable, background: u8, out: &mut
     );
     let index = _mm256_xor_si256(shifted, _mm256_set1_epi32(0x8000));
     store(index, mask, table, background, out);
+}
+
+/// Per canvas column of a separable row: the two line positions and the weight of the
+/// second. Built once per frame; its positions are known to lie below `end`.
+pub(crate) struct LineTaps {
+    c0: Vec<u32>,
+    c1: Vec<u32>,
+    fx: Vec<f32>,
+    /// One past the largest position.
+    end: usize,
+}
+
+impl LineTaps {
+    /// Taps from `(position, position, weight)` per column.
+    pub(crate) fn new(taps: impl Iterator<Item = (u32, u32, f32)>) -> Self {
+        let (mut c0, mut c1, mut fx) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, b, f) in taps {
+            c0.push(a);
+            c1.push(b);
+            fx.push(f);
+        }
+        let end = c0
+            .iter()
+            .chain(&c1)
+            .map(|&c| c as usize + 1)
+            .max()
+            .unwrap_or(0);
+        Self { c0, c1, fx, end }
+    }
+
+    /// Each column's positions and weight.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize, f32)> + '_ {
+        self.c0
+            .iter()
+            .zip(&self.c1)
+            .zip(&self.fx)
+            .map(|((&a, &b), &f)| (a as usize, b as usize, f))
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2; `taps.end` must not exceed `line.len()`, and `out` must be as
+/// long as the taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lerp_line(line: &[f32], taps: &LineTaps, table: &GreyTable, out: &mut [u8]) {
+    let (c0, c1, fx) = (&taps.c0, &taps.c1, &taps.fx);
+    let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    let ptr = line.as_ptr();
+    let mut x = 0;
+    while x + 8 <= out.len() {
+        // SAFETY: x + 8 <= out.len(), which equals the lengths of c0, c1 and fx.
+        let (i0, i1, f) = unsafe {
+            (
+                _mm256_loadu_si256(c0.as_ptr().add(x).cast()),
+                _mm256_loadu_si256(c1.as_ptr().add(x).cast()),
+                _mm256_loadu_ps(fx.as_ptr().add(x)),
+            )
+        };
+        // SAFETY: every position lies inside `line` (checked by the caller).
+        let (p, q) = unsafe {
+            (
+                _mm256_i32gather_ps::<4>(ptr, i0),
+                _mm256_i32gather_ps::<4>(ptr, i1),
+            )
+        };
+        let v = _mm256_add_ps(p, _mm256_mul_ps(_mm256_sub_ps(q, p), f));
+        out_row(v, all, table, 0, &mut out[x..x + 8]);
+        x += 8;
+    }
+    for x in x..out.len() {
+        let (p, q) = (line[c0[x] as usize], line[c1[x] as usize]);
+        out[x] = table.get_f32(p + (q - p) * fx[x]);
+    }
 }
 
 /// # Safety
