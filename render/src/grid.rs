@@ -66,6 +66,35 @@ impl<'a> Grid<'a> {
         (a.min(b), b)
     }
 
+    /// The canvas columns `[a, b)` of a row (pixel x samples `s0 + dx * x`, x < `w`) whose
+    /// positions, computed in f32 as the samplers do, lie in `[0, last)` along every axis:
+    /// there no clamp changes a position, and the voxel above each lies in the volume. The
+    /// exact interval is shrunk by a margin of a hundredth of a voxel (far above f32's
+    /// rounding of positions below 2^16) and a pixel at each end. Possibly empty.
+    pub(crate) fn interior(&self, s0: [f32; 3], dx: [f32; 3], w: usize) -> (usize, usize) {
+        let (mut lo, mut hi) = (0.0f64, w as f64);
+        for a in 0..3 {
+            let (s, d) = (f64::from(s0[a]), f64::from(dx[a]));
+            let margin = 0.01 + 1e-6 * (s.abs() + d.abs() * w as f64);
+            let (min, max) = (margin, f64::from(self.last[a]) - margin);
+            if d == 0.0 {
+                if !(s >= min && s <= max) {
+                    return (0, 0);
+                }
+                continue;
+            }
+            let (t0, t1) = ((min - s) / d, (max - s) / d);
+            lo = lo.max(t0.min(t1) + 1.0);
+            hi = hi.min(t0.max(t1) - 1.0);
+        }
+        if !(lo.is_finite() && hi.is_finite()) || lo >= hi {
+            return (0, 0);
+        }
+        let a = lo.ceil().max(0.0) as usize;
+        let b = (hi.floor().max(0.0) as usize + 1).min(w);
+        (a.min(b), b)
+    }
+
     /// Inside the sampling domain: within half a voxel of the outer voxel centres.
     #[inline(always)]
     fn inside(&self, p: [f32; 3]) -> bool {

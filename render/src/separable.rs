@@ -263,15 +263,16 @@ impl SeparableLinear {
                     let base = lo * stride;
                     // Contiguous voxels: plain slices, which the compiler vectorises.
                     let run = |o: usize| &voxels[base + o..base + o + len];
-                    interpolate(
-                        &mut line,
-                        run(r0 + s0),
-                        run(r1 + s0),
-                        run(r0 + s1),
-                        run(r1 + s1),
-                        fy,
-                        fz,
-                    );
+                    let (a, b, c, d) = (run(r0 + s0), run(r1 + s0), run(r0 + s1), run(r1 + s1));
+                    match self.simd {
+                        Some(simd)
+                            if !crate::simd::EXPERIMENT
+                                .load(std::sync::atomic::Ordering::Relaxed) =>
+                        {
+                            simd.interpolate(&mut line, a, b, c, d, fy, fz)
+                        }
+                        _ => interpolate(&mut line, a, b, c, d, fy, fz),
+                    }
                     self.take_line(&line, n, mode, table, row, &mut acc);
                 }
                 if !single {
@@ -391,8 +392,16 @@ impl SeparableLinear {
 }
 
 /// `line = lerp(lerp(a, b, fy), lerp(c, d, fy), fz)`, element by element.
-#[inline]
-fn interpolate(line: &mut [f32], a: &[i16], b: &[i16], c: &[i16], d: &[i16], fy: f32, fz: f32) {
+#[inline(always)]
+pub(crate) fn interpolate(
+    line: &mut [f32],
+    a: &[i16],
+    b: &[i16],
+    c: &[i16],
+    d: &[i16],
+    fy: f32,
+    fz: f32,
+) {
     let n = line.len();
     let (a, b, c, d) = (&a[..n], &b[..n], &c[..n], &d[..n]);
     if fz == 0.0 {

@@ -237,19 +237,29 @@ impl GreyPipeline {
             Voi::Window(w) => w.validate()?,
             Voi::Lut(l) => l.validate()?,
         }
-        // Three bytes past the end let a four-byte gather read the last entry (`simd.rs`).
-        let mut t = vec![0u8; (1 << 16) + 3];
-        for (idx, slot) in t[..1 << 16].iter_mut().enumerate() {
+        let mut t = vec![0u8; 1 << 16];
+        for (idx, slot) in t.iter_mut().enumerate() {
             let stored = i16::from_ne_bytes((idx as u16).to_ne_bytes());
             *slot = self.grey(f64::from(stored));
         }
-        Ok(GreyTable(t.into_boxed_slice()))
+        Ok(GreyTable::new(t.into_boxed_slice()))
     }
 }
 
-/// A stored-value -> grey table (65,536 entries).
+/// A stored-value -> grey table (65,536 entries), with the part of it that varies.
 #[derive(Clone, PartialEq, Eq)]
-pub struct GreyTable(Box<[u8]>);
+pub struct GreyTable {
+    /// Indexed by the stored value's 16 bits.
+    table: Box<[u8]>,
+    /// The table in value order (stored value + 32768) from `run_lo` to `run_hi`: below
+    /// `run_lo` every entry equals the one at `run_lo`, above `run_hi` the one at `run_hi`.
+    /// A window's ramp is this short (81 entries for a brain window), so lookups through it
+    /// stay in the nearest cache. Three bytes of padding let a four-byte gather read its last
+    /// entry (`simd.rs`).
+    run: Box<[u8]>,
+    run_lo: i32,
+    run_hi: i32,
+}
 
 impl std::fmt::Debug for GreyTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,26 +268,47 @@ impl std::fmt::Debug for GreyTable {
 }
 
 impl GreyTable {
+    /// A table of 65,536 entries indexed by the stored value's 16 bits.
+    fn new(table: Box<[u8]>) -> Self {
+        debug_assert_eq!(table.len(), 1 << 16);
+        let at = |shifted: i32| table[(shifted ^ 0x8000) as usize];
+        let mut run_lo = 0;
+        while run_lo < 0xffff && at(run_lo + 1) == at(0) {
+            run_lo += 1;
+        }
+        let mut run_hi = 0xffff;
+        while run_hi > run_lo && at(run_hi - 1) == at(0xffff) {
+            run_hi -= 1;
+        }
+        let run = (run_lo..=run_hi)
+            .map(at)
+            .chain([0; 3])
+            .collect::<Vec<u8>>()
+            .into_boxed_slice();
+        Self {
+            table,
+            run,
+            run_lo,
+            run_hi,
+        }
+    }
+
     /// The table as bytes, indexed by the stored value's 16 bits.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0[..1 << 16]
+        &self.table
     }
 
     /// Grey for a stored value.
     #[inline]
     pub fn get(&self, stored: i16) -> u8 {
-        self.0[usize::from(stored as u16)]
+        self.table[usize::from(stored as u16)]
     }
 
-    /// Grey at a table index (a stored value's 16 bits).
-    #[inline]
-    pub(crate) fn get_index(&self, index: u16) -> u8 {
-        self.0[usize::from(index)]
-    }
-
-    /// The table with its three bytes of padding: a four-byte read at any index is inside.
-    pub(crate) fn padded(&self) -> &[u8] {
-        &self.0
+    /// The varying part in value order, with three bytes of padding (a four-byte read at
+    /// any of its entries is inside), and the value-order range it covers: grey for value
+    /// order `s` (stored value + 32768) is at `s.clamp(lo, hi) - lo`.
+    pub(crate) fn run(&self) -> (&[u8], i32, i32) {
+        (&self.run, self.run_lo, self.run_hi)
     }
 
     /// Grey for an interpolated stored value (rounded half up to the nearest stored value).
@@ -286,8 +317,8 @@ impl GreyTable {
         // Shifted to be positive, truncation is floor: no call to roundf on baseline x86-64.
         // The cast saturates; the clamp keeps the i16 range. Flipping the top bit of the
         // shifted value gives the stored value's 16 bits, the table index.
-        let shifted = ((stored + 32768.5) as i32).clamp(0, 65535) as usize;
-        self.0[shifted ^ 0x8000]
+        let shifted = (stored + 32768.5) as i32;
+        self.run[(shifted.clamp(self.run_lo, self.run_hi) - self.run_lo) as usize]
     }
 }
 
