@@ -243,21 +243,22 @@ impl SeparableLinear {
         if stride != 1 {
             return self.render_strided(voxels, table, mode, background, out, w);
         }
+        // Canvas columns outside [x0, x1) keep the background the frame was filled with.
+        let (x0, x1) = self.valid;
+        let single = self.steps.len() == 1;
+        // Each rayon task keeps its line and slab accumulator from row to row.
+        let scratch = || {
+            (
+                vec![0f32; len],
+                vec![0f32; if single { 0 } else { x1 - x0 }],
+            )
+        };
         out.par_chunks_mut(w)
             .zip(self.rows.par_iter())
-            .for_each(|(row, r)| {
+            .for_each_init(scratch, |(line, acc), (row, r)| {
                 let Some((r0, r1, fy)) = *r else {
                     row.fill(background);
                     return;
-                };
-                let mut line = vec![0f32; len];
-                // Canvas columns outside [x0, x1) keep the background the frame was filled with.
-                let (x0, x1) = self.valid;
-                let single = self.steps.len() == 1;
-                let mut acc = if single {
-                    Vec::new()
-                } else {
-                    vec![0f32; x1 - x0]
                 };
                 for (n, &(s0, s1, fz)) in self.steps.iter().enumerate() {
                     let base = lo * stride;
@@ -265,18 +266,13 @@ impl SeparableLinear {
                     let run = |o: usize| &voxels[base + o..base + o + len];
                     let (a, b, c, d) = (run(r0 + s0), run(r1 + s0), run(r0 + s1), run(r1 + s1));
                     match self.simd {
-                        Some(simd)
-                            if !crate::simd::EXPERIMENT
-                                .load(std::sync::atomic::Ordering::Relaxed) =>
-                        {
-                            simd.interpolate(&mut line, a, b, c, d, fy, fz)
-                        }
-                        _ => interpolate(&mut line, a, b, c, d, fy, fz),
+                        Some(simd) => simd.interpolate(line, a, b, c, d, fy, fz),
+                        None => interpolate(line, a, b, c, d, fy, fz),
                     }
-                    self.take_line(&line, n, mode, table, row, &mut acc);
+                    self.take_line(line, n, mode, table, row, acc);
                 }
                 if !single {
-                    self.finish_slab(&acc, mode, table, row);
+                    self.finish_slab(acc, mode, table, row);
                 }
             });
     }
@@ -333,9 +329,12 @@ impl SeparableLinear {
 
 impl SeparableLinear {
     /// Canvas columns that step through memory (sagittal views, canvas x along voxel rows of
-    /// other rows): each slab step's interpolation along the normal is done once for the whole
-    /// plane into a contiguous f32 image (row axis x column axis), so a canvas row then reads
-    /// two contiguous lines of it instead of four strided runs of the volume.
+    /// other rows). A canvas row interpolates two lines of the plane of the row and column
+    /// axes: each such line is first interpolated along the normal (one strided read per
+    /// voxel, the only one) into a contiguous f32 line. Canvas rows come in order within a
+    /// rayon task, so each task keeps the last two plane lines of each slab step and computes
+    /// a line only when a row first needs it: no frame-sized buffer, and a line is used while
+    /// it is still in the nearest cache.
     fn render_strided(
         &self,
         voxels: &[i16],
@@ -348,46 +347,97 @@ impl SeparableLinear {
         let (lo, hi) = self.span;
         let len = hi + 1 - lo;
         let stride = self.col_stride;
-        let (row_stride, row_count) = self.row_axis;
-        let planes: Vec<Vec<f32>> = self
-            .steps
-            .iter()
-            .map(|&(s0, s1, fz)| {
-                let mut plane = vec![0f32; row_count * len];
-                plane.par_chunks_mut(len).enumerate().for_each(|(k, line)| {
-                    let base = lo * stride + k * row_stride;
-                    for (j, v) in line.iter_mut().enumerate() {
-                        let at = base + j * stride;
-                        let (p, q) = (f32::from(voxels[at + s0]), f32::from(voxels[at + s1]));
-                        *v = p + (q - p) * fz;
-                    }
-                });
-                plane
-            })
-            .collect();
+        let row_stride = self.row_axis.0;
         let (x0, x1) = self.valid;
+        let steps = self.steps.len();
+        // Plane line `k` of slab step `n`: voxels along the column axis from `lo`, each
+        // interpolated along the normal.
+        let plane_line = |n: usize, k: usize, line: &mut [f32]| {
+            let (s0, s1, fz) = self.steps[n];
+            let base = lo * stride + k * row_stride;
+            for (j, v) in line.iter_mut().enumerate() {
+                let at = base + j * stride;
+                let (p, q) = (f32::from(voxels[at + s0]), f32::from(voxels[at + s1]));
+                *v = p + (q - p) * fz;
+            }
+        };
+        let scratch = || Strided {
+            cache: (0..steps).map(|_| LinePair::new(len)).collect(),
+            line: vec![0f32; len],
+            acc: vec![0f32; if steps > 1 { x1 - x0 } else { 0 }],
+        };
         out.par_chunks_mut(w)
             .zip(self.rows.par_iter())
-            .for_each(|(row, r)| {
+            .for_each_init(scratch, |st, (row, r)| {
                 let Some((r0, r1, fy)) = *r else {
                     row.fill(background);
                     return;
                 };
                 let (k0, k1) = (r0 / row_stride, r1 / row_stride);
-                let mut line = vec![0f32; len];
-                let mut acc = vec![0f32; x1 - x0];
-                for (n, plane) in planes.iter().enumerate() {
-                    let a = &plane[k0 * len..(k0 + 1) * len];
-                    let b = &plane[k1 * len..(k1 + 1) * len];
-                    for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
-                        *l = p + (q - p) * fy;
+                for n in 0..steps {
+                    let (a, b) = st.cache[n].get(k0, k1, |k, l| plane_line(n, k, l));
+                    let line = &mut st.line;
+                    match self.simd {
+                        Some(simd) => simd.lerp_lines(line, a, b, fy),
+                        None => lerp_lines(line, a, b, fy),
                     }
-                    self.take_line(&line, n, mode, table, row, &mut acc);
+                    self.take_line(line, n, mode, table, row, &mut st.acc);
                 }
-                if planes.len() > 1 {
-                    self.finish_slab(&acc, mode, table, row);
+                if steps > 1 {
+                    self.finish_slab(&st.acc, mode, table, row);
                 }
             });
+    }
+}
+
+/// A rayon task's scratch for the strided path.
+struct Strided {
+    /// Per slab step, the last two plane lines computed.
+    cache: Vec<LinePair>,
+    line: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+/// The last two plane lines computed for one slab step, with their line numbers.
+struct LinePair {
+    keys: [Option<usize>; 2],
+    lines: [Vec<f32>; 2],
+}
+
+impl LinePair {
+    fn new(len: usize) -> Self {
+        Self {
+            keys: [None, None],
+            lines: [vec![0f32; len], vec![0f32; len]],
+        }
+    }
+
+    /// Lines `k0` and `k1` (possibly equal), computing by `fill` those not kept.
+    fn get(
+        &mut self,
+        k0: usize,
+        k1: usize,
+        mut fill: impl FnMut(usize, &mut [f32]),
+    ) -> (&[f32], &[f32]) {
+        for k in [k0, k1] {
+            if self.keys.contains(&Some(k)) {
+                continue;
+            }
+            // Replace a slot holding neither wanted line.
+            let slot = usize::from(self.keys[0] == Some(k0) || self.keys[0] == Some(k1));
+            fill(k, &mut self.lines[slot]);
+            self.keys[slot] = Some(k);
+        }
+        let at = |k| usize::from(self.keys[0] != Some(k));
+        (&self.lines[at(k0)], &self.lines[at(k1)])
+    }
+}
+
+/// `line = lerp(a, b, f)`, element by element.
+#[inline(always)]
+pub(crate) fn lerp_lines(line: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+    for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
+        *l = p + (q - p) * f;
     }
 }
 
@@ -444,4 +494,44 @@ fn single_axis(v: V3) -> Option<usize> {
     }
     let moving: Vec<usize> = (0..3).filter(|&i| a[i].abs() > scale * 1e-9).collect();
     (moving.len() == 1).then(|| moving[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever order rows ask for lines in (rising, falling, repeated, equal pairs,
+    /// jumps), the pair returns the lines asked for, and computes a line again only when
+    /// neither slot holds it.
+    #[test]
+    fn line_pairs_return_the_lines_asked_for() {
+        let fill = |k: usize, line: &mut [f32]| line.iter_mut().for_each(|v| *v = k as f32);
+        let mut pair = LinePair::new(3);
+        let mut computed = 0;
+        let asks = [
+            (0, 1),
+            (0, 1),
+            (1, 2),
+            (2, 2),
+            (2, 3),
+            (7, 6),
+            (6, 5),
+            (5, 5),
+            (9, 0),
+            (0, 9),
+        ];
+        for (k0, k1) in asks {
+            let before = pair.keys;
+            let (a, b) = pair.get(k0, k1, |k, l| {
+                computed += 1;
+                fill(k, l)
+            });
+            assert_eq!((a[0], b[2]), (k0 as f32, k1 as f32), "asked ({k0}, {k1})");
+            if before.contains(&Some(k0)) && before.contains(&Some(k1)) {
+                assert_eq!(pair.keys, before, "nothing to compute for ({k0}, {k1})");
+            }
+        }
+        // Lines 0, 1, 2, 3, 7, 6, 5, 9 once each, and 0 again after 6 and 5 displaced it.
+        assert_eq!(computed, 9);
+    }
 }

@@ -84,6 +84,23 @@ impl Avx2 {
         crate::separable::interpolate(line, a, b, c, d, fy, fz);
     }
 
+    /// [`crate::separable::lerp_lines`] compiled for AVX2 (the same operations, eight lanes
+    /// wide).
+    pub(crate) fn lerp_lines(self, line: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn run(line: &mut [f32], a: &[f32], b: &[f32], f: f32) {
+            crate::separable::lerp_lines(line, a, b, f);
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2.
+        unsafe {
+            run(line, a, b, f)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        crate::separable::lerp_lines(line, a, b, f);
+    }
+
     /// A CPU with AVX2, for kernels that need nothing of a grid.
     pub(crate) fn detect() -> Option<Self> {
         detected().then_some(Self { _private: () })
