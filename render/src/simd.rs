@@ -21,7 +21,8 @@ pub static EXPERIMENT: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// makes one.
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2 {
-    _private: (),
+    /// The CPU has AVX-512F too.
+    wide: bool,
 }
 
 impl Avx2 {
@@ -30,7 +31,7 @@ impl Avx2 {
     pub(crate) fn new(grid: &Grid<'_>) -> Option<Self> {
         let len = grid.voxels.len();
         let shaped = grid.n.iter().all(|&n| n >= 2) && len.is_multiple_of(2) && len < 1 << 30;
-        (shaped && detected()).then_some(Self { _private: () })
+        (shaped && detected()).then_some(Self { wide: wide() })
     }
 
     /// Canvas row pixels `x0..x0 + row.len()` by trilinear sampling: pixel x samples
@@ -46,13 +47,20 @@ impl Avx2 {
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `self` exists only where `detected()` found AVX2.
+        // SAFETY: `self` exists only where `detected()` found AVX2, and `wide` only where
+        // AVX-512F was found too.
         unsafe {
             let (a, b) = interior_chunks(grid, s0, dx, x0, row.len());
             let (head, rest) = row.split_at_mut(a - x0);
             let (middle, tail) = rest.split_at_mut(b - a);
             trilinear_row(grid, s0, dx, table, background, x0, head);
-            trilinear_interior(grid, s0, dx, table, a, middle);
+            if self.wide && !EXPERIMENT.load(std::sync::atomic::Ordering::Relaxed) {
+                let (wide, rest) = middle.split_at_mut(middle.len() / 16 * 16);
+                trilinear_interior16(grid, s0, dx, table, a, wide);
+                trilinear_interior(grid, s0, dx, table, a + wide.len(), rest);
+            } else {
+                trilinear_interior(grid, s0, dx, table, a, middle);
+            }
             trilinear_row(grid, s0, dx, table, background, b, tail);
         }
     }
@@ -103,7 +111,7 @@ impl Avx2 {
 
     /// A CPU with AVX2, for kernels that need nothing of a grid.
     pub(crate) fn detect() -> Option<Self> {
-        detected().then_some(Self { _private: () })
+        detected().then_some(Self { wide: wide() })
     }
 
     /// The separable path's last step for one canvas row: pixel x interpolates `line` between
@@ -142,7 +150,8 @@ impl Avx2 {
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `self` exists only where `detected()` found AVX2.
+        // SAFETY: `self` exists only where `detected()` found AVX2, and `wide` only where
+        // AVX-512F was found too.
         unsafe {
             let (a, b) = interior_chunks(grid, s0, dx, x0, row.len());
             let (head, rest) = row.split_at_mut(a - x0);
@@ -161,6 +170,16 @@ fn detected() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detected() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn wide() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn wide() -> bool {
     false
 }
 
@@ -338,6 +357,88 @@ unsafe fn trilinear_interior(
         let c1 = lerp(c01, c11, fy);
         let v = lerp(c0, c1, fz);
         out_row(v, all, table, 0, out);
+    }
+}
+
+/// [`trilinear_interior`] sixteen columns at a time with AVX-512, the same operations on
+/// each lane (so the same values), and the grey bytes packed by one instruction.
+///
+/// # Safety
+/// The CPU must have AVX-512F, `grid` must pass [`Avx2::new`], and `row.len()` must be a
+/// multiple of 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn trilinear_interior16(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    table: &GreyTable,
+    x0: usize,
+    row: &mut [u8],
+) {
+    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+    let max_base = grid.voxels.len() as i32 - 2 - sx - sxy;
+    let ptr = grid.voxels.as_ptr().cast::<i32>();
+    let (run, lo, hi) = table.run();
+    let run_ptr = run.as_ptr().cast::<i32>();
+    let sign_low =
+        |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)));
+    let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
+    let lerp =
+        |a: __m512, b: __m512, f: __m512| _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f));
+    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let (vsx, vsxy) = (_mm512_set1_epi32(sx), _mm512_set1_epi32(sxy));
+    let vsxsxy = _mm512_set1_epi32(sx + sxy);
+    let pos = |s: f32, d: f32, xf: __m512| {
+        _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
+    };
+    for (chunk, out) in row.chunks_exact_mut(16).enumerate() {
+        let x = x0 + chunk * 16;
+        let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
+        let p = [0, 1, 2].map(|a| pos(s0[a], dx[a], xf));
+        let i0 = _mm512_cvttps_epi32(p[0]);
+        let j0 = _mm512_cvttps_epi32(p[1]);
+        let k0 = _mm512_cvttps_epi32(p[2]);
+        let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
+        let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
+        let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
+        let base = _mm512_add_epi32(
+            i0,
+            _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
+        );
+        let base = _mm512_min_epi32(
+            _mm512_max_epi32(base, _mm512_setzero_si512()),
+            _mm512_set1_epi32(max_base),
+        );
+        // SAFETY: 0 <= base <= max_base, so each pair read lies in the slice.
+        let (g00, g10, g01, g11) = unsafe {
+            (
+                _mm512_i32gather_epi32::<2>(base, ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsx), ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxy), ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
+            )
+        };
+        let c00 = lerp(sign_low(g00), high(g00), fx);
+        let c10 = lerp(sign_low(g10), high(g10), fx);
+        let c01 = lerp(sign_low(g01), high(g01), fx);
+        let c11 = lerp(sign_low(g11), high(g11), fx);
+        let c0 = lerp(c00, c10, fy);
+        let c1 = lerp(c01, c11, fy);
+        let v = lerp(c0, c1, fz);
+        let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
+        let at = _mm512_sub_epi32(
+            _mm512_min_epi32(
+                _mm512_max_epi32(order, _mm512_set1_epi32(lo)),
+                _mm512_set1_epi32(hi),
+            ),
+            _mm512_set1_epi32(lo),
+        );
+        // SAFETY: 0 <= at <= hi - lo and the run has hi - lo + 4 bytes.
+        let grey = unsafe { _mm512_i32gather_epi32::<1>(at, run_ptr) };
+        let bytes = _mm512_cvtepi32_epi8(_mm512_and_si512(grey, _mm512_set1_epi32(0xff)));
+        // SAFETY: `out` is 16 writable bytes; the store needs no alignment.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), bytes) };
     }
 }
 
@@ -750,6 +851,60 @@ mod tests {
         simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], &table, 7, 0, &mut b);
         assert_eq!(a, b);
         assert_eq!(a[0], table.get(v.get(12, 5, 4).expect("voxel")));
+    }
+
+    /// Long rows through a larger grid, so the interior runs cover whole chunks of sixteen:
+    /// on a CPU with AVX-512 they take the sixteen-lane kernel, whose rows must equal the
+    /// scalar rows byte for byte too.
+    #[test]
+    fn wide_kernels_equal_the_scalar_samplers() {
+        let table = GreyPipeline {
+            rescale: Rescale::default(),
+            voi: Voi::Window(Window::linear(30.0, 3000.0)),
+            monochrome1: false,
+            invert: false,
+        }
+        .table()
+        .expect("table");
+        let v = volume(7, [64, 20, 12]);
+        let grid = Grid::new(&v);
+        let Some(simd) = Avx2::new(&grid) else {
+            assert!(
+                !detected(),
+                "an AVX2 CPU must get the kernels for this grid"
+            );
+            return;
+        };
+        let mut state = 777u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_000) as f32 / 1_000_000.0
+        };
+        let mut wide_pixels = 0;
+        for _ in 0..500 {
+            let s0 = [next() * 8.0 - 4.0, next() * 18.0 + 1.0, next() * 10.0 + 1.0];
+            let dx = [
+                next() * 0.6 + 0.1,
+                next() * 0.08 - 0.04,
+                next() * 0.06 - 0.03,
+            ];
+            let w = 40 + (next() * 120.0) as usize;
+            let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
+            scalar_row(&TrilinearSampler(grid), s0, dx, &table, &mut a);
+            simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b);
+            assert_eq!(a, b, "s0 {s0:?}, dx {dx:?}");
+            let (ia, ib) = interior_chunks(&grid, s0, dx, 0, w);
+            wide_pixels += (ib - ia) / 16 * 16;
+        }
+        assert!(
+            wide_pixels > 10_000,
+            "only {wide_pixels} pixels in sixteen-column chunks"
+        );
+        if wide() {
+            assert!(simd.wide, "an AVX-512 CPU must get the sixteen-lane kernel");
+        }
     }
 
     #[test]
