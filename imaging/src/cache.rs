@@ -1,5 +1,6 @@
 //! The volume cache: decoded volumes kept in memory within a byte budget (`imaging.volume_cache`),
-//! one copy per series shared by every viewer, least recently used out first. Concurrent
+//! one copy per series shared by every viewer, least recently used out first. A volume counts
+//! at its byte budget: its voxels and room for the j-fastest copy a sagittal view builds. Concurrent
 //! requests for a series that is not cached build it once: the others wait for that build.
 
 use std::collections::HashMap;
@@ -150,7 +151,8 @@ impl VolumeCache {
         let result = build().map_err(|e| CacheError::Build(e.to_string().into()));
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = result.and_then(|built| {
-            let bytes = built.volume.byte_size() as u64;
+            // A volume may come to hold a second copy of its voxels (for sagittal views).
+            let bytes = built.volume.byte_budget() as u64;
             if bytes > self.budget {
                 return Err(CacheError::TooLarge {
                     series: series.to_owned(),
@@ -241,7 +243,8 @@ mod tests {
 
     #[test]
     fn least_recently_used_leaves_first() {
-        let one = 16 * 16 * 16 * 2;
+        // Voxels, and room for the j-fastest copy.
+        let one = 16 * 16 * 16 * 2 * 2;
         let cache = VolumeCache::new(2 * one);
         let a = cache.get_or_build("a", || Ok(volume(16))).unwrap();
         cache.get_or_build("b", || Ok(volume(16))).unwrap();

@@ -109,7 +109,7 @@ pub fn render(
     };
     match req.sampling {
         Sampling::Nearest => match Separable::new(volume, &view, w, h) {
-            Some(sep) => sep.render(volume.voxels(), table, mode, req.background, &mut out, w),
+            Some(sep) => sep.render(volume, table, mode, req.background, &mut out, w),
             None => general(
                 NearestSampler(Grid::new(volume)),
                 table,
@@ -121,7 +121,7 @@ pub fn render(
             ),
         },
         Sampling::Trilinear => match SeparableLinear::new(volume, &view, w, h) {
-            Some(lin) => lin.render(volume.voxels(), table, mode, req.background, &mut out, w),
+            Some(lin) => lin.render(volume, table, mode, req.background, &mut out, w),
             None => general(
                 TrilinearSampler(Grid::new(volume)),
                 table,

@@ -15,6 +15,8 @@ use crate::window::GreyTable;
 /// A view whose canvas x, canvas y and normal each move along one voxel axis: voxel offsets
 /// split into a per-column, a per-row and a per-slab-step part.
 pub(crate) struct Separable {
+    /// Read the volume's j-fastest copy (canvas columns along j).
+    j_first: bool,
     cols: Vec<Option<usize>>,
     rows: Vec<Option<usize>>,
     steps: Vec<usize>,
@@ -34,7 +36,8 @@ impl Separable {
         }
         let [nx, ny, nz] = volume.geometry().dims();
         let dims = [nx, ny, nz];
-        let strides = [1, nx, nx * ny];
+        let j_first = ax == 1;
+        let strides = layout(dims, j_first);
         let comp = |v: V3, a: usize| v.to_array()[a];
         let index = |pos: f64, a: usize| {
             let r = (pos + 0.5).floor();
@@ -56,23 +59,30 @@ impl Separable {
             .collect();
         if steps.is_empty() {
             return Some(Self {
+                j_first,
                 cols,
                 rows: vec![None; h],
                 steps: vec![0],
             });
         }
-        Some(Self { cols, rows, steps })
+        Some(Self {
+            j_first,
+            cols,
+            rows,
+            steps,
+        })
     }
 
     pub(crate) fn render(
         &self,
-        voxels: &[i16],
+        volume: &Volume,
         table: &GreyTable,
         mode: SlabMode,
         background: u8,
         out: &mut [u8],
         w: usize,
     ) {
+        let voxels = voxels_for(volume, self.j_first);
         out.par_chunks_mut(w)
             .zip(self.rows.par_iter())
             .for_each(|(row, r)| {
@@ -151,6 +161,8 @@ fn taps(start: f64, step: f64, count: usize, n: usize, stride: usize) -> Taps {
 /// (a contiguous, vectorisable loop when the canvas runs along voxel rows), then each canvas
 /// pixel is one interpolation between two neighbours of that line.
 pub(crate) struct SeparableLinear {
+    /// Read the volume's j-fastest copy (canvas columns along j).
+    j_first: bool,
     /// The range of column-axis indices any column reads.
     span: (usize, usize),
     /// The canvas columns inside the volume, `[x0, x1)`.
@@ -170,7 +182,8 @@ impl SeparableLinear {
     pub(crate) fn new(volume: &Volume, view: &VoxelView, w: usize, h: usize) -> Option<Self> {
         let (ax, ay, an) = axes(view)?;
         let dims = volume.geometry().dims();
-        let strides = [1, dims[0], dims[0] * dims[1]];
+        let j_first = ax == 1;
+        let strides = layout(dims, j_first);
         let comp = |v: V3, a: usize| v.to_array()[a];
         let cols = taps(comp(view.v0, ax), comp(view.dx, ax), w, dims[ax], 1);
         let lo = cols.iter().flatten().map(|c| c.0).min();
@@ -217,6 +230,7 @@ impl SeparableLinear {
                 .map(|c| ((c.0 - span.0) as u32, (c.1 - span.0) as u32, c.2)),
         );
         Some(Self {
+            j_first,
             span,
             valid,
             cols,
@@ -230,13 +244,14 @@ impl SeparableLinear {
 
     pub(crate) fn render(
         &self,
-        voxels: &[i16],
+        volume: &Volume,
         table: &GreyTable,
         mode: SlabMode,
         background: u8,
         out: &mut [u8],
         w: usize,
     ) {
+        let voxels = voxels_for(volume, self.j_first);
         let (lo, hi) = self.span;
         let len = hi + 1 - lo;
         let stride = self.col_stride;
@@ -438,6 +453,25 @@ impl LinePair {
 pub(crate) fn lerp_lines(line: &mut [f32], a: &[f32], b: &[f32], f: f32) {
     for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
         *l = p + (q - p) * f;
+    }
+}
+
+/// Strides of the i, j and k axes in the stored order, or in the j-fastest copy.
+fn layout(dims: [usize; 3], j_first: bool) -> [usize; 3] {
+    let [nx, ny, _] = dims;
+    if j_first {
+        [ny, 1, nx * ny]
+    } else {
+        [1, nx, nx * ny]
+    }
+}
+
+/// The voxels in the order `layout` gave strides for.
+fn voxels_for(volume: &Volume, j_first: bool) -> &[i16] {
+    if j_first {
+        volume.j_fastest()
+    } else {
+        volume.voxels()
     }
 }
 
