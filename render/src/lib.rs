@@ -41,7 +41,7 @@ pub mod measure;
 pub mod mpr;
 pub mod overlay;
 mod separable;
-pub mod simd;
+mod simd;
 pub mod stack;
 mod viewport;
 mod volume;

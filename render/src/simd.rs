@@ -1,11 +1,15 @@
-//! AVX2 kernels for the per-pixel MPR path (oblique planes, one plane thick): eight canvas
-//! pixels at a time, the voxel reads done by hardware gathers. Each kernel performs the same
-//! f32 operations in the same order as the scalar samplers in `grid.rs`, so a frame is
-//! bit-identical with and without AVX2 (the tests below and `tests/properties.rs` compare).
+//! SIMD kernels, chosen at run time by CPU feature. For the per-pixel MPR path (oblique
+//! planes, one plane thick): AVX2 eight canvas pixels at a time, and AVX-512 sixteen at a
+//! time over a row's interior (where no clamp applies), the voxel reads done by hardware
+//! gathers and, with VBMI, a short grey table looked up by byte permutes. For the separable
+//! path: the last step of a row (line taps, lerp, grey) and AVX2 builds of its plain loops.
+//! Each kernel performs the same f32 operations in the same order as the scalar code
+//! (`grid.rs`, `separable.rs`), so a frame is bit-identical with and without them (the tests
+//! below and `tests/properties.rs` compare).
 //!
 //! This is the workspace's only unsafe code: the gathers read through a raw pointer. Every
-//! gather index is clamped into the voxel slice just before the gather, whatever the floats
-//! held, so a read cannot leave the slice.
+//! gather index is clamped into its slice just before the gather, whatever the floats held,
+//! so a read cannot leave the slice.
 #![allow(unsafe_code)]
 // A kernel takes the grid, the row's start and step, the table, the background and the columns.
 #![allow(clippy::too_many_arguments)]
@@ -15,7 +19,6 @@ use std::arch::x86_64::*;
 
 use crate::grid::Grid;
 use crate::window::GreyTable;
-pub static EXPERIMENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Proof that this CPU has AVX2 (and that the volume suits the kernels): only [`Avx2::new`]
 /// makes one.
@@ -23,6 +26,8 @@ pub static EXPERIMENT: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 pub(crate) struct Avx2 {
     /// The CPU has AVX-512F too.
     wide: bool,
+    /// The CPU has AVX-512 VBMI too.
+    vbmi: bool,
 }
 
 impl Avx2 {
@@ -31,7 +36,10 @@ impl Avx2 {
     pub(crate) fn new(grid: &Grid<'_>) -> Option<Self> {
         let len = grid.voxels.len();
         let shaped = grid.n.iter().all(|&n| n >= 2) && len.is_multiple_of(2) && len < 1 << 30;
-        (shaped && detected()).then_some(Self { wide: wide() })
+        (shaped && detected()).then_some(Self {
+            wide: wide(),
+            vbmi: vbmi(),
+        })
     }
 
     /// Canvas row pixels `x0..x0 + row.len()` by trilinear sampling: pixel x samples
@@ -47,19 +55,22 @@ impl Avx2 {
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `self` exists only where `detected()` found AVX2, and `wide` only where
-        // AVX-512F was found too.
+        // SAFETY: `self` exists only where `detected()` found AVX2, `wide` only where
+        // AVX-512F was found too, and `vbmi` only where VBMI was found as well.
         unsafe {
-            let (a, b) = interior_chunks(grid, s0, dx, x0, row.len());
+            // The sixteen-lane kernels take the whole interior, a last partial chunk included.
+            let (a, b) = if self.wide {
+                interior_columns(grid, s0, dx, x0, row.len())
+            } else {
+                interior_chunks(grid, s0, dx, x0, row.len())
+            };
             let (head, rest) = row.split_at_mut(a - x0);
             let (middle, tail) = rest.split_at_mut(b - a);
             trilinear_row(grid, s0, dx, table, background, x0, head);
-            if self.wide && !EXPERIMENT.load(std::sync::atomic::Ordering::Relaxed) {
-                let (wide, rest) = middle.split_at_mut(middle.len() / 16 * 16);
-                trilinear_interior16(grid, s0, dx, table, a, wide);
-                trilinear_interior(grid, s0, dx, table, a + wide.len(), rest);
-            } else {
-                trilinear_interior(grid, s0, dx, table, a, middle);
+            match (self.wide, self.vbmi) {
+                (true, true) => trilinear_interior16_vbmi(grid, s0, dx, table, a, middle),
+                (true, false) => trilinear_interior16(grid, s0, dx, table, a, middle),
+                _ => trilinear_interior(grid, s0, dx, table, a, middle),
             }
             trilinear_row(grid, s0, dx, table, background, b, tail);
         }
@@ -111,7 +122,10 @@ impl Avx2 {
 
     /// A CPU with AVX2, for kernels that need nothing of a grid.
     pub(crate) fn detect() -> Option<Self> {
-        detected().then_some(Self { wide: wide() })
+        detected().then_some(Self {
+            wide: wide(),
+            vbmi: vbmi(),
+        })
     }
 
     /// The separable path's last step for one canvas row: pixel x interpolates `line` between
@@ -150,8 +164,8 @@ impl Avx2 {
         row: &mut [u8],
     ) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `self` exists only where `detected()` found AVX2, and `wide` only where
-        // AVX-512F was found too.
+        // SAFETY: `self` exists only where `detected()` found AVX2, `wide` only where
+        // AVX-512F was found too, and `vbmi` only where VBMI was found as well.
         unsafe {
             let (a, b) = interior_chunks(grid, s0, dx, x0, row.len());
             let (head, rest) = row.split_at_mut(a - x0);
@@ -180,6 +194,16 @@ fn wide() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn wide() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vbmi() -> bool {
+    wide() && std::arch::is_x86_feature_detected!("avx512vbmi")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vbmi() -> bool {
     false
 }
 
@@ -282,14 +306,22 @@ fn interior_chunks(
     x0: usize,
     len: usize,
 ) -> (usize, usize) {
+    let (a, b) = interior_columns(grid, s0, dx, x0, len);
+    (a, a + (b - a) / 8 * 8)
+}
+
+/// The columns `[a, b)` within `[x0, x0 + len)` inside the grid's interior for this row.
+fn interior_columns(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    x0: usize,
+    len: usize,
+) -> (usize, usize) {
     let end = x0 + len;
-    if EXPERIMENT.load(std::sync::atomic::Ordering::Relaxed) {
-        return (x0, x0);
-    }
     let (a, b) = grid.interior(s0, dx, end);
     let a = a.clamp(x0, end);
-    let b = b.clamp(a, end);
-    (a, a + (b - a) / 8 * 8)
+    (a, b.clamp(a, end))
 }
 
 /// Trilinear sampling of whole chunks of eight columns from `x0` whose positions all lie in
@@ -360,86 +392,143 @@ unsafe fn trilinear_interior(
     }
 }
 
-/// [`trilinear_interior`] sixteen columns at a time with AVX-512, the same operations on
-/// each lane (so the same values), and the grey bytes packed by one instruction.
+/// Defines a sixteen-lane trilinear interior kernel compiled for `$features`; `$vbmi` says
+/// whether it may look greys up by byte permutes (so only the VBMI build contains them and
+/// inlines them).
+macro_rules! trilinear_interior16 {
+    ($name:ident, $features:literal, $vbmi:expr) => {
+        /// [`trilinear_interior`] sixteen columns at a time with AVX-512, the same operations on
+        /// each lane (so the same values), and the grey bytes packed by one instruction.
+        ///
+        /// # Safety
+        /// The CPU must have `$features`, and `grid` must pass [`Avx2::new`]; every column
+        /// of `row` must lie in the grid's interior (a partial last chunk is allowed).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            grid: &Grid<'_>,
+            s0: [f32; 3],
+            dx: [f32; 3],
+            table: &GreyTable,
+            x0: usize,
+            row: &mut [u8],
+        ) {
+            let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+            let max_base = grid.voxels.len() as i32 - 2 - sx - sxy;
+            let ptr = grid.voxels.as_ptr().cast::<i32>();
+            let (run, lo, hi) = table.run();
+            let run_ptr = run.as_ptr().cast::<i32>();
+            let sign_low = |g: __m512i| {
+                _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)))
+            };
+            let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
+            let lerp = |a: __m512, b: __m512, f: __m512| {
+                _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f))
+            };
+            let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let (vsx, vsxy) = (_mm512_set1_epi32(sx), _mm512_set1_epi32(sxy));
+            let vsxsxy = _mm512_set1_epi32(sx + sxy);
+            let pos = |s: f32, d: f32, xf: __m512| {
+                _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
+            };
+            // A run of at most 128 entries (a brain or subdural window) fits two registers: with
+            // VBMI a byte permute looks the sixteen greys up instead of a gather.
+            let short = ($vbmi && hi - lo < 128).then(|| {
+                let mut bytes = [0u8; 128];
+                let n = (hi - lo + 1) as usize;
+                bytes[..n].copy_from_slice(&run[..n]);
+                // SAFETY: `bytes` is 128 readable bytes; the loads need no alignment.
+                unsafe {
+                    (
+                        _mm512_loadu_si512(bytes.as_ptr().cast()),
+                        _mm512_loadu_si512(bytes.as_ptr().add(64).cast()),
+                    )
+                }
+            });
+            // The table position of each of the sixteen pixels from column x.
+            let positions = |x: usize| {
+                let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
+                let p = [0, 1, 2].map(|a| pos(s0[a], dx[a], xf));
+                let i0 = _mm512_cvttps_epi32(p[0]);
+                let j0 = _mm512_cvttps_epi32(p[1]);
+                let k0 = _mm512_cvttps_epi32(p[2]);
+                let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
+                let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
+                let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
+                let base = _mm512_add_epi32(
+                    i0,
+                    _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
+                );
+                let base = _mm512_min_epi32(
+                    _mm512_max_epi32(base, _mm512_setzero_si512()),
+                    _mm512_set1_epi32(max_base),
+                );
+                // SAFETY: 0 <= base <= max_base, so each pair read lies in the slice.
+                let (g00, g10, g01, g11) = unsafe {
+                    (
+                        _mm512_i32gather_epi32::<2>(base, ptr),
+                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsx), ptr),
+                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxy), ptr),
+                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
+                    )
+                };
+                let c00 = lerp(sign_low(g00), high(g00), fx);
+                let c10 = lerp(sign_low(g10), high(g10), fx);
+                let c01 = lerp(sign_low(g01), high(g01), fx);
+                let c11 = lerp(sign_low(g11), high(g11), fx);
+                let c0 = lerp(c00, c10, fy);
+                let c1 = lerp(c01, c11, fy);
+                let v = lerp(c0, c1, fz);
+                let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
+                _mm512_sub_epi32(
+                    _mm512_min_epi32(
+                        _mm512_max_epi32(order, _mm512_set1_epi32(lo)),
+                        _mm512_set1_epi32(hi),
+                    ),
+                    _mm512_set1_epi32(lo),
+                )
+            };
+            // The sixteen greys for the pixels from column x. The lanes past a partial last
+            // chunk compute values that are not kept; their reads are clamped like the rest.
+            let greys = |x: usize| match short {
+                // SAFETY: `short` is set only where AVX-512 VBMI was found.
+                Some((t0, t1)) => unsafe { lookup128(t0, t1, positions(x)) },
+                None => {
+                    // SAFETY: 0 <= at <= hi - lo and the run has hi - lo + 4 bytes.
+                    let grey = unsafe { _mm512_i32gather_epi32::<1>(positions(x), run_ptr) };
+                    _mm512_cvtepi32_epi8(_mm512_and_si512(grey, _mm512_set1_epi32(0xff)))
+                }
+            };
+            let full = row.len() / 16 * 16;
+            let mut chunks = row.chunks_exact_mut(16);
+            for (chunk, out) in (&mut chunks).enumerate() {
+                // SAFETY: `out` is 16 writable bytes; the store needs no alignment.
+                unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), greys(x0 + chunk * 16)) };
+            }
+            let out = chunks.into_remainder();
+            if !out.is_empty() {
+                let mut last = [0u8; 16];
+                // SAFETY: `last` is 16 writable bytes.
+                unsafe { _mm_storeu_si128(last.as_mut_ptr().cast(), greys(x0 + full)) };
+                let n = out.len();
+                out.copy_from_slice(&last[..n]);
+            }
+        }
+    };
+}
+
+trilinear_interior16!(trilinear_interior16, "avx512f", false);
+trilinear_interior16!(trilinear_interior16_vbmi, "avx512f,avx512vbmi", true);
+
+/// The bytes at sixteen positions (0-127) of a 128-byte table held in two registers.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, `grid` must pass [`Avx2::new`], and `row.len()` must be a
-/// multiple of 16.
+/// The CPU must have AVX-512F and VBMI.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn trilinear_interior16(
-    grid: &Grid<'_>,
-    s0: [f32; 3],
-    dx: [f32; 3],
-    table: &GreyTable,
-    x0: usize,
-    row: &mut [u8],
-) {
-    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
-    let max_base = grid.voxels.len() as i32 - 2 - sx - sxy;
-    let ptr = grid.voxels.as_ptr().cast::<i32>();
-    let (run, lo, hi) = table.run();
-    let run_ptr = run.as_ptr().cast::<i32>();
-    let sign_low =
-        |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)));
-    let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
-    let lerp =
-        |a: __m512, b: __m512, f: __m512| _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f));
-    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let (vsx, vsxy) = (_mm512_set1_epi32(sx), _mm512_set1_epi32(sxy));
-    let vsxsxy = _mm512_set1_epi32(sx + sxy);
-    let pos = |s: f32, d: f32, xf: __m512| {
-        _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
-    };
-    for (chunk, out) in row.chunks_exact_mut(16).enumerate() {
-        let x = x0 + chunk * 16;
-        let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
-        let p = [0, 1, 2].map(|a| pos(s0[a], dx[a], xf));
-        let i0 = _mm512_cvttps_epi32(p[0]);
-        let j0 = _mm512_cvttps_epi32(p[1]);
-        let k0 = _mm512_cvttps_epi32(p[2]);
-        let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
-        let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
-        let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
-        let base = _mm512_add_epi32(
-            i0,
-            _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
-        );
-        let base = _mm512_min_epi32(
-            _mm512_max_epi32(base, _mm512_setzero_si512()),
-            _mm512_set1_epi32(max_base),
-        );
-        // SAFETY: 0 <= base <= max_base, so each pair read lies in the slice.
-        let (g00, g10, g01, g11) = unsafe {
-            (
-                _mm512_i32gather_epi32::<2>(base, ptr),
-                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsx), ptr),
-                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxy), ptr),
-                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
-            )
-        };
-        let c00 = lerp(sign_low(g00), high(g00), fx);
-        let c10 = lerp(sign_low(g10), high(g10), fx);
-        let c01 = lerp(sign_low(g01), high(g01), fx);
-        let c11 = lerp(sign_low(g11), high(g11), fx);
-        let c0 = lerp(c00, c10, fy);
-        let c1 = lerp(c01, c11, fy);
-        let v = lerp(c0, c1, fz);
-        let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
-        let at = _mm512_sub_epi32(
-            _mm512_min_epi32(
-                _mm512_max_epi32(order, _mm512_set1_epi32(lo)),
-                _mm512_set1_epi32(hi),
-            ),
-            _mm512_set1_epi32(lo),
-        );
-        // SAFETY: 0 <= at <= hi - lo and the run has hi - lo + 4 bytes.
-        let grey = unsafe { _mm512_i32gather_epi32::<1>(at, run_ptr) };
-        let bytes = _mm512_cvtepi32_epi8(_mm512_and_si512(grey, _mm512_set1_epi32(0xff)));
-        // SAFETY: `out` is 16 writable bytes; the store needs no alignment.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), bytes) };
-    }
+#[target_feature(enable = "avx512f,avx512vbmi")]
+unsafe fn lookup128(t0: __m512i, t1: __m512i, at: __m512i) -> __m128i {
+    let index = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(at));
+    _mm512_castsi512_si128(_mm512_permutex2var_epi8(t0, index, t1))
 }
 
 /// Nearest sampling of whole chunks of eight columns from `x0` whose positions all lie in
@@ -577,9 +666,6 @@ pub(crate) struct LineTaps {
     fx: Vec<f32>,
     /// One past the largest position.
     end: usize,
-    /// Whether positions only rise or only fall along the row (so a run of columns reads
-    /// between its first and last columns' positions).
-    monotone: bool,
 }
 
 impl LineTaps {
@@ -597,16 +683,7 @@ impl LineTaps {
             .map(|&c| c as usize + 1)
             .max()
             .unwrap_or(0);
-        let rising = |c: &[u32]| c.windows(2).all(|w| w[0] <= w[1]);
-        let falling = |c: &[u32]| c.windows(2).all(|w| w[0] >= w[1]);
-        let monotone = (rising(&c0) && rising(&c1)) || (falling(&c0) && falling(&c1));
-        Self {
-            c0,
-            c1,
-            fx,
-            end,
-            monotone,
-        }
+        Self { c0, c1, fx, end }
     }
 
     /// Each column's positions and weight.
@@ -638,43 +715,12 @@ unsafe fn lerp_line(line: &[f32], taps: &LineTaps, table: &GreyTable, out: &mut 
                 _mm256_loadu_ps(fx.as_ptr().add(x)),
             )
         };
-        // The eight columns' positions span the first and last column's. When they lie in
-        // sixteen values of the line (a zoom of up to about 2 voxels per pixel), two loads and
-        // permutes pick them; otherwise gathers do.
-        let (first, last) = (x, x + 7);
-        let lo = c0[first].min(c0[last]).min(c1[first]).min(c1[last]) as usize;
-        let hi = c0[first].max(c0[last]).max(c1[first]).max(c1[last]) as usize;
-        let (p, q) = if !EXPERIMENT.load(std::sync::atomic::Ordering::Relaxed)
-            && taps.monotone
-            && hi < lo + 16
-            && lo + 16 <= line.len()
-        {
-            // SAFETY: lo + 16 <= line.len().
-            let (a, b) = unsafe {
-                (
-                    _mm256_loadu_ps(ptr.add(lo)),
-                    _mm256_loadu_ps(ptr.add(lo + 8)),
-                )
-            };
-            let base = _mm256_set1_epi32(lo as i32);
-            let pick = |i: __m256i| {
-                let rel = _mm256_sub_epi32(i, base);
-                let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel, _mm256_set1_epi32(7)));
-                _mm256_blendv_ps(
-                    _mm256_permutevar8x32_ps(a, rel),
-                    _mm256_permutevar8x32_ps(b, rel),
-                    upper,
-                )
-            };
-            (pick(i0), pick(i1))
-        } else {
-            // SAFETY: every position lies inside `line` (checked by the caller).
-            unsafe {
-                (
-                    _mm256_i32gather_ps::<4>(ptr, i0),
-                    _mm256_i32gather_ps::<4>(ptr, i1),
-                )
-            }
+        // SAFETY: every position lies inside `line` (checked by the caller).
+        let (p, q) = unsafe {
+            (
+                _mm256_i32gather_ps::<4>(ptr, i0),
+                _mm256_i32gather_ps::<4>(ptr, i1),
+            )
         };
         let v = _mm256_add_ps(p, _mm256_mul_ps(_mm256_sub_ps(q, p), f));
         out_row(v, all, table, 0, &mut out[x..x + 8]);
@@ -858,14 +904,22 @@ mod tests {
     /// scalar rows byte for byte too.
     #[test]
     fn wide_kernels_equal_the_scalar_samplers() {
-        let table = GreyPipeline {
-            rescale: Rescale::default(),
-            voi: Voi::Window(Window::linear(30.0, 3000.0)),
-            monochrome1: false,
-            invert: false,
+        // A wide window (its run is gathered) and a brain-like one (81 entries: looked up by
+        // a byte permute where the CPU has VBMI).
+        for window in [Window::linear(30.0, 3000.0), Window::linear(40.0, 80.0)] {
+            let table = GreyPipeline {
+                rescale: Rescale::default(),
+                voi: Voi::Window(window),
+                monochrome1: false,
+                invert: false,
+            }
+            .table()
+            .expect("table");
+            wide_rows_equal_scalar_rows(&table);
         }
-        .table()
-        .expect("table");
+    }
+
+    fn wide_rows_equal_scalar_rows(table: &GreyTable) {
         let v = volume(7, [64, 20, 12]);
         let grid = Grid::new(&v);
         let Some(simd) = Avx2::new(&grid) else {
@@ -892,8 +946,8 @@ mod tests {
             ];
             let w = 40 + (next() * 120.0) as usize;
             let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
-            scalar_row(&TrilinearSampler(grid), s0, dx, &table, &mut a);
-            simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b);
+            scalar_row(&TrilinearSampler(grid), s0, dx, table, &mut a);
+            simd.trilinear_row(&grid, s0, dx, table, 7, 0, &mut b);
             assert_eq!(a, b, "s0 {s0:?}, dx {dx:?}");
             let (ia, ib) = interior_chunks(&grid, s0, dx, 0, w);
             wide_pixels += (ib - ia) / 16 * 16;
