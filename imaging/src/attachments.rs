@@ -323,7 +323,7 @@ async fn rendered(
         if png {
             render::encode::encode_png(&frame).map_err(|e| e.to_string())
         } else {
-            render::encode::encode_jpeg(&frame, quality).map_err(|e| e.to_string())
+            render::encode::encode_jpeg_preferred(&frame, quality).map_err(|e| e.to_string())
         }
     })
     .await;

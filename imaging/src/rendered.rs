@@ -286,7 +286,7 @@ pub fn render_instance(
         )));
     };
     match format {
-        Format::Jpeg(q) => render::encode::encode_jpeg(&image, q),
+        Format::Jpeg(q) => render::encode::encode_jpeg_preferred(&image, q),
         Format::Png => render::encode::encode_png(&image),
     }
     .map_err(|e| fail(e.to_string()))

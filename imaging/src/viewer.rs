@@ -1106,7 +1106,7 @@ fn render_frame(
     let bytes = if quality == 0 {
         render::encode::encode_png(&frame)
     } else {
-        render::encode::encode_jpeg(&frame, quality)
+        render::encode::encode_jpeg_preferred(&frame, quality)
     }
     .map_err(|e| e.to_string())?;
     Ok((bytes, vp))
