@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::math::V3;
 use crate::mpr::{SlabMode, VoxelView};
-use crate::simd::{Avx2, LineTaps};
+use crate::simd::{Avx2, Combine, LineTaps};
 use crate::volume::Volume;
 use crate::window::GreyTable;
 
@@ -317,6 +317,16 @@ impl SeparableLinear {
             for (px, tap) in row[x0..x1].iter_mut().zip(taps) {
                 *px = table.get_f32(sample(tap));
             }
+            return;
+        }
+        if let Some(simd) = self.simd {
+            let how = match (n, mode) {
+                (0, _) => Combine::First,
+                (_, SlabMode::Mip) => Combine::Max,
+                (_, SlabMode::MinIp) => Combine::Min,
+                (_, SlabMode::Average) => Combine::Add,
+            };
+            simd.lerp_combine(line, &self.cols, how, acc);
             return;
         }
         let acc_taps = acc.iter_mut().zip(taps);

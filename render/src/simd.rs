@@ -658,6 +658,77 @@ fn out_row(v: __m256, mask: __m256, table: &GreyTable, background: u8, out: &mut
     store(order, mask, table, background, out);
 }
 
+/// How a slab step's interpolated line joins the slab's accumulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Combine {
+    /// The first step: the accumulator takes the line.
+    First,
+    Max,
+    Min,
+    Add,
+}
+
+impl Avx2 {
+    /// The separable path's slab step for one canvas row: pixel x interpolates `line`
+    /// between the taps' positions (as [`Avx2::lerp_line`]) and combines the value into
+    /// `acc[x]` (`f32::max`, `f32::min` or `+`, as the scalar path does; values are never NaN).
+    ///
+    /// # Panics
+    /// If a tap's position lies outside `line` or `acc` is not as long as the taps.
+    pub(crate) fn lerp_combine(self, line: &[f32], taps: &LineTaps, how: Combine, acc: &mut [f32]) {
+        assert_eq!(acc.len(), taps.fx.len(), "one value per tap");
+        assert!(taps.end <= line.len(), "line positions outside the line");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2; every position is below
+        // `taps.end`, which was checked against the line's length.
+        unsafe {
+            lerp_combine(line, taps, how, acc)
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2; `taps.end` must not exceed `line.len()`, and `acc` must be as
+/// long as the taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lerp_combine(line: &[f32], taps: &LineTaps, how: Combine, acc: &mut [f32]) {
+    let (c0, c1, fx) = (&taps.c0, &taps.c1, &taps.fx);
+    let ptr = line.as_ptr();
+    let mut x = 0;
+    while x + 8 <= acc.len() {
+        // SAFETY: x + 8 <= acc.len(), which equals the lengths of c0, c1 and fx; every
+        // position lies inside `line` (checked by the caller).
+        unsafe {
+            let i0 = _mm256_loadu_si256(c0.as_ptr().add(x).cast());
+            let i1 = _mm256_loadu_si256(c1.as_ptr().add(x).cast());
+            let f = _mm256_loadu_ps(fx.as_ptr().add(x));
+            let p = _mm256_i32gather_ps::<4>(ptr, i0);
+            let q = _mm256_i32gather_ps::<4>(ptr, i1);
+            let v = _mm256_add_ps(p, _mm256_mul_ps(_mm256_sub_ps(q, p), f));
+            let a = acc.as_mut_ptr().add(x);
+            let joined = match how {
+                Combine::First => v,
+                Combine::Max => _mm256_max_ps(_mm256_loadu_ps(a), v),
+                Combine::Min => _mm256_min_ps(_mm256_loadu_ps(a), v),
+                Combine::Add => _mm256_add_ps(_mm256_loadu_ps(a), v),
+            };
+            _mm256_storeu_ps(a, joined);
+        }
+        x += 8;
+    }
+    for x in x..acc.len() {
+        let (p, q) = (line[c0[x] as usize], line[c1[x] as usize]);
+        let v = p + (q - p) * fx[x];
+        acc[x] = match how {
+            Combine::First => v,
+            Combine::Max => acc[x].max(v),
+            Combine::Min => acc[x].min(v),
+            Combine::Add => acc[x] + v,
+        };
+    }
+}
+
 /// Per canvas column of a separable row: the two line positions and the weight of the
 /// second. Built once per frame; its positions are known to lie below `end`.
 pub(crate) struct LineTaps {
@@ -958,6 +1029,37 @@ mod tests {
         );
         if wide() {
             assert!(simd.wide, "an AVX-512 CPU must get the sixteen-lane kernel");
+        }
+    }
+
+    /// The slab step's kernel equals the scalar lerp and combine, for each way of combining,
+    /// on a row whose length is not a multiple of eight.
+    #[test]
+    fn slab_steps_equal_the_scalar_combine() {
+        let Some(simd) = Avx2::detect() else {
+            return;
+        };
+        let line: Vec<f32> = (0..40)
+            .map(|i| ((i * 37) % 23) as f32 * 11.5 - 90.0)
+            .collect();
+        let taps = LineTaps::new((0..29u32).map(|x| (x, (x + 1).min(39), (x % 7) as f32 / 7.0)));
+        let scalar = |acc: &mut [f32], how: Combine| {
+            for (x, (c0, c1, f)) in taps.iter().enumerate() {
+                let v = line[c0] + (line[c1] - line[c0]) * f;
+                acc[x] = match how {
+                    Combine::First => v,
+                    Combine::Max => acc[x].max(v),
+                    Combine::Min => acc[x].min(v),
+                    Combine::Add => acc[x] + v,
+                };
+            }
+        };
+        for how in [Combine::First, Combine::Max, Combine::Min, Combine::Add] {
+            let start: Vec<f32> = (0..29).map(|x| (x as f32 - 14.0) * 9.25).collect();
+            let (mut a, mut b) = (start.clone(), start);
+            scalar(&mut a, how);
+            simd.lerp_combine(&line, &taps, how, &mut b);
+            assert_eq!(a, b);
         }
     }
 
