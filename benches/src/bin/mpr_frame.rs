@@ -1,0 +1,88 @@
+//! One frame on one core, render then JPEG, as a server streams it (issue 4's goal: render +
+//! encode <= 1.0 ms p50): the 140-slice CT, output 512x512 fitted to the volume, brain window,
+//! axial / coronal / sagittal / oblique, nearest and trilinear. Each iteration renders a frame
+//! and encodes it with libjpeg-turbo q85, timing both parts, so the two medians and the median
+//! of their sum come from the same frames under the same load: on a shared VM whose speed
+//! drifts from minute to minute, the encode is the reference measured beside the render. The
+//! run also prints this machine's memcpy bandwidth.
+//!
+//! `cargo build --release -p benches --bin mpr_frame && target/release/mpr_frame [FRAMES]`
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use render::encode::encode_jpeg_turbo;
+use render::mpr::{MprRequest, Sampling, render};
+use render::{GreyPipeline, Orientation, Plane, Preset, V3, Viewport, Voi};
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let frames: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse().context("FRAMES must be a count")?,
+        None => 500,
+    };
+    anyhow::ensure!(frames > 0, "FRAMES must be at least 1");
+    let volume = benches::load_series("ct-philips-headphantom-140");
+    let g = volume.geometry().clone();
+    let table = GreyPipeline {
+        voi: Voi::Window(Preset::Brain.window()),
+        ..GreyPipeline::default_ct()
+    }
+    .table()?;
+    let c = g.center();
+    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let oblique = Plane::standard(Orientation::Axial, c)
+        .rotated(V3::new(1.0, 0.0, 0.0), 30.0)?
+        .rotated(V3::new(0.0, 0.0, 1.0), 20.0)?;
+    let views = [
+        ("axial", Plane::standard(Orientation::Axial, c)),
+        ("coronal", Plane::standard(Orientation::Coronal, c)),
+        ("sagittal", Plane::standard(Orientation::Sagittal, c)),
+        ("oblique", oblique),
+    ];
+    println!(
+        "memcpy bandwidth this run: {:.2} GB/s; {frames} frames per line, one core",
+        benches::memcpy_bandwidth() / 1e9
+    );
+    println!("view      sampling   render p50  turbojpeg q85 p50  render+encode p50");
+    for (name, plane) in views {
+        let viewport = Viewport::fit(plane, &g, 512, 512)?;
+        for sampling in [Sampling::Nearest, Sampling::Trilinear] {
+            let req = MprRequest {
+                viewport: &viewport,
+                sampling,
+                slab: None,
+                background: 0,
+            };
+            // One frame first: it builds what a view builds once (a sagittal view's copy).
+            render(&volume, &table, &req)?;
+            let (mut r, mut e, mut sum) = (Vec::new(), Vec::new(), Vec::new());
+            one_core.install(|| -> Result<()> {
+                for _ in 0..frames {
+                    let t0 = Instant::now();
+                    let frame = render(&volume, &table, &req)?;
+                    let t1 = Instant::now();
+                    let jpeg = encode_jpeg_turbo(&frame, 85)?;
+                    let t2 = Instant::now();
+                    std::hint::black_box(jpeg);
+                    r.push((t1 - t0).as_secs_f64() * 1e3);
+                    e.push((t2 - t1).as_secs_f64() * 1e3);
+                    sum.push((t2 - t0).as_secs_f64() * 1e3);
+                }
+                Ok(())
+            })?;
+            println!(
+                "{name:9} {:9} {:8.3} ms  {:14.3} ms  {:14.3} ms",
+                format!("{sampling:?}").to_lowercase(),
+                median(&mut r),
+                median(&mut e),
+                median(&mut sum)
+            );
+        }
+    }
+    Ok(())
+}
