@@ -177,34 +177,28 @@ impl Avx2 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// Which of the kernels' instruction sets this CPU has: AVX2, AVX-512F, AVX-512 VBMI.
+fn features() -> [bool; 3] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f");
+        [has!("avx2"), avx512, avx512 && has!("avx512vbmi")]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    [false; 3]
+}
+
 fn detected() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
+    features()[0]
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn detected() -> bool {
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
 fn wide() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    features()[1]
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn wide() -> bool {
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
 fn vbmi() -> bool {
-    wide() && std::arch::is_x86_feature_detected!("avx512vbmi")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn vbmi() -> bool {
-    false
+    features()[2]
 }
 
 /// The eight lanes' sample positions along one axis, `s + d * x`, as the scalar path
@@ -531,6 +525,31 @@ unsafe fn lookup128(t0: __m512i, t1: __m512i, at: __m512i) -> __m128i {
     _mm512_castsi512_si128(_mm512_permutex2var_epi8(t0, index, t1))
 }
 
+/// The value orders (stored value + 32768) of the voxels at indices `i`, `j`, `k`. The
+/// index is clamped into the slice whatever the lanes hold; each voxel is read as the aligned
+/// pair holding it (the voxel count is even, so the last voxel's pair is inside the slice)
+/// and the wanted half shifted down.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn voxel_orders(grid: &Grid<'_>, i: __m256i, j: __m256i, k: __m256i) -> __m256i {
+    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+    let index = _mm256_add_epi32(
+        i,
+        _mm256_add_epi32(
+            _mm256_mullo_epi32(j, _mm256_set1_epi32(sx)),
+            _mm256_mullo_epi32(k, _mm256_set1_epi32(sxy)),
+        ),
+    );
+    let index = clamp_index(index, grid.voxels.len() as i32 - 1);
+    let pair = _mm256_srli_epi32::<1>(index);
+    // SAFETY: 0 <= pair <= (len - 1) / 2, so the four bytes at 4 * pair lie in the slice.
+    let g = unsafe { _mm256_i32gather_epi32::<4>(grid.voxels.as_ptr().cast::<i32>(), pair) };
+    let shift = _mm256_slli_epi32::<4>(_mm256_and_si256(index, _mm256_set1_epi32(1)));
+    let bits = _mm256_and_si256(_mm256_srlv_epi32(g, shift), _mm256_set1_epi32(0xffff));
+    // Flipping the top bit of the stored value's 16 bits gives its value order.
+    _mm256_xor_si256(bits, _mm256_set1_epi32(0x8000))
+}
+
 /// Nearest sampling of whole chunks of eight columns from `x0` whose positions all lie in
 /// the grid's interior: no clamps are needed for the value, only one for safety.
 ///
@@ -547,9 +566,6 @@ unsafe fn nearest_interior(
     x0: usize,
     row: &mut [u8],
 ) {
-    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
-    let last_index = grid.voxels.len() as i32 - 1;
-    let ptr = grid.voxels.as_ptr().cast::<i32>();
     let half = _mm256_set1_ps(0.5);
     let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -558,21 +574,7 @@ unsafe fn nearest_interior(
         let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(x as i32), lane));
         let [i, j, k] = [0, 1, 2]
             .map(|a| _mm256_cvttps_epi32(_mm256_add_ps(positions(s0[a], dx[a], xf), half)));
-        let index = _mm256_add_epi32(
-            i,
-            _mm256_add_epi32(
-                _mm256_mullo_epi32(j, _mm256_set1_epi32(sx)),
-                _mm256_mullo_epi32(k, _mm256_set1_epi32(sxy)),
-            ),
-        );
-        let index = clamp_index(index, last_index);
-        let pair = _mm256_srli_epi32::<1>(index);
-        // SAFETY: 0 <= pair <= (len - 1) / 2, so the four bytes at 4 * pair lie in the slice.
-        let g = unsafe { _mm256_i32gather_epi32::<4>(ptr, pair) };
-        let shift = _mm256_slli_epi32::<4>(_mm256_and_si256(index, _mm256_set1_epi32(1)));
-        let bits = _mm256_and_si256(_mm256_srlv_epi32(g, shift), _mm256_set1_epi32(0xffff));
-        let order = _mm256_xor_si256(bits, _mm256_set1_epi32(0x8000));
-        store(order, all, table, 0, out);
+        store(voxel_orders(grid, i, j, k), all, table, 0, out);
     }
 }
 
@@ -817,32 +819,12 @@ unsafe fn nearest_row(
     row: &mut [u8],
 ) {
     let n = grid.n.map(|n| n as i32);
-    let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
-    let last_index = grid.voxels.len() as i32 - 1;
-    let ptr = grid.voxels.as_ptr().cast::<i32>();
     let half = _mm256_set1_ps(0.5);
     for (chunk, out) in row.chunks_mut(8).enumerate() {
         let (p, mask) = lanes(grid, s0, dx, x0 + chunk * 8);
         let [i, j, k] = [0, 1, 2]
             .map(|a| clamp_index(_mm256_cvttps_epi32(_mm256_add_ps(p[a], half)), n[a] - 1));
-        let index = _mm256_add_epi32(
-            i,
-            _mm256_add_epi32(
-                _mm256_mullo_epi32(j, _mm256_set1_epi32(sx)),
-                _mm256_mullo_epi32(k, _mm256_set1_epi32(sxy)),
-            ),
-        );
-        let index = clamp_index(index, last_index);
-        // Gather the aligned pair holding each voxel, then shift the wanted half down. The
-        // voxel count is even, so the pair of the last voxel is inside the slice.
-        let pair = _mm256_srli_epi32::<1>(index);
-        // SAFETY: 0 <= pair <= (len - 1) / 2, so the four bytes at 4 * pair lie in the slice.
-        let g = unsafe { _mm256_i32gather_epi32::<4>(ptr, pair) };
-        let shift = _mm256_slli_epi32::<4>(_mm256_and_si256(index, _mm256_set1_epi32(1)));
-        let bits = _mm256_and_si256(_mm256_srlv_epi32(g, shift), _mm256_set1_epi32(0xffff));
-        // Flipping the top bit of the stored value's 16 bits gives its value order.
-        let order = _mm256_xor_si256(bits, _mm256_set1_epi32(0x8000));
-        store(order, mask, table, background, out);
+        store(voxel_orders(grid, i, j, k), mask, table, background, out);
     }
 }
 
@@ -869,6 +851,29 @@ mod tests {
         Volume::new(g, voxels, Rescale::default()).expect("volume")
     }
 
+    /// A reproducible stream of numbers in [0, 1).
+    fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut state = seed | 1;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_000) as f32 / 1_000_000.0
+        }
+    }
+
+    /// The grey table of a linear window over raw stored values.
+    fn linear_table(window: Window) -> GreyTable {
+        GreyPipeline {
+            rescale: Rescale::default(),
+            voi: Voi::Window(window),
+            monochrome1: false,
+            invert: false,
+        }
+        .table()
+        .expect("table")
+    }
+
     fn scalar_row<S: Sampler>(
         s: &S,
         s0: [f32; 3],
@@ -887,14 +892,7 @@ mod tests {
     /// and leave it: the AVX2 rows equal the scalar rows byte for byte.
     #[test]
     fn kernels_equal_the_scalar_samplers() {
-        let table = GreyPipeline {
-            rescale: Rescale::default(),
-            voi: Voi::Window(Window::linear(30.0, 3000.0)),
-            monochrome1: false,
-            invert: false,
-        }
-        .table()
-        .expect("table");
+        let table = linear_table(Window::linear(30.0, 3000.0));
         let dims = [13, 6, 5];
         let v = volume(99, dims);
         let grid = Grid::new(&v);
@@ -906,13 +904,7 @@ mod tests {
             );
             return;
         };
-        let mut state = 12345u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 1_000_000) as f32 / 1_000_000.0
-        };
+        let mut next = uniform(12345u64);
         let (mut compared, mut interior) = (0, 0);
         for _ in 0..2000 {
             let s0 = [next() * 20.0 - 4.0, next() * 10.0 - 2.0, next() * 9.0 - 2.0];
@@ -978,15 +970,7 @@ mod tests {
         // A wide window (its run is gathered) and a brain-like one (81 entries: looked up by
         // a byte permute where the CPU has VBMI).
         for window in [Window::linear(30.0, 3000.0), Window::linear(40.0, 80.0)] {
-            let table = GreyPipeline {
-                rescale: Rescale::default(),
-                voi: Voi::Window(window),
-                monochrome1: false,
-                invert: false,
-            }
-            .table()
-            .expect("table");
-            wide_rows_equal_scalar_rows(&table);
+            wide_rows_equal_scalar_rows(&linear_table(window));
         }
     }
 
@@ -1000,13 +984,7 @@ mod tests {
             );
             return;
         };
-        let mut state = 777u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 1_000_000) as f32 / 1_000_000.0
-        };
+        let mut next = uniform(777u64);
         let mut wide_pixels = 0;
         for _ in 0..500 {
             let s0 = [next() * 8.0 - 4.0, next() * 18.0 + 1.0, next() * 10.0 + 1.0];
