@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::math::V3;
 use crate::mpr::{SlabMode, VoxelView};
-use crate::simd::{Avx2, Combine, LineTaps};
+use crate::simd::{Avx2, ColumnOffsets, Combine, LineTaps};
 use crate::volume::Volume;
 use crate::window::GreyTable;
 
@@ -20,6 +20,9 @@ pub(crate) struct Separable {
     cols: Vec<Option<usize>>,
     rows: Vec<Option<usize>>,
     steps: Vec<usize>,
+    /// For one-plane views whose columns inside the volume form one run `[x0, x1)`: their
+    /// offsets, and AVX2 to read them eight at a time.
+    fast: Option<(Avx2, usize, ColumnOffsets)>,
 }
 
 impl Separable {
@@ -63,14 +66,33 @@ impl Separable {
                 cols,
                 rows: vec![None; h],
                 steps: vec![0],
+                fast: None,
             });
         }
+        let fast = if steps.len() == 1 {
+            Self::runs(&cols, volume.voxels().len())
+        } else {
+            None
+        };
         Some(Self {
             j_first,
             cols,
             rows,
             steps,
+            fast,
         })
+    }
+
+    /// The SIMD path's offsets when the columns inside the volume form one run.
+    fn runs(cols: &[Option<usize>], voxels: usize) -> Option<(Avx2, usize, ColumnOffsets)> {
+        let simd = Avx2::detect().filter(|_| voxels.is_multiple_of(2))?;
+        let x0 = cols.iter().position(Option::is_some)?;
+        let x1 = cols.iter().rposition(Option::is_some)? + 1;
+        let run = cols[x0..x1]
+            .iter()
+            .copied()
+            .collect::<Option<Vec<usize>>>()?;
+        Some((simd, x0, ColumnOffsets::new(run.into_iter())?))
     }
 
     pub(crate) fn render(
@@ -92,6 +114,12 @@ impl Separable {
                 };
                 if self.steps.len() == 1 {
                     let base = r + self.steps[0];
+                    if let Some((simd, x0, offsets)) = &self.fast {
+                        // Columns outside the run keep the background the frame was filled with.
+                        let out = &mut row[*x0..*x0 + offsets.len()];
+                        simd.nearest_line(voxels, base, offsets, table, out);
+                        return;
+                    }
                     for (px, c) in row.iter_mut().zip(&self.cols) {
                         *px = c.map_or(background, |c| table.get(voxels[base + c]));
                     }

@@ -151,6 +151,36 @@ impl Avx2 {
         }
     }
 
+    /// The separable nearest path for one canvas row: pixel x is the grey of
+    /// `voxels[base + offsets[x]]`, as the scalar path's `table.get`.
+    ///
+    /// # Panics
+    /// If `out` is not as long as `offsets`, a voxel lies outside `voxels`, or `voxels` has an
+    /// odd length (the kernel reads aligned pairs).
+    pub(crate) fn nearest_line(
+        self,
+        voxels: &[i16],
+        base: usize,
+        offsets: &ColumnOffsets,
+        table: &GreyTable,
+        out: &mut [u8],
+    ) {
+        assert_eq!(out.len(), offsets.at.len(), "one pixel per column");
+        assert!(
+            voxels.len().is_multiple_of(2) && voxels.len() < 1 << 31,
+            "an even voxel count that fits an i32 index"
+        );
+        assert!(
+            base + offsets.end <= voxels.len(),
+            "columns outside the voxels"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `self` exists only where `detected()` found AVX2.
+        unsafe {
+            nearest_line(voxels, base, offsets, table, out)
+        }
+    }
+
     /// Canvas row pixels `x0..x0 + row.len()` by nearest sampling: pixel x samples
     /// `s0 + dx * x`.
     pub(crate) fn nearest_row(
@@ -540,10 +570,20 @@ fn voxel_orders(grid: &Grid<'_>, i: __m256i, j: __m256i, k: __m256i) -> __m256i 
             _mm256_mullo_epi32(k, _mm256_set1_epi32(sxy)),
         ),
     );
-    let index = clamp_index(index, grid.voxels.len() as i32 - 1);
+    orders_at(grid.voxels, index)
+}
+
+/// The value orders of `voxels[index]`, each index first clamped into the slice. `voxels`
+/// must have an even length (the last voxel's pair is then inside it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn orders_at(voxels: &[i16], index: __m256i) -> __m256i {
+    debug_assert!(voxels.len().is_multiple_of(2) && !voxels.is_empty());
+    let index = clamp_index(index, voxels.len() as i32 - 1);
     let pair = _mm256_srli_epi32::<1>(index);
-    // SAFETY: 0 <= pair <= (len - 1) / 2, so the four bytes at 4 * pair lie in the slice.
-    let g = unsafe { _mm256_i32gather_epi32::<4>(grid.voxels.as_ptr().cast::<i32>(), pair) };
+    // SAFETY: 0 <= pair <= (len - 1) / 2 and the length is even, so the four bytes at
+    // 4 * pair lie in the slice.
+    let g = unsafe { _mm256_i32gather_epi32::<4>(voxels.as_ptr().cast::<i32>(), pair) };
     let shift = _mm256_slli_epi32::<4>(_mm256_and_si256(index, _mm256_set1_epi32(1)));
     let bits = _mm256_and_si256(_mm256_srlv_epi32(g, shift), _mm256_set1_epi32(0xffff));
     // Flipping the top bit of the stored value's 16 bits gives its value order.
@@ -658,6 +698,56 @@ unsafe fn trilinear_row(
 fn out_row(v: __m256, mask: __m256, table: &GreyTable, background: u8, out: &mut [u8]) {
     let order = _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_set1_ps(32768.5)));
     store(order, mask, table, background, out);
+}
+
+/// Per canvas column of a separable nearest row: the voxel's offset from the row's base.
+/// Built once per frame; its offsets are known to lie below `end`.
+pub(crate) struct ColumnOffsets {
+    at: Vec<i32>,
+    /// One past the largest offset.
+    end: usize,
+}
+
+impl ColumnOffsets {
+    /// The number of columns.
+    pub(crate) fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Offsets for a run of columns; `None` when one does not fit an i32.
+    pub(crate) fn new(offsets: impl Iterator<Item = usize>) -> Option<Self> {
+        let at = offsets
+            .map(|o| i32::try_from(o).ok())
+            .collect::<Option<Vec<i32>>>()?;
+        let end = at.iter().map(|&o| o as usize + 1).max().unwrap_or(0);
+        Some(Self { at, end })
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2; `out` must be as long as the offsets.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn nearest_line(
+    voxels: &[i16],
+    base: usize,
+    offsets: &ColumnOffsets,
+    table: &GreyTable,
+    out: &mut [u8],
+) {
+    let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    let vbase = _mm256_set1_epi32(base as i32);
+    let mut x = 0;
+    while x + 8 <= out.len() {
+        // SAFETY: x + 8 <= out.len(), the number of offsets.
+        let o = unsafe { _mm256_loadu_si256(offsets.at.as_ptr().add(x).cast()) };
+        let order = orders_at(voxels, _mm256_add_epi32(vbase, o));
+        store(order, all, table, 0, &mut out[x..x + 8]);
+        x += 8;
+    }
+    for x in x..out.len() {
+        out[x] = table.get(voxels[base + offsets.at[x] as usize]);
+    }
 }
 
 /// How a slab step's interpolated line joins the slab's accumulator.
@@ -1038,6 +1128,30 @@ mod tests {
             scalar(&mut a, how);
             simd.lerp_combine(&line, &taps, how, &mut b);
             assert_eq!(a, b);
+        }
+    }
+
+    /// The separable nearest kernel equals `table.get` of each column's voxel, on a row
+    /// whose length is not a multiple of eight, with offsets that jump and repeat.
+    #[test]
+    fn nearest_lines_equal_the_table() {
+        let Some(simd) = Avx2::detect() else {
+            return;
+        };
+        let table = linear_table(Window::linear(40.0, 80.0));
+        let v = volume(3, [20, 10, 4]);
+        let offsets = [
+            0usize, 1, 1, 3, 7, 8, 19, 20, 21, 40, 41, 60, 61, 62, 199, 198, 0,
+        ];
+        let cols = ColumnOffsets::new(offsets.iter().copied()).expect("offsets");
+        for base in [0, 20, 400, 800 - 200] {
+            let mut out = vec![0u8; offsets.len()];
+            simd.nearest_line(v.voxels(), base, &cols, &table, &mut out);
+            let want: Vec<u8> = offsets
+                .iter()
+                .map(|&o| table.get(v.voxels()[base + o]))
+                .collect();
+            assert_eq!(out, want, "base {base}");
         }
     }
 
