@@ -35,20 +35,12 @@ impl<'a> Grid<'a> {
     /// pixel at each end for rounding. Columns outside it are background; the samplers still
     /// decide each column inside it.
     pub(crate) fn span(&self, s0: [f32; 3], dx: [f32; 3], w: usize) -> (usize, usize) {
-        let (mut lo, mut hi) = (0.0f64, w as f64);
-        for a in 0..3 {
-            let (s, d) = (f64::from(s0[a]), f64::from(dx[a]));
-            let (min, max) = (-0.5, f64::from(self.last[a]) + 0.5);
-            if d == 0.0 {
-                if !(s >= min && s < max) {
-                    return (0, 0);
-                }
-                continue;
-            }
-            let (t0, t1) = ((min - s) / d, (max - s) / d);
-            lo = lo.max(t0.min(t1) - 1.0);
-            hi = hi.min(t0.max(t1) + 2.0);
-        }
+        let Some((t0, t1)) = crossing(s0, dx, true, |a, _, _| {
+            (-0.5, f64::from(self.last[a]) + 0.5)
+        }) else {
+            return (0, 0);
+        };
+        let (lo, hi) = ((t0 - 1.0).max(0.0), (t1 + 2.0).min(w as f64));
         if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
             return (0, 0);
         }
@@ -72,21 +64,13 @@ impl<'a> Grid<'a> {
     /// exact interval is shrunk by a margin of a hundredth of a voxel (far above f32's
     /// rounding of positions below 2^16) and a pixel at each end. Possibly empty.
     pub(crate) fn interior(&self, s0: [f32; 3], dx: [f32; 3], w: usize) -> (usize, usize) {
-        let (mut lo, mut hi) = (0.0f64, w as f64);
-        for a in 0..3 {
-            let (s, d) = (f64::from(s0[a]), f64::from(dx[a]));
+        let Some((t0, t1)) = crossing(s0, dx, false, |a, s, d| {
             let margin = 0.01 + 1e-6 * (s.abs() + d.abs() * w as f64);
-            let (min, max) = (margin, f64::from(self.last[a]) - margin);
-            if d == 0.0 {
-                if !(s >= min && s <= max) {
-                    return (0, 0);
-                }
-                continue;
-            }
-            let (t0, t1) = ((min - s) / d, (max - s) / d);
-            lo = lo.max(t0.min(t1) + 1.0);
-            hi = hi.min(t0.max(t1) - 1.0);
-        }
+            (margin, f64::from(self.last[a]) - margin)
+        }) else {
+            return (0, 0);
+        };
+        let (lo, hi) = ((t0 + 1.0).max(0.0), (t1 - 1.0).min(w as f64));
         if !(lo.is_finite() && hi.is_finite()) || lo >= hi {
             return (0, 0);
         }
@@ -105,6 +89,33 @@ impl<'a> Grid<'a> {
             && p[2] >= -0.5
             && p[2] < self.last[2] + 0.5
     }
+}
+
+/// The exact interval of `t` over which `s0 + dx * t` lies within `bounds(axis, s, d)` along
+/// every axis (unbounded where no axis moves), or `None` when an axis that does not move lies
+/// outside its bounds (`open`: whether the upper bound itself is outside).
+fn crossing(
+    s0: [f32; 3],
+    dx: [f32; 3],
+    open: bool,
+    bounds: impl Fn(usize, f64, f64) -> (f64, f64),
+) -> Option<(f64, f64)> {
+    let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+    for a in 0..3 {
+        let (s, d) = (f64::from(s0[a]), f64::from(dx[a]));
+        let (min, max) = bounds(a, s, d);
+        if d == 0.0 {
+            let below_max = if open { s < max } else { s <= max };
+            if !(s >= min && below_max) {
+                return None;
+            }
+            continue;
+        }
+        let (t0, t1) = ((min - s) / d, (max - s) / d);
+        lo = lo.max(t0.min(t1));
+        hi = hi.min(t0.max(t1));
+    }
+    Some((lo, hi))
 }
 
 /// A way to read a value at a voxel coordinate.

@@ -200,8 +200,8 @@ pub(crate) struct SeparableLinear {
     /// AVX2 for the last step of a one-plane row, where the CPU has it.
     simd: Option<Avx2>,
     col_stride: usize,
-    /// The row axis's stride and voxel count.
-    row_axis: (usize, usize),
+    /// The row axis's stride.
+    row_stride: usize,
     rows: Taps,
     steps: Vec<(usize, usize, f32)>,
 }
@@ -264,7 +264,7 @@ impl SeparableLinear {
             cols,
             simd: Avx2::detect(),
             col_stride: strides[ax],
-            row_axis: (strides[ay], dims[ay]),
+            row_stride: strides[ay],
             rows,
             steps,
         })
@@ -400,7 +400,7 @@ impl SeparableLinear {
         let (lo, hi) = self.span;
         let len = hi + 1 - lo;
         let stride = self.col_stride;
-        let row_stride = self.row_axis.0;
+        let row_stride = self.row_stride;
         let (x0, x1) = self.valid;
         let steps = self.steps.len();
         // Plane line `k` of slab step `n`: voxels along the column axis from `lo`, each

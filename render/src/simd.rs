@@ -371,11 +371,6 @@ unsafe fn trilinear_interior(
     let max_base = grid.voxels.len() as i32 - 2 - sx - sxy;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
     let all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    let sign_low =
-        |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
-    let high = |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(g));
-    let lerp =
-        |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let (vsx, vsxy) = (_mm256_set1_epi32(sx), _mm256_set1_epi32(sxy));
     let vsxsxy = _mm256_set1_epi32(sx + sxy);
@@ -405,13 +400,7 @@ unsafe fn trilinear_interior(
                 _mm256_i32gather_epi32::<2>(ptr, _mm256_add_epi32(base, vsxsxy)),
             )
         };
-        let c00 = lerp(sign_low(g00), high(g00), fx);
-        let c10 = lerp(sign_low(g10), high(g10), fx);
-        let c01 = lerp(sign_low(g01), high(g01), fx);
-        let c11 = lerp(sign_low(g11), high(g11), fx);
-        let c0 = lerp(c00, c10, fy);
-        let c1 = lerp(c01, c11, fy);
-        let v = lerp(c0, c1, fz);
+        let v = trilinear_value([g00, g10, g01, g11], [fx, fy, fz]);
         out_row(v, all, table, 0, out);
     }
 }
@@ -638,11 +627,6 @@ unsafe fn trilinear_row(
     let max_pair = grid.voxels.len() as i32 - 2;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
     let zero = _mm256_setzero_ps();
-    let sign_low =
-        |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
-    let high = |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(g));
-    let lerp =
-        |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
     for (chunk, out) in row.chunks_mut(8).enumerate() {
         let (p, mask) = lanes(grid, s0, dx, x0 + chunk * 8);
         // Clamp into [0, last]: the outer half voxel takes the edge value.
@@ -681,15 +665,26 @@ unsafe fn trilinear_row(
         let g10 = at(dj);
         let g01 = at(dk);
         let g11 = at(_mm256_add_epi32(dj, dk));
-        let c00 = lerp(sign_low(g00), high(g00), fx);
-        let c10 = lerp(sign_low(g10), high(g10), fx);
-        let c01 = lerp(sign_low(g01), high(g01), fx);
-        let c11 = lerp(sign_low(g11), high(g11), fx);
-        let c0 = lerp(c00, c10, fy);
-        let c1 = lerp(c01, c11, fy);
-        let v = lerp(c0, c1, fz);
+        let v = trilinear_value([g00, g10, g01, g11], [fx, fy, fz]);
         out_row(v, mask, table, background, out);
     }
+}
+
+/// The trilinear value from the four gathered voxel pairs (x and x + 1 at rows j and j + 1 of
+/// slices k and k + 1, as i16 halves of each lane) and the weights along x, y and z: the
+/// scalar sampler's lerps in its order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn trilinear_value(pairs: [__m256i; 4], [fx, fy, fz]: [__m256; 3]) -> __m256 {
+    let sign_low =
+        |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
+    let high = |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(g));
+    let lerp =
+        |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
+    let [c00, c10, c01, c11] = pairs.map(|g| lerp(sign_low(g), high(g), fx));
+    let c0 = lerp(c00, c10, fy);
+    let c1 = lerp(c01, c11, fy);
+    lerp(c0, c1, fz)
 }
 
 /// Grey for interpolated stored values, as `GreyTable::get_f32` computes it per value.
