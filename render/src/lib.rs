@@ -40,6 +40,7 @@ mod math;
 pub mod measure;
 pub mod mpr;
 pub mod overlay;
+mod pages;
 mod separable;
 mod simd;
 pub mod stack;

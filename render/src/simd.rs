@@ -7,7 +7,7 @@
 //! (`grid.rs`, `separable.rs`), so a frame is bit-identical with and without them (the tests
 //! below and `tests/properties.rs` compare).
 //!
-//! This is the workspace's only unsafe code: the gathers read through a raw pointer. Every
+//! With `pages.rs`, the workspace's only unsafe code: the gathers read through a raw pointer. Every
 //! gather index is clamped into its slice just before the gather, whatever the floats held,
 //! so a read cannot leave the slice.
 #![allow(unsafe_code)]

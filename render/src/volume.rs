@@ -220,6 +220,7 @@ impl Volume {
                 "rescale {rescale:?} is not usable"
             )));
         }
+        crate::pages::prefer_huge_pages(&voxels);
         Ok(Self {
             geometry,
             voxels,
@@ -274,6 +275,8 @@ impl Volume {
             let [nx, ny, _] = self.geometry.dims();
             let slice = nx * ny;
             let mut out = vec![0i16; self.voxels.len()];
+            // Advised before it is written: its pages come as 2 MiB pages as they are written.
+            crate::pages::prefer_huge_pages(&out);
             // Blocks of 32x32 keep both the reads and the writes of a block in cache.
             const B: usize = 32;
             out.par_chunks_mut(slice.max(1))

@@ -6,7 +6,9 @@
 //! drifts from minute to minute, the encode is the reference measured beside the render. The
 //! run also prints this machine's memcpy bandwidth.
 //!
-//! `cargo build --release -p benches --bin mpr_frame && target/release/mpr_frame [FRAMES]`
+//! `cargo build --release -p benches --bin mpr_frame && target/release/mpr_frame [FRAMES] [VIEW] [SAMPLING]`
+//! (VIEW: one of axial, coronal, sagittal, oblique; SAMPLING: nearest or trilinear; all when
+//! left out).
 
 use std::time::Instant;
 
@@ -26,6 +28,13 @@ fn main() -> Result<()> {
         None => 500,
     };
     anyhow::ensure!(frames > 0, "FRAMES must be at least 1");
+    let only = std::env::args().nth(2);
+    let only_sampling = match std::env::args().nth(3).as_deref() {
+        None => None,
+        Some("nearest") => Some(Sampling::Nearest),
+        Some("trilinear") => Some(Sampling::Trilinear),
+        Some(other) => anyhow::bail!("SAMPLING must be nearest or trilinear, not {other:?}"),
+    };
     let volume = benches::load_series("ct-philips-headphantom-140");
     let g = volume.geometry().clone();
     let table = GreyPipeline {
@@ -49,9 +58,21 @@ fn main() -> Result<()> {
         benches::memcpy_bandwidth() / 1e9
     );
     println!("view      sampling   render p50  turbojpeg q85 p50  render+encode p50");
+    if let Some(v) = &only {
+        anyhow::ensure!(
+            views.iter().any(|(name, _)| name == v),
+            "VIEW must be one of axial, coronal, sagittal, oblique, not {v:?}"
+        );
+    }
     for (name, plane) in views {
+        if only.as_deref().is_some_and(|v| v != name) {
+            continue;
+        }
         let viewport = Viewport::fit(plane, &g, 512, 512)?;
         for sampling in [Sampling::Nearest, Sampling::Trilinear] {
+            if only_sampling.is_some_and(|s| s != sampling) {
+                continue;
+            }
             let req = MprRequest {
                 viewport: &viewport,
                 sampling,
