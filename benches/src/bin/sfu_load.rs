@@ -679,12 +679,15 @@ async fn soak(cycles: usize, parallel: usize, transport: &str, clip: Arc<Vec<u8>
     };
     let warm = (cycles / 10).max(100);
     batch(0, warm).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Past the daemons' allocator trim (every 10 s, firmware_runtime::memory), so that both
+    // readings are of memory the SFU holds, not of free pages waiting for the next trim.
+    let settle = Duration::from_secs(12);
+    tokio::time::sleep(settle).await;
     let (rss0, fds0) = (rss_mb(d.pid()), open_fds(d.pid()));
     let started = Instant::now();
     batch(warm, warm + cycles).await;
     let took = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(settle).await;
     let (rss1, fds1) = (rss_mb(d.pid()), open_fds(d.pid()));
     let live = |name: &str| metric(port, name);
     println!(

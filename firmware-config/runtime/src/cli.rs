@@ -131,6 +131,8 @@ where
     E: std::fmt::Display,
 {
     crate::init_logging(log_format);
+    // Before the runtime starts its threads, each of which would get an arena of its own.
+    crate::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +145,7 @@ where
     };
     let outcome = runtime.block_on(async move {
         let ctx = Context::start().map_err(|e| e.to_string())?;
+        tokio::spawn(crate::memory::trim_task());
         let shutdown = ctx.shutdown.clone();
         let drain_deadline = async move {
             shutdown.wait().await;

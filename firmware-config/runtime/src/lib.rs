@@ -3,11 +3,13 @@
 //! registry each subsystem reports to, the `/healthz`, `/readyz` and `/metrics` routes, request
 //! metrics, binding a listener with an error that names the config field, and graceful shutdown
 //! on Ctrl-C or SIGTERM (stop accepting, finish in-flight requests, exit 0), and the signed
-//! token format the appliance issues and the other daemons check (`token`).
+//! token format the appliance issues and the other daemons check (`token`), and the C
+//! allocator's housekeeping (`memory`).
 //!
 //! Nothing here knows about DICOM, media or consultations.
 
 mod cli;
+pub mod memory;
 mod ops;
 mod readiness;
 mod shutdown;
