@@ -2,7 +2,8 @@
 //! machine's memcpy bandwidth measured in the same run: MPR per orientation (render alone, and
 //! render + JPEG q85 with jpeg-encoder and with libjpeg-turbo) on one core; a 20 mm coronal MIP
 //! slab on two cores; frames per second with many frames rendering at once on two cores; and
-//! the encoders' bytes and time per frame at q50/q75/q90 and PNG. Run with
+//! the encoders' bytes and time per frame at q50/q75/q90 and PNG (libjpeg-turbo from the grey
+//! plane, as render calls it, and through its usual entry `tjCompress2`). Run with
 //! `cargo bench -p benches --bench render`; the summary at the end lists the medians.
 
 use std::time::Duration;
@@ -201,6 +202,9 @@ fn main() {
         g.bench_function(BenchmarkId::new("turbojpeg", q), |b| {
             b.iter(|| encode_jpeg_turbo(&axial, q).expect("jpeg"))
         });
+        g.bench_function(BenchmarkId::new("turbojpeg tjCompress2", q), |b| {
+            b.iter(|| benches::turbojpeg_usual(&axial, q).expect("jpeg"))
+        });
     }
     g.bench_function("png", |b| b.iter(|| encode_png(&axial).expect("png")));
     g.finish();
@@ -263,11 +267,13 @@ fn summary(v: &Views, bandwidth: f64) {
             encode_jpeg_turbo(&axial, q).map(|j| j.len()),
         );
         println!(
-            "JPEG q{q}: jpeg-encoder {} ({} bytes), turbojpeg {} ({} bytes)",
+            "JPEG q{q}: jpeg-encoder {} ({} bytes), turbojpeg {} ({} bytes; its usual entry \
+             tjCompress2 {})",
             ms(&format!("encode/jpeg-encoder/{q}")),
             a.unwrap_or(0),
             ms(&format!("encode/turbojpeg/{q}")),
-            b.unwrap_or(0)
+            b.unwrap_or(0),
+            ms(&format!("encode/turbojpeg tjCompress2/{q}")),
         );
     }
     println!(

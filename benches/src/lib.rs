@@ -79,3 +79,22 @@ pub fn memcpy_bandwidth() -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }
+
+/// A grey frame through libjpeg-turbo's usual entry (`tjCompress2`, which runs libjpeg's colour
+/// converter over grey input): the reference beside render's grey-plane entry, which gives the
+/// same bytes.
+pub fn turbojpeg_usual(frame: &render::Frame, quality: u8) -> anyhow::Result<Vec<u8>> {
+    let render::Pixels::Gray8(px) = &frame.pixels else {
+        anyhow::bail!("the reference takes grey frames");
+    };
+    let mut c = turbojpeg::Compressor::new()?;
+    c.set_quality(i32::from(quality));
+    c.set_subsamp(turbojpeg::Subsamp::Gray);
+    Ok(c.compress_to_vec(turbojpeg::Image {
+        pixels: px.as_slice(),
+        width: frame.width as usize,
+        pitch: frame.width as usize,
+        height: frame.height as usize,
+        format: turbojpeg::PixelFormat::GRAY,
+    })?)
+}

@@ -441,6 +441,7 @@ macro_rules! trilinear_interior16 {
             let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             let (vsx, vsxy) = (_mm512_set1_epi32(sx), _mm512_set1_epi32(sxy));
             let vsxsxy = _mm512_set1_epi32(sx + sxy);
+            let (vlo, vhi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
             let pos = |s: f32, d: f32, xf: __m512| {
                 _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
             };
@@ -458,9 +459,12 @@ macro_rules! trilinear_interior16 {
                     )
                 }
             });
-            // The table position of each of the sixteen pixels from column x.
-            let positions = |x: usize| {
-                let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
+            // Sixteen columns from x per turn, a partial last chunk included: its lanes past
+            // the row compute values that are not kept, their reads clamped like the rest.
+            let mut x = 0;
+            while x < row.len() {
+                let xf =
+                    _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32((x0 + x) as i32), lane));
                 let p = [0, 1, 2].map(|a| pos(s0[a], dx[a], xf));
                 let i0 = _mm512_cvttps_epi32(p[0]);
                 let j0 = _mm512_cvttps_epi32(p[1]);
@@ -493,38 +497,30 @@ macro_rules! trilinear_interior16 {
                 let c1 = lerp(c01, c11, fy);
                 let v = lerp(c0, c1, fz);
                 let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
-                _mm512_sub_epi32(
-                    _mm512_min_epi32(
-                        _mm512_max_epi32(order, _mm512_set1_epi32(lo)),
-                        _mm512_set1_epi32(hi),
-                    ),
-                    _mm512_set1_epi32(lo),
-                )
-            };
-            // The sixteen greys for the pixels from column x. The lanes past a partial last
-            // chunk compute values that are not kept; their reads are clamped like the rest.
-            let greys = |x: usize| match short {
-                // SAFETY: `short` is set only where AVX-512 VBMI was found.
-                Some((t0, t1)) => unsafe { lookup128(t0, t1, positions(x)) },
-                None => {
-                    // SAFETY: 0 <= at <= hi - lo and the run has hi - lo + 4 bytes.
-                    let grey = unsafe { _mm512_i32gather_epi32::<1>(positions(x), run_ptr) };
-                    _mm512_cvtepi32_epi8(_mm512_and_si512(grey, _mm512_set1_epi32(0xff)))
+                // The table position of each of the sixteen pixels.
+                let at = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(order, vlo), vhi), vlo);
+                let greys = match short {
+                    // SAFETY: `short` is set only where AVX-512 VBMI was found.
+                    Some((t0, t1)) => unsafe { lookup128(t0, t1, at) },
+                    None => {
+                        // SAFETY: 0 <= at <= hi - lo and the run has hi - lo + 4 bytes.
+                        let grey = unsafe { _mm512_i32gather_epi32::<1>(at, run_ptr) };
+                        _mm512_cvtepi32_epi8(_mm512_and_si512(grey, _mm512_set1_epi32(0xff)))
+                    }
+                };
+                let out = &mut row[x..];
+                if out.len() >= 16 {
+                    // SAFETY: `out` has at least 16 writable bytes; the store needs no
+                    // alignment.
+                    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), greys) };
+                } else {
+                    let mut last = [0u8; 16];
+                    // SAFETY: `last` is 16 writable bytes.
+                    unsafe { _mm_storeu_si128(last.as_mut_ptr().cast(), greys) };
+                    let n = out.len();
+                    out.copy_from_slice(&last[..n]);
                 }
-            };
-            let full = row.len() / 16 * 16;
-            let mut chunks = row.chunks_exact_mut(16);
-            for (chunk, out) in (&mut chunks).enumerate() {
-                // SAFETY: `out` is 16 writable bytes; the store needs no alignment.
-                unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), greys(x0 + chunk * 16)) };
-            }
-            let out = chunks.into_remainder();
-            if !out.is_empty() {
-                let mut last = [0u8; 16];
-                // SAFETY: `last` is 16 writable bytes.
-                unsafe { _mm_storeu_si128(last.as_mut_ptr().cast(), greys(x0 + full)) };
-                let n = out.len();
-                out.copy_from_slice(&last[..n]);
+                x += 16;
             }
         }
     };

@@ -17,29 +17,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use render::encode::encode_jpeg_preferred;
 use render::mpr::{MprRequest, Sampling, render};
-use render::{Frame, Pixels};
 use render::{GreyPipeline, Orientation, Plane, Preset, V3, Viewport, Voi};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// libjpeg-turbo's usual entry for a grey frame (`tjCompress2`), at q85: the reference.
-fn reference_encode(frame: &Frame) -> Result<Vec<u8>> {
-    let Pixels::Gray8(px) = &frame.pixels else {
-        anyhow::bail!("MPR frames are grey");
-    };
-    let mut c = turbojpeg::Compressor::new()?;
-    c.set_quality(85);
-    c.set_subsamp(turbojpeg::Subsamp::Gray);
-    Ok(c.compress_to_vec(turbojpeg::Image {
-        pixels: px.as_slice(),
-        width: frame.width as usize,
-        pitch: frame.width as usize,
-        height: frame.height as usize,
-        format: turbojpeg::PixelFormat::GRAY,
-    })?)
 }
 
 fn main() -> Result<()> {
@@ -112,7 +94,7 @@ fn main() -> Result<()> {
                     let t1 = Instant::now();
                     let jpeg = encode_jpeg_preferred(&frame, 85)?;
                     let t2 = Instant::now();
-                    let usual = reference_encode(&frame)?;
+                    let usual = benches::turbojpeg_usual(&frame, 85)?;
                     let t3 = Instant::now();
                     anyhow::ensure!(jpeg == usual, "the two entries gave different JPEGs");
                     r.push((t1 - t0).as_secs_f64() * 1e3);
