@@ -4,8 +4,8 @@
 //! the 140-slice CT collapsed onto 2 MiB pages beside the original, frames alternating). With
 //! 2 MiB pages a 73 MB volume is 35 entries.
 //!
-//! This is one of two modules with unsafe code (the other is `simd.rs`): `madvise` is a
-//! system call on memory this process owns. Both advices only change how the memory is
+//! One of render's three places with unsafe code (with `simd.rs` and the libjpeg-turbo grey
+//! entry in `encode.rs`): `madvise` is a system call on memory this process owns. Both advices only change how the memory is
 //! backed, never its contents, and are hints: an older kernel, or huge pages turned off,
 //! leaves the buffer as it was.
 #![allow(unsafe_code)]

@@ -7,9 +7,10 @@
 //! (`grid.rs`, `separable.rs`), so a frame is bit-identical with and without them (the tests
 //! below and `tests/properties.rs` compare).
 //!
-//! With `pages.rs`, the workspace's only unsafe code: the gathers read through a raw pointer. Every
-//! gather index is clamped into its slice just before the gather, whatever the floats held,
-//! so a read cannot leave the slice.
+//! One of render's three places with unsafe code (with `pages.rs` and the libjpeg-turbo grey
+//! entry in `encode.rs`): the gathers read through a raw pointer. Every gather index is
+//! clamped into its slice just before the gather, whatever the floats held, so a read cannot
+//! leave the slice.
 #![allow(unsafe_code)]
 // A kernel takes the grid, the row's start and step, the table, the background and the columns.
 #![allow(clippy::too_many_arguments)]
