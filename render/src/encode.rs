@@ -117,17 +117,16 @@ mod grey_plane {
         }
     }
 
-    impl Handle {
-        fn error(&self) -> String {
-            // SAFETY: tjGetErrorStr2 returns a NUL-terminated string owned by the handle (or a
-            // static one), valid until the next call on the handle; it is copied at once.
-            unsafe {
-                let s = raw::tjGetErrorStr2(self.0);
-                if s.is_null() {
-                    "libjpeg-turbo failed".into()
-                } else {
-                    CStr::from_ptr(s).to_string_lossy().into_owned()
-                }
+    /// The last error of `handle` (null: the library's last error).
+    fn error(handle: raw::tjhandle) -> String {
+        // SAFETY: tjGetErrorStr2 takes a handle or null and returns a NUL-terminated string
+        // owned by the handle or the library, valid until the next call; it is copied at once.
+        unsafe {
+            let s = raw::tjGetErrorStr2(handle);
+            if s.is_null() {
+                "libjpeg-turbo failed".into()
+            } else {
+                CStr::from_ptr(s).to_string_lossy().into_owned()
             }
         }
     }
@@ -151,10 +150,11 @@ mod grey_plane {
         }
         let grey = raw::TJSAMP_TJSAMP_GRAY as c_int;
         // SAFETY: tjInitCompress takes nothing and returns a handle or null.
-        let handle = Handle(unsafe { raw::tjInitCompress() });
-        if handle.0.is_null() {
-            return Err(handle.error());
+        let made = unsafe { raw::tjInitCompress() };
+        if made.is_null() {
+            return Err(error(made));
         }
+        let handle = Handle(made);
         // SAFETY: tjBufSize only computes; it returns (unsigned long)-1 on bad arguments.
         let cap: c_ulong = unsafe { raw::tjBufSize(w, h, grey) };
         let cap_bytes = usize::try_from(cap)
@@ -182,7 +182,7 @@ mod grey_plane {
             )
         };
         if rc != 0 {
-            return Err(handle.error());
+            return Err(error(handle.0));
         }
         let written = usize::try_from(len).unwrap_or(usize::MAX);
         if ptr != out.as_mut_ptr() || written > cap_bytes {
