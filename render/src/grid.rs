@@ -138,6 +138,21 @@ pub(crate) trait Sampler: Copy + Send + Sync {
 
     /// The grid sampled.
     fn grid(&self) -> &Grid<'_>;
+
+    /// The values (before the grey table) of slab step `step` at columns `x0..x0 + out.len()`
+    /// of a row (pixel x samples `(s0 + dx * x) + step`), all in the grid's interior, by a
+    /// SIMD kernel: `false` where this sampler has none on this CPU.
+    fn simd_values(
+        &self,
+        _simd: Avx2,
+        _s0: [f32; 3],
+        _dx: [f32; 3],
+        _step: [f32; 3],
+        _x0: usize,
+        _out: &mut [f32],
+    ) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -193,6 +208,18 @@ impl Sampler for TrilinearSampler<'_> {
         row: &mut [u8],
     ) {
         simd.trilinear_row(&self.0, s0, dx, table, background, x0, row);
+    }
+
+    fn simd_values(
+        &self,
+        simd: Avx2,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        step: [f32; 3],
+        x0: usize,
+        out: &mut [f32],
+    ) -> bool {
+        simd.trilinear_values(&self.0, s0, dx, step, x0, out)
     }
 
     fn grid(&self) -> &Grid<'_> {

@@ -77,6 +77,30 @@ impl Avx2 {
         }
     }
 
+    /// The trilinear values (before the grey table) of slab step `step` at columns
+    /// `x0..x0 + out.len()` (pixel x samples `(s0 + dx * x) + step`), each inside the grid's
+    /// interior, sixteen at a time; `false` (and `out` untouched) where the CPU lacks
+    /// AVX-512F.
+    pub(crate) fn trilinear_values(
+        self,
+        grid: &Grid<'_>,
+        s0: [f32; 3],
+        dx: [f32; 3],
+        step: [f32; 3],
+        x0: usize,
+        out: &mut [f32],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.wide {
+            // SAFETY: `wide` exists only where AVX-512F was found, and `self` only for grids
+            // that pass `Avx2::new`.
+            unsafe { trilinear_values16(grid, s0, dx, step, x0, out) };
+            return true;
+        }
+        let _ = (grid, s0, dx, step, x0, out);
+        false
+    }
+
     /// [`crate::separable::interpolate`] compiled for AVX2: the loop is vectorised eight lanes
     /// wide instead of the four of baseline x86-64, with the same operations in the same
     /// order, so the line does not change.
@@ -406,6 +430,133 @@ unsafe fn trilinear_interior(
     }
 }
 
+/// One row's constants for the sixteen-lane trilinear kernels: the voxels, their strides and
+/// the row's start and step.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Row16<'a> {
+    voxels: &'a [i16],
+    max_base: i32,
+    sx: i32,
+    sxy: i32,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    /// A slab step added after `s0 + dx * x`, as the scalar slab path adds it.
+    step: Option<[f32; 3]>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Row16<'a> {
+    fn new(grid: &Grid<'a>, s0: [f32; 3], dx: [f32; 3], step: Option<[f32; 3]>) -> Self {
+        let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
+        Self {
+            voxels: grid.voxels,
+            max_base: grid.voxels.len() as i32 - 2 - sx - sxy,
+            sx,
+            sxy,
+            s0,
+            dx,
+            step,
+        }
+    }
+
+    /// The trilinear values of the sixteen pixels from column x (pixel x samples
+    /// `s0 + dx * x`, plus the step if any), with [`trilinear_interior`]'s operations in its order: the scalar
+    /// sampler's values where the positions lie in the grid's interior. Elsewhere the lanes
+    /// hold values that mean nothing, but every read stays in the slice.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and the grid must pass [`Avx2::new`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn values(&self, x: usize) -> __m512 {
+        let sign_low =
+            |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)));
+        let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
+        let lerp = |a: __m512, b: __m512, f: __m512| {
+            _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f))
+        };
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let (vsx, vsxy) = (_mm512_set1_epi32(self.sx), _mm512_set1_epi32(self.sxy));
+        let vsxsxy = _mm512_set1_epi32(self.sx + self.sxy);
+        let pos = |s: f32, d: f32, xf: __m512| {
+            _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
+        };
+        let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
+        let mut p = [0, 1, 2].map(|a| pos(self.s0[a], self.dx[a], xf));
+        if let Some(step) = self.step {
+            p = [0, 1, 2].map(|a| _mm512_add_ps(p[a], _mm512_set1_ps(step[a])));
+        }
+        let i0 = _mm512_cvttps_epi32(p[0]);
+        let j0 = _mm512_cvttps_epi32(p[1]);
+        let k0 = _mm512_cvttps_epi32(p[2]);
+        let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
+        let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
+        let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
+        let base = _mm512_add_epi32(
+            i0,
+            _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
+        );
+        let base = _mm512_min_epi32(
+            _mm512_max_epi32(base, _mm512_setzero_si512()),
+            _mm512_set1_epi32(self.max_base),
+        );
+        let ptr = self.voxels.as_ptr().cast::<i32>();
+        // SAFETY: 0 <= base <= max_base, so each pair read lies in the slice.
+        let (g00, g10, g01, g11) = unsafe {
+            (
+                _mm512_i32gather_epi32::<2>(base, ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsx), ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxy), ptr),
+                _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
+            )
+        };
+        let c00 = lerp(sign_low(g00), high(g00), fx);
+        let c10 = lerp(sign_low(g10), high(g10), fx);
+        let c01 = lerp(sign_low(g01), high(g01), fx);
+        let c11 = lerp(sign_low(g11), high(g11), fx);
+        let c0 = lerp(c00, c10, fy);
+        let c1 = lerp(c01, c11, fy);
+        lerp(c0, c1, fz)
+    }
+}
+
+/// The trilinear values (before the grey table) of slab step `step` at columns
+/// `x0..x0 + out.len()` (pixel x samples `(s0 + dx * x) + step`, as the scalar slab path),
+/// sixteen at a time: the scalar sampler's values, for positions in the grid's interior.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and `grid` must pass [`Avx2::new`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn trilinear_values16(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    step: [f32; 3],
+    x0: usize,
+    out: &mut [f32],
+) {
+    let r = Row16::new(grid, s0, dx, Some(step));
+    let mut x = 0;
+    while x < out.len() {
+        // SAFETY: the CPU has AVX-512F.
+        let v = unsafe { r.values(x0 + x) };
+        let rest = &mut out[x..];
+        if rest.len() >= 16 {
+            // SAFETY: `rest` has at least 16 writable f32s; the store needs no alignment.
+            unsafe { _mm512_storeu_ps(rest.as_mut_ptr(), v) };
+        } else {
+            let mut last = [0f32; 16];
+            // SAFETY: `last` is 16 writable f32s.
+            unsafe { _mm512_storeu_ps(last.as_mut_ptr(), v) };
+            let n = rest.len();
+            rest.copy_from_slice(&last[..n]);
+        }
+        x += 16;
+    }
+}
+
 /// Defines a sixteen-lane trilinear interior kernel compiled for `$features`; `$vbmi` says
 /// whether it may look greys up by byte permutes (so only the VBMI build contains them and
 /// inlines them).
@@ -427,25 +578,10 @@ macro_rules! trilinear_interior16 {
             x0: usize,
             row: &mut [u8],
         ) {
-            let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
-            let max_base = grid.voxels.len() as i32 - 2 - sx - sxy;
-            let ptr = grid.voxels.as_ptr().cast::<i32>();
+            let r = Row16::new(grid, s0, dx, None);
             let (run, lo, hi) = table.run();
             let run_ptr = run.as_ptr().cast::<i32>();
-            let sign_low = |g: __m512i| {
-                _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)))
-            };
-            let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
-            let lerp = |a: __m512, b: __m512, f: __m512| {
-                _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f))
-            };
-            let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            let (vsx, vsxy) = (_mm512_set1_epi32(sx), _mm512_set1_epi32(sxy));
-            let vsxsxy = _mm512_set1_epi32(sx + sxy);
             let (vlo, vhi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
-            let pos = |s: f32, d: f32, xf: __m512| {
-                _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
-            };
             // A run of at most 128 entries (a brain or subdural window) fits two registers: with
             // VBMI a byte permute looks the sixteen greys up instead of a gather.
             let short = ($vbmi && hi - lo < 128).then(|| {
@@ -464,39 +600,8 @@ macro_rules! trilinear_interior16 {
             // the row compute values that are not kept, their reads clamped like the rest.
             let mut x = 0;
             while x < row.len() {
-                let xf =
-                    _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32((x0 + x) as i32), lane));
-                let p = [0, 1, 2].map(|a| pos(s0[a], dx[a], xf));
-                let i0 = _mm512_cvttps_epi32(p[0]);
-                let j0 = _mm512_cvttps_epi32(p[1]);
-                let k0 = _mm512_cvttps_epi32(p[2]);
-                let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
-                let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
-                let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
-                let base = _mm512_add_epi32(
-                    i0,
-                    _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
-                );
-                let base = _mm512_min_epi32(
-                    _mm512_max_epi32(base, _mm512_setzero_si512()),
-                    _mm512_set1_epi32(max_base),
-                );
-                // SAFETY: 0 <= base <= max_base, so each pair read lies in the slice.
-                let (g00, g10, g01, g11) = unsafe {
-                    (
-                        _mm512_i32gather_epi32::<2>(base, ptr),
-                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsx), ptr),
-                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxy), ptr),
-                        _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
-                    )
-                };
-                let c00 = lerp(sign_low(g00), high(g00), fx);
-                let c10 = lerp(sign_low(g10), high(g10), fx);
-                let c01 = lerp(sign_low(g01), high(g01), fx);
-                let c11 = lerp(sign_low(g11), high(g11), fx);
-                let c0 = lerp(c00, c10, fy);
-                let c1 = lerp(c01, c11, fy);
-                let v = lerp(c0, c1, fz);
+                // SAFETY: the CPU has AVX-512F (this function's features include it).
+                let v = unsafe { r.values(x0 + x) };
                 let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
                 // The table position of each of the sixteen pixels.
                 let at = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(order, vlo), vhi), vlo);
@@ -911,7 +1016,7 @@ unsafe fn nearest_row(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::grid::{NearestSampler, Sampler, TrilinearSampler};
     use crate::math::V3;
@@ -919,7 +1024,7 @@ mod tests {
     use crate::window::{GreyPipeline, Voi, Window};
 
     /// Random voxels on a small grid with an even voxel count.
-    fn volume(seed: u64, dims: [usize; 3]) -> Volume {
+    pub(crate) fn volume(seed: u64, dims: [usize; 3]) -> Volume {
         let g = Geometry::axis_aligned(dims, V3::default(), [1.0, 1.0, 1.0]).expect("geometry");
         let mut state = seed | 1;
         let voxels: Vec<i16> = (0..dims.iter().product::<usize>())
@@ -945,7 +1050,7 @@ mod tests {
     }
 
     /// The grey table of a linear window over raw stored values.
-    fn linear_table(window: Window) -> GreyTable {
+    pub(crate) fn linear_table(window: Window) -> GreyTable {
         GreyPipeline {
             rescale: Rescale::default(),
             voi: Voi::Window(window),
