@@ -355,7 +355,9 @@ mod tests {
         // On an AVX-512 CPU the values kernel runs (elsewhere both frames are scalar), and its
         // values are the sampler's.
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
             let simd = Avx2::new(&grid).expect("an AVX-512 CPU has AVX2");
             let sampler = TrilinearSampler(grid);
             let (s0, d, step) = (

@@ -25,7 +25,7 @@ use crate::window::GreyTable;
 /// makes one.
 #[derive(Clone, Copy)]
 pub(crate) struct Avx2 {
-    /// The CPU has AVX-512F too.
+    /// The CPU has AVX-512F and BW too.
     wide: bool,
     /// The CPU has AVX-512 VBMI too.
     vbmi: bool,
@@ -57,7 +57,7 @@ impl Avx2 {
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only where `detected()` found AVX2, `wide` only where
-        // AVX-512F was found too, and `vbmi` only where VBMI was found as well.
+        // AVX-512F and BW were found too, and `vbmi` only where VBMI was found as well.
         unsafe {
             // The sixteen-lane kernels take the whole interior, a last partial chunk included.
             let (a, b) = if self.wide {
@@ -80,7 +80,7 @@ impl Avx2 {
     /// The trilinear values (before the grey table) of slab step `step` at columns
     /// `x0..x0 + out.len()` (pixel x samples `(s0 + dx * x) + step`), each inside the grid's
     /// interior, sixteen at a time; `false` (and `out` untouched) where the CPU lacks
-    /// AVX-512F.
+    /// AVX-512F and BW.
     pub(crate) fn trilinear_values(
         self,
         grid: &Grid<'_>,
@@ -92,7 +92,7 @@ impl Avx2 {
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self.wide {
-            // SAFETY: `wide` exists only where AVX-512F was found, and `self` only for grids
+            // SAFETY: `wide` exists only where AVX-512F and BW were found, and `self` only for grids
             // that pass `Avx2::new`.
             unsafe { trilinear_values16(grid, s0, dx, step, x0, out) };
             return true;
@@ -220,7 +220,7 @@ impl Avx2 {
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only where `detected()` found AVX2, `wide` only where
-        // AVX-512F was found too, and `vbmi` only where VBMI was found as well.
+        // AVX-512F and BW were found too, and `vbmi` only where VBMI was found as well.
         unsafe {
             let (a, b) = interior_chunks(grid, s0, dx, x0, row.len());
             let (head, rest) = row.split_at_mut(a - x0);
@@ -232,12 +232,12 @@ impl Avx2 {
     }
 }
 
-/// Which of the kernels' instruction sets this CPU has: AVX2, AVX-512F, AVX-512 VBMI.
+/// Which of the kernels' instruction sets this CPU has: AVX2, AVX-512F with BW, AVX-512 VBMI.
 fn features() -> [bool; 3] {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        let avx512 = has!("avx512f");
+        let avx512 = has!("avx512f") && has!("avx512bw");
         [has!("avx2"), avx512, avx512 && has!("avx512vbmi")]
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -466,13 +466,19 @@ impl<'a> Row16<'a> {
     /// hold values that mean nothing, but every read stays in the slice.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F, and the grid must pass [`Avx2::new`].
-    #[target_feature(enable = "avx512f")]
+    /// The CPU must have AVX-512F and BW, and the grid must pass [`Avx2::new`].
+    #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
     unsafe fn values(&self, x: usize) -> __m512 {
-        let sign_low =
-            |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(g)));
-        let high = |g: __m512i| _mm512_cvtepi32_ps(_mm512_srai_epi32::<16>(g));
+        // A pair's voxel at x and its step to x + 1, each by one multiply-add of the two
+        // halves: the difference of two i16 values is exact in an i32 and in an f32, so
+        // `a + (b - a) * f` gives what the scalar lerp gives.
+        let (first, step) = (_mm512_set1_epi32(1), _mm512_set1_epi32(0x0001_ffff));
+        let lerp_pair = |g: __m512i, f: __m512| {
+            let a = _mm512_cvtepi32_ps(_mm512_madd_epi16(g, first));
+            let d = _mm512_cvtepi32_ps(_mm512_madd_epi16(g, step));
+            _mm512_add_ps(a, _mm512_mul_ps(d, f))
+        };
         let lerp = |a: __m512, b: __m512, f: __m512| {
             _mm512_add_ps(a, _mm512_mul_ps(_mm512_sub_ps(b, a), f))
         };
@@ -511,10 +517,10 @@ impl<'a> Row16<'a> {
                 _mm512_i32gather_epi32::<2>(_mm512_add_epi32(base, vsxsxy), ptr),
             )
         };
-        let c00 = lerp(sign_low(g00), high(g00), fx);
-        let c10 = lerp(sign_low(g10), high(g10), fx);
-        let c01 = lerp(sign_low(g01), high(g01), fx);
-        let c11 = lerp(sign_low(g11), high(g11), fx);
+        let c00 = lerp_pair(g00, fx);
+        let c10 = lerp_pair(g10, fx);
+        let c01 = lerp_pair(g01, fx);
+        let c11 = lerp_pair(g11, fx);
         let c0 = lerp(c00, c10, fy);
         let c1 = lerp(c01, c11, fy);
         lerp(c0, c1, fz)
@@ -526,9 +532,9 @@ impl<'a> Row16<'a> {
 /// sixteen at a time: the scalar sampler's values, for positions in the grid's interior.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and `grid` must pass [`Avx2::new`].
+/// The CPU must have AVX-512F and BW, and `grid` must pass [`Avx2::new`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn trilinear_values16(
     grid: &Grid<'_>,
     s0: [f32; 3],
@@ -540,7 +546,7 @@ unsafe fn trilinear_values16(
     let r = Row16::new(grid, s0, dx, Some(step));
     let mut x = 0;
     while x < out.len() {
-        // SAFETY: the CPU has AVX-512F.
+        // SAFETY: the CPU has AVX-512F and BW.
         let v = unsafe { r.values(x0 + x) };
         let rest = &mut out[x..];
         if rest.len() >= 16 {
@@ -600,7 +606,7 @@ macro_rules! trilinear_interior16 {
             // the row compute values that are not kept, their reads clamped like the rest.
             let mut x = 0;
             while x < row.len() {
-                // SAFETY: the CPU has AVX-512F (this function's features include it).
+                // SAFETY: the CPU has AVX-512F and BW (this function's features include them).
                 let v = unsafe { r.values(x0 + x) };
                 let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
                 // The table position of each of the sixteen pixels.
@@ -632,8 +638,12 @@ macro_rules! trilinear_interior16 {
     };
 }
 
-trilinear_interior16!(trilinear_interior16, "avx512f", false);
-trilinear_interior16!(trilinear_interior16_vbmi, "avx512f,avx512vbmi", true);
+trilinear_interior16!(trilinear_interior16, "avx512f,avx512bw", false);
+trilinear_interior16!(
+    trilinear_interior16_vbmi,
+    "avx512f,avx512bw,avx512vbmi",
+    true
+);
 
 /// The bytes at sixteen positions (0-127) of a 128-byte table held in two registers.
 ///
@@ -778,12 +788,16 @@ unsafe fn trilinear_row(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn trilinear_value(pairs: [__m256i; 4], [fx, fy, fz]: [__m256; 3]) -> __m256 {
-    let sign_low =
-        |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g)));
-    let high = |g: __m256i| _mm256_cvtepi32_ps(_mm256_srai_epi32::<16>(g));
+    // As in `Row16::values`: the voxel at x and the exact step to x + 1 by multiply-adds.
+    let (first, step) = (_mm256_set1_epi32(1), _mm256_set1_epi32(0x0001_ffff));
+    let lerp_pair = |g: __m256i| {
+        let a = _mm256_cvtepi32_ps(_mm256_madd_epi16(g, first));
+        let d = _mm256_cvtepi32_ps(_mm256_madd_epi16(g, step));
+        _mm256_add_ps(a, _mm256_mul_ps(d, fx))
+    };
     let lerp =
         |a: __m256, b: __m256, f: __m256| _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), f));
-    let [c00, c10, c01, c11] = pairs.map(|g| lerp(sign_low(g), high(g), fx));
+    let [c00, c10, c01, c11] = pairs.map(lerp_pair);
     let c0 = lerp(c00, c10, fy);
     let c1 = lerp(c01, c11, fy);
     lerp(c0, c1, fz)
