@@ -443,6 +443,9 @@ struct Row16<'a> {
     dx: [f32; 3],
     /// A slab step added after `s0 + dx * x`, as the scalar slab path adds it.
     step: Option<[f32; 3]>,
+    /// Per axis, for an axis whose position does not change along the columns asked for (see
+    /// [`Row16::fixed_axis`]): its voxel index times its stride, and its weight.
+    fixed: [(i32, f32); 3],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -457,7 +460,34 @@ impl<'a> Row16<'a> {
             s0,
             dx,
             step,
+            fixed: [(0, 0.0); 3],
         }
+    }
+
+    /// Pixel x's position along axis `a`, as the scalar paths compute it.
+    fn position(&self, a: usize, x: usize) -> f32 {
+        let p = self.s0[a] + self.dx[a] * x as f32;
+        self.step.map_or(p, |s| p + s[a])
+    }
+
+    /// An axis (k first, then j, then i) along which every column of `columns` (non-empty,
+    /// each inside the grid's interior) has the same position, its index and weight kept for
+    /// [`Row16::values`]; 3 when there is none. A row parallel to the slices, as in most
+    /// oblique views, has k fixed. The rounded sum `s + d * x` (then `+ step`) never falls
+    /// as x grows when d >= 0, nor rises when d < 0, so equal ends mean an equal middle.
+    fn fixed_axis(&mut self, columns: std::ops::Range<usize>) -> usize {
+        let (first, last) = (columns.start, columns.end - 1);
+        let strides = [1, self.sx, self.sxy];
+        for a in [2, 1, 0] {
+            let p = self.position(a, first);
+            if p.to_bits() == self.position(a, last).to_bits() {
+                // Inside the interior 0 <= p < n - 1, so the truncation is the kernel's.
+                let i = p as i32;
+                self.fixed[a] = (i * strides[a], p - i as f32);
+                return a;
+            }
+        }
+        3
     }
 
     /// The trilinear values of the sixteen pixels from column x (pixel x samples
@@ -467,9 +497,11 @@ impl<'a> Row16<'a> {
     ///
     /// # Safety
     /// The CPU must have AVX-512F and BW, and the grid must pass [`Avx2::new`].
+    /// `F` names an axis prepared by [`Row16::fixed_axis`] (its index and weight are taken
+    /// from there, the same numbers), or is 3.
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
-    unsafe fn values(&self, x: usize) -> __m512 {
+    unsafe fn values<const F: usize>(&self, x: usize) -> __m512 {
         // A pair's voxel at x and its step to x + 1, each by one multiply-add of the two
         // halves: the difference of two i16 values is exact in an i32 and in an f32, so
         // `a + (b - a) * f` gives what the scalar lerp gives.
@@ -489,20 +521,24 @@ impl<'a> Row16<'a> {
             _mm512_add_ps(_mm512_set1_ps(s), _mm512_mul_ps(_mm512_set1_ps(d), xf))
         };
         let xf = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x as i32), lane));
-        let mut p = [0, 1, 2].map(|a| pos(self.s0[a], self.dx[a], xf));
-        if let Some(step) = self.step {
-            p = [0, 1, 2].map(|a| _mm512_add_ps(p[a], _mm512_set1_ps(step[a])));
-        }
-        let i0 = _mm512_cvttps_epi32(p[0]);
-        let j0 = _mm512_cvttps_epi32(p[1]);
-        let k0 = _mm512_cvttps_epi32(p[2]);
-        let fx = _mm512_sub_ps(p[0], _mm512_cvtepi32_ps(i0));
-        let fy = _mm512_sub_ps(p[1], _mm512_cvtepi32_ps(j0));
-        let fz = _mm512_sub_ps(p[2], _mm512_cvtepi32_ps(k0));
-        let base = _mm512_add_epi32(
-            i0,
-            _mm512_add_epi32(_mm512_mullo_epi32(j0, vsx), _mm512_mullo_epi32(k0, vsxy)),
-        );
+        // Per axis: the voxel index (times the axis' stride) and the weight of each lane.
+        let axis = |a: usize, stride: Option<__m512i>| {
+            if a == F {
+                let (at, f) = self.fixed[a];
+                return (_mm512_set1_epi32(at), _mm512_set1_ps(f));
+            }
+            let mut p = pos(self.s0[a], self.dx[a], xf);
+            if let Some(step) = self.step {
+                p = _mm512_add_ps(p, _mm512_set1_ps(step[a]));
+            }
+            let i = _mm512_cvttps_epi32(p);
+            let f = _mm512_sub_ps(p, _mm512_cvtepi32_ps(i));
+            (stride.map_or(i, |s| _mm512_mullo_epi32(i, s)), f)
+        };
+        let (i0, fx) = axis(0, None);
+        let (j0, fy) = axis(1, Some(vsx));
+        let (k0, fz) = axis(2, Some(vsxy));
+        let base = _mm512_add_epi32(i0, _mm512_add_epi32(j0, k0));
         let base = _mm512_min_epi32(
             _mm512_max_epi32(base, _mm512_setzero_si512()),
             _mm512_set1_epi32(self.max_base),
@@ -543,11 +579,30 @@ unsafe fn trilinear_values16(
     x0: usize,
     out: &mut [f32],
 ) {
-    let r = Row16::new(grid, s0, dx, Some(step));
+    if out.is_empty() {
+        return;
+    }
+    let mut r = Row16::new(grid, s0, dx, Some(step));
+    match r.fixed_axis(x0..x0 + out.len()) {
+        // SAFETY (each): the CPU has AVX-512F and BW, and the axis was prepared.
+        0 => unsafe { values16::<0>(&r, x0, out) },
+        1 => unsafe { values16::<1>(&r, x0, out) },
+        2 => unsafe { values16::<2>(&r, x0, out) },
+        _ => unsafe { values16::<3>(&r, x0, out) },
+    }
+}
+
+/// [`trilinear_values16`] for a row prepared by [`Row16::fixed_axis`] (`F`: its answer).
+///
+/// # Safety
+/// As for [`Row16::values`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn values16<const F: usize>(r: &Row16<'_>, x0: usize, out: &mut [f32]) {
     let mut x = 0;
     while x < out.len() {
-        // SAFETY: the CPU has AVX-512F and BW.
-        let v = unsafe { r.values(x0 + x) };
+        // SAFETY: the CPU has AVX-512F and BW; the caller prepared axis F.
+        let v = unsafe { r.values::<F>(x0 + x) };
         let rest = &mut out[x..];
         if rest.len() >= 16 {
             // SAFETY: `rest` has at least 16 writable f32s; the store needs no alignment.
@@ -584,10 +639,13 @@ macro_rules! trilinear_interior16 {
             x0: usize,
             row: &mut [u8],
         ) {
-            let r = Row16::new(grid, s0, dx, None);
+            interior16_loop!($features);
+            if row.is_empty() {
+                return;
+            }
+            let mut r = Row16::new(grid, s0, dx, None);
+            let fixed = r.fixed_axis(x0..x0 + row.len());
             let (run, lo, hi) = table.run();
-            let run_ptr = run.as_ptr().cast::<i32>();
-            let (vlo, vhi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
             // A run of at most 128 entries (a brain or subdural window) fits two registers: with
             // VBMI a byte permute looks the sixteen greys up instead of a gather.
             let short = ($vbmi && hi - lo < 128).then(|| {
@@ -602,12 +660,42 @@ macro_rules! trilinear_interior16 {
                     )
                 }
             });
+            let lookup = (short, run.as_ptr().cast::<i32>(), lo, hi);
+            match fixed {
+                // SAFETY (each): the CPU has `$features`, and the axis was prepared.
+                0 => unsafe { columns::<0>(&r, lookup, x0, row) },
+                1 => unsafe { columns::<1>(&r, lookup, x0, row) },
+                2 => unsafe { columns::<2>(&r, lookup, x0, row) },
+                _ => unsafe { columns::<3>(&r, lookup, x0, row) },
+            }
+        }
+    };
+}
+
+/// Defines the loop of a sixteen-lane trilinear interior kernel (see
+/// [`trilinear_interior16!`]): for a row prepared by [`Row16::fixed_axis`] (`F`: its answer),
+/// given the grey run's pointer and bounds and, where VBMI serves, the run in two registers.
+macro_rules! interior16_loop {
+    ($features:literal) => {
+        /// # Safety
+        /// The CPU must have `$features`, axis `F` must have been prepared, `short` must be
+        /// `None` without VBMI, and `run_ptr` must hold `hi - lo + 4` bytes.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn columns<const F: usize>(
+            r: &Row16<'_>,
+            (short, run_ptr, lo, hi): (Option<(__m512i, __m512i)>, *const i32, i32, i32),
+            x0: usize,
+            row: &mut [u8],
+        ) {
+            let (vlo, vhi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
             // Sixteen columns from x per turn, a partial last chunk included: its lanes past
             // the row compute values that are not kept, their reads clamped like the rest.
             let mut x = 0;
             while x < row.len() {
                 // SAFETY: the CPU has AVX-512F and BW (this function's features include them).
-                let v = unsafe { r.values(x0 + x) };
+                let v = unsafe { r.values::<F>(x0 + x) };
                 let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
                 // The table position of each of the sixteen pixels.
                 let at = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(order, vlo), vhi), vlo);
@@ -1209,6 +1297,70 @@ pub(crate) mod tests {
         if wide() {
             assert!(simd.wide, "an AVX-512 CPU must get the sixteen-lane kernel");
         }
+    }
+
+    /// Rows along which one axis' position never changes (its step zero, or too small to move
+    /// the rounded sum) take the kernels' fixed-axis form, and still give the scalar
+    /// sampler's pixels and slab values; a step that moves the sum by one unit somewhere
+    /// does not count as fixed.
+    #[test]
+    fn rows_with_a_fixed_axis_equal_the_scalar_sampler() {
+        let v = volume(11, [64, 40, 24]);
+        let grid = Grid::new(&v);
+        let Some(simd) = Avx2::new(&grid) else {
+            return;
+        };
+        let table = linear_table(Window::linear(40.0, 80.0));
+        let mut next = uniform(4242u64);
+        let mut fixed_rows = 0;
+        for row in 0..300 {
+            let axis = row % 3;
+            let mut s0 = [
+                next() * 50.0 + 4.0,
+                next() * 30.0 + 4.0,
+                next() * 16.0 + 4.0,
+            ];
+            let mut dx = [next() * 0.5 - 0.25, next() * 0.3 - 0.15, next() * 0.2 - 0.1];
+            dx[axis] = match row % 4 {
+                0 => 0.0,
+                1 => -0.0,
+                _ => (next() - 0.5) * 1e-9,
+            };
+            if row % 7 == 0 {
+                s0[axis] = s0[axis].floor();
+            }
+            let w = 30 + (next() * 90.0) as usize;
+            let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
+            scalar_row(&TrilinearSampler(grid), s0, dx, &table, &mut a);
+            simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b);
+            assert_eq!(a, b, "s0 {s0:?}, dx {dx:?}");
+            let (ia, ib) = interior_columns(&grid, s0, dx, 0, w);
+            if ia < ib {
+                let found = Row16::new(&grid, s0, dx, None).fixed_axis(ia..ib);
+                assert!(found <= axis, "axis {axis} is fixed, found {found}");
+                fixed_rows += 1;
+            }
+            // The slab values: a step added after the row's position, over the columns whose
+            // stepped position lies in the interior.
+            let step = [0.25f32, -0.5, 0.75];
+            let (ia, ib) = interior_columns(&grid, [0, 1, 2].map(|c| s0[c] + step[c]), dx, 0, w);
+            if ia < ib {
+                let mut values = vec![0f32; ib - ia];
+                if simd.trilinear_values(&grid, s0, dx, step, ia, &mut values) {
+                    for (x, &got) in (ia..ib).zip(&values) {
+                        let p = [0, 1, 2].map(|c| (s0[c] + dx[c] * x as f32) + step[c]);
+                        let want = TrilinearSampler(grid).sample(p);
+                        assert_eq!(Some(got), want, "s0 {s0:?}, dx {dx:?}, x {x}");
+                    }
+                }
+            }
+        }
+        assert!(fixed_rows > 200, "only {fixed_rows} rows had an interior");
+        // A step that moves the rounded position by one unit between the ends is not fixed.
+        let (s0, dx) = ([20.5f32, 10.25, 8.0], [0.3f32, 0.1, 4e-7]);
+        let mut r = Row16::new(&grid, s0, dx, None);
+        assert_ne!(r.position(2, 0), r.position(2, 40));
+        assert_eq!(r.fixed_axis(0..41), 3);
     }
 
     /// The slab step's kernel equals the scalar lerp and combine, for each way of combining,
