@@ -123,13 +123,15 @@ pub(crate) trait Sampler: Copy + Send + Sync {
     fn sample(&self, p: [f32; 3]) -> Option<f32>;
 
     /// Renders one-plane row pixels `x0..x0 + row.len()` (pixel x samples `s0 + dx * x`)
-    /// with this sampler's AVX2 kernel.
+    /// with this sampler's AVX2 kernel. `next` is where the row rendered after this one
+    /// starts: only a hint, for reading its voxels ahead (any value is safe).
     #[allow(clippy::too_many_arguments)]
     fn simd_row(
         &self,
         simd: Avx2,
         s0: [f32; 3],
         dx: [f32; 3],
+        next: [f32; 3],
         table: &GreyTable,
         background: u8,
         x0: usize,
@@ -168,6 +170,7 @@ impl Sampler for NearestSampler<'_> {
         simd: Avx2,
         s0: [f32; 3],
         dx: [f32; 3],
+        _next: [f32; 3],
         table: &GreyTable,
         background: u8,
         x0: usize,
@@ -202,12 +205,13 @@ impl Sampler for TrilinearSampler<'_> {
         simd: Avx2,
         s0: [f32; 3],
         dx: [f32; 3],
+        next: [f32; 3],
         table: &GreyTable,
         background: u8,
         x0: usize,
         row: &mut [u8],
     ) {
-        simd.trilinear_row(&self.0, s0, dx, table, background, x0, row);
+        simd.trilinear_row(&self.0, s0, dx, next, table, background, x0, row);
     }
 
     fn simd_values(

@@ -175,7 +175,9 @@ fn general<S: Sampler>(
                 // Columns outside the span keep the background the frame was filled with.
                 let (a, b) = sampler.grid().span(s0, dx, w);
                 if let Some(simd) = simd {
-                    sampler.simd_row(simd, s0, dx, table, background, a, &mut row[a..b]);
+                    // Where the next row starts, for the kernel to read its voxels ahead.
+                    let next = at(f(view.v0 + view.dy * (y + 1) as f64), &steps[0]);
+                    sampler.simd_row(simd, s0, dx, next, table, background, a, &mut row[a..b]);
                     return;
                 }
                 for (x, px) in row.iter_mut().enumerate().take(b).skip(a) {
@@ -306,12 +308,14 @@ mod tests {
             simd: Avx2,
             s0: [f32; 3],
             dx: [f32; 3],
+            next: [f32; 3],
             table: &GreyTable,
             background: u8,
             x0: usize,
             row: &mut [u8],
         ) {
-            self.0.simd_row(simd, s0, dx, table, background, x0, row);
+            self.0
+                .simd_row(simd, s0, dx, next, table, background, x0, row);
         }
 
         fn grid(&self) -> &Grid<'_> {

@@ -44,12 +44,15 @@ impl Avx2 {
     }
 
     /// Canvas row pixels `x0..x0 + row.len()` by trilinear sampling: pixel x samples
-    /// `s0 + dx * x`.
+    /// `s0 + dx * x`. `next`, where the next row starts, is a hint: where that row moves to
+    /// another pair of slices, the sixteen-lane kernel reads the new slice's voxels ahead.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn trilinear_row(
         self,
         grid: &Grid<'_>,
         s0: [f32; 3],
         dx: [f32; 3],
+        next: [f32; 3],
         table: &GreyTable,
         background: u8,
         x0: usize,
@@ -69,8 +72,8 @@ impl Avx2 {
             let (middle, tail) = rest.split_at_mut(b - a);
             trilinear_row(grid, s0, dx, table, background, x0, head);
             match (self.wide, self.vbmi) {
-                (true, true) => trilinear_interior16_vbmi(grid, s0, dx, table, a, middle),
-                (true, false) => trilinear_interior16(grid, s0, dx, table, a, middle),
+                (true, true) => trilinear_interior16_vbmi(grid, s0, dx, next, table, a, middle),
+                (true, false) => trilinear_interior16(grid, s0, dx, next, table, a, middle),
                 _ => trilinear_interior(grid, s0, dx, table, a, middle),
             }
             trilinear_row(grid, s0, dx, table, background, b, tail);
@@ -490,6 +493,31 @@ impl<'a> Row16<'a> {
         3
     }
 
+    /// For a row with k fixed ([`Row16::fixed_axis`] answered 2) whose next row (starting at
+    /// `next`) reads another pair of slices: what to read ahead while this row renders.
+    fn ahead(&self, next: [f32; 3]) -> Option<Ahead> {
+        let k0 = self.fixed[2].0 / self.sxy;
+        let slices = i32::try_from(self.voxels.len()).ok()? / self.sxy;
+        let kn = next[2] as i32;
+        let mut offsets = [None; 2];
+        for (o, k) in offsets.iter_mut().zip([kn, kn + 1]) {
+            if k != k0 && k != k0 + 1 && (0..slices).contains(&k) {
+                *o = Some(((k - k0) * self.sxy) as isize);
+            }
+        }
+        if offsets == [None; 2] {
+            return None;
+        }
+        // Lanes close enough that each voxel row the sixteen pixels cross is read: at most
+        // two rows apart (j and j + 1 are both read) and a cache line apart along i.
+        let along = |d: f32, span: f32| if d == 0.0 { 16.0 } else { span / d.abs() };
+        let step = along(self.dx[0], 32.0).min(along(self.dx[1], 2.0));
+        Some(Ahead {
+            offsets,
+            step: (step as usize).clamp(1, 8),
+        })
+    }
+
     /// The trilinear values of the sixteen pixels from column x (pixel x samples
     /// `s0 + dx * x`, plus the step if any), with [`trilinear_interior`]'s operations in its order: the scalar
     /// sampler's values where the positions lie in the grid's interior. Elsewhere the lanes
@@ -502,6 +530,17 @@ impl<'a> Row16<'a> {
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
     unsafe fn values<const F: usize>(&self, x: usize) -> __m512 {
+        // SAFETY: as this function's.
+        unsafe { self.values_base::<F>(x).0 }
+    }
+
+    /// [`Row16::values`], and the lanes' clamped voxel index (of the pair at j, k).
+    ///
+    /// # Safety
+    /// As for [`Row16::values`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn values_base<const F: usize>(&self, x: usize) -> (__m512, __m512i) {
         // A pair's voxel at x and its step to x + 1, each by one multiply-add of the two
         // halves: the difference of two i16 values is exact in an i32 and in an f32, so
         // `a + (b - a) * f` gives what the scalar lerp gives.
@@ -559,7 +598,7 @@ impl<'a> Row16<'a> {
         let c11 = lerp_pair(g11, fx);
         let c0 = lerp(c00, c10, fy);
         let c1 = lerp(c01, c11, fy);
-        lerp(c0, c1, fz)
+        (lerp(c0, c1, fz), base)
     }
 }
 
@@ -618,6 +657,41 @@ unsafe fn values16<const F: usize>(r: &Row16<'_>, x0: usize, out: &mut [f32]) {
     }
 }
 
+/// Voxels a row reads ahead for the next row: the same positions in each new slice (its
+/// offset from this row's slice, in voxels), at every `step`-th lane of each sixteen.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Ahead {
+    offsets: [Option<isize>; 2],
+    step: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Ahead {
+    /// Asks the CPU to bring the voxel pairs at j and j + 1 of each new slice into L1, for
+    /// the chosen lanes of `base` (this row's indices).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn read(&self, voxels: &[i16], sx: isize, base: __m512i) {
+        let mut at = [0i32; 16];
+        // SAFETY: `at` is 64 writable bytes; the store needs no alignment.
+        unsafe { _mm512_storeu_si512(at.as_mut_ptr().cast(), base) };
+        let ptr = voxels.as_ptr();
+        for &b in at.iter().step_by(self.step) {
+            for off in self.offsets.iter().flatten() {
+                let p = b as isize + off;
+                // A prefetch only reads ahead: it never faults or changes anything, whatever
+                // the address, and `wrapping_offset` computes it without a bound.
+                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_offset(p).cast());
+                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_offset(p + sx).cast());
+            }
+        }
+    }
+}
+
 /// Defines a sixteen-lane trilinear interior kernel compiled for `$features`; `$vbmi` says
 /// whether it may look greys up by byte permutes (so only the VBMI build contains them and
 /// inlines them).
@@ -635,6 +709,7 @@ macro_rules! trilinear_interior16 {
             grid: &Grid<'_>,
             s0: [f32; 3],
             dx: [f32; 3],
+            next: [f32; 3],
             table: &GreyTable,
             x0: usize,
             row: &mut [u8],
@@ -645,6 +720,7 @@ macro_rules! trilinear_interior16 {
             }
             let mut r = Row16::new(grid, s0, dx, None);
             let fixed = r.fixed_axis(x0..x0 + row.len());
+            let ahead = if fixed == 2 { r.ahead(next) } else { None };
             let (run, lo, hi) = table.run();
             // A run of at most 128 entries (a brain or subdural window) fits two registers: with
             // VBMI a byte permute looks the sixteen greys up instead of a gather.
@@ -663,10 +739,10 @@ macro_rules! trilinear_interior16 {
             let lookup = (short, run.as_ptr().cast::<i32>(), lo, hi);
             match fixed {
                 // SAFETY (each): the CPU has `$features`, and the axis was prepared.
-                0 => unsafe { columns::<0>(&r, lookup, x0, row) },
-                1 => unsafe { columns::<1>(&r, lookup, x0, row) },
-                2 => unsafe { columns::<2>(&r, lookup, x0, row) },
-                _ => unsafe { columns::<3>(&r, lookup, x0, row) },
+                0 => unsafe { columns::<0>(&r, lookup, None, x0, row) },
+                1 => unsafe { columns::<1>(&r, lookup, None, x0, row) },
+                2 => unsafe { columns::<2>(&r, lookup, ahead, x0, row) },
+                _ => unsafe { columns::<3>(&r, lookup, None, x0, row) },
             }
         }
     };
@@ -686,16 +762,22 @@ macro_rules! interior16_loop {
         unsafe fn columns<const F: usize>(
             r: &Row16<'_>,
             (short, run_ptr, lo, hi): (Option<(__m512i, __m512i)>, *const i32, i32, i32),
+            ahead: Option<Ahead>,
             x0: usize,
             row: &mut [u8],
         ) {
+            let sx = r.sx as isize;
             let (vlo, vhi) = (_mm512_set1_epi32(lo), _mm512_set1_epi32(hi));
             // Sixteen columns from x per turn, a partial last chunk included: its lanes past
             // the row compute values that are not kept, their reads clamped like the rest.
             let mut x = 0;
             while x < row.len() {
                 // SAFETY: the CPU has AVX-512F and BW (this function's features include them).
-                let v = unsafe { r.values::<F>(x0 + x) };
+                let (v, base) = unsafe { r.values_base::<F>(x0 + x) };
+                if let Some(a) = &ahead {
+                    // SAFETY: the CPU has AVX-512F.
+                    unsafe { a.read(r.voxels, sx, base) };
+                }
                 let order = _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_set1_ps(32768.5)));
                 // The table position of each of the sixteen pixels.
                 let at = _mm512_sub_epi32(_mm512_min_epi32(_mm512_max_epi32(order, vlo), vhi), vlo);
@@ -1208,8 +1290,8 @@ pub(crate) mod tests {
                 if trilinear {
                     let s = TrilinearSampler(grid);
                     scalar_row(&s, s0, dx, &table, &mut a);
-                    simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b[..x0]);
-                    simd.trilinear_row(&grid, s0, dx, &table, 7, x0, &mut b[x0..]);
+                    simd.trilinear_row(&grid, s0, dx, s0, &table, 7, 0, &mut b[..x0]);
+                    simd.trilinear_row(&grid, s0, dx, s0, &table, 7, x0, &mut b[x0..]);
                 } else {
                     let s = NearestSampler(grid);
                     scalar_row(&s, s0, dx, &table, &mut a);
@@ -1246,7 +1328,7 @@ pub(crate) mod tests {
             &table,
             &mut a,
         );
-        simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], &table, 7, 0, &mut b);
+        simd.trilinear_row(&grid, last, [0.0, 0.0, 0.0], last, &table, 7, 0, &mut b);
         assert_eq!(a, b);
         assert_eq!(a[0], table.get(v.get(12, 5, 4).expect("voxel")));
     }
@@ -1285,7 +1367,7 @@ pub(crate) mod tests {
             let w = 40 + (next() * 120.0) as usize;
             let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
             scalar_row(&TrilinearSampler(grid), s0, dx, table, &mut a);
-            simd.trilinear_row(&grid, s0, dx, table, 7, 0, &mut b);
+            simd.trilinear_row(&grid, s0, dx, s0, table, 7, 0, &mut b);
             assert_eq!(a, b, "s0 {s0:?}, dx {dx:?}");
             let (ia, ib) = interior_chunks(&grid, s0, dx, 0, w);
             wide_pixels += (ib - ia) / 16 * 16;
@@ -1332,7 +1414,7 @@ pub(crate) mod tests {
             let w = 30 + (next() * 90.0) as usize;
             let (mut a, mut b) = (vec![0u8; w], vec![0u8; w]);
             scalar_row(&TrilinearSampler(grid), s0, dx, &table, &mut a);
-            simd.trilinear_row(&grid, s0, dx, &table, 7, 0, &mut b);
+            simd.trilinear_row(&grid, s0, dx, s0, &table, 7, 0, &mut b);
             assert_eq!(a, b, "s0 {s0:?}, dx {dx:?}");
             let (ia, ib) = interior_columns(&grid, s0, dx, 0, w);
             if ia < ib {
@@ -1361,6 +1443,40 @@ pub(crate) mod tests {
         let mut r = Row16::new(&grid, s0, dx, None);
         assert_ne!(r.position(2, 0), r.position(2, 40));
         assert_eq!(r.fixed_axis(0..41), 3);
+    }
+
+    /// A row with k fixed reads ahead only the slices its next row adds (within the volume),
+    /// and reading ahead changes no pixel.
+    #[test]
+    fn rows_read_ahead_only_the_next_rows_new_slices() {
+        let v = volume(5, [64, 40, 24]);
+        let grid = Grid::new(&v);
+        let sxy = (64 * 40) as isize;
+        let (s0, dx) = ([6.5f32, 8.25, 10.4], [0.9f32, 0.35, 0.0]);
+        let mut r = Row16::new(&grid, s0, dx, None);
+        assert_eq!(r.fixed_axis(0..40), 2);
+        let offsets = |k: f32| r.ahead([0.0, 0.0, k]).map(|a| a.offsets);
+        // Slices 10 and 11 now: 11.2 reads 11 and 12 (12 is new), 9.7 reads 9 (new) and 10.
+        assert_eq!(offsets(11.2), Some([None, Some(2 * sxy)]));
+        assert_eq!(offsets(9.7), Some([Some(-sxy), None]));
+        assert_eq!(offsets(10.9), None);
+        assert_eq!(offsets(13.5), Some([Some(3 * sxy), Some(4 * sxy)]));
+        // Slice 24 is past the volume's last (23).
+        assert_eq!(offsets(23.5), Some([Some(13 * sxy), None]));
+        assert_eq!(offsets(30.0), None);
+        // Along i a cache line holds 32 voxels, and j moves 0.35 per pixel: every fifth lane.
+        assert_eq!(r.ahead([0.0, 0.0, 12.0]).map(|a| a.step), Some(5));
+        let Some(simd) = Avx2::new(&grid) else {
+            return;
+        };
+        let table = linear_table(Window::linear(40.0, 80.0));
+        let mut want = vec![0u8; 48];
+        scalar_row(&TrilinearSampler(grid), s0, dx, &table, &mut want);
+        for next in [s0, [6.1, 9.2, 11.3], [6.1, 9.2, 9.1], [6.1, 9.2, 40.0]] {
+            let mut got = vec![0u8; 48];
+            simd.trilinear_row(&grid, s0, dx, next, &table, 7, 0, &mut got);
+            assert_eq!(got, want, "next row at {next:?}");
+        }
     }
 
     /// The slab step's kernel equals the scalar lerp and combine, for each way of combining,
