@@ -70,13 +70,12 @@ impl Avx2 {
             };
             let (head, rest) = row.split_at_mut(a - x0);
             let (middle, tail) = rest.split_at_mut(b - a);
-            trilinear_row(grid, s0, dx, table, background, x0, head);
             match (self.wide, self.vbmi) {
                 (true, true) => trilinear_interior16_vbmi(grid, s0, dx, next, table, a, middle),
                 (true, false) => trilinear_interior16(grid, s0, dx, next, table, a, middle),
                 _ => trilinear_interior(grid, s0, dx, table, a, middle),
             }
-            trilinear_row(grid, s0, dx, table, background, b, tail);
+            trilinear_ends(grid, s0, dx, table, background, (x0, head), (b, tail));
         }
     }
 
@@ -273,7 +272,19 @@ fn positions(s: f32, d: f32, xf: __m256) -> __m256 {
 #[target_feature(enable = "avx2")]
 fn lanes(grid: &Grid<'_>, s0: [f32; 3], dx: [f32; 3], x: usize) -> ([__m256; 3], __m256) {
     let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let xf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(x as i32), lane));
+    lanes_at(
+        grid,
+        s0,
+        dx,
+        _mm256_add_epi32(_mm256_set1_epi32(x as i32), lane),
+    )
+}
+
+/// [`lanes`] for the eight canvas columns `xs`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes_at(grid: &Grid<'_>, s0: [f32; 3], dx: [f32; 3], xs: __m256i) -> ([__m256; 3], __m256) {
+    let xf = _mm256_cvtepi32_ps(xs);
     let p = [0, 1, 2].map(|a| positions(s0[a], dx[a], xf));
     let mask = _mm256_and_ps(
         inside(p[0], grid.last[0]),
@@ -902,6 +913,70 @@ unsafe fn trilinear_row(
     x0: usize,
     row: &mut [u8],
 ) {
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (chunk, out) in row.chunks_mut(8).enumerate() {
+        let xs = _mm256_add_epi32(_mm256_set1_epi32((x0 + chunk * 8) as i32), lane);
+        // SAFETY: as this function's.
+        unsafe { trilinear_lanes(grid, s0, dx, xs, table, background, out) };
+    }
+}
+
+/// A row's two ends, `head` from column `xh` and `tail` from `xt`, by [`trilinear_row`]; when
+/// each has at most four columns, as at most rows' ends, both take one set of eight lanes.
+///
+/// # Safety
+/// As for [`trilinear_row`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn trilinear_ends(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    table: &GreyTable,
+    background: u8,
+    (xh, head): (usize, &mut [u8]),
+    (xt, tail): (usize, &mut [u8]),
+) {
+    if head.len() > 4 || tail.len() > 4 {
+        // SAFETY: as this function's.
+        unsafe {
+            trilinear_row(grid, s0, dx, table, background, xh, head);
+            trilinear_row(grid, s0, dx, table, background, xt, tail);
+        }
+        return;
+    }
+    if head.is_empty() && tail.is_empty() {
+        return;
+    }
+    let (h, t) = (xh as i32, xt as i32);
+    let xs = _mm256_setr_epi32(h, h + 1, h + 2, h + 3, t, t + 1, t + 2, t + 3);
+    let mut eight = [0u8; 8];
+    // SAFETY: as this function's.
+    unsafe { trilinear_lanes(grid, s0, dx, xs, table, background, &mut eight) };
+    let n = head.len();
+    head.copy_from_slice(&eight[..n]);
+    let n = tail.len();
+    tail.copy_from_slice(&eight[4..4 + n]);
+}
+
+/// The pixels of the eight canvas columns `xs` (the first `out.len()` written), by
+/// [`trilinear_row`]'s clamped sampling.
+///
+/// # Safety
+/// As for [`trilinear_row`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn trilinear_lanes(
+    grid: &Grid<'_>,
+    s0: [f32; 3],
+    dx: [f32; 3],
+    xs: __m256i,
+    table: &GreyTable,
+    background: u8,
+    out: &mut [u8],
+) {
     let n = grid.n.map(|n| n as i32);
     let (sx, sxy) = (grid.sx as i32, grid.sxy as i32);
     // A gather reads a pair of voxels (x and x + 1) from its index: the largest index whose
@@ -909,8 +984,8 @@ unsafe fn trilinear_row(
     let max_pair = grid.voxels.len() as i32 - 2;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
     let zero = _mm256_setzero_ps();
-    for (chunk, out) in row.chunks_mut(8).enumerate() {
-        let (p, mask) = lanes(grid, s0, dx, x0 + chunk * 8);
+    {
+        let (p, mask) = lanes_at(grid, s0, dx, xs);
         // Clamp into [0, last]: the outer half voxel takes the edge value.
         let c = [0, 1, 2]
             .map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
