@@ -148,7 +148,6 @@ mod grey_plane {
                 pixels.len()
             ));
         }
-        let grey = raw::TJSAMP_TJSAMP_GRAY as c_int;
         // SAFETY: tjInitCompress takes nothing and returns a handle or null.
         let made = unsafe { raw::tjInitCompress() };
         if made.is_null() {
@@ -156,17 +155,59 @@ mod grey_plane {
         }
         let handle = Handle(made);
         // SAFETY: tjBufSize only computes; it returns (unsigned long)-1 on bad arguments.
-        let cap: c_ulong = unsafe { raw::tjBufSize(w, h, grey) };
+        let cap: c_ulong = unsafe { raw::tjBufSize(w, h, raw::TJSAMP_TJSAMP_GRAY as c_int) };
         let cap_bytes = usize::try_from(cap)
             .ok()
             .filter(|&c| c != usize::MAX && c > 0)
             .ok_or_else(|| format!("no JPEG size for {width}x{height}"))?;
+        // The encoder needs a buffer of the worst case's size (two bytes a pixel, 0.5 MB for
+        // 512x512) and writes a tenth of it. Allocated per frame, glibc maps and unmaps that
+        // much at each frame and faults its pages in again; a thread keeps one instead, and
+        // the JPEG leaves in a vector of its own size.
+        if cap_bytes <= SCRATCH_MAX {
+            return SCRATCH.with_borrow_mut(|scratch| {
+                scratch.clear();
+                scratch.reserve(cap_bytes);
+                let written =
+                    compress(&handle, pixels, w, h, quality, scratch.spare_capacity_mut())?;
+                // SAFETY: the encoder initialised the first `written` bytes, within capacity.
+                unsafe { scratch.set_len(written) };
+                Ok(scratch.to_vec())
+            });
+        }
         let mut out: Vec<u8> = Vec::with_capacity(cap_bytes);
-        let mut ptr = out.as_mut_ptr();
-        let mut len = cap;
-        // SAFETY: `pixels` holds width x height bytes, rows packed (pad 1); the encoder only
-        // reads them. `ptr` points at `cap` writable bytes, and with TJFLAG_NOREALLOC the
-        // encoder writes at most `*jpegSize` of them and never frees or moves the buffer.
+        let written = compress(&handle, pixels, w, h, quality, out.spare_capacity_mut())?;
+        // SAFETY: the encoder initialised the first `written` bytes (checked within capacity).
+        unsafe { out.set_len(written) };
+        out.shrink_to_fit();
+        Ok(out)
+    }
+
+    /// The largest worst-case JPEG a thread keeps a buffer for between frames (frames up to
+    /// about 1400x1400); larger frames allocate theirs.
+    const SCRATCH_MAX: usize = 4 << 20;
+
+    thread_local! {
+        /// The thread's encoder buffer (see [`encode`]).
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Compresses into `buf` (at least the worst case's bytes); returns how many were written.
+    fn compress(
+        handle: &Handle,
+        pixels: &[u8],
+        w: c_int,
+        h: c_int,
+        quality: u8,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Result<usize, String> {
+        let grey = raw::TJSAMP_TJSAMP_GRAY as c_int;
+        let start = buf.as_mut_ptr().cast::<u8>();
+        let mut ptr = start;
+        let mut len = c_ulong::try_from(buf.len()).map_err(|_| "buffer too large".to_string())?;
+        // SAFETY: `pixels` holds w x h bytes, rows packed (pad 1); the encoder only reads
+        // them. `ptr` points at `len` writable bytes, and with TJFLAG_NOREALLOC the encoder
+        // writes at most `*jpegSize` of them and never frees or moves the buffer.
         let rc = unsafe {
             raw::tjCompressFromYUV(
                 handle.0,
@@ -185,13 +226,10 @@ mod grey_plane {
             return Err(error(handle.0));
         }
         let written = usize::try_from(len).unwrap_or(usize::MAX);
-        if ptr != out.as_mut_ptr() || written > cap_bytes {
+        if ptr != start || written > buf.len() {
             return Err("libjpeg-turbo wrote outside the buffer it was given".into());
         }
-        // SAFETY: the encoder initialised the first `written` bytes (checked within capacity).
-        unsafe { out.set_len(written) };
-        out.shrink_to_fit();
-        Ok(out)
+        Ok(written)
     }
 }
 
@@ -224,7 +262,15 @@ mod tests {
     #[test]
     fn turbo_grey_plane_is_the_usual_jpeg() {
         let mut seed = 7u32;
-        for (w, h) in [(512u32, 512u32), (64, 32), (37, 21), (1, 1), (300, 9)] {
+        // The last frame is past the kept buffer's size: its encode allocates its own buffer.
+        for (w, h) in [
+            (512u32, 512u32),
+            (64, 32),
+            (37, 21),
+            (1, 1),
+            (300, 9),
+            (1500, 1500),
+        ] {
             let px: Vec<u8> = (0..w * h)
                 .map(|i| {
                     seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
