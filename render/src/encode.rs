@@ -162,18 +162,20 @@ mod grey_plane {
             .ok_or_else(|| format!("no JPEG size for {width}x{height}"))?;
         // The encoder needs a buffer of the worst case's size (two bytes a pixel, 0.5 MB for
         // 512x512) and writes a tenth of it. Allocated per frame, glibc maps and unmaps that
-        // much at each frame and faults its pages in again; a thread keeps one instead, and
-        // the JPEG leaves in a vector of its own size.
-        if cap_bytes <= SCRATCH_MAX {
-            return SCRATCH.with_borrow_mut(|scratch| {
-                scratch.clear();
-                scratch.reserve(cap_bytes);
-                let written =
-                    compress(&handle, pixels, w, h, quality, scratch.spare_capacity_mut())?;
+        // much at each frame and faults its pages in again; a few such buffers are kept
+        // instead, and the JPEG leaves in a vector of its own size.
+        if cap_bytes <= KEPT_SIZE {
+            let mut buf = kept::take();
+            buf.clear();
+            buf.reserve(cap_bytes);
+            let done = compress(&handle, pixels, w, h, quality, buf.spare_capacity_mut());
+            let jpeg = done.map(|written| {
                 // SAFETY: the encoder initialised the first `written` bytes, within capacity.
-                unsafe { scratch.set_len(written) };
-                Ok(scratch.to_vec())
+                unsafe { buf.set_len(written) };
+                buf.to_vec()
             });
+            kept::give(buf);
+            return jpeg;
         }
         let mut out: Vec<u8> = Vec::with_capacity(cap_bytes);
         let written = compress(&handle, pixels, w, h, quality, out.spare_capacity_mut())?;
@@ -183,13 +185,42 @@ mod grey_plane {
         Ok(out)
     }
 
-    /// The largest worst-case JPEG a thread keeps a buffer for between frames (frames up to
-    /// about 1400x1400); larger frames allocate theirs.
-    const SCRATCH_MAX: usize = 4 << 20;
+    /// The largest encoder buffer kept between frames (frames up to about 1400x1400); larger
+    /// frames allocate theirs.
+    const KEPT_SIZE: usize = 4 << 20;
 
-    thread_local! {
-        /// The thread's encoder buffer (see [`encode`]).
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Encoder buffers kept between frames: at most [`kept::MAX`], so at most 32 MB, however
+    /// many threads encode.
+    pub(crate) mod kept {
+        use std::sync::Mutex;
+
+        pub(crate) const MAX: usize = 8;
+
+        static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+        /// A kept buffer, or a new empty one.
+        pub(crate) fn take() -> Vec<u8> {
+            BUFFERS
+                .lock()
+                .ok()
+                .and_then(|mut b| b.pop())
+                .unwrap_or_default()
+        }
+
+        /// How many buffers are kept now.
+        #[cfg(test)]
+        pub(crate) fn count() -> usize {
+            BUFFERS.lock().map_or(0, |b| b.len())
+        }
+
+        /// Keeps `buf` for a later frame, unless [`MAX`] are kept already.
+        pub(crate) fn give(buf: Vec<u8>) {
+            if let Ok(mut b) = BUFFERS.lock()
+                && b.len() < MAX
+            {
+                b.push(buf);
+            }
+        }
     }
 
     /// Compresses into `buf` (at least the worst case's bytes); returns how many were written.
@@ -254,6 +285,45 @@ mod tests {
         assert!(encode_jpeg(&f, 0).is_err());
         let p = encode_png(&f).unwrap();
         assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+    }
+
+    /// Frames encoded on several threads at once, sharing the kept buffers, each get their own
+    /// JPEG; no more than the bound of buffers is kept.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn kept_buffers_serve_threads_at_once_and_stay_bounded() {
+        let frames: Vec<Frame> = (0..6u32)
+            .map(|t| Frame {
+                width: 96 + t * 8,
+                height: 64,
+                pixels: Pixels::Gray8(
+                    (0..(96 + t * 8) * 64)
+                        .map(|i| (i * (t + 3)) as u8)
+                        .collect(),
+                ),
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| encode_jpeg_turbo(f, 80).unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            for (f, w) in frames.iter().zip(&want) {
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        assert_eq!(&encode_jpeg_turbo(f, 80).unwrap(), w);
+                    }
+                });
+            }
+        });
+        for _ in 0..grey_plane::kept::MAX + 3 {
+            grey_plane::kept::give(Vec::with_capacity(16));
+        }
+        let held = grey_plane::kept::count();
+        assert!(
+            (1..=grey_plane::kept::MAX).contains(&held),
+            "{held} buffers kept"
+        );
     }
 
     /// The grey plane entry gives the bytes libjpeg-turbo's usual entry gives, for sizes that
