@@ -984,47 +984,45 @@ unsafe fn trilinear_lanes(
     let max_pair = grid.voxels.len() as i32 - 2;
     let ptr = grid.voxels.as_ptr().cast::<i32>();
     let zero = _mm256_setzero_ps();
-    {
-        let (p, mask) = lanes_at(grid, s0, dx, xs);
-        // Clamp into [0, last]: the outer half voxel takes the edge value.
-        let c = [0, 1, 2]
-            .map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
-        let i0 = _mm256_cvttps_epi32(c[0]);
-        let j0 = _mm256_cvttps_epi32(c[1]);
-        let k0 = _mm256_cvttps_epi32(c[2]);
-        // Along x the pair starts at most at n - 2: at the last voxel the weight becomes 1
-        // and the lerp returns the last voxel exactly, as the scalar path's does.
-        let i0 = _mm256_min_epi32(i0, _mm256_set1_epi32(n[0] - 2));
-        let fx = _mm256_sub_ps(c[0], _mm256_cvtepi32_ps(i0));
-        let fy = _mm256_sub_ps(c[1], _mm256_cvtepi32_ps(j0));
-        let fz = _mm256_sub_ps(c[2], _mm256_cvtepi32_ps(k0));
-        let dj = _mm256_and_si256(
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n[1] - 1), j0),
-            _mm256_set1_epi32(sx),
-        );
-        let dk = _mm256_and_si256(
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n[2] - 1), k0),
-            _mm256_set1_epi32(sxy),
-        );
-        let base = _mm256_add_epi32(
-            i0,
-            _mm256_add_epi32(
-                _mm256_mullo_epi32(j0, _mm256_set1_epi32(sx)),
-                _mm256_mullo_epi32(k0, _mm256_set1_epi32(sxy)),
-            ),
-        );
-        let at = |o: __m256i| {
-            let index = clamp_index(_mm256_add_epi32(base, o), max_pair);
-            // SAFETY: 0 <= index <= len - 2, so the four bytes at 2 * index lie in the slice.
-            unsafe { _mm256_i32gather_epi32::<2>(ptr, index) }
-        };
-        let g00 = at(_mm256_setzero_si256());
-        let g10 = at(dj);
-        let g01 = at(dk);
-        let g11 = at(_mm256_add_epi32(dj, dk));
-        let v = trilinear_value([g00, g10, g01, g11], [fx, fy, fz]);
-        out_row(v, mask, table, background, out);
-    }
+    let (p, mask) = lanes_at(grid, s0, dx, xs);
+    // Clamp into [0, last]: the outer half voxel takes the edge value.
+    let c =
+        [0, 1, 2].map(|a| _mm256_min_ps(_mm256_max_ps(p[a], zero), _mm256_set1_ps(grid.last[a])));
+    let i0 = _mm256_cvttps_epi32(c[0]);
+    let j0 = _mm256_cvttps_epi32(c[1]);
+    let k0 = _mm256_cvttps_epi32(c[2]);
+    // Along x the pair starts at most at n - 2: at the last voxel the weight becomes 1
+    // and the lerp returns the last voxel exactly, as the scalar path's does.
+    let i0 = _mm256_min_epi32(i0, _mm256_set1_epi32(n[0] - 2));
+    let fx = _mm256_sub_ps(c[0], _mm256_cvtepi32_ps(i0));
+    let fy = _mm256_sub_ps(c[1], _mm256_cvtepi32_ps(j0));
+    let fz = _mm256_sub_ps(c[2], _mm256_cvtepi32_ps(k0));
+    let dj = _mm256_and_si256(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n[1] - 1), j0),
+        _mm256_set1_epi32(sx),
+    );
+    let dk = _mm256_and_si256(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n[2] - 1), k0),
+        _mm256_set1_epi32(sxy),
+    );
+    let base = _mm256_add_epi32(
+        i0,
+        _mm256_add_epi32(
+            _mm256_mullo_epi32(j0, _mm256_set1_epi32(sx)),
+            _mm256_mullo_epi32(k0, _mm256_set1_epi32(sxy)),
+        ),
+    );
+    let at = |o: __m256i| {
+        let index = clamp_index(_mm256_add_epi32(base, o), max_pair);
+        // SAFETY: 0 <= index <= len - 2, so the four bytes at 2 * index lie in the slice.
+        unsafe { _mm256_i32gather_epi32::<2>(ptr, index) }
+    };
+    let g00 = at(_mm256_setzero_si256());
+    let g10 = at(dj);
+    let g01 = at(dk);
+    let g11 = at(_mm256_add_epi32(dj, dk));
+    let v = trilinear_value([g00, g10, g01, g11], [fx, fy, fz]);
+    out_row(v, mask, table, background, out);
 }
 
 /// The trilinear value from the four gathered voxel pairs (x and x + 1 at rows j and j + 1 of
