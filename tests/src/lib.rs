@@ -55,7 +55,12 @@ pub struct Ports {
     pub hl7: u16,
     /// listeners.sfu_quic (UDP)
     pub quic: u16,
+    /// The first port of `listeners.sfu_media_udp` (see [`Ports::media_udp`]).
+    media_first: u16,
 }
+
+/// How many port sets this process has handed out: each gets its own media range.
+static PORT_SETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Ports {
     /// Ports the system just handed out as free.
@@ -65,6 +70,13 @@ impl Ports {
             .collect();
         let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
+        // The media range lies below the system's ephemeral ports (32768 up), so no port the
+        // system hands out (here or to another test) falls in it; each port set of this
+        // process takes its own 100 ports of 10000-29999, offset by the process id, so tests
+        // running side by side in one process never share one (the drivers also listen on
+        // TCP at these numbers, for ICE-TCP).
+        let n = PORT_SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = (std::process::id().wrapping_mul(37).wrapping_add(n)) % 200;
         Self {
             http: port(&tcp[0]),
             imaging_http: port(&tcp[1]),
@@ -72,17 +84,13 @@ impl Ports {
             sfu_signalling: port(&tcp[3]),
             hl7: port(&tcp[4]),
             quic: udp.local_addr().expect("local addr").port(),
+            media_first: 10_000 + (slot as u16) * 100,
         }
     }
 
     /// The sfu's WebRTC media range (`listeners.sfu_media_udp`) these ports give: 100 ports.
     pub fn media_udp(&self) -> (u16, u16) {
-        let first = if self.quic > 60_000 {
-            20_000
-        } else {
-            self.quic + 1
-        };
-        (first, first + 99)
+        (self.media_first, self.media_first + 99)
     }
 
     /// `--set` arguments putting every listener on these ports.
