@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use workflow::Role;
 
 use crate::accounts::{self, User, role_name};
-use crate::api::{Api, ApiError, body, user};
 use crate::cases::audit_event;
+use crate::http::{Api, ApiError, body, user};
 
 /// The routes.
 pub fn routes() -> Router<Api> {

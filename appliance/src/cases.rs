@@ -18,8 +18,8 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use workflow::{Actor, Millis, Notice, Refusal, Role};
 
 use crate::accounts::{User, now_ms, role_name};
-use crate::api::{Api, ApiError, body, user};
 use crate::audit::{self, Record};
+use crate::http::{Api, ApiError, body, user};
 
 /// A workflow record kept as JSON in its own table.
 pub(crate) trait Flow: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
@@ -265,7 +265,7 @@ async fn deliver(
     notices: &[Notice],
     object: &str,
     patient: i64,
-) -> Result<Vec<crate::api::Pushed>, ApiError> {
+) -> Result<Vec<crate::http::Pushed>, ApiError> {
     let now = now_ms();
     let mut pushed = Vec::new();
     for n in notices {
@@ -297,7 +297,7 @@ async fn deliver(
             .execute(&mut **tx)
             .await?
             .last_insert_rowid();
-            pushed.push(crate::api::Pushed {
+            pushed.push(crate::http::Pushed {
                 user: u,
                 notification: json!({ "id": nid, "event": event, "object": object.trim(),
                                       "message": text, "at": now }),

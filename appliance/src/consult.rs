@@ -19,8 +19,8 @@ use workflow::{
 };
 
 use crate::accounts::{User, now_ms};
-use crate::api::{Api, ApiError, body, user};
 use crate::cases::{Flow, act, actor, audit_event, get_one, list, refusal, view_token};
+use crate::http::{Api, ApiError, body, user};
 
 /// The routes.
 pub fn routes() -> Router<Api> {

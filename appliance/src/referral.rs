@@ -15,8 +15,8 @@ use serde::Deserialize;
 use workflow::{Actor, Direction, Millis, Notice, Referral, ReferralAction, Refusal, Role};
 
 use crate::accounts::User;
-use crate::api::{Api, ApiError, body, user};
 use crate::cases::{Flow, act, actor, audit_event, get_one, list, refusal};
+use crate::http::{Api, ApiError, body, user};
 
 /// The routes.
 pub fn routes() -> Router<Api> {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use workflow::{Consultation, ConsultationAction, Mode, Role};
 
 use crate::accounts::now_ms;
-use crate::api::{Api, ApiError, body, user};
 use crate::cases::{apply, audit_event, commit, if_match, open};
+use crate::http::{Api, ApiError, body, user};
 
 /// The routes.
 pub fn routes() -> Router<Api> {

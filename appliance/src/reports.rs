@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use workflow::{Consultation, ConsultationAction, ConsultationState, Role};
 
 use crate::accounts::now_ms;
-use crate::api::{Api, ApiError, body, user};
 use crate::cases::{apply, commit, if_match, load, open};
+use crate::http::{Api, ApiError, body, user};
 
 /// A report template: its key, its Chinese title and its sections (key, title).
 #[derive(Debug)]

@@ -1,5 +1,5 @@
-//! The appliance's HTTP listener (8080): the landing page, the API root under `/api/v1`, and
-//! the operations routes. Pages and API resources arrive with their issues.
+//! The appliance's HTTP listener (8080): the landing page, the API under `/api/v1`, and
+//! the operations routes; and the URLs the stack announces. The web apps are planned.
 
 use std::net::SocketAddr;
 
@@ -7,8 +7,18 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
-use firmware_config::Config;
+use firmware_config::{Config, Port};
 use firmware_runtime::{Context, RuntimeError};
+
+/// `http://public_host:port/`.
+pub fn url(config: &Config, port: Port) -> String {
+    let host = config.listeners.public_host.as_str();
+    if host.contains(':') {
+        format!("http://[{host}]:{port}/")
+    } else {
+        format!("http://{host}:{port}/")
+    }
+}
 
 /// Name under which the appliance reports readiness and labels its metrics.
 pub const SERVICE: &str = "appliance";
@@ -30,21 +40,21 @@ pub async fn run(
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.http.get());
     let site = Site {
         name: config.site.name.clone(),
-        imaging_url: crate::stack::url(config, config.listeners.imaging_http),
-        sfu_url: crate::stack::url(config, config.listeners.sfu_signalling),
+        imaging_url: url(config, config.listeners.imaging_http),
+        sfu_url: url(config, config.listeners.sfu_signalling),
     };
     let router = Router::new()
         .route("/", get(landing))
         .route("/api/v1", get(api_root))
         .with_state(site)
-        .merge(crate::api::routes(crate::api::Api {
+        .merge(crate::api::routes(crate::http::Api {
             pool: db.pool().clone(),
             policy: crate::accounts::Policy::from_config(config),
             site: config.site.name.clone(),
             sms: crate::notify::Gateway::from_config(config).is_some(),
             key,
-            imaging_url: crate::stack::url(config, config.listeners.imaging_http),
-            sfu_url: crate::stack::url(config, config.listeners.sfu_signalling),
+            imaging_url: url(config, config.listeners.imaging_http),
+            sfu_url: url(config, config.listeners.sfu_signalling),
             events: tokio::sync::broadcast::channel(1024).0,
         }));
     if let Some(gateway) = crate::notify::Gateway::from_config(config) {

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use firmware_config::{Config, Port};
+use firmware_config::Config;
 use firmware_runtime::{Context, State};
 
 use crate::db::Database;
+use crate::server::url;
 
 /// Readiness name of the database.
 pub const DATABASE: &str = "database";
@@ -23,16 +24,6 @@ pub enum StackError {
     /// A service failed.
     #[error("{0}")]
     Service(String),
-}
-
-/// `http://public_host:port/`.
-pub fn url(config: &Config, port: Port) -> String {
-    let host = config.listeners.public_host.as_str();
-    if host.contains(':') {
-        format!("http://[{host}]:{port}/")
-    } else {
-        format!("http://{host}:{port}/")
-    }
 }
 
 /// Every subsystem of the stack.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use workflow::{Consultation, Referral, Role};
 
-use crate::api::{Api, ApiError, user};
+use crate::http::{Api, ApiError, user};
 
 /// The routes.
 pub fn routes() -> Router<Api> {
