@@ -1,8 +1,8 @@
 //! Encoders for frames on the wire: JPEG with a quality (lossy frames while the user
 //! interacts) and PNG (lossless frames). JPEG comes from jpeg-encoder (pure Rust, builds
-//! everywhere) or, with the `turbojpeg` feature, from libjpeg-turbo (`encode_jpeg_turbo`),
-//! about twice as fast at the same size. `encode_jpeg_preferred` is what servers call:
-//! libjpeg-turbo where it was built in, jpeg-encoder otherwise. The benches measure both.
+//! everywhere) or, with the `turbojpeg` feature, from libjpeg-turbo (`encode_jpeg_turbo`).
+//! `encode_jpeg_preferred` is what servers call: libjpeg-turbo where it was built in,
+//! jpeg-encoder otherwise (the benches measure both; docs/PERFORMANCE.md has the figures).
 
 use crate::error::RenderError;
 use crate::frame::{Frame, Pixels};

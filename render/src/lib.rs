@@ -36,14 +36,19 @@ mod frame;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 mod grid;
+mod lines;
 mod math;
 pub mod measure;
 pub mod mpr;
 pub mod overlay;
 mod pages;
+mod sampler;
 mod separable;
 mod simd;
+mod slab;
 pub mod stack;
+#[cfg(test)]
+mod testing;
 mod viewport;
 mod volume;
 mod window;

@@ -1,11 +1,9 @@
-//! Large voxel buffers on 2 MiB pages. An oblique plane reads a few voxels from each of
-//! hundreds of voxel rows, each on its own 4 KiB page: a frame touches more pages than the
-//! TLB holds, and the page walks showed as 5-10% of an oblique frame (measured with a copy of
-//! the 140-slice CT collapsed onto 2 MiB pages beside the original, frames alternating). With
-//! 2 MiB pages a 73 MB volume is 35 entries.
+//! Large voxel buffers on 2 MiB pages: buffers of 8 MB and more ask the kernel for huge
+//! pages, so an oblique plane's reads across hundreds of voxel rows do not miss the TLB (why,
+//! and what it measured: docs/PERFORMANCE.md).
 //!
-//! One of render's three places with unsafe code (with `simd.rs` and the libjpeg-turbo grey
-//! entry in `encode.rs`): `madvise` is a system call on memory this process owns. Both advices only change how the memory is
+//! One of render's places with unsafe code (the list is in `tests/tests/tidy.rs`): `madvise`
+//! is a system call on memory this process owns. Both advices only change how the memory is
 //! backed, never its contents, and are hints: an older kernel, or huge pages turned off,
 //! leaves the buffer as it was.
 #![allow(unsafe_code)]

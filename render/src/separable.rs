@@ -6,9 +6,10 @@
 
 use rayon::prelude::*;
 
+use crate::lines::{ColumnOffsets, LineTaps, interpolate, lerp_lines};
 use crate::math::V3;
-use crate::mpr::{SlabMode, VoxelView};
-use crate::simd::{Avx2, ColumnOffsets, Combine, LineTaps};
+use crate::simd::Avx2;
+use crate::slab::{Combine, SlabMode, VoxelView};
 use crate::volume::Volume;
 use crate::window::GreyTable;
 
@@ -486,14 +487,6 @@ impl LinePair {
     }
 }
 
-/// `line = lerp(a, b, f)`, element by element.
-#[inline(always)]
-pub(crate) fn lerp_lines(line: &mut [f32], a: &[f32], b: &[f32], f: f32) {
-    for ((l, p), q) in line.iter_mut().zip(a).zip(b) {
-        *l = p + (q - p) * f;
-    }
-}
-
 /// Strides of the i, j and k axes in the stored order, or in the j-fastest copy.
 fn layout(dims: [usize; 3], j_first: bool) -> [usize; 3] {
     let [nx, ny, _] = dims;
@@ -510,38 +503,6 @@ fn voxels_for(volume: &Volume, j_first: bool) -> &[i16] {
         volume.j_fastest()
     } else {
         volume.voxels()
-    }
-}
-
-/// `line = lerp(lerp(a, b, fy), lerp(c, d, fy), fz)`, element by element.
-#[inline(always)]
-pub(crate) fn interpolate(
-    line: &mut [f32],
-    a: &[i16],
-    b: &[i16],
-    c: &[i16],
-    d: &[i16],
-    fy: f32,
-    fz: f32,
-) {
-    let n = line.len();
-    let (a, b, c, d) = (&a[..n], &b[..n], &c[..n], &d[..n]);
-    if fz == 0.0 {
-        for i in 0..n {
-            let (p, q) = (f32::from(a[i]), f32::from(b[i]));
-            line[i] = p + (q - p) * fy;
-        }
-    } else {
-        for i in 0..n {
-            let (p, q, u, v) = (
-                f32::from(a[i]),
-                f32::from(b[i]),
-                f32::from(c[i]),
-                f32::from(d[i]),
-            );
-            let near = p + (q - p) * fy;
-            line[i] = near + ((u + (v - u) * fy) - near) * fz;
-        }
     }
 }
 

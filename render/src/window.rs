@@ -255,7 +255,7 @@ pub struct GreyTable {
     /// `run_lo` every entry equals the one at `run_lo`, above `run_hi` the one at `run_hi`.
     /// A window's ramp is this short (81 entries for a brain window), so lookups through it
     /// stay in the nearest cache. Three bytes of padding let a four-byte gather read its last
-    /// entry (`simd.rs`).
+    /// entry (`simd/`).
     run: Box<[u8]>,
     run_lo: i32,
     run_hi: i32,
