@@ -621,8 +621,8 @@ pub(crate) async fn view_token<F: Flow>(
         u.min(now + VIEW_TOKEN_SECS * 1000)
     });
     let exp = (exp_ms / 1000).max(0) as u64;
-    let token = imaging::token::sign(
-        &imaging::token::Claims {
+    let token = imaging::viewer::token::sign(
+        &imaging::viewer::token::Claims {
             sub: u.login.clone(),
             studies: c.studies().to_vec(),
             exp,

@@ -184,7 +184,7 @@ pub async fn build(
     // Imaging: the series, and a consultation draft that attaches them.
     let mut studies = Vec::new();
     if !series.is_empty() {
-        let summary = imaging::import::import(&config.storage.data_dir, series)
+        let summary = imaging::store::import::import(&config.storage.data_dir, series)
             .await
             .map_err(|e| DemoError::Import(e.to_string()))?;
         let _ = write!(out, "\n影像 / imaging: {summary}");

@@ -59,7 +59,7 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     };
     // Imaging checks the tokens the appliance signs.
     let mut config = config;
-    let public = imaging::token::public_key_base64(&key);
+    let public = imaging::viewer::token::public_key_base64(&key);
     if config.sfu.token_key.is_empty() {
         config.sfu.token_key = public.clone();
     }

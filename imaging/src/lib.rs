@@ -1,34 +1,28 @@
-//! imaging: the imaging compute server. It will take DICOM in (C-STORE, STOW-RS, import), keep
-//! and index it, answer QIDO-RS/WADO-RS, build volumes and stream server-rendered frames to thin
-//! clients. Today it opens its renderer (CPU or GPU, from `imaging.gpu`), answers C-ECHO and
-//! stores C-STORE instances on its DICOM listener (11112) for the callers it allows, serves its
-//! HTTP listener (8081) with the operations routes, and can decode pixel data and build volumes
-//! from series; the index, query and retrieve arrive with their issue.
+//! imaging: the imaging compute server. DICOM comes in (C-STORE, STOW-RS, `imaging import`,
+//! pulls from a PACS), is stored and indexed, answered by QIDO-RS/WADO-RS and C-FIND, and
+//! rendered on the server into frames streamed to thin clients, which never download DICOM.
+//! The folders are its parts, imports running downwards:
+//! - `dicom/`: the pure DICOM side (structural guard, pixel decoding, 12-bit JPEG, DICOM JSON,
+//!   series to volume); it imports nothing else of imaging.
+//! - `store/`: the instance store and its index, the queries on that index, and import.
+//! - `dimse/`: the DICOM network: the listener (C-ECHO, C-STORE, C-FIND) and the SCU towards
+//!   the PACS (C-FIND, C-MOVE, the `/pacs` routes).
+//! - `dicomweb/`: `/dicomweb` (STOW-RS, QIDO-RS, WADO-RS, rendered, multipart) and a study's
+//!   non-DICOM attachments.
+//! - `viewer/`: the streamed viewer (`/view`, its WebSocket, the session state machine, the
+//!   viewer tokens, the volume cache).
+//! - `server.rs` runs the HTTP and DICOM listeners; `renderer.rs` opens the CPU or GPU renderer.
 //!
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
-pub mod attachments;
-pub mod cache;
-pub mod cfind;
-pub mod decode;
+pub mod dicom;
 pub mod dicomweb;
-mod dimse;
-mod guard;
-pub mod import;
-pub mod jpeg12;
-pub mod json;
-pub mod multipart;
-pub mod query;
-pub mod rendered;
+pub mod dimse;
 mod renderer;
-pub mod scu;
-pub mod series;
 mod server;
 pub mod store;
-pub mod token;
-pub mod view;
-mod viewer;
+pub mod viewer;
 
 pub use renderer::{RenderInfo, RendererError};
 pub use server::{ImagingError, run};

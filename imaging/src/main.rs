@@ -59,7 +59,10 @@ fn import(args: &ConfigArgs, paths: &[PathBuf]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(imaging::import::import(&config.storage.data_dir, paths)) {
+    match runtime.block_on(imaging::store::import::import(
+        &config.storage.data_dir,
+        paths,
+    )) {
         Ok(summary) => {
             print!("{summary}");
             if summary.rejected.is_empty() {

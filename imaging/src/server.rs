@@ -64,7 +64,9 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             get(move || std::future::ready(axum::Json(description.clone()))),
         )
         .merge(crate::dicomweb::routes(store.clone()))
-        .merge(crate::attachments::routes(&config.storage.data_dir))
+        .merge(crate::dicomweb::attachments::routes(
+            &config.storage.data_dir,
+        ))
         .merge(crate::viewer::routes(
             store.clone(),
             std::sync::Arc::clone(&render.renderer),
@@ -73,7 +75,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             Duration::from_secs(u64::from(config.imaging.viewer_grace_secs)),
             config.imaging.viewer_open_annotations,
         ))
-        .merge(crate::scu::routes(
+        .merge(crate::dimse::scu::routes(
             config.listeners.dicom_ae_title.as_str().to_owned(),
             config.imaging.peers.clone(),
         ));

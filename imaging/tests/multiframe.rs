@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imaging::series::{SeriesError, volume_from_multiframe};
+use imaging::dicom::series::{SeriesError, volume_from_multiframe};
 
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imaging::series::{SeriesError, build_volume, read_slice, volume_from_dir};
+use imaging::dicom::series::{SeriesError, build_volume, read_slice, volume_from_dir};
 use render::V3;
 
 fn testdata(rel: &str) -> PathBuf {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2e::{Daemon, Ports, bin, temp_dir};
 use futures_util::{SinkExt, StreamExt};
-use imaging::token::{Claims, public_key_base64, sign};
+use imaging::viewer::token::{Claims, public_key_base64, sign};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 

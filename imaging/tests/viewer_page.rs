@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2e::chromium::{Browser, Page};
 use e2e::{Daemon, Ports, bin, temp_dir};
-use imaging::token::{Claims, public_key_base64, sign};
+use imaging::viewer::token::{Claims, public_key_base64, sign};
 use serde_json::json;
 
 const CHECKSUM: &str = "(() => { const c = document.getElementById('view'); \

@@ -203,7 +203,7 @@ fn main() {
         read.push(s.elapsed());
         assert!(total > 0);
         let s = Instant::now();
-        let v = imaging::series::volume_from_dir(&series_dir()).expect("volume");
+        let v = imaging::dicom::series::volume_from_dir(&series_dir()).expect("volume");
         build.push(s.elapsed());
         assert_eq!(v.volume.geometry().dims()[2], n);
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::{Daemon, Ports, bin, temp_dir};
 use futures_util::{SinkExt, StreamExt};
-use imaging::token::{Claims, public_key_base64, sign};
+use imaging::viewer::token::{Claims, public_key_base64, sign};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -235,7 +235,7 @@ fn main() {
         );
 
         // Reference: one frame's render + encode, in process.
-        let volume = imaging::series::volume_from_dir(
+        let volume = imaging::dicom::series::volume_from_dir(
             &benches::repo_root().join("../shared/testdata/series/ct-philips-headphantom-140"),
         )
         .expect("volume");

@@ -6,6 +6,9 @@
 //! the [`Store`]: a malformed or unidentifiable instance is refused with a failure status and
 //! the association goes on.
 
+pub mod cfind;
+pub mod scu;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -342,7 +345,7 @@ async fn answer_with_data(
                 .ok_or_else(|| format!("transfer syntax {ts} is not known"))?;
             let found = match InMemDicomObject::read_dataset_with_ts(bytes, transfer) {
                 Err(e) => Err((0xC000, format!("identifier: {e}"))),
-                Ok(id) => match crate::cfind::read_identifier(&id) {
+                Ok(id) => match cfind::read_identifier(&id) {
                     Err(e) => Err((0xA900, e.to_string())),
                     Ok(find) => find
                         .run(store.pool())

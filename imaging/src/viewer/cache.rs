@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use crate::series::{BuiltVolume, SeriesError};
+use crate::dicom::series::{BuiltVolume, SeriesError};
 
 /// Why the cache could not give a volume.
 #[derive(Debug, Clone, thiserror::Error)]

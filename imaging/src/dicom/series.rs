@@ -11,7 +11,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use render::{Geometry, Rescale, V3, Volume};
 
-use crate::decode::{DecodeError, decode_object};
+use crate::dicom::decode::{DecodeError, decode_object};
 
 /// Why slices could not be read or could not form a volume.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ fn to_i32(values: Vec<i64>, path: &Path) -> Result<Vec<i32>, SeriesError> {
 
 /// Reads one slice.
 pub fn read_slice(path: &Path) -> Result<Slice, SeriesError> {
-    let obj = crate::guard::open_file(path).map_err(|e| read_err(path, e))?;
+    let obj = crate::dicom::guard::open_file(path).map_err(|e| read_err(path, e))?;
     let ipp = floats(
         &obj,
         path,
@@ -213,7 +213,7 @@ pub fn volume_from_multiframe(path: &Path) -> Result<BuiltVolume, SeriesError> {
 
 /// The frames of an enhanced multi-frame image as slices (see [`volume_from_multiframe`]).
 pub fn multiframe_slices(path: &Path) -> Result<Vec<Slice>, SeriesError> {
-    let obj = crate::guard::open_file(path).map_err(|e| read_err(path, e))?;
+    let obj = crate::dicom::guard::open_file(path).map_err(|e| read_err(path, e))?;
     let text = |tag| {
         obj.element(tag)
             .ok()

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row, SqlitePool};
 
-use crate::json::tag_key;
+use crate::dicom::json::tag_key;
 
 /// The level a query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

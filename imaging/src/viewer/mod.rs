@@ -1,6 +1,6 @@
 //! The viewer's WebSocket (`/view/ws?token=...&session=...`) on imaging's HTTP listener: the
-//! thin shell around [`crate::view`]. A client opens with a token signed with
-//! `imaging.viewer_token_key` ([`crate::token`]); it joins (or creates) a named session and
+//! thin shell around [`crate::viewer::view`]. A client opens with a token signed with
+//! `imaging.viewer_token_key` ([`crate::viewer::token`]); it joins (or creates) a named session and
 //! sends JSON operations; it receives JSON (`hello`, `state`, `error`, `control`, and a
 //! `geometry` before each frame) and binary frames rendered on the server for its own canvas:
 //! `[viewport u8][encoding u8: 0 JPEG, 1 PNG][quality u8][0u8][state version u64 LE]
@@ -10,6 +10,10 @@
 //! arrive while a frame renders are folded into the next one, and a socket that reads slowly
 //! gets fewer frames, never a queue. Frames while the state changes are JPEG at quality 70; a
 //! full-quality frame (JPEG 95, or PNG when asked) follows 150 ms after the last change.
+
+pub mod cache;
+pub mod token;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +31,11 @@ use render::{GreyPipeline, Orientation, Plane, Renderer, V3, Viewport, Voi, Wind
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::cache::VolumeCache;
-use crate::series::{BuiltVolume, build_volume, read_slice};
+use crate::dicom::series::{BuiltVolume, build_volume, read_slice};
 use crate::store::Store;
-use crate::token::{Claims, verify};
-use crate::view::{ClientId, Event, Op, PlaneKind, Session, SlabKind, ViewState, ViewportState};
+use cache::VolumeCache;
+use token::{Claims, verify};
+use view::{ClientId, Event, Op, PlaneKind, Session, SlabKind, ViewState, ViewportState};
 
 /// Frames while the view changes.
 const INTERACTIVE_QUALITY: u8 = 70;
@@ -126,7 +130,7 @@ pub struct Viewer {
     store: Store,
     renderer: Arc<Renderer>,
     cache: Arc<VolumeCache>,
-    key: Result<ed25519_dalek::VerifyingKey, crate::token::TokenError>,
+    key: Result<ed25519_dalek::VerifyingKey, token::TokenError>,
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
     /// How long a dropped viewer keeps its place.
     grace: Duration,
@@ -158,7 +162,7 @@ pub fn routes(
         store,
         renderer,
         cache: Arc::new(VolumeCache::new(cache_bytes)),
-        key: crate::token::key(token_key),
+        key: token::key(token_key),
         sessions: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),
         windows: Mutex::new(HashMap::new()),
@@ -176,7 +180,7 @@ async fn page() -> Response {
             (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../assets/viewer.html"),
+        include_str!("../../assets/viewer.html"),
     )
         .into_response()
 }
@@ -629,7 +633,7 @@ async fn operate(
         }
         _ => {}
     }
-    let mut op: Op = crate::view::parse(text).map_err(|e| e.to_string())?;
+    let mut op: Op = view::parse(text).map_err(|e| e.to_string())?;
     measure_from_voxels(viewer, shared, &mut op).await?;
     if let Op::Open { series } = &op {
         let allowed = shared
@@ -899,7 +903,7 @@ async fn synced(
     vs: &ViewportState,
 ) -> ViewportState {
     let mut vs = vs.clone();
-    if !(snapshot.sync && snapshot.layout == crate::view::Layout::Two && i == 1) {
+    if !(snapshot.sync && snapshot.layout == view::Layout::Two && i == 1) {
         return vs;
     }
     let Some(first) = snapshot.viewports.first() else {
@@ -922,7 +926,7 @@ async fn synced(
     };
     let n = Plane::standard(orientation, V3::default()).normal();
     let (g0, g1) = (b0.volume.geometry(), b1.volume.geometry());
-    vs.slice = crate::view::synced_slice(
+    vs.slice = view::synced_slice(
         g0.center().dot(n),
         g0.step_along(n),
         first.slice,
@@ -1023,7 +1027,7 @@ fn measure_annotation(
     kind: &str,
     points: &[[f64; 3]],
     axes: [[f64; 3]; 2],
-) -> Result<(Option<crate::view::RegionStats>, Option<f64>), String> {
+) -> Result<(Option<view::RegionStats>, Option<f64>), String> {
     use render::measure::{Roi, probe, roi_stats};
     let p = |c: &[f64; 3]| V3::new(c[0], c[1], c[2]);
     let (row, col) = (p(&axes[0]), p(&axes[1]));
@@ -1033,7 +1037,7 @@ fn measure_annotation(
     if kind == "probe" {
         return Ok((None, probe(&built.volume, p(first)).map(|pr| pr.value)));
     }
-    if !crate::view::is_region(kind) {
+    if !view::is_region(kind) {
         return Ok((None, None));
     }
     let plane = Plane::new(p(first), row, col).map_err(|e| e.to_string())?;
@@ -1051,7 +1055,7 @@ fn measure_annotation(
     };
     let s = roi_stats(&built.volume, &plane, &roi).map_err(|e| e.to_string())?;
     Ok((
-        Some(crate::view::RegionStats {
+        Some(view::RegionStats {
             area_mm2: s.area_mm2,
             mean: s.mean,
             sd: s.sd,

@@ -1,5 +1,5 @@
 //! The instance store and its index. Every way DICOM comes in (C-STORE, STOW-RS, `imaging
-//! import`) ends in [`Store::put`]: the instance is checked ([`crate::guard`]) and parsed (a
+//! import`) ends in [`Store::put`]: the instance is checked ([`crate::dicom::guard`]) and parsed (a
 //! malformed one is refused and changes nothing); its bytes, exactly as received, go to a temp
 //! file beside their final place, which is fsynced; then, in one SQLite transaction
 //! (`DATA_DIR/dicom/index.sqlite`), its index rows are inserted (study, series, instance with
@@ -10,6 +10,9 @@
 //! moment leaves at most a temp file, or a file whose rows were not committed; never a row
 //! whose file is missing. [`Store::open`] checks this and repairs what it finds (temp files
 //! removed, unindexed files indexed, rows whose file has gone removed and reported).
+
+pub mod import;
+pub mod query;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -34,7 +37,7 @@ pub const STATUS_DOES_NOT_MATCH: u16 = 0xA900;
 pub const STATUS_OUT_OF_RESOURCES: u16 = 0xA700;
 
 const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "index", include_str!("../migrations/0001_index.sql"))];
+    &[(1, "index", include_str!("../../migrations/0001_index.sql"))];
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -693,7 +696,7 @@ fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
     };
     // Checked before parsing, like any file (the wrapping only adds the meta group).
     let probe = wrap(ts, "1.2", "1.2", bytes)?;
-    crate::guard::check(&probe).map_err(Refused::Malformed)?;
+    crate::dicom::guard::check(&probe).map_err(Refused::Malformed)?;
     let registry_ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(ts)
         .ok_or_else(not_dicom)?;
@@ -707,7 +710,7 @@ fn wrap_raw(bytes: &[u8]) -> Result<Vec<u8>, Refused> {
 fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
     // The attributes are what the index needs; the pixel data's structure is checked by the
     // scan, and its bytes are kept in the file, so the parser stops before it.
-    let (obj, scan) = crate::guard::parse(bytes, true).map_err(Refused::Malformed)?;
+    let (obj, scan) = crate::dicom::guard::parse(bytes, true).map_err(Refused::Malformed)?;
     let required = |tag: Tag, name: &str| -> Result<String, Refused> {
         match text(&obj, tag) {
             Some(u) if valid_uid(&u) => Ok(u),
@@ -734,7 +737,7 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
     let transfer_syntax = obj.meta().transfer_syntax().to_owned();
     let t = |tag| text_or_empty(&obj, tag);
     let base = format!("/dicomweb/studies/{study}/series/{series}/instances/{sop_instance}");
-    let mut metadata = crate::json::to_json(&obj, &base);
+    let mut metadata = crate::dicom::json::to_json(&obj, &base);
     if let (Some(vr), Some(map)) = (scan.pixel_data_vr, metadata.as_object_mut()) {
         map.insert(
             "7FE00010".into(),

@@ -24,7 +24,7 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use firmware_config::DicomPeer;
 use serde_json::{Value as Json, json};
 
-use crate::query::{dictionary_vr, parse_tag};
+use crate::store::query::{dictionary_vr, parse_tag};
 
 /// Study Root Query/Retrieve Information Model - FIND.
 pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
@@ -373,7 +373,10 @@ fn put_key(obj: &mut InMemDicomObject, tag: Tag, value: &str) {
 fn answer(result: Result<Vec<InMemDicomObject>, ScuError>) -> Response {
     match result {
         Ok(found) => {
-            let json: Vec<Json> = found.iter().map(|o| crate::json::to_json(o, "")).collect();
+            let json: Vec<Json> = found
+                .iter()
+                .map(|o| crate::dicom::json::to_json(o, ""))
+                .collect();
             (
                 [(axum::http::header::CONTENT_TYPE, "application/dicom+json")],
                 Json::Array(json).to_string(),

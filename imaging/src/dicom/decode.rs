@@ -87,7 +87,7 @@ pub enum DecodeError {
 
 /// Decodes every frame of `path`.
 pub fn decode_file(path: &Path) -> Result<Decoded, DecodeError> {
-    let obj = crate::guard::open_file(path).map_err(|reason| DecodeError::Read {
+    let obj = crate::dicom::guard::open_file(path).map_err(|reason| DecodeError::Read {
         path: path.to_owned(),
         reason,
     })?;
@@ -487,7 +487,7 @@ fn frame_streams(obj: &DefaultDicomObject, frames: usize, start: &[u8]) -> Optio
 }
 
 /// JPEG Baseline and Extended where dicom-rs falls short: 12-bit greyscale (jpeg-decoder
-/// refuses it; [`crate::jpeg12`] reads it), and colour whose Photometric Interpretation is RGB,
+/// refuses it; [`crate::dicom::jpeg12`] reads it), and colour whose Photometric Interpretation is RGB,
 /// whose components are then R, G and B as coded (PS3.5 8.2.1) unless a complete Adobe APP14
 /// marker says they were transformed; jpeg-decoder would otherwise assume YCbCr. `None` for
 /// everything else, which dicom-rs decodes.
@@ -505,7 +505,7 @@ fn jpeg(obj: &DefaultDicomObject, transfer_syntax: &str) -> Option<Result<Decode
     let mut values = Vec::with_capacity(plane.checked_mul(a.samples)?.checked_mul(a.frames)?);
     if a.samples == 1 && sof_precision(first) == Some(12) {
         for (i, stream) in streams.iter().enumerate() {
-            let grey = match crate::jpeg12::decode(stream) {
+            let grey = match crate::dicom::jpeg12::decode(stream) {
                 Ok(g) => g,
                 Err(e) => return Some(Err(format!("frame {}: {e}", i + 1))),
             };
@@ -777,7 +777,7 @@ mod tests {
                     continue;
                 }
                 // Files the length check refuses would stall the parser.
-                let ok = std::fs::read(&p).is_ok_and(|b| crate::guard::check(&b).is_ok());
+                let ok = std::fs::read(&p).is_ok_and(|b| crate::dicom::guard::check(&b).is_ok());
                 if !ok {
                     continue;
                 }

@@ -151,8 +151,9 @@ pub fn render_instance(
     format: Format,
 ) -> Result<Vec<u8>, RenderedError> {
     let fail = |e: String| RenderedError::Instance(e);
-    let obj = crate::guard::open_file(path).map_err(fail)?;
-    let decoded = crate::decode::decode_object(&obj, path).map_err(|e| fail(e.to_string()))?;
+    let obj = crate::dicom::guard::open_file(path).map_err(fail)?;
+    let decoded =
+        crate::dicom::decode::decode_object(&obj, path).map_err(|e| fail(e.to_string()))?;
     if frame >= decoded.frames {
         return Err(bad(
             "frame",

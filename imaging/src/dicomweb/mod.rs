@@ -1,6 +1,10 @@
 //! DICOMweb under `/dicomweb` on imaging's HTTP listener: STOW-RS (store), QIDO-RS (query) and
 //! WADO-RS (instances, metadata, frames, bulk data) over the [`Store`] and its index.
 
+pub mod attachments;
+pub mod multipart;
+pub mod rendered;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value as Json, json};
 
-use crate::multipart;
-use crate::query::{Include, Level, MAX_LIMIT, Query, QueryError, parse_tag};
+use crate::store::query::{Include, Level, MAX_LIMIT, Query, QueryError, parse_tag};
 use crate::store::{Refused, Store, record};
 
 /// The largest STOW-RS request accepted.
@@ -558,7 +561,7 @@ async fn frame_bytes(
             .await
             .map_err(index_failed)?;
     let path = file.path.clone();
-    let decoded = tokio::task::spawn_blocking(move || crate::decode::decode_file(&path))
+    let decoded = tokio::task::spawn_blocking(move || crate::dicom::decode::decode_file(&path))
         .await
         .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
@@ -696,8 +699,8 @@ async fn rendered_frame(
 
 /// The image format an Accept header asks for: PNG when it names image/png before any JPEG,
 /// JPEG otherwise; `None` when it accepts neither.
-fn image_format(accept: Option<&str>, quality: u8) -> Option<crate::rendered::Format> {
-    use crate::rendered::Format;
+fn image_format(accept: Option<&str>, quality: u8) -> Option<rendered::Format> {
+    use rendered::Format;
     let Some(accept) = accept else {
         return Some(Format::Jpeg(quality));
     };
@@ -721,7 +724,7 @@ async fn rendered(
     raw: Option<String>,
     headers: &HeaderMap,
 ) -> Response {
-    use crate::rendered::{Format, RenderedError, parse_params, render_instance};
+    use rendered::{Format, RenderedError, parse_params, render_instance};
     let params = match parse_params(raw.as_deref()) {
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),

@@ -10,8 +10,8 @@ use dicom_object::InMemDicomObject;
 use serde_json::Value as Json;
 use sqlx::SqlitePool;
 
-use crate::json::tag_key;
-use crate::query::{Include, Level, Query, QueryError};
+use crate::dicom::json::tag_key;
+use crate::store::query::{Include, Level, Query, QueryError};
 
 /// What a C-FIND request asks: the query, the keys to return, and whether results are patients.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub fn read_identifier(identifier: &InMemDicomObject) -> Result<Find, QueryError
         }
     };
     let mut query = Query::new(level);
-    query.limit = crate::query::MAX_LIMIT;
+    query.limit = crate::store::query::MAX_LIMIT;
     let mut keys = Vec::new();
     let mut extra = Vec::new();
     for elem in identifier {
