@@ -2,64 +2,28 @@
 //! prints its figure beside a reference measured in the same run (a peer such as Orthanc, or the
 //! machine's limit such as memcpy bandwidth); medians go to docs/PERFORMANCE.md.
 //!
-//! This library holds what the benches share: loading a real series (read by pydicom, as the
-//! render tests do) and measuring the machine's memory bandwidth.
+//! This library holds what the benches share: loading a real series (through imaging's own
+//! loader), measuring the machine's memory bandwidth, and answering `--help`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use render::{Geometry, Rescale, V3, Volume};
+use render::Volume;
 
 /// The repository root.
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// A series under ../shared/testdata/series read with pydicom (render/tests/reference/series.py)
-/// into a volume. Panics with the script's error when Python or pydicom is missing.
+/// A series under ../shared/testdata/series read into a volume by imaging's own loader (the
+/// path the viewer takes: `imaging::dicom::series::volume_from_dir`). Panics, naming the folder,
+/// when it cannot be read.
 pub fn load_series(rel: &str) -> Volume {
-    let out = std::env::temp_dir().join(format!("bench-series-{}", std::process::id()));
     let src = repo_root().join("../shared/testdata/series").join(rel);
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let run = Command::new(python)
-        .arg(repo_root().join("render/tests/reference/series.py"))
-        .arg(&src)
-        .arg(&out)
-        .output()
-        .expect("run python3 (scripts/test installs it with pydicom)");
-    assert!(
-        run.status.success(),
-        "series.py failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).expect("meta"))
-            .expect("json");
-    let f = |v: &serde_json::Value| v.as_f64().expect("number");
-    let v3 = |v: &serde_json::Value| V3::new(f(&v[0]), f(&v[1]), f(&v[2]));
-    let d = |i: usize| meta["dims"][i].as_u64().expect("dim") as usize;
-    let g = Geometry::new(
-        [d(0), d(1), d(2)],
-        v3(&meta["origin"]),
-        [0, 1, 2].map(|i| v3(&meta["axes"][i])),
-    )
-    .expect("geometry");
-    let bytes = std::fs::read(out.join("voxels.i16")).expect("voxels");
-    let voxels: Vec<i16> = bytes
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    let _ = std::fs::remove_dir_all(&out);
-    Volume::new(
-        g,
-        voxels,
-        Rescale {
-            slope: f(&meta["slope"]),
-            intercept: f(&meta["intercept"]),
-        },
-    )
-    .expect("volume")
+    match imaging::dicom::series::volume_from_dir(&src) {
+        Ok(built) => built.volume,
+        Err(e) => panic!("cannot load {}: {e}", src.display()),
+    }
 }
 
 /// Memory bandwidth of this machine: the median of several 64 MiB copies, in bytes per second
@@ -97,4 +61,56 @@ pub fn turbojpeg_usual(frame: &render::Frame, quality: u8) -> anyhow::Result<Vec
         height: frame.height as usize,
         format: turbojpeg::PixelFormat::GRAY,
     })?)
+}
+
+/// A bench binary's command line: `--help` (or `-h`) prints its usage and exits 0; a wrong
+/// argument prints what is wrong and the usage, and exits 2 (no panic, no backtrace).
+#[derive(Debug)]
+pub struct Args {
+    usage: &'static str,
+    args: Vec<String>,
+}
+
+impl Args {
+    /// Reads this process's arguments; at most `max` positional ones.
+    pub fn parse(usage: &'static str, max: usize) -> Self {
+        Self::from(usage, max, std::env::args().skip(1).collect())
+    }
+
+    fn from(usage: &'static str, max: usize, args: Vec<String>) -> Self {
+        let me = Self { usage, args };
+        if me.args.iter().any(|a| a == "--help" || a == "-h") {
+            println!("{}", me.usage.trim());
+            std::process::exit(0);
+        }
+        if let Some(flag) = me.args.iter().find(|a| a.starts_with('-')) {
+            me.fail(&format!("unknown option {flag:?}"));
+        }
+        if me.args.len() > max {
+            me.fail(&format!("at most {max} argument(s), got {}", me.args.len()));
+        }
+        me
+    }
+
+    /// Positional argument `i` (from 0), if given.
+    pub fn str(&self, i: usize) -> Option<&str> {
+        self.args.get(i).map(String::as_str)
+    }
+
+    /// Positional argument `i` parsed, or `default` when it is not given; `name` names it in
+    /// the error when it does not parse.
+    pub fn get<T: std::str::FromStr>(&self, i: usize, name: &str, default: T) -> T {
+        match self.str(i) {
+            None => default,
+            Some(s) => s
+                .parse()
+                .unwrap_or_else(|_| self.fail(&format!("{name}: cannot read {s:?}"))),
+        }
+    }
+
+    /// Prints `message` and the usage to stderr and exits 2.
+    pub fn fail(&self, message: &str) -> ! {
+        eprintln!("error: {message}\n\n{}", self.usage.trim());
+        std::process::exit(2);
+    }
 }

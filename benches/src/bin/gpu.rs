@@ -108,11 +108,21 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+const USAGE: &str = "
+usage: gpu [SECONDS]
+
+The GPU backend beside the CPU path on synthetic phantoms (512x512x140 and 512x512x1000):
+single frames, batches, a 20 mm MIP slab, volume upload, and frames/s rendered on the GPU
+and encoded on every core. SECONDS: how long each throughput figure runs (default 3).
+Needs a GPU (or lavapipe with WGPU_BACKEND=vulkan).
+";
+
 fn main() {
-    let seconds: f64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3.0);
+    let args = benches::Args::parse(USAGE, 1);
+    let seconds: f64 = args.get(0, "SECONDS", 3.0);
+    if !(seconds.is_finite() && seconds > 0.0) {
+        args.fail("SECONDS must be above 0");
+    }
     let bandwidth = benches::memcpy_bandwidth();
     let gpu = match GpuRenderer::new(48 << 30) {
         Ok(g) => g,

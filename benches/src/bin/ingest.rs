@@ -117,11 +117,21 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+const USAGE: &str = "
+usage: ingest [RUNS]
+
+The DICOM data centre beside Orthanc in the same run: C-STORE ingest of the 140-slice CT
+(storescu over 1 and 4 associations), WADO-RS series metadata, and building the volume.
+RUNS: how many times each figure is measured (default 3). Build the workspace's binaries
+first (cargo build --release --workspace --bins); needs dcmtk and orthanc.
+";
+
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3);
+    let args = benches::Args::parse(USAGE, 1);
+    let runs: usize = args.get(0, "RUNS", 3);
+    if runs == 0 {
+        args.fail("RUNS must be at least 1");
+    }
     let files = e2e::ct_series_files();
     let bytes: u64 = files
         .iter()

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use render::encode::encode_jpeg_preferred;
 use render::mpr::{MprRequest, Sampling, render};
 use render::{GreyPipeline, Orientation, Plane, Preset, V3, Viewport, Voi};
@@ -24,18 +24,36 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+const USAGE: &str = "
+usage: mpr_frame [FRAMES] [VIEW] [SAMPLING]
+
+One frame on one core, render then JPEG q85 as imaging streams it, on the 140-slice CT,
+with libjpeg-turbo's usual entry timed on the same frames as the reference.
+FRAMES: frames per view (default 500); VIEW: axial, coronal, sagittal or oblique;
+SAMPLING: nearest or trilinear (all views and samplings when left out).
+";
+
 fn main() -> Result<()> {
-    let frames: usize = match std::env::args().nth(1) {
-        Some(n) => n.parse().context("FRAMES must be a count")?,
-        None => 500,
-    };
-    anyhow::ensure!(frames > 0, "FRAMES must be at least 1");
-    let only = std::env::args().nth(2);
-    let only_sampling = match std::env::args().nth(3).as_deref() {
+    let args = benches::Args::parse(USAGE, 3);
+    let frames: usize = args.get(0, "FRAMES", 500);
+    if frames == 0 {
+        args.fail("FRAMES must be at least 1");
+    }
+    let only = args.str(1).map(str::to_owned);
+    if let Some(view) = &only
+        && !["axial", "coronal", "sagittal", "oblique"].contains(&view.as_str())
+    {
+        args.fail(&format!(
+            "VIEW must be axial, coronal, sagittal or oblique, not {view:?}"
+        ));
+    }
+    let only_sampling = match args.str(2) {
         None => None,
         Some("nearest") => Some(Sampling::Nearest),
         Some("trilinear") => Some(Sampling::Trilinear),
-        Some(other) => anyhow::bail!("SAMPLING must be nearest or trilinear, not {other:?}"),
+        Some(other) => args.fail(&format!(
+            "SAMPLING must be nearest or trilinear, not {other:?}"
+        )),
     };
     let volume = benches::load_series("ct-philips-headphantom-140");
     let g = volume.geometry().clone();

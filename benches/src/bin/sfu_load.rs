@@ -710,12 +710,36 @@ async fn soak(cycles: usize, parallel: usize, transport: &str, clip: Arc<Vec<u8>
     let _ = d.wait_exit(Duration::from_secs(20));
 }
 
+const USAGE: &str = "
+usage: sfu_load [ROOMS,ROOMS...] [SIZE] [SECONDS] [str0m|webrtc-rs|janus|both|all]
+       sfu_load soak [CYCLES] [PARALLEL] [str0m|webrtc-rs]
+
+Load: rooms of SIZE webrtc-rs participants publishing 720p-rate VP8 and Opus for SECONDS,
+against the SFU and/or Janus 1.1's VideoRoom, beside a bare UDP loop on one core
+(default: 1,2,4 4 8 str0m). Soak: CYCLES join/receive/leave cycles, PARALLEL at a time,
+with the SFU's RSS and open files before and after (default: 10000 8 str0m).
+Build first: cargo build --release -p sfu -p benches.
+";
+
+fn transport(args: &benches::Args, i: usize) -> &'static str {
+    match args.str(i) {
+        None | Some("str0m") => "str0m",
+        Some("webrtc-rs") => "webrtc-rs",
+        Some(other) => args.fail(&format!(
+            "TRANSPORT must be str0m or webrtc-rs, not {other:?}"
+        )),
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("soak") {
-        let cycles = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(10_000);
-        let parallel = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(8);
-        let transport = args.get(3).map_or("str0m", String::as_str);
+    let args = benches::Args::parse(USAGE, 4);
+    if args.str(0) == Some("soak") {
+        let cycles: usize = args.get(1, "CYCLES", 10_000);
+        let parallel: usize = args.get(2, "PARALLEL", 8);
+        if cycles == 0 || parallel == 0 {
+            args.fail("CYCLES and PARALLEL must be at least 1");
+        }
+        let transport = transport(&args, 3);
         let clip = Arc::new(
             std::fs::read(
                 benches::repo_root().join("../shared/testdata/media/webrtc-rs/output_vp8.ivf"),
@@ -731,13 +755,19 @@ fn main() {
         return;
     }
     let rooms: Vec<usize> = args
-        .first()
-        .map_or("1,2,4", String::as_str)
+        .str(0)
+        .unwrap_or("1,2,4")
         .split(',')
-        .filter_map(|r| r.parse().ok())
+        .map(|r| match r.parse() {
+            Ok(n) if n > 0 => n,
+            _ => args.fail(&format!("ROOMS: cannot read {r:?} as a room count")),
+        })
         .collect();
-    let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4);
-    let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let size: usize = args.get(1, "SIZE", 4);
+    let seconds: u64 = args.get(2, "SECONDS", 8);
+    if size < 2 || seconds == 0 {
+        args.fail("SIZE must be at least 2 and SECONDS at least 1");
+    }
     let clip = Arc::new(
         std::fs::read(
             benches::repo_root().join("../shared/testdata/media/webrtc-rs/output_vp8.ivf"),
@@ -756,17 +786,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let targets: &[Target] = match args.get(3).map(String::as_str) {
+    let targets: &[Target] = match args.str(3) {
         Some("janus") => &[Target::Janus],
         Some("webrtc-rs") => &[Target::Sfu("webrtc-rs")],
-        Some("str0m") => &[Target::Sfu("str0m")],
+        None | Some("str0m") => &[Target::Sfu("str0m")],
         Some("both") => &[Target::Sfu("str0m"), Target::Janus],
         Some("all") => &[
             Target::Sfu("webrtc-rs"),
             Target::Sfu("str0m"),
             Target::Janus,
         ],
-        _ => &[Target::Sfu("str0m")],
+        Some(other) => args.fail(&format!(
+            "the last argument must be str0m, webrtc-rs, janus, both or all, not {other:?}"
+        )),
     };
     for r in rooms {
         for t in targets {

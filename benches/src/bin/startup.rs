@@ -8,11 +8,20 @@ use std::time::{Duration, Instant};
 
 use e2e::{Daemon, Ports, bin, temp_dir};
 
+const USAGE: &str = "
+usage: startup [RUNS]
+
+Time from starting `appliance run` to its first /healthz 200, beside starting and reaping
+/bin/true in the same run. RUNS: how many starts (default 20). Build the workspace's
+binaries first (cargo build --release --workspace --bins).
+";
+
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let args = benches::Args::parse(USAGE, 1);
+    let runs: usize = args.get(0, "RUNS", 20);
+    if runs == 0 {
+        args.fail("RUNS must be at least 1");
+    }
     let appliance = bin("appliance");
 
     let mut floor = Vec::with_capacity(runs);

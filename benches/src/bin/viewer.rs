@@ -203,7 +203,17 @@ fn pct(v: &mut [Duration], p: usize) -> f64 {
     v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e3
 }
 
+const USAGE: &str = "
+usage: viewer
+
+The viewer against the real imaging binary holding the 140-slice CT: interaction latency
+for 1, 10 and 50 sessions, co-viewing fan-out, cine, and time to first frame beside
+downloading the series' DICOM. Takes no arguments. Build the workspace's binaries first
+(cargo build --release --workspace --bins).
+";
+
 fn main() {
+    benches::Args::parse(USAGE, 0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
