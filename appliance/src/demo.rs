@@ -1,8 +1,11 @@
 //! `appliance demo-data`: a small alliance to try every journey on: a city hospital with a
 //! campus and two clinics, departments, the three separated administrators, centre staff,
-//! experts with profiles and tomorrow's slots, doctors, patients, and a consultation draft
-//! (with the imported studies attached when a series folder is given). It fills an empty
-//! database only, and prints each login with its one-time password: no password is built in.
+//! experts with profiles and tomorrow's slots, doctors, patients, and two consultation drafts
+//! with images. The images are synthetic studies the project writes as real DICOM (a head CT
+//! phantom; a chest CR and a carotid ultrasound cine) and stores through imaging's import, so
+//! the demo needs nothing outside the repository; `--series` imports given DICOM instead and
+//! attaches it to the first draft. It fills an empty database only, and prints each login with
+//! its one-time password: no password is built in.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -153,7 +156,7 @@ pub async fn build(
         }
     }
     // Patients at the two clinics.
-    let mut first_patient = None;
+    let mut patients = Vec::new();
     for (name, sex, birth, institution, doctor) in [
         ("王建国", "M", "1956-03-14", east, "doctor.zhao"),
         ("李秀英", "F", "1962-08-02", east, "doctor.zhao"),
@@ -179,53 +182,171 @@ pub async fn build(
         .execute(pool)
         .await?
         .last_insert_rowid();
-        first_patient.get_or_insert(id);
+        patients.push(id);
     }
-    // Imaging: the series, and a consultation draft that attaches them.
-    let mut studies = Vec::new();
-    if !series.is_empty() {
+    // Imaging: the given series, or the synthetic studies, through imaging's import.
+    let (ct, chest) = if series.is_empty() {
+        let (ct, chest, summary) = synthetic_studies(config).await?;
+        let _ = write!(out, "\n影像 / imaging (synthetic): {summary}");
+        (ct, chest)
+    } else {
         let summary = imaging::store::import::import(&config.storage.data_dir, series)
             .await
             .map_err(|e| DemoError::Import(e.to_string()))?;
         let _ = write!(out, "\n影像 / imaging: {summary}");
-        studies = summary.studies.into_iter().collect();
+        (summary.studies.into_iter().collect(), Vec::new())
+    };
+    let stroke = Draft {
+        patient: patients[0],
+        institution: east,
+        applicant: ids["doctor.zhao"],
+        reason: "突发言语不清、右侧肢体无力 3 小时",
+        question: "头颅 CT 是否提示急性脑梗死？是否适合溶栓？",
+        diagnosis: "I63.9",
+        studies: ct,
+    };
+    let chest_pain = Draft {
+        patient: patients[3],
+        institution: west,
+        applicant: ids["doctor.qian"],
+        reason: "活动后胸闷 2 周，左颈部血管杂音",
+        question: "胸片有无异常？颈动脉有无斑块、狭窄？",
+        diagnosis: "R07.4",
+        studies: chest,
+    };
+    let mut attached = Vec::new();
+    for draft in [stroke, chest_pain] {
+        attached.push(draft.insert(pool).await?);
     }
-    let zhao = ids["doctor.zhao"];
-    let mut c = Consultation::draft(
-        &workflow::Actor {
-            user: zhao,
-            role: Role::Doctor,
-            institution: east,
-        },
-        ConsultationKind::Remote,
-        Mode::Appointment,
-    )
-    .map_err(|e| DemoError::Import(e.to_string()))?;
-    c.reason = "突发言语不清、右侧肢体无力 3 小时".into();
-    c.question = "头颅 CT 是否提示急性脑梗死？是否适合溶栓？".into();
-    c.diagnosis = "I63.9".into();
-    c.studies = studies;
-    let data = serde_json::to_string(&c).map_err(|e| DemoError::Import(e.to_string()))?;
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO consultations (patient_id, institution_id, applicant_id, state, version, \
-         data, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-    )
-    .bind(first_patient)
-    .bind(east)
-    .bind(zhao)
-    .bind(c.state.name())
-    .bind(data)
-    .bind(now)
-    .bind(now)
-    .execute(pool)
-    .await?;
     let _ = writeln!(
         out,
-        "\n机构 4 个、科室 4 个、专家 3 位（明日 09:00 起各 4 个号源）、患者 5 位、会诊草稿 1 份。\n\
+        "\n机构 4 个、科室 4 个、专家 3 位（明日 09:00 起各 4 个号源）、患者 5 位、会诊草稿 2 份。\n\
          4 institutions, 4 departments, 3 experts (4 slots each from 09:00 tomorrow), 5 \
-         patients, 1 consultation draft (studies attached: {}).",
-        c.studies.len()
+         patients, 2 consultation drafts (studies attached: {}).",
+        attached
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
     Ok(out)
+}
+
+/// A consultation draft to insert.
+struct Draft {
+    patient: i64,
+    institution: i64,
+    applicant: i64,
+    reason: &'static str,
+    question: &'static str,
+    diagnosis: &'static str,
+    studies: Vec<String>,
+}
+
+impl Draft {
+    /// Inserts the draft; returns how many studies it attaches.
+    async fn insert(self, pool: &SqlitePool) -> Result<usize, DemoError> {
+        let mut c = Consultation::draft(
+            &workflow::Actor {
+                user: self.applicant,
+                role: Role::Doctor,
+                institution: self.institution,
+            },
+            ConsultationKind::Remote,
+            Mode::Appointment,
+        )
+        .map_err(|e| DemoError::Import(e.to_string()))?;
+        c.reason = self.reason.into();
+        c.question = self.question.into();
+        c.diagnosis = self.diagnosis.into();
+        c.studies = self.studies;
+        let data = serde_json::to_string(&c).map_err(|e| DemoError::Import(e.to_string()))?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO consultations (patient_id, institution_id, applicant_id, state, \
+             version, data, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
+        )
+        .bind(self.patient)
+        .bind(self.institution)
+        .bind(self.applicant)
+        .bind(c.state.name())
+        .bind(data)
+        .bind(now)
+        .bind(now)
+        .execute(pool)
+        .await?;
+        Ok(c.studies.len())
+    }
+}
+
+/// Writes the synthetic studies as DICOM files into a folder under the data directory,
+/// imports them as `imaging import` does, and removes the folder: the head CT's study, the
+/// chest CR's and carotid ultrasound's studies, and what the import did.
+async fn synthetic_studies(
+    config: &Config,
+) -> Result<(Vec<String>, Vec<String>, imaging::store::import::Summary), DemoError> {
+    use imaging::dicom::synthetic::{self, Patient, Uids};
+    let import = |e: &dyn std::fmt::Display| DemoError::Import(e.to_string());
+    // UIDs under 2.25 from the clock and the process: new ones for every demo.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| import(&e))?
+        .as_nanos();
+    let mut uids = Uids::new((nanos << 32) ^ u128::from(std::process::id()));
+    let wang = Patient {
+        id: "DEMO0001",
+        name: "王^建国",
+        sex: "M",
+        birth_date: "19560314",
+    };
+    let liu = Patient {
+        id: "DEMO0004",
+        name: "刘^芳",
+        sex: "F",
+        birth_date: "19850530",
+    };
+    let ct = synthetic::ct_head(wang, &mut uids, 40).map_err(|e| import(&e))?;
+    let cr = synthetic::cr_chest(liu, &mut uids).map_err(|e| import(&e))?;
+    let us = synthetic::us_cine(liu, &mut uids, 24).map_err(|e| import(&e))?;
+    let dir = config.storage.data_dir.join("demo-dicom");
+    let folder = |name: &str| dir.join(name);
+    let result = async {
+        for (sub, files) in [("ct", &ct[..]), ("chest", &[cr, us][..])] {
+            tokio::fs::create_dir_all(folder(sub))
+                .await
+                .map_err(|e| import(&e))?;
+            for f in files {
+                tokio::fs::write(folder(sub).join(&f.name), &f.bytes)
+                    .await
+                    .map_err(|e| import(&e))?;
+            }
+        }
+        let data = &config.storage.data_dir;
+        let ct = imaging::store::import::import(data, &[folder("ct")])
+            .await
+            .map_err(|e| import(&e))?;
+        let chest = imaging::store::import::import(data, &[folder("chest")])
+            .await
+            .map_err(|e| import(&e))?;
+        if !(ct.rejected.is_empty() && chest.rejected.is_empty()) {
+            return Err(DemoError::Import(format!(
+                "synthetic files refused: {:?}",
+                [ct.rejected, chest.rejected].concat()
+            )));
+        }
+        let mut summary = ct.clone();
+        summary.stored += chest.stored;
+        summary.duplicates += chest.duplicates;
+        summary.bytes += chest.bytes;
+        summary.studies.extend(chest.studies.iter().cloned());
+        Ok((
+            ct.studies.into_iter().collect(),
+            chest.studies.into_iter().collect(),
+            summary,
+        ))
+    }
+    .await;
+    // The files are in the store now (or were refused): the folder goes either way.
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    result
 }

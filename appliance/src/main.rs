@@ -37,9 +37,10 @@ enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Fill an empty database with a small demo alliance and print its logins (one-time
-    /// passwords); with --series, import DICOM folders into imaging and attach them.
+    /// passwords), with synthetic studies (head CT, chest CR, carotid ultrasound) stored in
+    /// imaging and attached to two consultation drafts; --series imports given DICOM instead.
     DemoData {
-        /// DICOM files or folders to import, e.g. ../shared/testdata/series.
+        /// DICOM files or folders to import instead of the synthetic studies.
         #[arg(long = "series", value_name = "PATH")]
         series: Vec<PathBuf>,
     },

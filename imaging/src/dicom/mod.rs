@@ -2,7 +2,8 @@
 //! beyond reading the file asked for and no network, store or HTTP. `guard` checks a file's
 //! structure before dicom-rs parses it, `decode` turns pixel data into stored values (with
 //! `jpeg12` for 12-bit JPEG), `json` writes DICOM JSON, and `series` builds a
-//! `render::Volume` from the slices of a series. It could become a crate of its own, as dicom-rs keeps pixel data apart from the
+//! `render::Volume` from the slices of a series; `synthetic` writes demo studies as Part 10
+//! files. It could become a crate of its own, as dicom-rs keeps pixel data apart from the
 //! network; nothing here imports the rest of imaging.
 
 pub mod decode;
@@ -10,3 +11,4 @@ pub(crate) mod guard;
 pub mod jpeg12;
 pub mod json;
 pub mod series;
+pub mod synthetic;
