@@ -61,13 +61,14 @@ section! {
         /// UDP: sfu WebRTC media, a range FIRST-LAST. With the str0m transport, the first ports
         /// (one per core) carry everything, and the same numbers over TCP take ICE-TCP.
         sfu_media_udp: PortRange = parse_default("40000-40999"),
-        /// UDP: sfu QUIC for room terminals.
+        /// UDP: sfu QUIC for room terminals (planned: reserved, nothing listens on it yet).
         sfu_quic: Port = port(4433),
     }
 }
 
 section! {
     /// TLS for the listeners. PEM files; relative paths are from the working directory.
+    /// (Planned: the files are checked, but the listeners do not serve TLS yet.)
     Tls = "tls" {
         /// Certificate chain (PEM). Set together with `key`.
         cert: Option<PathBuf> = None,
@@ -192,14 +193,15 @@ section! {
     /// Links to the hospital's other systems.
     Integration = "integration" {
         /// AE title of the PACS we pull studies from. Set with pacs_host and pacs_port.
+        /// (Planned: not used yet; imaging pulls from the PACS in `imaging.peers`.)
         pacs_ae_title: Option<AeTitle> = None,
         /// Host of that PACS.
         pacs_host: Option<HostName> = None,
         /// DICOM port of that PACS.
         pacs_port: Option<Port> = None,
-        /// TCP: HL7 v2 MLLP listener for the HIS.
+        /// TCP: HL7 v2 MLLP listener for the HIS (planned: reserved, nothing listens on it yet).
         hl7_mllp_port: Port = port(2575),
-        /// FHIR server base URL (http or https).
+        /// FHIR server base URL, http or https (planned: not used yet).
         fhir_base_url: Option<HttpUrl> = None,
     }
 }
