@@ -31,3 +31,4 @@ pub mod server;
 pub mod stack;
 pub mod stats;
 pub mod totp;
+pub mod web;

@@ -54,7 +54,13 @@ pub fn document() -> Value {
     let secured = json!([{ "bearer": [] }]);
     let case = json!({ "type": "object", "required": ["id", "version", "state", "history"],
         "properties": { "id": { "type": "integer" }, "version": { "type": "integer" },
-            "state": { "type": "string" }, "history": { "type": "array" } } });
+            "state": { "type": "string" }, "history": { "type": "array" },
+            "patient": { "type": "integer" }, "kind": { "type": "string" },
+            "mode": { "type": "string" }, "reason": { "type": "string" },
+            "question": { "type": "string" }, "diagnosis": { "type": "string" },
+            "urgency": { "type": "string" },
+            "studies": { "type": "array", "items": { "type": "string" } },
+            "scheduled_at": { "type": ["integer", "null"] } } });
     let list = json!({ "type": "object", "required": ["items"],
         "properties": { "items": { "type": "array", "items": case.clone() },
                         "offset": { "type": "integer" }, "limit": { "type": "integer" } } });
@@ -421,5 +427,24 @@ mod tests {
         let mut served: Vec<String> = crate::api::ROUTES.iter().map(|r| (*r).to_owned()).collect();
         served.sort();
         assert_eq!(described, served);
+    }
+
+    /// The web apps generate their typed client from a copy of the document
+    /// (`appliance/web/openapi.json`; `npm run check:api` holds the generated types to it):
+    /// the copy must be the document. `APPLIANCE_UPDATE_OPENAPI=1` rewrites it.
+    #[test]
+    fn the_web_apps_copy_is_the_document() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/openapi.json");
+        let want = format!("{:#}\n", document());
+        if std::env::var_os("APPLIANCE_UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &want).expect("write web/openapi.json");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "appliance/web/openapi.json differs from the document: run \
+             `APPLIANCE_UPDATE_OPENAPI=1 cargo test -p appliance --lib openapi`, then \
+             `npm run gen:api` in appliance/web"
+        );
     }
 }

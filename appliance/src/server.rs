@@ -43,10 +43,21 @@ pub async fn run(
         imaging_url: url(config, config.listeners.imaging_http),
         sfu_url: url(config, config.listeners.sfu_signalling),
     };
+    // The web apps where they are built (`/` opens the consultation centre); else the
+    // landing page says how to build them.
+    let web = crate::web::dir(config.storage.web_dir.as_deref());
+    let pages = if crate::web::built(&web) {
+        crate::web::routes(web)
+    } else {
+        tracing::warn!(dir = %web.display(), "web apps not built: run scripts/run");
+        Router::new()
+            .route("/", get(landing))
+            .with_state(site.clone())
+    };
     let router = Router::new()
-        .route("/", get(landing))
         .route("/api/v1", get(api_root))
         .with_state(site)
+        .merge(pages)
         .merge(crate::api::routes(crate::http::Api {
             pool: db.pool().clone(),
             policy: crate::accounts::Policy::from_config(config),
@@ -94,6 +105,8 @@ async fn landing(State(site): State<Site>) -> Html<String> {
 <li><a href="/api/v1">接口 / API</a></li>
 <li><a href="/readyz">运行状态 / Readiness</a></li>
 </ul>
+<p lang="zh-CN">会诊中心网页尚未构建：请用 <code>scripts/run</code> 启动。</p>
+<p lang="en">The consultation centre's pages are not built: start with <code>scripts/run</code>.</p>
 </body>
 </html>
 "#

@@ -86,6 +86,9 @@ section! {
         /// Data directory: database, DICOM store, configuration history. Also set by
         /// `--data-dir` or APPLIANCE_DATA.
         data_dir: PathBuf = PathBuf::from("./data"),
+        /// Folder of the built web apps (`appliance/web/dist`, made by `scripts/run`). Unset:
+        /// the one beside the sources this binary was built from.
+        web_dir: Option<PathBuf> = None,
     }
 }
 

@@ -20,7 +20,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if !(name.starts_with('.') || name == "target" || name == "data") {
+            if !(name.starts_with('.')
+                || ["target", "data", "node_modules", "dist"].contains(&name.as_ref()))
+            {
                 rust_files(&path, out);
             }
         } else if name.ends_with(".rs") {

@@ -1,0 +1,40 @@
+// The consultation centre's entry: Vue with the router, Pinia, i18n and the Element Plus
+// components its pages use (imported one by one, so only those are shipped).
+import {
+  ElAlert,
+  ElButton,
+  ElCard,
+  ElConfigProvider,
+  ElEmpty,
+  ElForm,
+  ElFormItem,
+  ElInput,
+  ElTable,
+  ElTableColumn,
+  ElTag,
+} from 'element-plus';
+import 'element-plus/dist/index.css';
+import { createPinia } from 'pinia';
+import { createApp } from 'vue';
+import { i18n, savedLocale } from '@/common/i18n';
+import App from './App.vue';
+import { router } from './router';
+
+document.documentElement.lang = savedLocale();
+const app = createApp(App);
+for (const c of [
+  ElAlert,
+  ElButton,
+  ElCard,
+  ElConfigProvider,
+  ElEmpty,
+  ElForm,
+  ElFormItem,
+  ElInput,
+  ElTable,
+  ElTableColumn,
+  ElTag,
+]) {
+  app.use(c);
+}
+app.use(createPinia()).use(i18n).use(router).mount('#app');

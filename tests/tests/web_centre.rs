@@ -1,0 +1,134 @@
+//! The consultation centre in the browser, against the real stack with `appliance demo-data`:
+//! the appliance serves the built app (`/` opens it; the page is never cached; hashed assets
+//! are cached for a year and sent precompressed), and the login journey
+//! (`appliance/web/e2e/login.mjs`, playwright-core driving Debian's Chromium: forced password
+//! change, worklist, English, a session ended on the server, an administrator's TOTP
+//! enrolment and code, lockout) passes, leaving its screenshots in target/tmp/web-centre/. scripts/test builds the app first (npm ci, vite
+//! build).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Ports, bin, get, request, temp_dir};
+
+fn web() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance/web")
+}
+
+/// `appliance demo-data` in `dir`; what it printed.
+fn demo(dir: &Path) -> String {
+    let out = Command::new(bin("appliance"))
+        .current_dir(dir)
+        .arg("demo-data")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("appliance demo-data");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// The one-time password the demo printed for `login`.
+fn password(text: &str, login: &str) -> String {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(login))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("{login} in:\n{text}"))
+        .to_owned()
+}
+
+#[test]
+fn the_consultation_centre_logs_in_and_shows_the_worklist() {
+    let dist = web().join("dist");
+    assert!(
+        dist.join("centre.html").is_file(),
+        "{} is not built: run `npm ci && npm run build` in appliance/web (scripts/test does)",
+        dist.display()
+    );
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let port = ports.http;
+
+    // `/` opens the centre; its page is never cached and names hashed assets.
+    let root = get(port, "/").expect("root");
+    assert_eq!(root.status, 307, "{}", root.body);
+    assert_eq!(root.header("location"), Some("/centre/"));
+    let page = get(port, "/centre/worklist").expect("an app route");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let script = page
+        .body
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page names its script")
+        .to_owned();
+    assert!(script.starts_with("/assets/centre-"), "{script}");
+    let plain = get(port, &script).expect("the script");
+    assert_eq!(plain.status, 200);
+    assert_eq!(
+        plain.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(plain.header("content-encoding"), None);
+    let br = request(
+        port,
+        "GET",
+        &script,
+        &[("Accept-Encoding", "gzip, br")],
+        b"",
+    )
+    .expect("br");
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    let gz = request(port, "GET", &script, &[("Accept-Encoding", "gzip")], b"").expect("gzip");
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    for bad in [
+        "/assets/..%2Fcentre.html",
+        "/assets/.hidden",
+        "/assets/nope.js",
+    ] {
+        assert_eq!(get(port, bad).expect("asset").status, 404, "{bad}");
+    }
+
+    // The journey in Chromium.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-centre");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("artifacts folder");
+    let run = Command::new("node")
+        .arg(web().join("e2e/login.mjs"))
+        .current_dir(web())
+        .env("BASE", format!("http://127.0.0.1:{port}"))
+        .env("LOGIN", "doctor.zhao")
+        .env("PASSWORD", password(&printed, "doctor.zhao"))
+        .env("ADMIN_LOGIN", "sys.admin")
+        .env("ADMIN_PASSWORD", password(&printed, "sys.admin"))
+        .env("LOCK_LOGIN", "doctor.sun")
+        .env("NEW_PASSWORD", "Qh7#vLm2$Tz9")
+        .env("OUT", &out)
+        .output()
+        .expect("node (scripts/test installs the web app's packages)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    println!("{log}");
+    assert!(run.status.success(), "the login journey failed:\n{log}");
+    for shot in [
+        "01-login",
+        "02-password",
+        "03-worklist",
+        "04-worklist-en",
+        "05-session-ended",
+        "06-totp",
+        "07-login-totp",
+        "08-locked",
+    ] {
+        assert!(out.join(format!("{shot}.png")).is_file(), "{shot}.png");
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
