@@ -3,7 +3,8 @@
 //! are cached for a year and sent precompressed), and the login journey
 //! (`appliance/web/e2e/login.mjs`, playwright-core driving Debian's Chromium: forced password
 //! change, worklist, English, a session ended on the server, an administrator's TOTP
-//! enrolment and code, lockout) passes, leaving its screenshots in target/tmp/web-centre/. scripts/test builds the app first (npm ci, vite
+//! enrolment and code, lockout) and the quality-control journey (`e2e/qc.mjs`) pass, leaving
+//! their screenshots in target/tmp/web-<journey>/. scripts/test builds the app first (npm ci, vite
 //! build).
 
 use std::path::{Path, PathBuf};
@@ -94,20 +95,76 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
     }
 
     // The journey in Chromium.
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-centre");
+    journey(
+        "login",
+        port,
+        &[
+            ("LOGIN", "doctor.zhao".into()),
+            ("PASSWORD", password(&printed, "doctor.zhao")),
+            ("ADMIN_LOGIN", "sys.admin".into()),
+            ("ADMIN_PASSWORD", password(&printed, "sys.admin")),
+            ("LOCK_LOGIN", "doctor.sun".into()),
+        ],
+        &[
+            "01-login",
+            "02-password",
+            "03-worklist",
+            "04-worklist-en",
+            "05-session-ended",
+            "06-totp",
+            "07-login-totp",
+            "08-locked",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// The clinic doctor submits, quality control returns with reasons, the doctor resubmits, and
+/// a stale page meets the conflict (`appliance/web/e2e/qc.mjs`).
+#[test]
+fn an_application_goes_through_quality_control() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "qc",
+        ports.http,
+        &[
+            ("DOCTOR", "doctor.zhao".into()),
+            ("DOCTOR_PASSWORD", password(&printed, "doctor.zhao")),
+            ("QC", "qc.wu".into()),
+            ("QC_PASSWORD", password(&printed, "qc.wu")),
+        ],
+        &[
+            "11-case-draft",
+            "12-qc-worklist",
+            "13-qc-reject",
+            "14-case-rejected",
+            "15-case-conflict",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
+/// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
+fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("web-{name}"));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("artifacts folder");
-    let run = Command::new("node")
-        .arg(web().join("e2e/login.mjs"))
+    let mut cmd = Command::new("node");
+    cmd.arg(web().join(format!("e2e/{name}.mjs")))
         .current_dir(web())
         .env("BASE", format!("http://127.0.0.1:{port}"))
-        .env("LOGIN", "doctor.zhao")
-        .env("PASSWORD", password(&printed, "doctor.zhao"))
-        .env("ADMIN_LOGIN", "sys.admin")
-        .env("ADMIN_PASSWORD", password(&printed, "sys.admin"))
-        .env("LOCK_LOGIN", "doctor.sun")
         .env("NEW_PASSWORD", "Qh7#vLm2$Tz9")
-        .env("OUT", &out)
+        .env("OUT", &out);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let run = cmd
         .output()
         .expect("node (scripts/test installs the web app's packages)");
     let log = format!(
@@ -116,19 +173,8 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
         String::from_utf8_lossy(&run.stderr)
     );
     println!("{log}");
-    assert!(run.status.success(), "the login journey failed:\n{log}");
-    for shot in [
-        "01-login",
-        "02-password",
-        "03-worklist",
-        "04-worklist-en",
-        "05-session-ended",
-        "06-totp",
-        "07-login-totp",
-        "08-locked",
-    ] {
+    assert!(run.status.success(), "the {name} journey failed:\n{log}");
+    for shot in shots {
         assert!(out.join(format!("{shot}.png")).is_file(), "{shot}.png");
     }
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

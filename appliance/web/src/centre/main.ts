@@ -1,17 +1,27 @@
 // The consultation centre's entry: Vue with the router, Pinia, i18n and the Element Plus
-// components its pages use (imported one by one, so only those are shipped).
+// components its pages use (imported one by one, so only those are shipped; a group's parts,
+// such as ElRadioButton, are registered by their parent's install, ElRadio).
 import {
   ElAlert,
   ElButton,
   ElCard,
+  ElCheckbox,
+  ElCheckboxGroup,
   ElConfigProvider,
+  ElDescriptions,
+  ElDescriptionsItem,
   ElEmpty,
   ElForm,
   ElFormItem,
   ElInput,
+  ElRadio,
+  ElRadioButton,
+  ElRadioGroup,
   ElTable,
   ElTableColumn,
   ElTag,
+  ElTimeline,
+  ElTimelineItem,
 } from 'element-plus';
 import 'element-plus/dist/index.css';
 import { createPinia } from 'pinia';
@@ -26,14 +36,23 @@ for (const c of [
   ElAlert,
   ElButton,
   ElCard,
+  ElCheckbox,
+  ElCheckboxGroup,
   ElConfigProvider,
+  ElDescriptions,
+  ElDescriptionsItem,
   ElEmpty,
   ElForm,
   ElFormItem,
   ElInput,
+  ElRadio,
+  ElRadioButton,
+  ElRadioGroup,
   ElTable,
   ElTableColumn,
   ElTag,
+  ElTimeline,
+  ElTimelineItem,
 ]) {
   app.use(c);
 }

@@ -20,6 +20,11 @@ export const router = createRouter({
       name: 'worklist',
       component: () => import('./views/WorklistView.vue'),
     },
+    {
+      path: '/consultations/:id(\\d+)',
+      name: 'case',
+      component: () => import('./views/CaseView.vue'),
+    },
     { path: '/:rest(.*)*', redirect: '/worklist' },
   ],
 });

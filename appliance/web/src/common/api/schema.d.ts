@@ -454,7 +454,15 @@ export interface paths {
                         "application/json": {
                             items: {
                                 diagnosis?: string;
-                                history: unknown[];
+                                history: {
+                                    action: string;
+                                    at: number;
+                                    by: number;
+                                    from: string;
+                                    role: string;
+                                    to: string;
+                                    why?: string | null;
+                                }[];
                                 id: number;
                                 kind?: string;
                                 mode?: string;
@@ -544,7 +552,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -621,7 +637,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -706,7 +730,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -801,6 +833,16 @@ export interface paths {
                     "application/json": {
                         /** @enum {unknown} */
                         action: "submit" | "qc_pass" | "qc_reject" | "schedule" | "check_in" | "draft_report" | "sign" | "amend" | "close" | "cancel";
+                        /** @description schedule: the start, ms since the epoch */
+                        at?: number;
+                        /** @description schedule: the experts' user ids */
+                        experts?: number[];
+                        /** @description amend, cancel: why */
+                        reason?: string;
+                        /** @description qc_reject: what must be fixed (at least one) */
+                        reasons?: string[];
+                        /** @description schedule: the video room's name */
+                        room?: string;
                     };
                 };
             };
@@ -813,7 +855,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -2628,7 +2678,15 @@ export interface paths {
                         "application/json": {
                             items: {
                                 diagnosis?: string;
-                                history: unknown[];
+                                history: {
+                                    action: string;
+                                    at: number;
+                                    by: number;
+                                    from: string;
+                                    role: string;
+                                    to: string;
+                                    why?: string | null;
+                                }[];
                                 id: number;
                                 kind?: string;
                                 mode?: string;
@@ -2706,7 +2764,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -2783,7 +2849,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;
@@ -2873,7 +2947,15 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
-                            history: unknown[];
+                            history: {
+                                action: string;
+                                at: number;
+                                by: number;
+                                from: string;
+                                role: string;
+                                to: string;
+                                why?: string | null;
+                            }[];
                             id: number;
                             kind?: string;
                             mode?: string;

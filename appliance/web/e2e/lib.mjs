@@ -1,0 +1,106 @@
+// What the browser journeys share: their settings from the environment (set by
+// tests/tests/web_centre.rs), Chromium started as this machine allows (playwright-core and
+// Debian's /usr/bin/chromium), a page that records console errors and requests leaving the
+// appliance, an axe-core check with a screenshot per page, and logging in through the form.
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+
+export function env(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (tests/tests/web_centre.rs sets it)`);
+  return v;
+}
+
+export function expect(ok, what) {
+  if (!ok) throw new Error(`expected ${what}`);
+}
+
+/**
+ * Runs `journey(page, tools)` in a fresh headless Chromium at 1366x768 and exits 0 when it
+ * passes, 1 (with the last step and the error) when it does not.
+ */
+export async function run(journey) {
+  const BASE = env('BASE');
+  const OUT = env('OUT');
+  const steps = [];
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  let failed = false;
+  let page = null;
+  try {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    page = await context.newPage();
+    const consoleErrors = [];
+    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    const offline = [];
+    page.on('request', (r) => {
+      if (!r.url().startsWith(BASE)) offline.push(r.url());
+    });
+    const tools = {
+      base: BASE,
+      consoleErrors,
+      step(what) {
+        steps.push(what);
+        console.log(`step: ${what}`);
+      },
+      /** axe-core finds no serious or critical violation; then a screenshot `name`.png. */
+      async check(name) {
+        await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+        const found = await page.evaluate(async () => {
+          const r = await axe.run(document, { resultTypes: ['violations'] });
+          return r.violations
+            .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+            .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+        });
+        expect(found.length === 0, `no serious axe violation on ${name}, got ${found.join('; ')}`);
+        await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
+      },
+      /** Logs in through the form (the login page must be open). */
+      async login(login, password) {
+        await page.locator('input[data-test=login]').fill(login);
+        await page.locator('input[data-test=password]').fill(password);
+        await page.locator('[data-test=submit]').click();
+      },
+      /** Logs in with a one-time password and changes it to `password`. */
+      async firstLogin(login, oneTime, password) {
+        await tools.login(login, oneTime);
+        await page.waitForURL('**/centre/password**');
+        await page.locator('input[data-test=old]').fill(oneTime);
+        await page.locator('input[data-test=new]').fill(password);
+        await page.locator('input[data-test=confirm]').fill(password);
+        await page.locator('[data-test=submit]').click();
+        await page.waitForURL((u) => !u.pathname.includes('/password'));
+      },
+      async logout() {
+        await page.locator('[data-test=logout]').click();
+        await page.waitForURL('**/centre/login**');
+      },
+    };
+    await journey(page, tools);
+    expect(consoleErrors.length === 0, `no console error, got ${consoleErrors.join(' | ')}`);
+    expect(offline.length === 0, `no request outside the appliance, got ${offline.join(', ')}`);
+    console.log(`ok: ${steps.length} steps, screenshots in ${OUT}`);
+  } catch (e) {
+    failed = true;
+    console.error(`failed after: ${steps.at(-1) ?? 'start'}\n${e?.stack ?? e}`);
+    // What the page showed when it failed, for whoever reads the artifacts.
+    await page?.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
+    console.error(`at ${page?.url()}; the page is in ${OUT}/failure.png`);
+  } finally {
+    await browser.close();
+  }
+  process.exit(failed ? 1 : 0);
+}
