@@ -1,6 +1,6 @@
 // The consultation centre's pages and who may open them: everything but the login page
 // needs a session, and a user who must change the password goes to that page first.
-import { createRouter, createWebHistory } from 'vue-router';
+import { type RouteLocationNormalizedLoaded, createRouter, createWebHistory } from 'vue-router';
 import { whenSessionEnds } from '@/common/api/client';
 import { useAuth } from '@/common/auth';
 
@@ -52,3 +52,9 @@ whenSessionEnds(() => {
     void router.push({ name: 'login', query: { next: here.fullPath, ended: '1' } });
   }
 });
+
+/** Where a page that interrupted the user (login, password, TOTP) goes when it is done: the
+ *  page they were going to, else their worklist. */
+export function nextPage(route: RouteLocationNormalizedLoaded): string {
+  return typeof route.query.next === 'string' ? route.query.next : '/worklist';
+}

@@ -5,7 +5,7 @@ import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
 import { api, sessionToken, setSessionToken } from './api/client';
 import { type Problem, problemOf } from './api/problem';
-import type { components, paths } from './api/schema';
+import type { paths } from './api/schema';
 
 type User =
   paths['/api/v1/me']['get']['responses']['200']['content']['application/json'];
@@ -112,4 +112,3 @@ export const useAuth = defineStore('auth', () => {
   };
 });
 
-export type { components };

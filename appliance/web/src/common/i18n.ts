@@ -241,3 +241,11 @@ export function problemText(code: string, message: string): string {
   const text = i18n.global.te(key) ? t(key) : '';
   return text || message || t('errors.network');
 }
+
+/** The words for a value of a group (`state.draft`, `kind.mdt`), or the value itself when the
+ *  group has no word for it. */
+export function valueLabel(group: string, value: string | undefined): string {
+  if (!value) return '';
+  const key = `${group}.${value}`;
+  return i18n.global.te(key) ? i18n.global.t(key) : value;
+}
