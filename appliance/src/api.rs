@@ -18,7 +18,10 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/me",
     "GET /api/v1/token-key",
     "POST /api/v1/patients",
+    "GET /api/v1/patients",
     "GET /api/v1/patients/{id}",
+    "GET /api/v1/patients/{id}/studies",
+    "GET /api/v1/icd10",
     "POST /api/v1/consultations",
     "GET /api/v1/consultations",
     "GET /api/v1/consultations/{id}",
@@ -89,5 +92,6 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::stats::routes())
         .merge(crate::reports::routes())
         .merge(crate::registry::routes())
+        .merge(crate::patients::routes())
         .with_state(api)
 }

@@ -25,7 +25,10 @@ use crate::http::{Api, ApiError, body, user};
 /// The routes.
 pub fn routes() -> Router<Api> {
     Router::new()
-        .route("/api/v1/patients", post(create_patient))
+        .route(
+            "/api/v1/patients",
+            post(create_patient).get(crate::patients::search),
+        )
         .route("/api/v1/patients/{id}", get(get_patient))
         .route(
             "/api/v1/consultations",
@@ -360,6 +363,36 @@ fn revise(c: &mut Consultation, u: &User, a: Application) -> Result<(), ApiError
     c.revise(&actor(u), a, now_ms()).map_err(refusal)
 }
 
+/// A requested slot must exist, be free and belong to the expert asked for.
+async fn check_slot(api: &Api, a: &Application) -> Result<(), ApiError> {
+    let Some(slot) = a.requested_slot.filter(|s| *s > 0) else {
+        return Ok(());
+    };
+    let row: Option<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT expert_id, consultation_id FROM expert_slots WHERE id = ?")
+            .bind(slot)
+            .fetch_optional(&api.pool)
+            .await?;
+    match row {
+        None => Err(ApiError::field("requested_slot", "no such slot")),
+        Some((_, Some(_))) => Err(ApiError::field(
+            "requested_slot",
+            "the slot is already booked: choose another",
+        )),
+        Some((expert, None))
+            if a.requested_experts
+                .as_ref()
+                .is_some_and(|e| !e.contains(&expert)) =>
+        {
+            Err(ApiError::field(
+                "requested_slot",
+                "the slot is not the requested expert's",
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 /// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters.
 pub(crate) fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
@@ -395,6 +428,7 @@ async fn create_consultation(
         ));
     }
     let mut c = Consultation::draft(&actor(&u), b.kind, b.mode).map_err(refusal)?;
+    check_slot(&api, &application).await?;
     revise(&mut c, &u, application)?;
     // The draft starts with no history of its own writing.
     c.history.clear();
@@ -413,6 +447,7 @@ async fn revise_consultation(
     let (u, _) = user(&api, &headers, false).await?;
     let expected = crate::cases::if_match(&headers)?;
     let a: Application = body(&bytes)?;
+    check_slot(&api, &a).await?;
     let mut change = crate::cases::open::<Consultation>(&api, &u, id, expected).await?;
     if let Err(e) = revise(&mut change.record, &u, a) {
         let e = if e.status == StatusCode::CONFLICT {

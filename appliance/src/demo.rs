@@ -16,6 +16,10 @@ use workflow::{Consultation, ConsultationKind, Mode, Role};
 
 use crate::accounts::{self, AccountError, now_ms};
 
+/// The demo's 王建国 has an identity card on record (a valid, made-up number), so a search by
+/// it finds him.
+pub const WANG_ID_NUMBER: &str = "330102195603140019";
+
 /// Why the demo could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -155,22 +159,31 @@ pub async fn build(
             .await?;
         }
     }
-    // Patients at the two clinics.
+    // Patients at the two clinics; the record number is the images' DICOM Patient ID.
     let mut patients = Vec::new();
-    for (name, sex, birth, institution, doctor) in [
-        ("王建国", "M", "1956-03-14", east, "doctor.zhao"),
-        ("李秀英", "F", "1962-08-02", east, "doctor.zhao"),
-        ("张伟", "M", "1978-11-23", east, "doctor.zhao"),
-        ("刘芳", "F", "1985-05-30", west, "doctor.qian"),
-        ("陈明", "M", "1949-12-08", west, "doctor.qian"),
+    for (name, sex, birth, institution, doctor, id_number) in [
+        (
+            "王建国",
+            "M",
+            "1956-03-14",
+            east,
+            "doctor.zhao",
+            Some(WANG_ID_NUMBER),
+        ),
+        ("李秀英", "F", "1962-08-02", east, "doctor.zhao", None),
+        ("张伟", "M", "1978-11-23", east, "doctor.zhao", None),
+        ("刘芳", "F", "1985-05-30", west, "doctor.qian", None),
+        ("陈明", "M", "1949-12-08", west, "doctor.qian", None),
     ] {
-        let master = sqlx::query("INSERT INTO master_patients (id_number) VALUES (NULL)")
+        let master = sqlx::query("INSERT INTO master_patients (id_number) VALUES (?)")
+            .bind(id_number)
             .execute(pool)
             .await?
             .last_insert_rowid();
+        let record_number = format!("DEMO{:04}", patients.len() + 1);
         let id = sqlx::query(
             "INSERT INTO patients (institution_id, name, sex, birth_date, phone, created_by, \
-             created_at, master_id) VALUES (?, ?, ?, ?, '', ?, ?, ?)",
+             created_at, master_id, record_number) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
         )
         .bind(institution)
         .bind(name)
@@ -179,6 +192,7 @@ pub async fn build(
         .bind(ids[doctor])
         .bind(now_ms())
         .bind(master)
+        .bind(record_number)
         .execute(pool)
         .await?
         .last_insert_rowid();

@@ -30,6 +30,29 @@ pub struct Api {
     pub sfu_url: String,
     /// New in-app notifications, for the WebSockets that push them.
     pub events: tokio::sync::broadcast::Sender<Pushed>,
+    /// The data directory (imaging's index is under it).
+    pub data_dir: std::path::PathBuf,
+    /// Imaging's index, read-only, once it exists.
+    pub imaging_index: std::sync::Arc<tokio::sync::OnceCell<SqlitePool>>,
+}
+
+impl Api {
+    /// Imaging's index, opened read-only the first time it is needed; `None` while imaging has
+    /// stored nothing yet.
+    pub async fn imaging_index(&self) -> Result<Option<SqlitePool>, imaging::store::StoreError> {
+        if let Some(pool) = self.imaging_index.get() {
+            return Ok(Some(pool.clone()));
+        }
+        let Some(pool) = imaging::store::Store::read_only_index(&self.data_dir).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.imaging_index
+                .get_or_init(|| async { pool })
+                .await
+                .clone(),
+        ))
+    }
 }
 
 /// An in-app notification for one user, pushed to their open WebSockets.

@@ -66,6 +66,10 @@ pub fn document() -> Value {
             "question": { "type": "string" }, "diagnosis": { "type": "string" },
             "urgency": { "type": "string" },
             "studies": { "type": "array", "items": { "type": "string" } },
+            "requested_experts": { "type": "array", "items": { "type": "integer" } },
+            "requested_slot": { "type": ["integer", "null"] },
+            "experts": { "type": "array", "items": { "type": "integer" } },
+            "room": { "type": ["string", "null"] },
             "scheduled_at": { "type": ["integer", "null"] } } });
     let list = json!({ "type": "object", "required": ["items"],
         "properties": { "items": { "type": "array", "items": case.clone() },
@@ -86,6 +90,7 @@ pub fn document() -> Value {
                 "diagnosis": { "type": "string" }, "speciality": { "type": "string" },
                 "urgency": { "enum": ["routine", "urgent", "emergency"] },
                 "requested_experts": { "type": "array", "items": { "type": "integer" } },
+                "requested_slot": { "type": "integer", "minimum": 0 },
                 "studies": { "type": "array", "items": { "type": "string" } },
                 "attachments": { "type": "array", "items": object(json!({
                     "kind": { "enum": ["record", "lab", "study"] }, "reference": { "type": "string" },
@@ -150,7 +155,20 @@ pub fn document() -> Value {
                     &["public_key", "algorithm"]))), &[]) } },
             "/api/v1/me": { "get": { "summary": "The current user",
                 "responses": responses(("200", answer("the user", user)), &["401"]) } },
-            "/api/v1/patients": { "post": { "summary": "Register a patient at the user's institution",
+            "/api/v1/patients": { "get": {
+                "summary": "Search the patients the user may read by name (part), identity card or record number",
+                "parameters": [{ "name": "q", "in": "query", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 64 } }],
+                "responses": responses(("200", answer("at most 50, newest first", object(json!({
+                    "items": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "institution": { "type": "integer" },
+                        "institution_name": { "type": "string" }, "name": { "type": "string" },
+                        "sex": { "type": "string" }, "birth_date": { "type": "string" },
+                        "record_number": { "type": "string" },
+                        "id_number_masked": { "type": "string" }, "favourite": { "type": "boolean" } }),
+                        &["id", "institution", "institution_name", "name", "sex", "birth_date",
+                          "record_number", "id_number_masked", "favourite"]) } }), &["items"]))),
+                    &["401", "403", "422"]) },
+                "post": { "summary": "Register a patient at the user's institution",
                 "requestBody": body(object(json!({ "name": { "type": "string" },
                     "sex": { "enum": ["M", "F", "O", "U"] }, "birth_date": { "type": "string" },
                     "phone": { "type": "string" }, "id_number": { "type": "string" },
@@ -160,8 +178,30 @@ pub fn document() -> Value {
             "/api/v1/patients/{id}": { "get": { "summary": "A patient the user may read",
                 "parameters": id_param(),
                 "responses": responses(("200", answer("the patient", object(json!({
-                    "id": { "type": "integer" }, "name": { "type": "string" } }), &["id", "name"]))),
+                    "id": { "type": "integer" }, "name": { "type": "string" },
+                    "institution": { "type": "integer" }, "sex": { "type": "string" },
+                    "birth_date": { "type": "string" }, "phone": { "type": "string" },
+                    "master": { "type": ["integer", "null"] }, "record_number": { "type": "string" } }),
+                    &["id", "name", "institution", "sex", "birth_date", "record_number"]))),
                     &["401", "403", "404"]) } },
+            "/api/v1/patients/{id}/studies": { "get": {
+                "summary": "The data centre's imaging studies of a patient (by record number as Patient ID, or name and birth date)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("studies, newest first", object(json!({
+                    "items": { "type": "array", "items": object(json!({
+                        "uid": { "type": "string" }, "date": { "type": "string" },
+                        "description": { "type": "string" }, "modalities": { "type": "string" },
+                        "accession": { "type": "string" }, "series": { "type": "integer" },
+                        "instances": { "type": "integer" },
+                        "thumbnail": { "type": ["string", "null"] } }),
+                        &["uid", "date", "description", "modalities", "series", "instances", "thumbnail"]) } }),
+                    &["items"]))), &["401", "403", "404", "503"]) } },
+            "/api/v1/icd10": { "get": { "summary": "ICD-10 diagnoses by code prefix or name (Chinese or English)",
+                "parameters": [{ "name": "q", "in": "query", "schema": { "type": "string" } }],
+                "responses": responses(("200", answer("at most 20", object(json!({
+                    "items": { "type": "array", "items": object(json!({
+                        "code": { "type": "string" }, "zh": { "type": "string" }, "en": { "type": "string" } }),
+                        &["code", "zh", "en"]) } }), &["items"]))), &["401"]) } },
             "/api/v1/consultations": {
                 "post": { "summary": "Start a consultation application (a draft)",
                     "requestBody": body({ let mut a = application.clone();
@@ -358,7 +398,15 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "specialty", "in": "query", "schema": { "type": "string" } },
                                { "name": "department", "in": "query", "schema": { "type": "integer" } }],
                 "responses": responses(("200", answer("experts", object(json!({
-                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+                    "items": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "name": { "type": "string" },
+                        "institution": { "type": "integer" }, "department": { "type": ["integer", "null"] },
+                        "department_name": { "type": "string" },
+                        "title": { "type": "string" }, "profile": { "type": "string" },
+                        "specialties": { "type": "array", "items": { "type": "string" } } }),
+                        &["id", "name", "institution", "department", "department_name", "title",
+                          "profile", "specialties"]) } }),
+                    &["items"]))), &["401", "403"]) } },
             "/api/v1/experts/{id}": { "put": { "summary": "Set an expert's department, title, specialties and profile",
                 "parameters": id_param(),
                 "requestBody": body(object(json!({ "department": { "type": ["integer", "null"] },
@@ -370,7 +418,10 @@ pub fn document() -> Value {
                     "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
                                    { "name": "free", "in": "query", "schema": { "type": "boolean" } }],
                     "responses": responses(("200", answer("slots", object(json!({
-                        "items": { "type": "array" } }), &["items"]))), &["401", "403"]) },
+                        "items": { "type": "array", "items": object(json!({
+                            "id": { "type": "integer" }, "starts_at": { "type": "integer" },
+                            "minutes": { "type": "integer" }, "booked": { "type": "boolean" } }),
+                            &["id", "starts_at", "minutes", "booked"]) } }), &["items"]))), &["401", "403"]) },
                 "post": { "summary": "Publish bookable slots (the expert or the centre)", "parameters": id_param(),
                     "requestBody": body(object(json!({ "starts_at": { "type": "integer" },
                         "minutes": { "type": "integer" }, "count": { "type": "integer" } }),
@@ -392,7 +443,9 @@ pub fn document() -> Value {
                     "items": { "type": "array" } }), &["items"]))), &["401", "403", "404"]) } },
             "/api/v1/me/favourites": { "get": { "summary": "Favourite patients",
                 "responses": responses(("200", answer("favourites", object(json!({
-                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+                    "items": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "name": { "type": "string" } }), &["id", "name"]) } }),
+                    &["items"]))), &["401", "403"]) } },
             "/api/v1/me/favourites/{patient}": {
                 "put": { "summary": "Add a favourite patient",
                     "parameters": [{ "name": "patient", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],

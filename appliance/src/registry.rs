@@ -139,11 +139,20 @@ async fn experts(
     Query(q): Query<ExpertQuery>,
 ) -> Result<Json<Value>, ApiError> {
     user(&api, &headers, false).await?;
-    type ExpertRow = (i64, String, i64, Option<i64>, String, String, String);
+    type ExpertRow = (
+        i64,
+        String,
+        i64,
+        Option<i64>,
+        String,
+        String,
+        String,
+        String,
+    );
     let rows: Vec<ExpertRow> = sqlx::query_as(
         "SELECT u.id, u.display_name, u.institution_id, e.department_id, e.title, \
-         e.specialties, e.profile FROM users u JOIN experts e ON e.user_id = u.id \
-         WHERE u.active = 1 AND u.role = 'expert' AND (? IS NULL OR e.department_id = ?) \
+         e.specialties, e.profile, COALESCE(d.name, '') FROM users u JOIN experts e ON \
+         e.user_id = u.id LEFT JOIN departments d ON d.id = e.department_id WHERE u.active = 1 AND u.role = 'expert' AND (? IS NULL OR e.department_id = ?) \
          ORDER BY u.id",
     )
     .bind(q.department)
@@ -157,8 +166,9 @@ async fn experts(
                 .as_deref()
                 .is_none_or(|s| r.5.split(',').any(|x| x.trim() == s))
         })
-        .map(|(id, name, inst, dept, title, specialties, profile)| {
+        .map(|(id, name, inst, dept, title, specialties, profile, dept_name)| {
             json!({ "id": id, "name": name, "institution": inst, "department": dept,
+                    "department_name": dept_name,
                     "title": title, "profile": profile,
                     "specialties": specialties.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>() })
         })

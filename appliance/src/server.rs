@@ -67,6 +67,8 @@ pub async fn run(
             imaging_url: url(config, config.listeners.imaging_http),
             sfu_url: url(config, config.listeners.sfu_signalling),
             events: tokio::sync::broadcast::channel(1024).0,
+            data_dir: config.storage.data_dir.clone(),
+            imaging_index: Default::default(),
         }));
     if let Some(gateway) = crate::notify::Gateway::from_config(config) {
         tokio::spawn(crate::notify::run(

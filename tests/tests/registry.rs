@@ -139,6 +139,7 @@ fn departments_experts_slots_masters_and_favourites() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let first_slot = r.json()["ids"][0].as_i64().unwrap();
+    let last_slot = r.json()["ids"][2].as_i64().unwrap();
     assert_eq!(
         go(
             "POST",
@@ -252,6 +253,91 @@ fn departments_experts_slots_masters_and_favourites() {
         200
     );
 
+    // Search: by part of a name, identity card or record number, within what the user may
+    // read; identity card numbers masked.
+    let search = |token: &str, q: &str| {
+        let q: String = url_encode(q);
+        go("GET", &format!("/api/v1/patients?q={q}"), token, None)
+    };
+    let found = search(doc_a, "郑").json();
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["items"][0]["id"], pa);
+    assert_eq!(found["items"][0]["id_number_masked"], "110105********002X");
+    assert_eq!(
+        found["items"][0]["institution_name"],
+        "城东社区卫生服务中心"
+    );
+    let by_card = search(doc_b, "11010519491231002x").json();
+    assert_eq!(by_card["items"][0]["id"], pb, "{by_card}");
+    assert_eq!(by_card["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        search(centre, "MZ-0001").json()["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "centre staff search the alliance"
+    );
+    assert_eq!(search(expert, "郑").json()["items"], json!([]));
+    assert_eq!(
+        search(doc_a, "%").json()["items"],
+        json!([]),
+        "% is a character"
+    );
+    assert_eq!(search(doc_a, " ").json()["field"], "q");
+    assert_eq!(search(inst, "郑").status, 403);
+    // Without imaging data, no studies (and no error).
+    assert_eq!(
+        go(
+            "GET",
+            &format!("/api/v1/patients/{pa}/studies"),
+            doc_a,
+            None
+        )
+        .json()["items"],
+        json!([])
+    );
+    assert_eq!(
+        go(
+            "GET",
+            &format!("/api/v1/patients/{pb}/studies"),
+            doc_a,
+            None
+        )
+        .status,
+        404
+    );
+    let icd = go(
+        "GET",
+        &format!("/api/v1/icd10?q={}", url_encode("脑梗")),
+        doc_a,
+        None,
+    )
+    .json();
+    assert_eq!(icd["items"][0]["code"], "I63.9", "{icd}");
+
+    // A requested slot: free, the requested expert's, appointment mode only.
+    let apply = |mode: &str, slot: i64| {
+        go(
+            "POST",
+            "/api/v1/consultations",
+            doc_a,
+            Some(json!({ "patient": pa, "kind": "remote", "mode": mode,
+                "requested_experts": [expert_id], "requested_slot": slot })),
+        )
+    };
+    assert_eq!(
+        apply("appointment", first_slot).json()["field"],
+        "requested_slot"
+    );
+    assert_eq!(apply("named", last_slot).json()["field"], "requested_slot");
+    assert_eq!(
+        apply("appointment", 999_999).json()["field"],
+        "requested_slot"
+    );
+    let r = apply("appointment", last_slot);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["requested_slot"], last_slot);
+
     // Favourites: only patients the user may read.
     assert_eq!(
         go("PUT", &format!("/api/v1/me/favourites/{pa}"), doc_a, None).status,
@@ -281,4 +367,17 @@ fn departments_experts_slots_masters_and_favourites() {
     );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// `q` percent-encoded for a query string.
+fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

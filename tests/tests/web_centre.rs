@@ -149,6 +149,35 @@ fn an_application_goes_through_quality_control() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// The clinic doctor finds and registers patients and writes a request with a slot, a
+/// diagnosis and a study picked by its thumbnail (`appliance/web/e2e/apply.mjs`).
+#[test]
+fn a_clinic_doctor_applies_for_a_consultation() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "apply",
+        ports.http,
+        &[
+            ("DOCTOR", "doctor.zhao".into()),
+            ("DOCTOR_PASSWORD", password(&printed, "doctor.zhao")),
+            // The demo's 王建国 (appliance::demo::WANG_ID_NUMBER).
+            ("ID_NUMBER", "330102195603140019".into()),
+        ],
+        &[
+            "21-patients",
+            "22-patient-form",
+            "23-apply",
+            "24-case-submitted",
+            "25-case-en",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) {

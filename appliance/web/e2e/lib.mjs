@@ -40,14 +40,22 @@ export async function run(journey) {
   let failed = false;
   let page = null;
   try {
-    const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    // The hospital's clocks: slot and consultation times read in China time.
+    const context = await browser.newContext({
+      viewport: { width: 1366, height: 768 },
+      timezoneId: 'Asia/Shanghai',
+    });
     page = await context.newPage();
     const consoleErrors = [];
     page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    // Requests must stay on the appliance's host (imaging's thumbnails come from its own
+    // port there); anything else would need a network the hospital does not have.
     const offline = [];
+    const host = new URL(BASE).hostname;
     page.on('request', (r) => {
-      if (!r.url().startsWith(BASE)) offline.push(r.url());
+      const u = new URL(r.url());
+      if (u.protocol !== 'data:' && u.hostname !== host) offline.push(r.url());
     });
     const tools = {
       base: BASE,

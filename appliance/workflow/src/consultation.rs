@@ -210,6 +210,8 @@ pub struct Application {
     pub urgency: Option<Urgency>,
     /// Named experts.
     pub requested_experts: Option<Vec<i64>>,
+    /// The expert's free slot the applicant would like (appointment mode); 0 clears it.
+    pub requested_slot: Option<i64>,
     /// Studies (Study Instance UIDs).
     pub studies: Option<Vec<String>>,
     /// Other attachments.
@@ -236,8 +238,11 @@ pub struct Consultation {
     pub question: String,
     /// The working diagnosis, ICD-10.
     pub diagnosis: String,
-    /// Experts the applicant asks for (named mode).
+    /// Experts the applicant asks for (named mode; in appointment mode, the slot's expert).
     pub requested_experts: Vec<i64>,
+    /// The expert's slot the applicant would like (appointment mode); the centre books it.
+    #[serde(default)]
+    pub requested_slot: Option<i64>,
     /// Imaging studies attached by reference (Study Instance UIDs).
     #[serde(default)]
     pub studies: Vec<String>,
@@ -282,6 +287,7 @@ impl Consultation {
             question: String::new(),
             diagnosis: String::new(),
             requested_experts: Vec::new(),
+            requested_slot: None,
             studies: Vec::new(),
             speciality: general(),
             urgency: Urgency::Routine,
@@ -574,6 +580,15 @@ impl Consultation {
         }
         if let Some(e) = a.requested_experts {
             next.requested_experts = e;
+        }
+        if let Some(slot) = a.requested_slot {
+            if slot != 0 && self.mode != Mode::Appointment {
+                return Err(field(
+                    "requested_slot",
+                    "a slot is chosen for appointment-mode consultations",
+                ));
+            }
+            next.requested_slot = (slot > 0).then_some(slot);
         }
         if let Some(st) = a.studies {
             next.studies = st;

@@ -225,6 +225,31 @@ impl Store {
         Ok((store, report))
     }
 
+    /// The index of the store under `data_dir`, opened read-only for a reader in another
+    /// service of the same host (the appliance's study picker runs [`query::Query`] on it);
+    /// `None` while no store has been created there. Writes go through [`Store::put`] only.
+    pub async fn read_only_index(data_dir: &Path) -> Result<Option<SqlitePool>, StoreError> {
+        let db_path = data_dir.join("dicom").join("index.sqlite");
+        if !db_path.is_file() {
+            return Ok(None);
+        }
+        let index_err = |source| StoreError::Index {
+            path: db_path.clone(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(index_err)?
+            .filename(&db_path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(index_err)?;
+        Ok(Some(pool))
+    }
+
     /// The folder the instances are kept in.
     pub fn root(&self) -> &Path {
         &self.root

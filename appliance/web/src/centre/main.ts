@@ -3,6 +3,7 @@
 // such as ElRadioButton, are registered by their parent's install, ElRadio).
 import {
   ElAlert,
+  ElAutocomplete,
   ElButton,
   ElCard,
   ElCheckbox,
@@ -14,9 +15,11 @@ import {
   ElForm,
   ElFormItem,
   ElInput,
+  ElOption,
   ElRadio,
   ElRadioButton,
   ElRadioGroup,
+  ElSelect,
   ElTable,
   ElTableColumn,
   ElTag,
@@ -34,6 +37,7 @@ document.documentElement.lang = savedLocale();
 const app = createApp(App);
 for (const c of [
   ElAlert,
+  ElAutocomplete,
   ElButton,
   ElCard,
   ElCheckbox,
@@ -45,9 +49,11 @@ for (const c of [
   ElForm,
   ElFormItem,
   ElInput,
+  ElOption,
   ElRadio,
   ElRadioButton,
   ElRadioGroup,
+  ElSelect,
   ElTable,
   ElTableColumn,
   ElTag,

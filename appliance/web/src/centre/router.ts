@@ -21,6 +21,21 @@ export const router = createRouter({
       component: () => import('./views/WorklistView.vue'),
     },
     {
+      path: '/patients',
+      name: 'patients',
+      component: () => import('./views/PatientsView.vue'),
+    },
+    {
+      path: '/consultations/new',
+      name: 'apply',
+      component: () => import('./views/ApplyView.vue'),
+    },
+    {
+      path: '/consultations/:id(\\d+)/edit',
+      name: 'edit',
+      component: () => import('./views/ApplyView.vue'),
+    },
+    {
       path: '/consultations/:id(\\d+)',
       name: 'case',
       component: () => import('./views/CaseView.vue'),

@@ -454,6 +454,7 @@ export interface paths {
                         "application/json": {
                             items: {
                                 diagnosis?: string;
+                                experts?: number[];
                                 history: {
                                     action: string;
                                     at: number;
@@ -469,6 +470,9 @@ export interface paths {
                                 patient?: number;
                                 question?: string;
                                 reason?: string;
+                                requested_experts?: number[];
+                                requested_slot?: number | null;
+                                room?: string | null;
                                 scheduled_at?: number | null;
                                 state: string;
                                 studies?: string[];
@@ -536,6 +540,7 @@ export interface paths {
                         question?: string;
                         reason?: string;
                         requested_experts?: number[];
+                        requested_slot?: number;
                         speciality?: string;
                         studies?: string[];
                         /** @enum {unknown} */
@@ -552,6 +557,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -567,6 +573,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -637,6 +646,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -652,6 +662,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -714,6 +727,7 @@ export interface paths {
                         question?: string;
                         reason?: string;
                         requested_experts?: number[];
+                        requested_slot?: number;
                         speciality?: string;
                         studies?: string[];
                         /** @enum {unknown} */
@@ -730,6 +744,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -745,6 +760,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -855,6 +873,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -870,6 +889,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -1583,7 +1605,16 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: unknown[];
+                            items: {
+                                department: number | null;
+                                department_name: string;
+                                id: number;
+                                institution: number;
+                                name: string;
+                                profile: string;
+                                specialties: string[];
+                                title: string;
+                            }[];
                         };
                     };
                 };
@@ -1724,7 +1755,12 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: unknown[];
+                            items: {
+                                booked: boolean;
+                                id: number;
+                                minutes: number;
+                                starts_at: number;
+                            }[];
                         };
                     };
                 };
@@ -1827,6 +1863,59 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/icd10": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ICD-10 diagnoses by code prefix or name (Chinese or English) */
+        get: {
+            parameters: {
+                query?: {
+                    q?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description at most 20 */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                code: string;
+                                en: string;
+                                zh: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description not logged in, or the session ended */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -2091,7 +2180,10 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: unknown[];
+                            items: {
+                                id: number;
+                                name: string;
+                            }[];
                         };
                     };
                 };
@@ -2443,7 +2535,68 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Search the patients the user may read by name (part), identity card or record number */
+        get: {
+            parameters: {
+                query: {
+                    q: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description at most 50, newest first */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                birth_date: string;
+                                favourite: boolean;
+                                id: number;
+                                id_number_masked: string;
+                                institution: number;
+                                institution_name: string;
+                                name: string;
+                                record_number: string;
+                                sex: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description not logged in, or the session ended */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description not allowed for this user */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description a field is missing or invalid (`field` names it) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         put?: never;
         /** Register a patient at the user's institution */
         post: {
@@ -2539,8 +2692,14 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            birth_date: string;
                             id: number;
+                            institution: number;
+                            master?: number | null;
                             name: string;
+                            phone?: string;
+                            record_number: string;
+                            sex: string;
                         };
                     };
                 };
@@ -2648,6 +2807,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/patients/{id}/studies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The data centre's imaging studies of a patient (by record number as Patient ID, or name and birth date) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description studies, newest first */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                accession?: string;
+                                date: string;
+                                description: string;
+                                instances: number;
+                                modalities: string;
+                                series: number;
+                                thumbnail: string | null;
+                                uid: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description not logged in, or the session ended */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description not allowed for this user */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description no such thing, or not visible to this user */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description error */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/referrals": {
         parameters: {
             query?: never;
@@ -2678,6 +2922,7 @@ export interface paths {
                         "application/json": {
                             items: {
                                 diagnosis?: string;
+                                experts?: number[];
                                 history: {
                                     action: string;
                                     at: number;
@@ -2693,6 +2938,9 @@ export interface paths {
                                 patient?: number;
                                 question?: string;
                                 reason?: string;
+                                requested_experts?: number[];
+                                requested_slot?: number | null;
+                                room?: string | null;
                                 scheduled_at?: number | null;
                                 state: string;
                                 studies?: string[];
@@ -2764,6 +3012,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -2779,6 +3028,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -2849,6 +3101,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -2864,6 +3117,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
@@ -2947,6 +3203,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             diagnosis?: string;
+                            experts?: number[];
                             history: {
                                 action: string;
                                 at: number;
@@ -2962,6 +3219,9 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            requested_experts?: number[];
+                            requested_slot?: number | null;
+                            room?: string | null;
                             scheduled_at?: number | null;
                             state: string;
                             studies?: string[];
