@@ -63,6 +63,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/experts/{id}/slots",
     "POST /api/v1/experts/{id}/slots",
     "POST /api/v1/consultations/{id}/book",
+    "POST /api/v1/consultations/{id}/schedule-preview",
     "GET /api/v1/patients/{id}/linked",
     "GET /api/v1/me/favourites",
     "PUT /api/v1/me/favourites/{patient}",
@@ -93,5 +94,6 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::reports::routes())
         .merge(crate::registry::routes())
         .merge(crate::patients::routes())
+        .merge(crate::schedule::routes())
         .with_state(api)
 }

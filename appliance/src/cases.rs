@@ -66,6 +66,11 @@ pub(crate) trait Flow: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
     fn shell_only(_action: &Self::Action) -> Option<&'static str> {
         None
     }
+    /// What a notice of `event` says beyond its kind (a scheduled consultation's time and
+    /// room), or nothing.
+    fn detail(&self, _event: &str) -> String {
+        String::new()
+    }
 }
 
 pub(crate) fn actor(u: &User) -> Actor {
@@ -101,8 +106,12 @@ pub(crate) async fn audit_event(
     Ok(())
 }
 
-/// The Chinese text of an event for `object` (e.g. "会诊 12 ").
-pub fn message(event: &str, object: &str) -> String {
+/// The Chinese text of an event for `object` (e.g. "会诊 12 "), with `detail` (the time and
+/// room of a scheduled consultation) where the event has one.
+pub fn message(event: &str, object: &str, detail: &str) -> String {
+    if event == "consultation_scheduled" && !detail.is_empty() {
+        return format!("{object}已安排：{detail}，请按时参加。");
+    }
     let text = match event {
         "consultation_submitted" | "referral_submitted" => "已提交，请审核。",
         "consultation_rejected" | "referral_rejected" => "未通过审核，请按意见修改后重新提交。",
@@ -258,32 +267,42 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .ok_or_else(|| ApiError::field("If-Match", "an ETag this API gave, e.g. \"3\""))
 }
 
+/// The users a notice goes to (none for the patient, who is reached by SMS only), its event,
+/// and whether it is the patient's.
+pub(crate) async fn recipients<'n>(
+    conn: &mut SqliteConnection,
+    n: &'n Notice,
+) -> Result<(Vec<i64>, &'n str, bool), ApiError> {
+    Ok(match n {
+        Notice::Applicant { user, event }
+        | Notice::Expert { user, event }
+        | Notice::Receiver { user, event } => (vec![*user], event, false),
+        Notice::Centre { role, event } => {
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM users WHERE role = ? AND active = 1")
+                    .bind(role_name(*role))
+                    .fetch_all(&mut *conn)
+                    .await?;
+            (ids, event, false)
+        }
+        Notice::Patient { event } => (Vec::new(), event, true),
+    })
+}
+
 /// Turns notices into in-app notifications and SMS outbox rows, inside `tx`.
-async fn deliver(
+async fn deliver<F: Flow>(
     tx: &mut Transaction<'_, Sqlite>,
     sms: bool,
     notices: &[Notice],
+    record: &F,
     object: &str,
     patient: i64,
 ) -> Result<Vec<crate::http::Pushed>, ApiError> {
     let now = now_ms();
     let mut pushed = Vec::new();
     for n in notices {
-        let (users, event, patient_sms): (Vec<i64>, &str, bool) = match n {
-            Notice::Applicant { user, event }
-            | Notice::Expert { user, event }
-            | Notice::Receiver { user, event } => (vec![*user], event, false),
-            Notice::Centre { role, event } => {
-                let ids: Vec<i64> =
-                    sqlx::query_scalar("SELECT id FROM users WHERE role = ? AND active = 1")
-                        .bind(role_name(*role))
-                        .fetch_all(&mut **tx)
-                        .await?;
-                (ids, event, false)
-            }
-            Notice::Patient { event } => (Vec::new(), event, true),
-        };
-        let text = message(event, object);
+        let (users, event, patient_sms) = recipients(tx, n).await?;
+        let text = message(event, object, &record.detail(event));
         for u in users {
             let nid = sqlx::query(
                 "INSERT INTO notifications (user_id, event, object, message, created_at) \
@@ -478,6 +497,7 @@ pub(crate) async fn commit<F: Flow>(
         &mut tx,
         api.sms,
         notices,
+        &record,
         &format!("{} {id} ", F::LABEL),
         patient,
     )
@@ -654,11 +674,19 @@ mod tests {
     #[test]
     fn messages_are_chinese() {
         assert_eq!(
-            message("consultation_scheduled", "会诊 3 "),
+            message("consultation_scheduled", "会诊 3 ", ""),
             "会诊 3 已安排，请按时参加。"
         );
         assert_eq!(
-            message("referral_refused", "转诊 4 "),
+            message(
+                "consultation_scheduled",
+                "会诊 3 ",
+                "12月8日 09:00，会诊室2"
+            ),
+            "会诊 3 已安排：12月8日 09:00，会诊室2，请按时参加。"
+        );
+        assert_eq!(
+            message("referral_refused", "转诊 4 ", ""),
             "转诊 4 被拒收，请重新分配。"
         );
     }

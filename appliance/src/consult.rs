@@ -103,6 +103,15 @@ impl Flow for Consultation {
         centre_staff(role)
     }
 
+    fn detail(&self, event: &str) -> String {
+        match (event, self.scheduled_at, &self.room) {
+            ("consultation_scheduled", Some(at), Some(room)) => {
+                format!("{}，{room}", crate::reports::china_time(at))
+            }
+            _ => String::new(),
+        }
+    }
+
     fn studies(&self) -> &[String] {
         &self.studies
     }

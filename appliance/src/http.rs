@@ -22,6 +22,8 @@ pub struct Api {
     pub site: String,
     /// Whether an SMS gateway is configured (else notices are in-app only).
     pub sms: bool,
+    /// The SMS gateway, to word previews as they will be sent.
+    pub gateway: Option<std::sync::Arc<crate::notify::Gateway>>,
     /// The key that signs viewer and room tokens.
     pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
     /// Imaging's base URL (the viewer page is under it).

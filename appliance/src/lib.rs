@@ -29,6 +29,7 @@ pub mod pdf;
 pub mod referral;
 pub mod registry;
 pub mod reports;
+pub mod schedule;
 pub mod server;
 pub mod stack;
 pub mod stats;

@@ -39,7 +39,8 @@ impl Gateway {
         })
     }
 
-    fn text(&self, message: &str) -> String {
+    /// The SMS as the gateway is given it: the message in the site's template.
+    pub fn text(&self, message: &str) -> String {
         self.template
             .replace("{site}", &self.site)
             .replace("{message}", message)

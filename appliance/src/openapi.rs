@@ -62,6 +62,7 @@ pub fn document() -> Value {
                     "role": { "type": "string" }, "at": { "type": "integer" },
                     "why": { "type": ["string", "null"] } } } },
             "patient": { "type": "integer" }, "kind": { "type": "string" },
+            "applicant": { "type": "integer" }, "institution": { "type": "integer" },
             "mode": { "type": "string" }, "reason": { "type": "string" },
             "question": { "type": "string" }, "diagnosis": { "type": "string" },
             "urgency": { "type": "string" },
@@ -429,6 +430,25 @@ pub fn document() -> Value {
                     "responses": responses(("201", answer("created", object(json!({
                         "ids": { "type": "array", "items": { "type": "integer" } } }), &["ids"]))),
                         &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/consultations/{id}/schedule-preview": { "post": {
+                "summary": "What scheduling would do, changing nothing (the centre): conflicts within an hour and every notice, worded as sent",
+                "parameters": id_param(),
+                "requestBody": body(object(json!({ "at": { "type": "integer" },
+                    "experts": { "type": "array", "items": { "type": "integer" } }, "room": { "type": "string" } }),
+                    &["at", "experts", "room"])),
+                "responses": responses(("200", answer("the preview", object(json!({
+                    "conflicts": { "type": "array", "items": object(json!({
+                        "consultation": { "type": "integer" }, "why": { "enum": ["expert", "room"] },
+                        "expert": { "type": ["integer", "null"] }, "expert_name": { "type": "string" },
+                        "at": { "type": ["integer", "null"] }, "room": { "type": ["string", "null"] } }),
+                        &["consultation", "why", "expert", "expert_name", "at", "room"]) },
+                    "messages": { "type": "array", "items": object(json!({
+                        "to": { "type": "string" }, "user": { "type": ["integer", "null"] },
+                        "event": { "type": "string" }, "in_app": { "type": ["string", "null"] },
+                        "sms": { "type": ["string", "null"] }, "phone": { "type": "string" } }),
+                        &["to", "user", "event", "in_app", "sms", "phone"]) },
+                    "sms_gateway": { "type": "boolean" } }), &["conflicts", "messages", "sms_gateway"]))),
+                    &["401", "403", "404", "409", "422"]) } },
             "/api/v1/consultations/{id}/book": { "post": {
                 "summary": "Book an expert's free slot for an appointment-mode consultation (schedules it)",
                 "parameters": id_param(),

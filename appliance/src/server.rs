@@ -63,6 +63,7 @@ pub async fn run(
             policy: crate::accounts::Policy::from_config(config),
             site: config.site.name.clone(),
             sms: crate::notify::Gateway::from_config(config).is_some(),
+            gateway: crate::notify::Gateway::from_config(config).map(std::sync::Arc::new),
             key,
             imaging_url: url(config, config.listeners.imaging_http),
             sfu_url: url(config, config.listeners.sfu_signalling),

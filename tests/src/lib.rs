@@ -464,6 +464,75 @@ mod tests {
 }
 
 /// Helpers for the appliance's command line and REST API.
+/// The hospital's SMS gateway as tests stub it (an edge nobody here can reach).
+pub mod sms {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    /// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
+    #[derive(Debug)]
+    pub struct SmsStub {
+        /// Its port on 127.0.0.1.
+        pub port: u16,
+        /// While true, it answers 503 and records nothing.
+        pub down: Arc<AtomicBool>,
+        /// The JSON bodies received.
+        pub received: Arc<Mutex<Vec<Value>>>,
+    }
+
+    impl SmsStub {
+        /// Starts it, down.
+        pub fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stub");
+            let port = listener.local_addr().expect("addr").port();
+            let down = Arc::new(AtomicBool::new(true));
+            let received = Arc::new(Mutex::new(Vec::new()));
+            let (d, r) = (down.clone(), received.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let status = if d.load(Ordering::SeqCst) {
+                        "503 Service Unavailable"
+                    } else {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            r.lock().expect("stub lock").push(v);
+                        }
+                        "200 OK"
+                    };
+                    let _ = reader.get_mut().write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                }
+            });
+            Self {
+                port,
+                down,
+                received,
+            }
+        }
+    }
+}
+
 pub mod api {
     use std::path::Path;
     use std::process::Command;

@@ -6,68 +6,16 @@
 //! in-app and by SMS through a local gateway stub that records what it receives: while the
 //! gateway is down they wait in the outbox, across a restart, and arrive once it is back.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use e2e::api::{activate, admin as cli, call, new_user as person};
+use e2e::sms::SmsStub;
 use e2e::{Daemon, Ports, request, temp_dir};
 use serde_json::{Value, json};
-
-/// The hospital's SMS gateway, stubbed: records each request body; answers 503 while `down`.
-struct SmsStub {
-    port: u16,
-    down: Arc<AtomicBool>,
-    received: Arc<Mutex<Vec<Value>>>,
-}
-
-impl SmsStub {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stub");
-        let port = listener.local_addr().expect("addr").port();
-        let down = Arc::new(AtomicBool::new(true));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (d, r) = (down.clone(), received.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let status = if d.load(Ordering::SeqCst) {
-                    "503 Service Unavailable"
-                } else {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        r.lock().expect("stub lock").push(v);
-                    }
-                    "200 OK"
-                };
-                let _ = reader.get_mut().write_all(
-                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                );
-            }
-        });
-        Self {
-            port,
-            down,
-            received,
-        }
-    }
-}
 
 fn start(dir: &Path, ports: &Ports, sms: u16) -> Daemon {
     let url = format!("notifications.sms_url=http://127.0.0.1:{sms}/sms");

@@ -9,8 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use e2e::sms::SmsStub;
 use e2e::{Ports, bin, get, request, temp_dir};
 
 fn web() -> PathBuf {
@@ -178,9 +180,73 @@ fn a_clinic_doctor_applies_for_a_consultation() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// The centre schedules with a dry run (notices as sent, conflicts), the board shows the
+/// day and week, and the expert checks in (`appliance/web/e2e/schedule.mjs`); the SMS the
+/// preview showed is exactly what the gateway receives.
+#[test]
+fn the_centre_schedules_and_the_expert_checks_in() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let sms = SmsStub::start();
+    sms.down.store(false, Ordering::SeqCst);
+    let url = format!("notifications.sms_url=http://127.0.0.1:{}/sms", sms.port);
+    let mut daemon = e2e::api::start(
+        dir.path(),
+        &ports,
+        &[
+            "--set",
+            "notifications.sms_gateway=http-json",
+            "--set",
+            &url,
+        ],
+    );
+    let out = journey(
+        "schedule",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("QIAN_PASSWORD", password(&printed, "doctor.qian")),
+            ("QC_PASSWORD", password(&printed, "qc.wu")),
+            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
+            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+        ],
+        &[
+            "31-board-to-schedule",
+            "32-schedule-preview",
+            "33-schedule-conflict",
+            "34-board-week",
+            "35-expert-today",
+            "36-checked-in",
+        ],
+    );
+    let previewed = std::fs::read_to_string(out.join("sms-preview.txt")).expect("the preview");
+    assert!(
+        previewed.contains("已安排：") && previewed.contains("会诊室2"),
+        "{previewed}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sms.received.lock().expect("stub").clone();
+        if got
+            .iter()
+            .any(|m| m["message"] == previewed.as_str() && m["phone"] == "13800000002")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never received {previewed:?}; it got {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
-fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) {
+fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("web-{name}"));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("artifacts folder");
@@ -206,4 +272,5 @@ fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) {
     for shot in shots {
         assert!(out.join(format!("{shot}.png")).is_file(), "{shot}.png");
     }
+    out
 }

@@ -20,6 +20,7 @@ export const router = createRouter({
       name: 'worklist',
       component: () => import('./views/WorklistView.vue'),
     },
+    { path: '/board', name: 'board', component: () => import('./views/BoardView.vue') },
     {
       path: '/patients',
       name: 'patients',

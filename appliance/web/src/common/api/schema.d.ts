@@ -453,6 +453,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             items: {
+                                applicant?: number;
                                 diagnosis?: string;
                                 experts?: number[];
                                 history: {
@@ -465,6 +466,7 @@ export interface paths {
                                     why?: string | null;
                                 }[];
                                 id: number;
+                                institution?: number;
                                 kind?: string;
                                 mode?: string;
                                 patient?: number;
@@ -556,6 +558,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -568,6 +571,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -645,6 +649,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -657,6 +662,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -743,6 +749,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -755,6 +762,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -872,6 +880,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -884,6 +893,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -1485,6 +1495,116 @@ export interface paths {
                 };
                 /** @description a conflict: a stale version or an action the state does not allow */
                 409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/consultations/{id}/schedule-preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** What scheduling would do, changing nothing (the centre): conflicts within an hour and every notice, worded as sent */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        at: number;
+                        experts: number[];
+                        room: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description the preview */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            conflicts: {
+                                at: number | null;
+                                consultation: number;
+                                expert: number | null;
+                                expert_name: string;
+                                room: string | null;
+                                /** @enum {unknown} */
+                                why: "expert" | "room";
+                            }[];
+                            messages: {
+                                event: string;
+                                in_app: string | null;
+                                phone: string;
+                                sms: string | null;
+                                to: string;
+                                user: number | null;
+                            }[];
+                            sms_gateway: boolean;
+                        };
+                    };
+                };
+                /** @description not logged in, or the session ended */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description not allowed for this user */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description no such thing, or not visible to this user */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description a conflict: a stale version or an action the state does not allow */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description a field is missing or invalid (`field` names it) */
+                422: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2921,6 +3041,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             items: {
+                                applicant?: number;
                                 diagnosis?: string;
                                 experts?: number[];
                                 history: {
@@ -2933,6 +3054,7 @@ export interface paths {
                                     why?: string | null;
                                 }[];
                                 id: number;
+                                institution?: number;
                                 kind?: string;
                                 mode?: string;
                                 patient?: number;
@@ -3011,6 +3133,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -3023,6 +3146,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -3100,6 +3224,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -3112,6 +3237,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
@@ -3202,6 +3328,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            applicant?: number;
                             diagnosis?: string;
                             experts?: number[];
                             history: {
@@ -3214,6 +3341,7 @@ export interface paths {
                                 why?: string | null;
                             }[];
                             id: number;
+                            institution?: number;
                             kind?: string;
                             mode?: string;
                             patient?: number;
