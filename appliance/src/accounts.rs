@@ -569,14 +569,37 @@ pub async fn session_alive(pool: &SqlitePool, policy: &Policy, token: &str) -> b
     session_user(pool, policy, token, false).await.is_ok()
 }
 
+/// A session's id: the hash its row is kept under (never the token itself).
+pub fn session_id(token: &str) -> String {
+    token_hash(token)
+}
+
+/// The user of the live session with id `sid` (see [`session_id`]), without counting this
+/// as activity.
+pub async fn authenticate_session(
+    pool: &SqlitePool,
+    policy: &Policy,
+    sid: &str,
+) -> Result<User, AccountError> {
+    session_user_by_hash(pool, policy, sid.to_owned(), false).await
+}
+
 async fn session_user(
     pool: &SqlitePool,
     policy: &Policy,
     token: &str,
     renew: bool,
 ) -> Result<User, AccountError> {
+    session_user_by_hash(pool, policy, token_hash(token), renew).await
+}
+
+async fn session_user_by_hash(
+    pool: &SqlitePool,
+    policy: &Policy,
+    hash: String,
+    renew: bool,
+) -> Result<User, AccountError> {
     let now = now_ms();
-    let hash = token_hash(token);
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT user_id, last_seen FROM sessions WHERE token_hash = ?")
             .bind(&hash)

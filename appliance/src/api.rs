@@ -65,6 +65,7 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/consultations/{id}/book",
     "POST /api/v1/consultations/{id}/schedule-preview",
     "GET /api/v1/patients/{id}/linked",
+    "POST /api/v1/tickets",
     "GET /api/v1/me/favourites",
     "PUT /api/v1/me/favourites/{patient}",
     "DELETE /api/v1/me/favourites/{patient}",
@@ -95,5 +96,6 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::registry::routes())
         .merge(crate::patients::routes())
         .merge(crate::schedule::routes())
+        .merge(crate::tickets::routes())
         .with_state(api)
 }

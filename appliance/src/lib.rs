@@ -33,5 +33,6 @@ pub mod schedule;
 pub mod server;
 pub mod stack;
 pub mod stats;
+pub mod tickets;
 pub mod totp;
 pub mod web;

@@ -334,7 +334,11 @@ pub fn document() -> Value {
             "/api/v1/report-templates": {
                 "get": { "summary": "Report templates and their sections (built-in and configured)",
                     "responses": responses(("200", answer("the templates", object(json!({
-                        "templates": { "type": "array" } }), &["templates"]))), &["401", "403"]) },
+                        "templates": { "type": "array", "items": object(json!({
+                            "key": { "type": "string" }, "title": { "type": "string" },
+                            "sections": { "type": "array", "items": object(json!({ "key": { "type": "string" },
+                                "title": { "type": "string" } }), &["key", "title"]) } }), &["key", "title", "sections"]) } }),
+                        &["templates"]))), &["401", "403"]) },
                 "post": { "summary": "Configure a template (the consultation centre or the system administrator)",
                     "requestBody": body(object(json!({ "key": { "type": "string" }, "title": { "type": "string" },
                         "sections": { "type": "array", "items": object(json!({ "key": { "type": "string" },
@@ -346,23 +350,32 @@ pub fn document() -> Value {
                     "image/jpeg": { "schema": { "type": "string", "format": "binary" } } } },
                 "responses": responses(("204", no_content("stored")), &["401", "403", "422"]) } },
             "/api/v1/consultations/{id}/report": {
-                "put": { "summary": "Save the report draft (sections; an MDT expert's contribution)",
-                    "parameters": id_param(),
+                "put": { "summary": "Save the report draft (sections; an MDT expert's contribution; If-Match)",
+                    "parameters": action_params.clone(),
                     "requestBody": body(object(json!({ "template": { "type": "string" },
                         "sections": { "type": "object", "additionalProperties": { "type": "string" } },
                         "contribution": { "type": ["string", "null"] } }), &["template"])),
                     "responses": responses(("200", answer("the consultation", json!({ "type": "object" }))),
                         &["401", "403", "404", "409", "422"]) },
-                "get": { "summary": "A report version (default: the current one)",
+                "get": { "summary": "A report version (default: the latest saved)",
                     "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
                                    { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
                     "responses": responses(("200", answer("the report", object(json!({
-                        "version": { "type": "integer" }, "sections": { "type": "object" },
-                        "versions": { "type": "array" } }), &["version", "sections", "versions"]))),
+                        "consultation": { "type": "integer" }, "version": { "type": "integer" },
+                        "template": { "type": "string" },
+                        "sections": { "type": "object", "additionalProperties": { "type": "string" } },
+                        "contributions": { "type": "object", "additionalProperties": { "type": "string" } },
+                        "signed": { "type": ["object", "null"], "properties": {
+                            "by": { "type": "integer" }, "at": { "type": "integer" },
+                            "content_sha256": { "type": "string" }, "signature_sha256": { "type": "string" },
+                            "seal_sha256": { "type": "string" } } },
+                        "versions": { "type": "array", "items": { "type": "integer" } },
+                        "final": { "type": "boolean" } }),
+                        &["consultation", "version", "template", "sections", "contributions", "signed", "versions", "final"]))),
                         &["401", "403", "404"]) } },
             "/api/v1/consultations/{id}/report/sign": { "post": {
-                "summary": "Sign the current report version: binds the signature image, the content's SHA-256 and the server time",
-                "parameters": id_param(),
+                "summary": "Sign the current report version: binds the signature image, the content's SHA-256 and the server time (If-Match)",
+                "parameters": action_params.clone(),
                 "responses": responses(("200", answer("the consultation", json!({ "type": "object" }))),
                     &["401", "403", "404", "409", "422"]) } },
             "/api/v1/consultations/{id}/report/verify": { "get": {
@@ -370,17 +383,21 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
                                { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
                 "responses": responses(("200", answer("the result", object(json!({
-                    "intact": { "type": "boolean" } }), &["intact"]))), &["401", "403", "404", "409"]) } },
+                    "intact": { "type": "boolean" }, "content_matches": { "type": "boolean" },
+                    "seal_matches": { "type": "boolean" }, "signature_image_current": { "type": "boolean" } }),
+                    &["intact"]))), &["401", "403", "404", "409"]) } },
             "/api/v1/consultations/{id}/report.pdf": { "get": {
-                "summary": "A report version as PDF (Chinese text; the signature block when signed)",
+                "summary": "A report version as PDF (Chinese text; the signature block when signed); a page opens it with ?ticket=",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
-                               { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
+                               { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "ticket", "in": "query", "schema": { "type": "string" } }],
                 "responses": responses(("200", json!({ "description": "the PDF", "content": {
                     "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
                     &["401", "403", "404"]) } },
             "/api/v1/referrals/{id}/admission-slip.pdf": { "get": {
-                "summary": "The admission slip of an accepted referral, as PDF",
-                "parameters": id_param(),
+                "summary": "The admission slip of an accepted referral, as PDF; a page opens it with ?ticket=",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "ticket", "in": "query", "schema": { "type": "string" } }],
                 "responses": responses(("200", json!({ "description": "the PDF", "content": {
                     "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
                     &["401", "403", "404", "409"]) } },
@@ -430,6 +447,13 @@ pub fn document() -> Value {
                     "responses": responses(("201", answer("created", object(json!({
                         "ids": { "type": "array", "items": { "type": "integer" } } }), &["ids"]))),
                         &["401", "403", "404", "409", "422"]) } },
+            "/api/v1/tickets": { "post": {
+                "summary": "A one-minute link to a document (PDF) for this session, for a page to open in a new tab",
+                "requestBody": body(object(json!({ "path": { "type": "string" } }), &["path"])),
+                "responses": responses(("200", answer("the ticket", object(json!({
+                    "ticket": { "type": "string" }, "url": { "type": "string" },
+                    "expires_at": { "type": "integer" } }), &["ticket", "url", "expires_at"]))),
+                    &["401", "403", "422"]) } },
             "/api/v1/consultations/{id}/schedule-preview": { "post": {
                 "summary": "What scheduling would do, changing nothing (the centre): conflicts within an hour and every notice, worded as sent",
                 "parameters": id_param(),

@@ -168,12 +168,13 @@ async fn admission_slip(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     use crate::pdf::Block;
     use crate::reports::{china_time, institution_name, name_of, patient_line, pdf_response};
     use workflow::ReferralState as S;
-    let (u, _) = user(&api, &headers, false).await?;
+    let u = crate::tickets::user_for_document(&api, &headers, &uri).await?;
     let mut conn = api.pool.acquire().await?;
     let (patient, _, r) = crate::cases::load::<Referral>(&mut conn, &u, id).await?;
     drop(conn);

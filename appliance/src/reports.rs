@@ -548,25 +548,27 @@ struct VersionQuery {
 /// may see.
 async fn report_row(
     api: &Api,
-    headers: &HeaderMap,
+    u: &crate::accounts::User,
     id: i64,
     version: Option<i64>,
 ) -> Result<(ReportRow, Vec<i64>, Consultation), ApiError> {
-    let (u, _) = user(api, headers, false).await?;
     let mut conn = api.pool.acquire().await?;
-    let (_, _, c) = load::<Consultation>(&mut conn, &u, id).await?;
-    let version = version.unwrap_or(i64::from(c.report_version));
-    let row: Option<ReportRow> = sqlx::query_as(REPORT_COLUMNS)
-        .bind(id)
-        .bind(version)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let (_, _, c) = load::<Consultation>(&mut conn, u, id).await?;
     let versions: Vec<i64> = sqlx::query_scalar(
         "SELECT version FROM reports WHERE consultation_id = ? ORDER BY version",
     )
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
+    // By default the latest saved version: while an amendment is not yet saved, the signed one.
+    let version = version
+        .or(versions.last().copied())
+        .unwrap_or(i64::from(c.report_version));
+    let row: Option<ReportRow> = sqlx::query_as(REPORT_COLUMNS)
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await?;
     let row = row.ok_or_else(|| ApiError::not_found("report version"))?;
     Ok((row, versions, c))
 }
@@ -577,7 +579,8 @@ async fn get_report(
     Path(id): Path<i64>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, versions, c) = report_row(&api, &headers, id, q.version).await?;
+    let (u, _) = user(&api, &headers, false).await?;
+    let (row, versions, c) = report_row(&api, &u, id, q.version).await?;
     let content: Content = serde_json::from_str(&row.2).map_err(ApiError::internal)?;
     let signed = row.4.map(|at| {
         json!({ "by": row.3, "at": at, "content_sha256": row.5, "signature_sha256": row.6,
@@ -597,7 +600,8 @@ async fn verify_report(
     Path(id): Path<i64>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (row, _, _) = report_row(&api, &headers, id, q.version).await?;
+    let (u, _) = user(&api, &headers, false).await?;
+    let (row, _, _) = report_row(&api, &u, id, q.version).await?;
     let (Some(by), Some(at), Some(content_sha), Some(signature_sha), Some(sealed)) =
         (row.3, row.4, &row.5, &row.6, &row.7)
     else {
@@ -692,12 +696,13 @@ async fn report_pdf(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Path(id): Path<i64>,
     Query(q): Query<VersionQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     use crate::pdf::Block;
-    let (u, _) = user(&api, &headers, false).await?;
-    let (row, _, c) = report_row(&api, &headers, id, q.version).await?;
+    let u = crate::tickets::user_for_document(&api, &headers, &uri).await?;
+    let (row, _, c) = report_row(&api, &u, id, q.version).await?;
     let patient: i64 = sqlx::query_scalar("SELECT patient_id FROM consultations WHERE id = ?")
         .bind(id)
         .fetch_one(&api.pool)

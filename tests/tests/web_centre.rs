@@ -244,6 +244,34 @@ fn the_centre_schedules_and_the_expert_checks_in() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// The expert writes, signs, verifies, prints and amends the report; the applicant reads and
+/// prints it (`appliance/web/e2e/report.mjs`).
+#[test]
+fn the_expert_writes_signs_and_amends_the_report() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "report",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("QC_PASSWORD", password(&printed, "qc.wu")),
+            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
+            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+        ],
+        &[
+            "41-report-draft",
+            "42-report-signed",
+            "43-report-versions",
+            "44-report-applicant",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

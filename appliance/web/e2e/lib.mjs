@@ -67,6 +67,7 @@ export async function run(journey) {
       viewport: { width: 1366, height: 768 },
       timezoneId: 'Asia/Shanghai',
       locale: 'zh-CN',
+      reducedMotion: 'reduce',
     });
     page = await context.newPage();
     const consoleErrors = [];
@@ -134,4 +135,46 @@ export async function run(journey) {
     await browser.close();
   }
   process.exit(failed ? 1 : 0);
+}
+
+/** A small PNG (width x height, 8-bit grey) with a dark diagonal stroke: a signature image. */
+export async function signaturePng(width = 240, height = 80) {
+  const { deflateSync } = await import('node:zlib');
+  const table = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes) => {
+    let c = 0xffffffff;
+    for (const b of bytes) c = table[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 0; // greyscale
+  const rows = Buffer.alloc((width + 1) * height, 255);
+  for (let y = 0; y < height; y++) {
+    rows[y * (width + 1)] = 0; // no filter
+    const x = Math.round((y / height) * width);
+    for (let dx = -3; dx <= 3; dx++) {
+      if (x + dx >= 0 && x + dx < width) rows[y * (width + 1) + 1 + x + dx] = 20;
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

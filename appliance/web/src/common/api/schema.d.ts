@@ -1060,7 +1060,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A report version (default: the current one) */
+        /** A report version (default: the latest saved) */
         get: {
             parameters: {
                 query?: {
@@ -1081,9 +1081,24 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            sections: Record<string, never>;
+                            consultation: number;
+                            contributions: {
+                                [key: string]: string;
+                            };
+                            final: boolean;
+                            sections: {
+                                [key: string]: string;
+                            };
+                            signed: {
+                                at?: number;
+                                by?: number;
+                                content_sha256?: string;
+                                seal_sha256?: string;
+                                signature_sha256?: string;
+                            } | null;
+                            template: string;
                             version: number;
-                            versions: unknown[];
+                            versions: number[];
                         };
                     };
                 };
@@ -1116,11 +1131,13 @@ export interface paths {
                 };
             };
         };
-        /** Save the report draft (sections; an MDT expert's contribution) */
+        /** Save the report draft (sections; an MDT expert's contribution; If-Match) */
         put: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    "If-Match"?: string;
+                };
                 path: {
                     id: number;
                 };
@@ -1208,11 +1225,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A report version as PDF (Chinese text; the signature block when signed) */
+        /** A report version as PDF (Chinese text; the signature block when signed); a page opens it with ?ticket= */
         get: {
             parameters: {
                 query?: {
                     version?: number;
+                    ticket?: string;
                 };
                 header?: never;
                 path: {
@@ -1277,11 +1295,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign the current report version: binds the signature image, the content's SHA-256 and the server time */
+        /** Sign the current report version: binds the signature image, the content's SHA-256 and the server time (If-Match) */
         post: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    "If-Match"?: string;
+                };
                 path: {
                     id: number;
                 };
@@ -1379,7 +1399,10 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            content_matches?: boolean;
                             intact: boolean;
+                            seal_matches?: boolean;
+                            signature_image_current?: boolean;
                         };
                     };
                 };
@@ -3418,10 +3441,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The admission slip of an accepted referral, as PDF */
+        /** The admission slip of an accepted referral, as PDF; a page opens it with ?ticket= */
         get: {
             parameters: {
-                query?: never;
+                query?: {
+                    ticket?: string;
+                };
                 header?: never;
                 path: {
                     id: number;
@@ -3587,7 +3612,14 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            templates: unknown[];
+                            templates: {
+                                key: string;
+                                sections: {
+                                    key: string;
+                                    title: string;
+                                }[];
+                                title: string;
+                            }[];
                         };
                     };
                 };
@@ -3810,6 +3842,79 @@ export interface paths {
         };
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A one-minute link to a document (PDF) for this session, for a page to open in a new tab */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        path: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description the ticket */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            expires_at: number;
+                            ticket: string;
+                            url: string;
+                        };
+                    };
+                };
+                /** @description not logged in, or the session ended */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description not allowed for this user */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description a field is missing or invalid (`field` names it) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
