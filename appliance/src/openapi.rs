@@ -284,7 +284,11 @@ pub fn document() -> Value {
                     &["401", "403", "404", "409"]) } },
             "/api/v1/notifications": { "get": { "summary": "Unread in-app notifications",
                 "responses": responses(("200", answer("unread", object(json!({
-                    "unread": { "type": "array" } }), &["unread"]))), &["401"]) } },
+                    "unread": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "event": { "type": "string" },
+                        "object": { "type": "string" }, "message": { "type": "string" },
+                        "at": { "type": "integer" } }), &["id", "event", "object", "message", "at"]) } }),
+                    &["unread"]))), &["401"]) } },
             "/api/v1/notifications/ws": { "get": {
                 "summary": "A WebSocket pushing the unread list, then each new notification",
                 "security": [],

@@ -272,6 +272,27 @@ fn the_expert_writes_signs_and_amends_the_report() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// The bell counts notifications pushed as they happen and opens their case
+/// (`appliance/web/e2e/notify.mjs`).
+#[test]
+fn the_bell_rings_and_opens_the_case() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "notify",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("QC_PASSWORD", password(&printed, "qc.wu")),
+        ],
+        &["51-bell", "52-bell-opened"],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

@@ -4,6 +4,7 @@
 import {
   ElAlert,
   ElAutocomplete,
+  ElBadge,
   ElButton,
   ElCard,
   ElCheckbox,
@@ -38,6 +39,7 @@ const app = createApp(App);
 for (const c of [
   ElAlert,
   ElAutocomplete,
+  ElBadge,
   ElButton,
   ElCard,
   ElCheckbox,

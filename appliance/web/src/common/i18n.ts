@@ -32,6 +32,7 @@ const zh = {
     submit: '保存',
   },
   shell: { logout: '退出登录', worklist: '我的会诊', patients: '患者', board: '会诊排班', sections: '栏目' },
+  bell: { label: '通知（{n} 条未读）', title: '未读通知', none: '没有未读通知' },
   due: { today: '今日会诊', prepare: '待准备', report: '待出报告' },
   board: {
     title: '会诊排班',
@@ -264,6 +265,7 @@ const en: Messages = {
     submit: 'Save',
   },
   shell: { logout: 'Log out', worklist: 'My consultations', patients: 'Patients', board: 'Schedule', sections: 'Sections' },
+  bell: { label: 'Notifications ({n} unread)', title: 'Unread notifications', none: 'No unread notifications' },
   due: { today: 'Today', prepare: 'To prepare', report: 'To report' },
   board: {
     title: 'Schedule',

@@ -2549,7 +2549,13 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            unread: unknown[];
+                            unread: {
+                                at: number;
+                                event: string;
+                                id: number;
+                                message: string;
+                                object: string;
+                            }[];
                         };
                     };
                 };
