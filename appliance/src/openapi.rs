@@ -514,7 +514,11 @@ pub fn document() -> Value {
                     { "name": "to", "in": "query", "required": true, "schema": { "type": "string" } },
                     { "name": "format", "in": "query", "schema": { "enum": ["json", "csv", "xlsx"] } }],
                 "responses": responses(("200", { let mut a = answer("the counts", object(json!({
-                        "rows": { "type": "array" }, "total": { "type": "integer" } }), &["rows", "total"]));
+                        "rows": { "type": "array", "items": object(json!({
+                            "key": { "type": "array", "items": { "type": "string" } },
+                            "count": { "type": "integer" } }), &["key", "count"]) },
+                        "by": { "type": "array", "items": { "type": "string" } },
+                        "total": { "type": "integer" } }), &["rows", "total"]));
                     a["content"]["text/csv"] = json!({ "schema": { "type": "string" } });
                     a["content"]["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] =
                         json!({ "schema": { "type": "string", "format": "binary" } });

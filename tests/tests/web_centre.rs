@@ -293,6 +293,26 @@ fn the_bell_rings_and_opens_the_case() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// Statistics as a chart and a table, exported as CSV and XLSX (`appliance/web/e2e/stats.mjs`).
+#[test]
+fn the_centre_counts_and_exports_statistics() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "stats",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
+        ],
+        &["61-statistics", "62-statistics-en"],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

@@ -22,6 +22,11 @@ export const router = createRouter({
     },
     { path: '/board', name: 'board', component: () => import('./views/BoardView.vue') },
     {
+      path: '/statistics',
+      name: 'statistics',
+      component: () => import('./views/StatisticsView.vue'),
+    },
+    {
       path: '/patients',
       name: 'patients',
       component: () => import('./views/PatientsView.vue'),

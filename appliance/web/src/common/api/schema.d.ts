@@ -3810,7 +3810,11 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            rows: unknown[];
+                            by?: string[];
+                            rows: {
+                                count: number;
+                                key: string[];
+                            }[];
                             total: number;
                         };
                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
