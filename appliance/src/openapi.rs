@@ -72,6 +72,17 @@ pub fn document() -> Value {
             "experts": { "type": "array", "items": { "type": "integer" } },
             "room": { "type": ["string", "null"] },
             "scheduled_at": { "type": ["integer", "null"] } } });
+    let referral = json!({ "type": "object", "required": ["id", "patient", "version", "state", "direction", "history"],
+        "properties": {
+            "id": { "type": "integer" }, "patient": { "type": "integer" }, "version": { "type": "integer" },
+            "state": { "type": "string" }, "direction": { "enum": ["up", "down"] },
+            "applicant": { "type": "integer" }, "institution": { "type": "integer" },
+            "reason": { "type": "string" }, "diagnosis": { "type": "string" },
+            "studies": { "type": "array", "items": { "type": "string" } },
+            "grant_minutes": { "type": "integer" }, "grant_until": { "type": ["integer", "null"] },
+            "receiver": { "type": ["array", "null"], "items": { "type": ["integer", "null"] } },
+            "proposed": { "type": ["array", "null"], "items": { "type": "integer" } },
+            "history": case["properties"]["history"].clone() } });
     let list = json!({ "type": "object", "required": ["items"],
         "properties": { "items": { "type": "array", "items": case.clone() },
                         "offset": { "type": "integer" }, "limit": { "type": "integer" } } });
@@ -259,21 +270,27 @@ pub fn document() -> Value {
                     "requestBody": body(object(json!({ "patient": { "type": "integer" },
                         "direction": { "enum": ["up", "down"] }, "reason": { "type": "string" },
                         "diagnosis": { "type": "string" }, "grant_hours": { "type": "integer" },
-                        "studies": { "type": "array", "items": { "type": "string" } } }),
+                        "studies": { "type": "array", "items": { "type": "string" } },
+                        "proposed_institution": { "type": "integer" }, "proposed_department": { "type": "integer" } }),
                         &["patient", "direction"])),
-                    "responses": responses(("201", answer("the draft", case.clone())), &["401", "403", "422"]) },
+                    "responses": responses(("201", answer("the draft", referral.clone())), &["401", "403", "422"]) },
                 "get": { "summary": "Referrals the user may see", "parameters": list_params,
-                    "responses": responses(("200", answer("a page", list)), &["401", "403", "422"]) } },
+                    "responses": responses(("200", answer("a page", json!({ "type": "object", "required": ["items"],
+                        "properties": { "items": { "type": "array", "items": referral.clone() },
+                            "offset": { "type": "integer" }, "limit": { "type": "integer" } } }))), &["401", "403", "422"]) } },
             "/api/v1/referrals/{id}": { "get": { "summary": "One referral (ETag: its version)",
                 "parameters": id_param(),
-                "responses": responses(("200", answer("the referral", case.clone())), &["401", "403", "404"]) } },
+                "responses": responses(("200", answer("the referral", referral.clone())), &["401", "403", "404"]) } },
             "/api/v1/referrals/{id}/actions": { "post": {
                 "summary": "Act on a referral: submit, qc_pass, qc_reject, assign, accept, refuse, arrive, close, cancel",
                 "parameters": action_params,
                 "requestBody": body(object(json!({ "action": { "enum": ["submit", "qc_pass",
-                    "qc_reject", "assign", "accept", "refuse", "arrive", "close", "cancel"] } }),
+                    "qc_reject", "assign", "accept", "refuse", "arrive", "close", "cancel"] },
+                    "reason": { "type": "string" }, "feedback": { "type": "string" },
+                    "institution": { "type": "integer" }, "department": { "type": "integer" },
+                    "doctor": { "type": ["integer", "null"] } }),
                     &["action"])),
-                "responses": responses(("200", answer("the new state", case)),
+                "responses": responses(("200", answer("the new state", referral)),
                     &["401", "403", "404", "409", "422"]) } },
             "/api/v1/referrals/{id}/view-token": { "post": {
                 "summary": "A signed viewer token for the referral's shared studies (the receiving side: while the grant lasts)",
@@ -407,11 +424,16 @@ pub fn document() -> Value {
                     &["401", "403", "404", "409"]) } },
             "/api/v1/institutions": { "get": { "summary": "The alliance's institutions (each with its parent)",
                 "responses": responses(("200", answer("institutions", object(json!({
-                    "items": { "type": "array" } }), &["items"]))), &["401", "403"]) } },
+                    "items": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "name": { "type": "string" }, "kind": { "type": "string" },
+                        "parent": { "type": ["integer", "null"] } }), &["id", "name", "kind", "parent"]) } }),
+                    &["items"]))), &["401", "403"]) } },
             "/api/v1/institutions/{id}/departments": {
                 "get": { "summary": "An institution's departments", "parameters": id_param(),
                     "responses": responses(("200", answer("departments", object(json!({
-                        "items": { "type": "array" } }), &["items"]))), &["401", "403"]) },
+                        "items": { "type": "array", "items": object(json!({
+                            "id": { "type": "integer" }, "name": { "type": "string" } }), &["id", "name"]) } }),
+                        &["items"]))), &["401", "403"]) },
                 "post": { "summary": "Add a department (the institution's administrator)", "parameters": id_param(),
                     "requestBody": body(object(json!({ "name": { "type": "string" } }), &["name"])),
                     "responses": responses(("201", answer("created", object(json!({

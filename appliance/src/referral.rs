@@ -126,6 +126,12 @@ struct NewReferral {
     /// How long the receiving side may read the records, from submission (default 72 h).
     #[serde(default = "default_grant_hours")]
     grant_hours: i64,
+    /// The receiving institution the doctor proposes (with a department of it).
+    #[serde(default)]
+    proposed_institution: Option<i64>,
+    /// The receiving department the doctor proposes.
+    #[serde(default)]
+    proposed_department: Option<i64>,
 }
 
 fn default_grant_hours() -> i64 {
@@ -160,6 +166,43 @@ async fn create_referral(
         ));
     }
     r.studies = b.studies;
+    r.proposed = match (b.proposed_institution, b.proposed_department) {
+        (None, None) => None,
+        (Some(i), Some(d)) => {
+            if i == u.institution {
+                return Err(ApiError::field(
+                    "proposed_institution",
+                    "a referral goes to another institution",
+                ));
+            }
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM departments WHERE id = ? AND institution_id = ?",
+            )
+            .bind(d)
+            .bind(i)
+            .fetch_optional(&api.pool)
+            .await?;
+            if found.is_none() {
+                return Err(ApiError::field(
+                    "proposed_department",
+                    "not a department of the proposed institution",
+                ));
+            }
+            Some((i, d))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::field(
+                "proposed_institution",
+                "name the institution of the proposed department",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(ApiError::field(
+                "proposed_department",
+                "name a department of the proposed institution",
+            ));
+        }
+    };
     crate::cases::create(&api, &u, &peer, INSERT, b.patient, &r).await
 }
 

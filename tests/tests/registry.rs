@@ -338,6 +338,35 @@ fn departments_experts_slots_masters_and_favourites() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["requested_slot"], last_slot);
 
+    // A referral may propose where it goes: a department of another institution.
+    let refer = |proposal: Value| {
+        let mut b = json!({ "patient": pa, "direction": "up", "reason": "需上级医院诊治" });
+        if let (Some(b), Some(p)) = (b.as_object_mut(), proposal.as_object()) {
+            b.extend(p.clone());
+        }
+        go("POST", "/api/v1/referrals", doc_a, Some(b))
+    };
+    let r = refer(json!({ "proposed_institution": 1, "proposed_department": dept }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["proposed"], json!([1, dept]));
+    for (proposal, field) in [
+        (
+            json!({ "proposed_institution": 2, "proposed_department": dept }),
+            "proposed_institution",
+        ),
+        (
+            json!({ "proposed_institution": 3, "proposed_department": dept }),
+            "proposed_department",
+        ),
+        (
+            json!({ "proposed_department": dept }),
+            "proposed_institution",
+        ),
+        (json!({ "proposed_institution": 1 }), "proposed_department"),
+    ] {
+        assert_eq!(refer(proposal.clone()).json()["field"], field, "{proposal}");
+    }
+
     // Favourites: only patients the user may read.
     assert_eq!(
         go("PUT", &format!("/api/v1/me/favourites/{pa}"), doc_a, None).status,

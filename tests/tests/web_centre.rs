@@ -313,6 +313,33 @@ fn the_centre_counts_and_exports_statistics() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// A referral up: proposed, reviewed, assigned, accepted with its admission slip, arrived
+/// (`appliance/web/e2e/referral.mjs`).
+#[test]
+fn a_patient_is_referred_up_and_received() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "referral",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("REFERRAL_PASSWORD", password(&printed, "referral.zheng")),
+            ("SUN_PASSWORD", password(&printed, "doctor.sun")),
+        ],
+        &[
+            "71-referral-submitted",
+            "72-referral-assigned",
+            "73-referral-accepted",
+            "74-referrals-list",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

@@ -148,6 +148,9 @@ pub struct Referral {
     pub state: ReferralState,
     /// The receiving institution, department and doctor once assigned.
     pub receiver: Option<(i64, i64, Option<i64>)>,
+    /// The institution and department the referring doctor proposes (the centre decides).
+    #[serde(default)]
+    pub proposed: Option<(i64, i64)>,
     /// Every transition, oldest first.
     pub history: Vec<Event>,
 }
@@ -176,6 +179,7 @@ impl Referral {
             grant_until: None,
             state: ReferralState::Draft,
             receiver: None,
+            proposed: None,
             history: Vec::new(),
         })
     }

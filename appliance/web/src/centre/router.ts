@@ -22,6 +22,21 @@ export const router = createRouter({
     },
     { path: '/board', name: 'board', component: () => import('./views/BoardView.vue') },
     {
+      path: '/referrals',
+      name: 'referrals',
+      component: () => import('./views/ReferralsView.vue'),
+    },
+    {
+      path: '/referrals/new',
+      name: 'refer',
+      component: () => import('./views/ReferralFormView.vue'),
+    },
+    {
+      path: '/referrals/:id(\\d+)',
+      name: 'referral',
+      component: () => import('./views/ReferralView.vue'),
+    },
+    {
       path: '/statistics',
       name: 'statistics',
       component: () => import('./views/StatisticsView.vue'),

@@ -2089,7 +2089,12 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: unknown[];
+                            items: {
+                                id: number;
+                                kind: string;
+                                name: string;
+                                parent: number | null;
+                            }[];
                         };
                     };
                 };
@@ -2147,7 +2152,10 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: unknown[];
+                            items: {
+                                id: number;
+                                name: string;
+                            }[];
                         };
                     };
                 };
@@ -3072,7 +3080,10 @@ export interface paths {
                             items: {
                                 applicant?: number;
                                 diagnosis?: string;
-                                experts?: number[];
+                                /** @enum {unknown} */
+                                direction: "up" | "down";
+                                grant_minutes?: number;
+                                grant_until?: number | null;
                                 history: {
                                     action: string;
                                     at: number;
@@ -3084,18 +3095,12 @@ export interface paths {
                                 }[];
                                 id: number;
                                 institution?: number;
-                                kind?: string;
-                                mode?: string;
-                                patient?: number;
-                                question?: string;
+                                patient: number;
+                                proposed?: number[] | null;
                                 reason?: string;
-                                requested_experts?: number[];
-                                requested_slot?: number | null;
-                                room?: string | null;
-                                scheduled_at?: number | null;
+                                receiver?: (number | null)[] | null;
                                 state: string;
                                 studies?: string[];
-                                urgency?: string;
                                 version: number;
                             }[];
                             limit?: number;
@@ -3149,6 +3154,8 @@ export interface paths {
                         direction: "up" | "down";
                         grant_hours?: number;
                         patient: number;
+                        proposed_department?: number;
+                        proposed_institution?: number;
                         reason?: string;
                         studies?: string[];
                     };
@@ -3164,7 +3171,10 @@ export interface paths {
                         "application/json": {
                             applicant?: number;
                             diagnosis?: string;
-                            experts?: number[];
+                            /** @enum {unknown} */
+                            direction: "up" | "down";
+                            grant_minutes?: number;
+                            grant_until?: number | null;
                             history: {
                                 action: string;
                                 at: number;
@@ -3176,18 +3186,12 @@ export interface paths {
                             }[];
                             id: number;
                             institution?: number;
-                            kind?: string;
-                            mode?: string;
-                            patient?: number;
-                            question?: string;
+                            patient: number;
+                            proposed?: number[] | null;
                             reason?: string;
-                            requested_experts?: number[];
-                            requested_slot?: number | null;
-                            room?: string | null;
-                            scheduled_at?: number | null;
+                            receiver?: (number | null)[] | null;
                             state: string;
                             studies?: string[];
-                            urgency?: string;
                             version: number;
                         };
                     };
@@ -3255,7 +3259,10 @@ export interface paths {
                         "application/json": {
                             applicant?: number;
                             diagnosis?: string;
-                            experts?: number[];
+                            /** @enum {unknown} */
+                            direction: "up" | "down";
+                            grant_minutes?: number;
+                            grant_until?: number | null;
                             history: {
                                 action: string;
                                 at: number;
@@ -3267,18 +3274,12 @@ export interface paths {
                             }[];
                             id: number;
                             institution?: number;
-                            kind?: string;
-                            mode?: string;
-                            patient?: number;
-                            question?: string;
+                            patient: number;
+                            proposed?: number[] | null;
                             reason?: string;
-                            requested_experts?: number[];
-                            requested_slot?: number | null;
-                            room?: string | null;
-                            scheduled_at?: number | null;
+                            receiver?: (number | null)[] | null;
                             state: string;
                             studies?: string[];
-                            urgency?: string;
                             version: number;
                         };
                     };
@@ -3346,6 +3347,11 @@ export interface paths {
                     "application/json": {
                         /** @enum {unknown} */
                         action: "submit" | "qc_pass" | "qc_reject" | "assign" | "accept" | "refuse" | "arrive" | "close" | "cancel";
+                        department?: number;
+                        doctor?: number | null;
+                        feedback?: string;
+                        institution?: number;
+                        reason?: string;
                     };
                 };
             };
@@ -3359,7 +3365,10 @@ export interface paths {
                         "application/json": {
                             applicant?: number;
                             diagnosis?: string;
-                            experts?: number[];
+                            /** @enum {unknown} */
+                            direction: "up" | "down";
+                            grant_minutes?: number;
+                            grant_until?: number | null;
                             history: {
                                 action: string;
                                 at: number;
@@ -3371,18 +3380,12 @@ export interface paths {
                             }[];
                             id: number;
                             institution?: number;
-                            kind?: string;
-                            mode?: string;
-                            patient?: number;
-                            question?: string;
+                            patient: number;
+                            proposed?: number[] | null;
                             reason?: string;
-                            requested_experts?: number[];
-                            requested_slot?: number | null;
-                            room?: string | null;
-                            scheduled_at?: number | null;
+                            receiver?: (number | null)[] | null;
                             state: string;
                             studies?: string[];
-                            urgency?: string;
                             version: number;
                         };
                     };
