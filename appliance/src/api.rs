@@ -29,6 +29,7 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/consultations/{id}/actions",
     "POST /api/v1/consultations/{id}/view-token",
     "POST /api/v1/consultations/{id}/room-token",
+    "GET /api/v1/consultations/{id}/focus/ws",
     "POST /api/v1/referrals",
     "GET /api/v1/referrals",
     "GET /api/v1/referrals/{id}",
@@ -97,5 +98,6 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::patients::routes())
         .merge(crate::schedule::routes())
         .merge(crate::tickets::routes())
+        .merge(crate::focus::routes())
         .with_state(api)
 }

@@ -497,7 +497,9 @@ async fn room_token(
     drop(conn);
     if !matches!(
         c.state,
-        workflow::ConsultationState::Scheduled | workflow::ConsultationState::InProgress
+        workflow::ConsultationState::Scheduled
+            | workflow::ConsultationState::InProgress
+            | workflow::ConsultationState::ReportDrafted
     ) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -34,6 +34,8 @@ pub struct Api {
     pub events: tokio::sync::broadcast::Sender<Pushed>,
     /// The data directory (imaging's index is under it).
     pub data_dir: std::path::PathBuf,
+    /// The consultation rooms' shared focus.
+    pub rooms: std::sync::Arc<crate::focus::Rooms>,
     /// Imaging's index, read-only, once it exists.
     pub imaging_index: std::sync::Arc<tokio::sync::OnceCell<SqlitePool>>,
 }

@@ -19,6 +19,7 @@ pub mod config_cmd;
 pub mod consult;
 pub mod db;
 pub mod demo;
+pub mod focus;
 pub mod http;
 pub mod icd10;
 pub mod keys;

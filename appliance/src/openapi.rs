@@ -306,6 +306,12 @@ pub fn document() -> Value {
                         "object": { "type": "string" }, "message": { "type": "string" },
                         "at": { "type": "integer" } }), &["id", "event", "object", "message", "at"]) } }),
                     &["unread"]))), &["401"]) } },
+            "/api/v1/consultations/{id}/focus/ws": { "get": {
+                "summary": "A WebSocket sharing the consultation room's focus: the current one first, then each change; its experts, applicant and the centre send {panel, detail}",
+                "security": [],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "token", "in": "query", "required": true, "schema": { "type": "string" } }],
+                "responses": responses(("101", no_content("switching to the WebSocket protocol")), &["401", "404"]) } },
             "/api/v1/notifications/ws": { "get": {
                 "summary": "A WebSocket pushing the unread list, then each new notification",
                 "security": [],

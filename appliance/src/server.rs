@@ -70,6 +70,7 @@ pub async fn run(
             events: tokio::sync::broadcast::channel(1024).0,
             data_dir: config.storage.data_dir.clone(),
             imaging_index: Default::default(),
+            rooms: Default::default(),
         }));
     if let Some(gateway) = crate::notify::Gateway::from_config(config) {
         tokio::spawn(crate::notify::run(

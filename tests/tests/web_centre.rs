@@ -340,6 +340,35 @@ fn a_patient_is_referred_up_and_received() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// The consultation room: video, images and records framed together; a follower sees what
+/// the expert opens and comes back in place after a drop; one, two and three screens
+/// (`appliance/web/e2e/room.mjs`).
+#[test]
+fn the_consultation_room_on_one_two_and_three_screens() {
+    let dir = temp_dir();
+    let printed = demo(dir.path());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    journey(
+        "room",
+        ports.http,
+        &[
+            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
+            ("QC_PASSWORD", password(&printed, "qc.wu")),
+            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
+            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+        ],
+        &[
+            "81-room-single",
+            "82-room-follower",
+            "83-room-dual",
+            "84-room-images-window",
+        ],
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

@@ -57,30 +57,39 @@ export async function run(journey) {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // The video room asks for camera and microphone: a fake pair, granted.
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
     ],
   });
   let failed = false;
   let page = null;
   try {
     // The hospital's clocks: slot and consultation times read in China time.
-    const context = await browser.newContext({
+    const settings = {
       viewport: { width: 1366, height: 768 },
       timezoneId: 'Asia/Shanghai',
       locale: 'zh-CN',
       reducedMotion: 'reduce',
-    });
-    page = await context.newPage();
+    };
     const consoleErrors = [];
-    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
-    page.on('pageerror', (e) => consoleErrors.push(String(e)));
     // Requests must stay on the appliance's host (imaging's thumbnails come from its own
     // port there); anything else would need a network the hospital does not have.
     const offline = [];
     const host = new URL(BASE).hostname;
-    page.on('request', (r) => {
-      const u = new URL(r.url());
-      if (u.protocol !== 'data:' && u.hostname !== host) offline.push(r.url());
-    });
+    // Every page of a context (popup windows too) reports its errors and its requests.
+    const watch = (context) =>
+      context.on('page', (p) => {
+        p.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+        p.on('pageerror', (e) => consoleErrors.push(String(e)));
+        p.on('request', (r) => {
+          const u = new URL(r.url());
+          if (!['data:', 'blob:'].includes(u.protocol) && u.hostname !== host) offline.push(r.url());
+        });
+      });
+    const context = await browser.newContext(settings);
+    watch(context);
+    page = await context.newPage();
     const tools = {
       base: BASE,
       consoleErrors,
@@ -88,17 +97,24 @@ export async function run(journey) {
         steps.push(what);
         console.log(`step: ${what}`);
       },
-      /** axe-core finds no serious or critical violation; then a screenshot `name`.png. */
-      async check(name) {
-        await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
-        const found = await page.evaluate(async () => {
+      /** A page in a second browser (another person), watched like the first. */
+      async another() {
+        const other = await browser.newContext(settings);
+        watch(other);
+        return other.newPage();
+      },
+      /** axe-core finds no serious or critical violation on `on` (default: the journey's
+       *  page); then a screenshot `name`.png. */
+      async check(name, on = page) {
+        await on.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+        const found = await on.evaluate(async () => {
           const r = await axe.run(document, { resultTypes: ['violations'] });
           return r.violations
             .filter((v) => v.impact === 'serious' || v.impact === 'critical')
             .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
         });
         expect(found.length === 0, `no serious axe violation on ${name}, got ${found.join('; ')}`);
-        await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
+        await on.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
       },
       /** Logs in through the form (the login page must be open). */
       async login(login, password) {

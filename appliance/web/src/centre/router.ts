@@ -57,6 +57,11 @@ export const router = createRouter({
       component: () => import('./views/ApplyView.vue'),
     },
     {
+      path: '/consultations/:id(\\d+)/room',
+      name: 'room',
+      component: () => import('./views/RoomView.vue'),
+    },
+    {
       path: '/consultations/:id(\\d+)',
       name: 'case',
       component: () => import('./views/CaseView.vue'),
