@@ -6,13 +6,14 @@ use std::process::Command;
 
 use e2e::bin;
 
-const BENCHES: [(&str, &str); 6] = [
+const BENCHES: [(&str, &str); 7] = [
     ("gpu", "not-a-number"),
     ("ingest", "many"),
     ("mpr_frame", "0"),
     ("sfu_load", "1,x"),
     ("startup", "-5"),
     ("viewer", "extra"),
+    ("web", "0"),
 ];
 
 #[test]
