@@ -30,10 +30,29 @@ pub fn built(dir: &Path) -> bool {
     dir.join("centre.html").is_file()
 }
 
+/// The site's icon (a white cross on the hospital blue), for the pages and for what browsers
+/// ask for on their own (`/favicon.ico`, e.g. beside a PDF in a tab).
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect width=\"32\" height=\"32\" rx=\"6\" fill=\"#1d5fa8\"/>\
+<path d=\"M13 6h6v7h7v6h-7v7h-6v-7H6v-6h7z\" fill=\"#fff\"/></svg>";
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
+    )
+        .into_response()
+}
+
 /// The routes for the apps in `dir`: `/` goes to the consultation centre.
 pub fn routes(dir: PathBuf) -> Router {
     let mut router = Router::new()
         .route("/", get(|| async { Redirect::temporary("/centre/") }))
+        .route("/favicon.ico", get(icon))
+        .route("/favicon.svg", get(icon))
         .route("/assets/{name}", get(asset));
     for app in APPS {
         let page = format!("{app}.html");

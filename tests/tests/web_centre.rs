@@ -88,6 +88,13 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
     assert_eq!(br.header("content-encoding"), Some("br"));
     let gz = request(port, "GET", &script, &[("Accept-Encoding", "gzip")], b"").expect("gzip");
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    // The site's icon, for the pages and for what browsers ask for themselves.
+    for icon in ["/favicon.svg", "/favicon.ico"] {
+        let r = get(port, icon).expect("icon");
+        assert_eq!(r.status, 200, "{icon}");
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"), "{icon}");
+        assert!(r.body.starts_with("<svg"), "{icon}");
+    }
     for bad in [
         "/assets/..%2Fcentre.html",
         "/assets/.hidden",

@@ -45,8 +45,10 @@ await run(async (page, { base, step, check, firstLogin, logout }) => {
   await page.locator('[data-test=r-act-qc-pass]').click();
   await page.locator('[data-test=state]').getByText('待分配').waitFor();
   await page.locator('[data-test=r-act-assign]').click();
-  const chosen = await page.locator('[data-test=assign-form]').innerText();
-  expect(chosen.includes('市第一人民医院') && chosen.includes('神经内科'), `the proposal preselected: ${chosen}`);
+  // The proposal is preselected (the department once the hospital's list has come).
+  const form = page.locator('[data-test=assign-form]');
+  await form.getByText('市第一人民医院', { exact: true }).waitFor();
+  await form.getByText('神经内科', { exact: true }).waitFor();
   await page.locator('[data-test=assign-confirm]').click();
   await page.locator('[data-test=state]').getByText('已分配').waitFor();
   await page.locator('[data-test=receiver]').getByText('神经内科').waitFor();

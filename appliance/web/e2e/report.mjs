@@ -7,23 +7,13 @@
 // and reads version 1 back, still intact. The applicant then reads and prints the signed
 // report. Tickets open only their own document, only while valid. Each page is checked with
 // axe-core and screenshotted into OUT.
-import { call, env, expect, run, session, signaturePng } from './lib.mjs';
+import { env, expect, run, signaturePng, underway } from './lib.mjs';
 
 await run(async (page, { base, step, check, login, logout, consoleErrors }) => {
   const password = env('NEW_PASSWORD');
 
   step('the request is submitted, passes QC, is scheduled and the expert checks in (API)');
-  const zhao = await session('doctor.zhao', env('ZHAO_PASSWORD'), password);
-  const qc = await session('qc.wu', env('QC_PASSWORD'), password);
-  const centre = await session('centre.zhou', env('CENTRE_PASSWORD'), password);
-  const wang = await session('expert.wang', env('EXPERT_PASSWORD'), password);
-  const id = (await call('GET', '/api/v1/consultations', zhao)).items[0].id;
-  const expert = (await call('GET', '/api/v1/experts', zhao)).items.find((e) => e.name === '王主任').id;
-  const act = (token, body) => call('POST', `/api/v1/consultations/${id}/actions`, token, body);
-  await act(zhao, { action: 'submit' });
-  await act(qc, { action: 'qc_pass' });
-  await act(centre, { action: 'schedule', at: Date.now() + 5 * 60_000, experts: [expert], room: '会诊室1' });
-  await act(wang, { action: 'check_in' });
+  const id = await underway(password);
 
   step('the expert writes the report from the imaging template and saves a draft');
   await page.goto(`${base}/centre/consultations/${id}`);
