@@ -495,7 +495,7 @@ pub(crate) async fn commit<F: Flow>(
     set_parties(&mut tx, id, &record).await?;
     let pushed = deliver(
         &mut tx,
-        api.sms,
+        api.gateway.is_some(),
         notices,
         &record,
         &format!("{} {id} ", F::LABEL),

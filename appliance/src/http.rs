@@ -20,9 +20,8 @@ pub struct Api {
     pub policy: Policy,
     /// The site's name (the issuer authenticator apps show).
     pub site: String,
-    /// Whether an SMS gateway is configured (else notices are in-app only).
-    pub sms: bool,
-    /// The SMS gateway, to word previews as they will be sent.
+    /// The SMS gateway, when one is configured (else notices are in-app only); previews word
+    /// their SMS with it as it will be sent.
     pub gateway: Option<std::sync::Arc<crate::notify::Gateway>>,
     /// The key that signs viewer and room tokens.
     pub key: std::sync::Arc<ed25519_dalek::SigningKey>,

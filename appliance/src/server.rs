@@ -54,6 +54,7 @@ pub async fn run(
             .route("/", get(landing))
             .with_state(site.clone())
     };
+    let gateway = crate::notify::Gateway::from_config(config);
     let router = Router::new()
         .route("/api/v1", get(api_root))
         .with_state(site)
@@ -62,8 +63,7 @@ pub async fn run(
             pool: db.pool().clone(),
             policy: crate::accounts::Policy::from_config(config),
             site: config.site.name.clone(),
-            sms: crate::notify::Gateway::from_config(config).is_some(),
-            gateway: crate::notify::Gateway::from_config(config).map(std::sync::Arc::new),
+            gateway: gateway.clone().map(std::sync::Arc::new),
             key,
             imaging_url: url(config, config.listeners.imaging_http),
             sfu_url: url(config, config.listeners.sfu_signalling),
@@ -72,7 +72,7 @@ pub async fn run(
             imaging_index: Default::default(),
             rooms: Default::default(),
         }));
-    if let Some(gateway) = crate::notify::Gateway::from_config(config) {
+    if let Some(gateway) = gateway {
         tokio::spawn(crate::notify::run(
             db.pool().clone(),
             gateway,

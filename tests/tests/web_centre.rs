@@ -41,6 +41,44 @@ fn password(text: &str, login: &str) -> String {
         .to_owned()
 }
 
+/// The whole stack on `appliance demo-data` in a fresh folder, on free ports.
+struct Stack {
+    _dir: tempfile::TempDir,
+    printed: String,
+    port: u16,
+    daemon: e2e::Daemon,
+}
+
+impl Stack {
+    /// Makes the demo data, then starts the stack with `extra` arguments.
+    fn start(extra: &[&str]) -> Self {
+        let dir = temp_dir();
+        let printed = demo(dir.path());
+        let ports = Ports::free();
+        let daemon = e2e::api::start(dir.path(), &ports, extra);
+        Self {
+            _dir: dir,
+            printed,
+            port: ports.http,
+            daemon,
+        }
+    }
+
+    /// The one-time password the demo printed for `login`.
+    fn password(&self, login: &str) -> String {
+        password(&self.printed, login)
+    }
+
+    /// Stops the stack; it must exit 0.
+    fn stop(mut self) {
+        self.daemon.signal("TERM");
+        assert_eq!(
+            self.daemon.wait_exit(Duration::from_secs(20)).code(),
+            Some(0)
+        );
+    }
+}
+
 #[test]
 fn the_consultation_centre_logs_in_and_shows_the_worklist() {
     let dist = web().join("dist");
@@ -49,11 +87,8 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
         "{} is not built: run `npm ci && npm run build` in appliance/web (scripts/test does)",
         dist.display()
     );
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
-    let port = ports.http;
+    let stack = Stack::start(&[]);
+    let port = stack.port;
 
     // `/` opens the centre; its page is never cached and names hashed assets.
     let root = get(port, "/").expect("root");
@@ -109,9 +144,9 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
         port,
         &[
             ("LOGIN", "doctor.zhao".into()),
-            ("PASSWORD", password(&printed, "doctor.zhao")),
+            ("PASSWORD", stack.password("doctor.zhao")),
             ("ADMIN_LOGIN", "sys.admin".into()),
-            ("ADMIN_PASSWORD", password(&printed, "sys.admin")),
+            ("ADMIN_PASSWORD", stack.password("sys.admin")),
             ("LOCK_LOGIN", "doctor.sun".into()),
         ],
         &[
@@ -125,26 +160,22 @@ fn the_consultation_centre_logs_in_and_shows_the_worklist() {
             "08-locked",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The clinic doctor submits, quality control returns with reasons, the doctor resubmits, and
 /// a stale page meets the conflict (`appliance/web/e2e/qc.mjs`).
 #[test]
 fn an_application_goes_through_quality_control() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "qc",
-        ports.http,
+        stack.port,
         &[
             ("DOCTOR", "doctor.zhao".into()),
-            ("DOCTOR_PASSWORD", password(&printed, "doctor.zhao")),
+            ("DOCTOR_PASSWORD", stack.password("doctor.zhao")),
             ("QC", "qc.wu".into()),
-            ("QC_PASSWORD", password(&printed, "qc.wu")),
+            ("QC_PASSWORD", stack.password("qc.wu")),
         ],
         &[
             "11-case-draft",
@@ -154,24 +185,20 @@ fn an_application_goes_through_quality_control() {
             "15-case-conflict",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The clinic doctor finds and registers patients and writes a request with a slot, a
 /// diagnosis and a study picked by its thumbnail (`appliance/web/e2e/apply.mjs`).
 #[test]
 fn a_clinic_doctor_applies_for_a_consultation() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "apply",
-        ports.http,
+        stack.port,
         &[
             ("DOCTOR", "doctor.zhao".into()),
-            ("DOCTOR_PASSWORD", password(&printed, "doctor.zhao")),
+            ("DOCTOR_PASSWORD", stack.password("doctor.zhao")),
             // The demo's 王建国 (appliance::demo::WANG_ID_NUMBER).
             ("ID_NUMBER", "330102195603140019".into()),
         ],
@@ -183,8 +210,7 @@ fn a_clinic_doctor_applies_for_a_consultation() {
             "25-case-en",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The centre schedules with a dry run (notices as sent, conflicts), the board shows the
@@ -192,31 +218,24 @@ fn a_clinic_doctor_applies_for_a_consultation() {
 /// preview showed is exactly what the gateway receives.
 #[test]
 fn the_centre_schedules_and_the_expert_checks_in() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
     let sms = SmsStub::start();
     sms.down.store(false, Ordering::SeqCst);
     let url = format!("notifications.sms_url=http://127.0.0.1:{}/sms", sms.port);
-    let mut daemon = e2e::api::start(
-        dir.path(),
-        &ports,
-        &[
-            "--set",
-            "notifications.sms_gateway=http-json",
-            "--set",
-            &url,
-        ],
-    );
+    let stack = Stack::start(&[
+        "--set",
+        "notifications.sms_gateway=http-json",
+        "--set",
+        &url,
+    ]);
     let out = journey(
         "schedule",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("QIAN_PASSWORD", password(&printed, "doctor.qian")),
-            ("QC_PASSWORD", password(&printed, "qc.wu")),
-            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
-            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("QIAN_PASSWORD", stack.password("doctor.qian")),
+            ("QC_PASSWORD", stack.password("qc.wu")),
+            ("CENTRE_PASSWORD", stack.password("centre.zhou")),
+            ("EXPERT_PASSWORD", stack.password("expert.wang")),
         ],
         &[
             "31-board-to-schedule",
@@ -247,26 +266,22 @@ fn the_centre_schedules_and_the_expert_checks_in() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The expert writes, signs, verifies, prints and amends the report; the applicant reads and
 /// prints it (`appliance/web/e2e/report.mjs`).
 #[test]
 fn the_expert_writes_signs_and_amends_the_report() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "report",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("QC_PASSWORD", password(&printed, "qc.wu")),
-            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
-            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("QC_PASSWORD", stack.password("qc.wu")),
+            ("CENTRE_PASSWORD", stack.password("centre.zhou")),
+            ("EXPERT_PASSWORD", stack.password("expert.wang")),
         ],
         &[
             "41-report-draft",
@@ -275,66 +290,54 @@ fn the_expert_writes_signs_and_amends_the_report() {
             "44-report-applicant",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The bell counts notifications pushed as they happen and opens their case
 /// (`appliance/web/e2e/notify.mjs`).
 #[test]
 fn the_bell_rings_and_opens_the_case() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "notify",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("QC_PASSWORD", password(&printed, "qc.wu")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("QC_PASSWORD", stack.password("qc.wu")),
         ],
         &["51-bell", "52-bell-opened"],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// Statistics as a chart and a table, exported as CSV and XLSX (`appliance/web/e2e/stats.mjs`).
 #[test]
 fn the_centre_counts_and_exports_statistics() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "stats",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("CENTRE_PASSWORD", stack.password("centre.zhou")),
         ],
         &["61-statistics", "62-statistics-en"],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// A referral up: proposed, reviewed, assigned, accepted with its admission slip, arrived
 /// (`appliance/web/e2e/referral.mjs`).
 #[test]
 fn a_patient_is_referred_up_and_received() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "referral",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("REFERRAL_PASSWORD", password(&printed, "referral.zheng")),
-            ("SUN_PASSWORD", password(&printed, "doctor.sun")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("REFERRAL_PASSWORD", stack.password("referral.zheng")),
+            ("SUN_PASSWORD", stack.password("doctor.sun")),
         ],
         &[
             "71-referral-submitted",
@@ -343,8 +346,7 @@ fn a_patient_is_referred_up_and_received() {
             "74-referrals-list",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// The consultation room: video, images and records framed together; a follower sees what
@@ -352,18 +354,15 @@ fn a_patient_is_referred_up_and_received() {
 /// (`appliance/web/e2e/room.mjs`).
 #[test]
 fn the_consultation_room_on_one_two_and_three_screens() {
-    let dir = temp_dir();
-    let printed = demo(dir.path());
-    let ports = Ports::free();
-    let mut daemon = e2e::api::start(dir.path(), &ports, &[]);
+    let stack = Stack::start(&[]);
     journey(
         "room",
-        ports.http,
+        stack.port,
         &[
-            ("ZHAO_PASSWORD", password(&printed, "doctor.zhao")),
-            ("QC_PASSWORD", password(&printed, "qc.wu")),
-            ("CENTRE_PASSWORD", password(&printed, "centre.zhou")),
-            ("EXPERT_PASSWORD", password(&printed, "expert.wang")),
+            ("ZHAO_PASSWORD", stack.password("doctor.zhao")),
+            ("QC_PASSWORD", stack.password("qc.wu")),
+            ("CENTRE_PASSWORD", stack.password("centre.zhou")),
+            ("EXPERT_PASSWORD", stack.password("expert.wang")),
         ],
         &[
             "81-room-single",
@@ -372,8 +371,7 @@ fn the_consultation_room_on_one_two_and_three_screens() {
             "84-room-images-window",
         ],
     );
-    daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    stack.stop();
 }
 
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,

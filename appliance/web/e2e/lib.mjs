@@ -178,23 +178,13 @@ export async function run(journey) {
 
 /** A small PNG (width x height, 8-bit grey) with a dark diagonal stroke: a signature image. */
 export async function signaturePng(width = 240, height = 80) {
-  const { deflateSync } = await import('node:zlib');
-  const table = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (bytes) => {
-    let c = 0xffffffff;
-    for (const b of bytes) c = table[(c ^ b) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
+  const { crc32, deflateSync } = await import('node:zlib');
   const chunk = (type, data) => {
     const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
     const out = Buffer.alloc(12 + data.length);
     out.writeUInt32BE(data.length, 0);
     body.copy(out, 4);
-    out.writeUInt32BE(crc(body), 8 + data.length);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
     return out;
   };
   const header = Buffer.alloc(13);

@@ -2,6 +2,7 @@
 // is kept in this browser; API error codes have their own wording in each language, and the
 // API's message is shown where a code has none.
 import { createI18n } from 'vue-i18n';
+import { type Problem, fieldErrors } from './api/problem';
 
 const zh = {
   app: { centre: '会诊中心', site: '远程会诊与双向转诊平台', language: 'English' },
@@ -698,6 +699,13 @@ export function problemText(code: string, message: string): string {
   const t = i18n.global.t;
   const text = i18n.global.te(key) ? t(key) : '';
   return text || message || t('errors.network');
+}
+
+/** A form's errors for an API problem: the API's message at the field it names, or the
+ *  problem's words for the whole form (under `_form`) when it names none of `fields`. */
+export function formErrors(p: Problem, fields: readonly string[]): Record<string, string> {
+  const at = fieldErrors(p, fields);
+  return at._form ? { _form: problemText(p.code, at._form) } : at;
 }
 
 /** The words for a value of a group (`state.draft`, `kind.mdt`), or the value itself when the
