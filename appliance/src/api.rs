@@ -70,6 +70,9 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/me/favourites",
     "PUT /api/v1/me/favourites/{patient}",
     "DELETE /api/v1/me/favourites/{patient}",
+    "POST /api/v1/service-accounts",
+    "GET /api/v1/service-accounts",
+    "POST /api/v1/service-accounts/{id}/revoke",
 ];
 
 /// The API routes.
@@ -99,5 +102,6 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::schedule::routes())
         .merge(crate::tickets::routes())
         .merge(crate::focus::routes())
+        .merge(crate::imaging_access::routes())
         .with_state(api)
 }

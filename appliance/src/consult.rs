@@ -567,6 +567,8 @@ async fn notifications(
 
 #[derive(Deserialize)]
 struct WsQuery {
+    /// Missing is the same as wrong: 401.
+    #[serde(default)]
     token: String,
 }
 

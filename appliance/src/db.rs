@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "report_templates",
         include_str!("../migrations/0008_report_templates.sql"),
     ),
+    (
+        9,
+        "service_accounts",
+        include_str!("../migrations/0009_service_accounts.sql"),
+    ),
 ];
 
 /// An open database.

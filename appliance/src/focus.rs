@@ -104,6 +104,8 @@ pub fn routes() -> Router<Api> {
 
 #[derive(Deserialize)]
 struct WsQuery {
+    /// Missing is the same as wrong: 401.
+    #[serde(default)]
     token: String,
 }
 

@@ -36,6 +36,9 @@ enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// TLS certificates for the listeners.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Fill an empty database with a small demo alliance and print its logins (one-time
     /// passwords), with synthetic studies (head CT, chest CR, carotid ultrasound) stored in
     /// imaging and attached to two consultation drafts; --series imports given DICOM instead.
@@ -82,6 +85,22 @@ enum UserCommand {
         /// A mobile number for SMS notices (11 digits).
         #[arg(long, default_value = "")]
         phone: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Make a local CA (once, kept in DATA_DIR/tls) and issue a server certificate under it
+    /// for the public host, localhost, loopback, the bind address and each --host; save
+    /// tls.cert and tls.key in the run-time configuration. Run again to renew: running daemons
+    /// load the new certificate without a restart.
+    Init {
+        /// Another host name or address clients use (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Days the server certificate is valid, 1-3650.
+        #[arg(long, default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
     },
 }
 
@@ -138,6 +157,18 @@ fn main() -> ExitCode {
         Command::Audit(c) => return admin(args, Admin::Audit(c)),
         Command::DemoData { series } => return admin(args, Admin::Demo(series)),
         Command::Config(ConfigCommand::Check { file }) => appliance::config_cmd::check(args, &file),
+        Command::Tls(TlsCommand::Init { hosts, days }) => {
+            return match appliance::tls_cmd::init(args, &hosts, days) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Config(ConfigCommand::Show) => appliance::config_cmd::show(args),
         Command::Config(ConfigCommand::Sample) => Ok(firmware_config::Config::sample()),
         Command::Config(ConfigCommand::History) => appliance::config_cmd::history(args),

@@ -344,6 +344,30 @@ pub fn document() -> Value {
             "/api/v1/users/{id}/disable": { "post": { "summary": "Disable an account and end its sessions",
                 "parameters": id_param(),
                 "responses": responses(("204", no_content("disabled")), &["401", "403", "404", "422"]) } },
+            "/api/v1/service-accounts": {
+                "post": { "summary": "Create a service account for DICOMweb (security administrator); its bearer token is shown once",
+                    "requestBody": body(object(json!({
+                        "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{2,64}$" },
+                        "description": { "type": "string", "maxLength": 200 },
+                        "write": { "type": "boolean" },
+                        "days": { "type": "integer", "minimum": 1, "maximum": 730 } }), &["name", "days"])),
+                    "responses": responses(("201", answer("the account and its token", object(json!({
+                        "id": { "type": "integer" }, "name": { "type": "string" }, "write": { "type": "boolean" },
+                        "expires_at": { "type": "integer" }, "token": { "type": "string" },
+                        "dicomweb_url": { "type": "string" } }),
+                        &["id", "name", "write", "expires_at", "token", "dicomweb_url"]))), &["401", "403", "409", "422"]) },
+                "get": { "summary": "Service accounts (security administrator)",
+                    "responses": responses(("200", answer("the accounts", object(json!({
+                        "items": { "type": "array", "items": object(json!({
+                            "id": { "type": "integer" }, "name": { "type": "string" },
+                            "description": { "type": "string" }, "write": { "type": "boolean" },
+                            "created_by": { "type": "string" }, "created_at": { "type": "integer" },
+                            "expires_at": { "type": "integer" }, "revoked_at": { "type": ["integer", "null"] },
+                            "state": { "type": "string", "enum": ["active", "expired", "revoked"] } }),
+                            &["id", "name", "write", "state", "expires_at"]) } }), &["items"]))), &["401", "403"]) } },
+            "/api/v1/service-accounts/{id}/revoke": { "post": { "summary": "Revoke a service account's token (imaging refuses it from the next request)",
+                "parameters": id_param(),
+                "responses": responses(("204", no_content("revoked")), &["401", "403", "404", "422"]) } },
             "/api/v1/audit": { "get": { "summary": "Audit records (audit administrator)",
                 "parameters": [
                     { "name": "user", "in": "query", "schema": { "type": "integer" } },

@@ -155,6 +155,9 @@ fn index_error(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET /api/v1/patients/{id}/studies`: the data centre's studies of a patient the user may read.
+/// How long a thumbnail's URL works (the page that lists them is read within that).
+const THUMBNAIL_TOKEN_SECS: i64 = 15 * 60;
+
 async fn studies(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -195,6 +198,7 @@ async fn studies(
         }
     }
     let mut items = Vec::new();
+    let thumbnail_exp = (crate::accounts::now_ms() / 1000 + THUMBNAIL_TOKEN_SECS).max(0) as u64;
     for (uid, s) in found {
         let mut q = Qido::new(Level::Instance);
         q.key("StudyInstanceUID", tag("StudyInstanceUID")?, &uid)
@@ -207,9 +211,18 @@ async fn studies(
             .filter(|i| Some(first(i, "0020000E")) == series)
             .collect();
         of_series.sort_by_key(|i| first(i, "00200013").parse::<i64>().unwrap_or(0));
+        // An <img> sends no header: the URL carries a short viewer token for this study only.
         let thumbnail = of_series.get(of_series.len() / 2).map(|i| {
+            let token = imaging::viewer::token::sign(
+                &imaging::viewer::token::Claims {
+                    sub: u.login.clone(),
+                    studies: vec![uid.clone()],
+                    exp: thumbnail_exp,
+                },
+                &api.key,
+            );
             format!(
-                "{}dicomweb/studies/{uid}/series/{}/instances/{}/rendered?viewport=160,160&quality=80",
+                "{}dicomweb/studies/{uid}/series/{}/instances/{}/rendered?viewport=160,160&quality=80&token={token}",
                 api.imaging_url,
                 first(i, "0020000E"),
                 first(i, "00080018"),

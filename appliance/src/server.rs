@@ -1,5 +1,6 @@
-//! The appliance's HTTP listener (8080): the landing page, the API under `/api/v1`, and
-//! the operations routes; and the URLs the stack announces. The web apps are planned.
+//! The appliance's HTTP listener (8080): the web apps (or a landing page when they are not
+//! built), the API under `/api/v1`, the local CA certificate at `/ca.pem`, and the operations
+//! routes; and the URLs the stack announces.
 
 use std::net::SocketAddr;
 
@@ -10,14 +11,9 @@ use axum::routing::get;
 use firmware_config::{Config, Port};
 use firmware_runtime::{Context, RuntimeError};
 
-/// `http://public_host:port/`.
+/// `http(s)://public_host:port/`, following the scheme in force.
 pub fn url(config: &Config, port: Port) -> String {
-    let host = config.listeners.public_host.as_str();
-    if host.contains(':') {
-        format!("http://[{host}]:{port}/")
-    } else {
-        format!("http://{host}:{port}/")
-    }
+    config.public_url(port)
 }
 
 /// Name under which the appliance reports readiness and labels its metrics.
@@ -55,9 +51,11 @@ pub async fn run(
             .with_state(site.clone())
     };
     let gateway = crate::notify::Gateway::from_config(config);
+    let ca = crate::tls_cmd::ca_path(&config.storage.data_dir);
     let router = Router::new()
         .route("/api/v1", get(api_root))
         .with_state(site)
+        .route("/ca.pem", get(move || ca_certificate(ca.clone())))
         .merge(pages)
         .merge(crate::api::routes(crate::http::Api {
             pool: db.pool().clone(),
@@ -90,6 +88,30 @@ async fn api_root(State(site): State<Site>) -> axum::Json<serde_json::Value> {
     }))
 }
 
+/// The local CA's certificate (`appliance tls init`), for clients to install; 404 when the
+/// hospital uses its own PKI.
+async fn ca_certificate(path: std::path::PathBuf) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::fs::read(&path).await {
+        Ok(pem) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/x-pem-file"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"ca.pem\"",
+                ),
+            ],
+            pem,
+        )
+            .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::NOT_FOUND,
+            "no local CA: this site's certificates come from the hospital's own PKI\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn landing(State(site): State<Site>) -> Html<String> {
     let name = escape(&site.name);
     let imaging = escape(&site.imaging_url);
@@ -108,6 +130,7 @@ async fn landing(State(site): State<Site>) -> Html<String> {
 <li><a href="{sfu}">视频会诊 / Video rooms</a></li>
 <li><a href="/api/v1">接口 / API</a></li>
 <li><a href="/readyz">运行状态 / Readiness</a></li>
+<li><a href="/ca.pem">安装本地根证书 / Install the local CA certificate</a></li>
 </ul>
 <p lang="zh-CN">会诊中心网页尚未构建：请用 <code>scripts/run</code> 启动。</p>
 <p lang="en">The consultation centre's pages are not built: start with <code>scripts/run</code>.</p>

@@ -73,11 +73,18 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     }
     tracing::info!(path = %db.path().display(), "database open");
 
+    // Imaging's access events go into the audit trail; revoked service tokens are listed for it.
+    let audit: std::sync::Arc<dyn imaging::access::AuditSink> =
+        std::sync::Arc::new(crate::imaging_access::TrailSink::start(db.pool().clone()));
+    if let Err(e) = crate::imaging_access::write_revoked(db.pool(), &config.storage.data_dir).await
+    {
+        return Err(StackError::Service(e.to_string()));
+    }
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
         let (a, i, s) = tokio::join!(
             stop_all_on_error(&ctx, crate::server::run(&config, &ctx, &db, key.clone())),
-            stop_all_on_error(&ctx, imaging::run(&config, ctx.clone())),
+            stop_all_on_error(&ctx, imaging::run_with(&config, ctx.clone(), audit.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );
         a.and(i).and(s)

@@ -271,9 +271,12 @@ fn days(date: &str) -> Option<i64> {
 async fn statistics(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<StatsQuery>,
+    q: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
+    // Who asks is settled before what is asked: a stranger learns nothing from a bad query.
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()))?;
     let only_institution = match u.role {
         Role::Coordinator | Role::QcReviewer | Role::ReferralStaff => None,
         Role::InstitutionAdmin => Some(u.institution),

@@ -127,6 +127,23 @@ impl Config {
         sample::render(&Self::schema())
     }
 
+    /// Whether the HTTP listeners serve TLS (both `tls.cert` and `tls.key` are set).
+    pub fn tls_on(&self) -> bool {
+        self.tls.cert.is_some() && self.tls.key.is_some()
+    }
+
+    /// `http(s)://public_host:port/`, the scheme following [`Config::tls_on`]: the URL printed
+    /// and handed out for a listener.
+    pub fn public_url(&self, port: Port) -> String {
+        let scheme = if self.tls_on() { "https" } else { "http" };
+        let host = self.listeners.public_host.as_str();
+        if host.contains(':') {
+            format!("{scheme}://[{host}]:{port}/")
+        } else {
+            format!("{scheme}://{host}:{port}/")
+        }
+    }
+
     /// The SQLite file when the database is SQLite: relative paths are under the data
     /// directory.
     pub fn sqlite_path(&self) -> Option<PathBuf> {

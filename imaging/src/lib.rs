@@ -16,6 +16,7 @@
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
 //! process. It trusts only tokens the appliance signs and never depends on `appliance`.
 
+pub mod access;
 pub mod dicom;
 pub mod dicomweb;
 pub mod dimse;
@@ -25,4 +26,4 @@ pub mod store;
 pub mod viewer;
 
 pub use renderer::{RenderInfo, RendererError};
-pub use server::{ImagingError, run};
+pub use server::{ImagingError, run, run_with};

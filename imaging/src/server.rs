@@ -1,5 +1,6 @@
 //! The imaging daemon's HTTP listener (8081): service description at `/` (with the renderer in
-//! use), plus the operations routes.
+//! use), DICOMweb, attachments, the viewer and PACS routes behind the access guard
+//! (`crate::access`), plus the operations routes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,8 +31,17 @@ pub enum ImagingError {
 /// Name under which imaging reports readiness and labels its metrics.
 pub const SERVICE: &str = "imaging";
 
-/// Runs imaging until `ctx.shutdown` fires.
+/// Runs imaging on its own until `ctx.shutdown` fires, its access events going to the log.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
+    run_with(config, ctx, std::sync::Arc::new(crate::access::LogSink)).await
+}
+
+/// Runs imaging until `ctx.shutdown` fires, handing every access to a data route to `audit`.
+pub async fn run_with(
+    config: &Config,
+    ctx: Context,
+    audit: std::sync::Arc<dyn crate::access::AuditSink>,
+) -> Result<(), ImagingError> {
     // Every subsystem registers before any listener opens: /readyz must not say "ready" while
     // one of them has not started yet.
     for name in [SERVICE, crate::dimse::SUBSYSTEM, renderer::SUBSYSTEM] {
@@ -79,6 +89,18 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), ImagingError> {
             config.listeners.dicom_ae_title.as_str().to_owned(),
             config.imaging.peers.clone(),
         ));
+    // Every route above needs a credential unless it is on the public list.
+    let access = crate::access::Access::new(
+        &config.imaging.viewer_token_key,
+        &config.storage.data_dir,
+        audit,
+    );
+    // Unknown paths too: a stranger learns nothing about what exists.
+    let router = router
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::access::guard(access.clone(), req, next)
+        }));
     // One listener failing stops the other: imaging runs whole or not at all.
     let stop_on_error = |r: Result<(), RuntimeError>| {
         if r.is_err() {

@@ -54,7 +54,7 @@ fn stored(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn count(port: u16, path: &str) -> usize {
-    let r = e2e::get(port, path).expect("QIDO-RS");
+    let r = e2e::as_service::get(port, path).expect("QIDO-RS");
     assert_eq!(r.status, 200, "{path}: {}", r.body);
     r.json().as_array().expect("array").len()
 }
@@ -64,6 +64,7 @@ fn start(dir: &Path) -> (Daemon, Ports) {
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir)
         .args(ports.args())
+        .args(e2e::imaging_key_args())
         .args(["--set", "imaging.gpu=off"]);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(60));
@@ -111,7 +112,7 @@ fn storescu_stores_the_series_once() {
     let after: Vec<Vec<u8>> = again.iter().map(|f| std::fs::read(f).unwrap()).collect();
     assert!(before == after, "identical content after a second store");
 
-    let metrics = e2e::get(ports.imaging_http, "/metrics")
+    let metrics = e2e::as_service::get(ports.imaging_http, "/metrics")
         .expect("metrics")
         .body;
     for line in [
@@ -124,7 +125,10 @@ fn storescu_stores_the_series_once() {
     assert_eq!(count(port, "/dicomweb/studies"), 1);
     assert_eq!(count(port, "/dicomweb/series"), 1);
     assert_eq!(count(port, "/dicomweb/instances"), 140);
-    let study = e2e::get(port, "/dicomweb/studies").unwrap().json()[0].clone();
+    let study = e2e::as_service::get(port, "/dicomweb/studies")
+        .unwrap()
+        .json()[0]
+        .clone();
     assert_eq!(study["00201208"]["Value"][0], 140);
 
     // dcmtk's findscu against our C-FIND SCP, at every level.

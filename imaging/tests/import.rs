@@ -38,7 +38,7 @@ fn counts(summary: &str) -> (u64, u64, u64) {
 }
 
 fn instances(port: u16) -> usize {
-    e2e::get(port, "/dicomweb/instances?limit=10000")
+    e2e::as_service::get(port, "/dicomweb/instances?limit=10000")
         .expect("QIDO-RS")
         .json()
         .as_array()
@@ -60,6 +60,7 @@ fn folders_dicomdir_zip_and_the_whole_manifest() {
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())
         .args(ports.args())
+        .args(e2e::imaging_key_args())
         .args(["--set", "imaging.gpu=off"]);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));

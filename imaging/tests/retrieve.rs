@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Daemon, Ports, bin, request, temp_dir};
+use e2e::as_service::{get, request};
+use e2e::{Daemon, Ports, bin, temp_dir};
 
 #[test]
 fn cfind_and_cmove_against_dcmqrscp() {
@@ -57,6 +58,7 @@ fn cfind_and_cmove_against_dcmqrscp() {
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())
         .args(ports.args())
+        .args(e2e::imaging_key_args())
         .args(["--set", "imaging.gpu=off"])
         .args([
             "--set",
@@ -66,10 +68,10 @@ fn cfind_and_cmove_against_dcmqrscp() {
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
     let port = ports.imaging_http;
 
-    let peers = e2e::get(port, "/pacs").unwrap().json();
+    let peers = get(port, "/pacs").unwrap().json();
     assert_eq!(peers[0]["ae_title"], "PACS");
 
-    let studies = e2e::get(port, "/pacs/PACS/studies").unwrap();
+    let studies = get(port, "/pacs/PACS/studies").unwrap();
     assert_eq!(studies.status, 200, "{}", studies.body);
     let studies = studies.json();
     assert_eq!(studies.as_array().unwrap().len(), 1, "{studies}");
@@ -77,17 +79,17 @@ fn cfind_and_cmove_against_dcmqrscp() {
         .as_str()
         .unwrap()
         .to_owned();
-    let none = e2e::get(port, "/pacs/PACS/studies?PatientID=nobody").unwrap();
+    let none = get(port, "/pacs/PACS/studies?PatientID=nobody").unwrap();
     assert_eq!(none.status, 200, "{}", none.body);
     assert_eq!(none.json().as_array().unwrap().len(), 0, "{}", none.body);
-    let series = e2e::get(port, &format!("/pacs/PACS/studies/{uid}/series")).unwrap();
+    let series = get(port, &format!("/pacs/PACS/studies/{uid}/series")).unwrap();
     assert_eq!(series.status, 200, "{}", series.body);
     assert_eq!(series.json()[0]["00080060"]["Value"][0], "CT");
-    assert_eq!(e2e::get(port, "/pacs/NOPE/studies").unwrap().status, 404);
+    assert_eq!(get(port, "/pacs/NOPE/studies").unwrap().status, 404);
 
     // Nothing here yet; then C-MOVE brings the study.
     assert_eq!(
-        e2e::get(port, "/dicomweb/instances").unwrap().json(),
+        get(port, "/dicomweb/instances").unwrap().json(),
         serde_json::json!([])
     );
     let body = format!("{{\"StudyInstanceUID\": \"{uid}\"}}");
@@ -103,7 +105,7 @@ fn cfind_and_cmove_against_dcmqrscp() {
     let outcome = moved.json();
     assert_eq!(outcome["completed"], 140, "{outcome}");
     assert_eq!(outcome["failed"], 0, "{outcome}");
-    let here = e2e::get(port, "/dicomweb/instances").unwrap().json();
+    let here = get(port, "/dicomweb/instances").unwrap().json();
     assert_eq!(here.as_array().unwrap().len(), 140);
     assert_eq!(here[0]["0020000D"]["Value"][0], uid.as_str());
 

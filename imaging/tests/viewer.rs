@@ -122,7 +122,9 @@ fn ct_viewer(dir: &Path, signer: &ed25519_dalek::SigningKey, extra: &[&str]) -> 
 
 /// The stored CT's study and series UIDs, from QIDO.
 fn stored_ct(port: u16) -> (String, String) {
-    let all = e2e::get(port, "/dicomweb/series").expect("QIDO").json();
+    let all = e2e::as_service::get(port, "/dicomweb/series")
+        .expect("QIDO")
+        .json();
     let uid = |tag: &str| all[0][tag]["Value"][0].as_str().expect("a UID").to_owned();
     (uid("0020000D"), uid("0020000E"))
 }

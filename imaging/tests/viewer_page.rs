@@ -46,7 +46,9 @@ async fn the_viewer_page_in_chromium() {
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
     let port = ports.imaging_http;
-    let s = e2e::get(port, "/dicomweb/series").unwrap().json();
+    let s = e2e::as_service::get(port, "/dicomweb/series")
+        .unwrap()
+        .json();
     let study = s[0]["0020000D"]["Value"][0].as_str().unwrap().to_owned();
     let series_uid = s[0]["0020000E"]["Value"][0].as_str().unwrap().to_owned();
     let exp = SystemTime::now()
@@ -71,7 +73,7 @@ async fn the_viewer_page_in_chromium() {
             jpeg_encoder::ColorType::Rgb,
         )
         .expect("jpeg");
-    let uploaded = e2e::request(
+    let uploaded = e2e::as_service::request(
         port,
         "POST",
         &format!("/dicomweb/studies/{study}/attachments?title=endoscopy"),

@@ -32,6 +32,21 @@ async fn room_page() -> impl axum::response::IntoResponse {
     )
 }
 
+/// The room page's script (a file of its own: the content security policy allows no inline
+/// script).
+async fn room_script() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/room.js"),
+    )
+}
+
 /// Runs sfu until `ctx.shutdown` fires.
 pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.sfu_signalling.get());
@@ -84,6 +99,7 @@ pub async fn run(config: &Config, ctx: Context) -> Result<(), SfuError> {
         )
         .route("/rooms/ws", get(crate::signalling::upgrade))
         .route("/room", get(room_page))
+        .route("/room.js", get(room_script))
         .route("/admin/rooms", get(crate::signalling::list_rooms))
         .route(
             "/admin/rooms/{room}",

@@ -624,6 +624,8 @@ impl Rooms {
 
 #[derive(Deserialize)]
 pub(crate) struct Connect {
+    /// Missing is the same as wrong: 401.
+    #[serde(default)]
     token: String,
 }
 

@@ -294,6 +294,73 @@ impl Response {
     }
 }
 
+/// The key tests that start imaging alone make it trust ([`imaging_key_args`]) and sign their
+/// credentials with (the seed the viewer tests use).
+pub fn test_signer() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// `--set imaging.viewer_token_key=` [`test_signer`]'s public key.
+pub fn imaging_key_args() -> [String; 2] {
+    [
+        "--set".to_owned(),
+        format!(
+            "imaging.viewer_token_key={}",
+            firmware_runtime::token::public_key_base64(&test_signer())
+        ),
+    ]
+}
+
+/// A service account's token (as the appliance signs them), valid a day.
+pub fn service_token(key: &ed25519_dalek::SigningKey, write: bool) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 86_400;
+    firmware_runtime::token::sign(
+        &serde_json::json!({ "sub": "svc:tests", "jti": "tests", "write": write, "exp": exp }),
+        key,
+    )
+}
+
+/// The token-signing key of an appliance stack whose data directory is `data_dir`.
+pub fn stack_signer(data_dir: &std::path::Path) -> ed25519_dalek::SigningKey {
+    use base64::Engine;
+    let text = std::fs::read_to_string(data_dir.join("keys/token-signing.key"))
+        .expect("the stack's token-signing key");
+    let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// Requests to imaging with a service credential signed by [`test_signer`] (read and write).
+pub mod as_service {
+    /// `GET path` with the credential.
+    pub fn get(port: u16, path: &str) -> std::io::Result<crate::Response> {
+        request(port, "GET", path, &[], &[])
+    }
+
+    /// `METHOD path` with these headers, the credential and the body.
+    pub fn request(
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<crate::Response> {
+        let auth = format!(
+            "Bearer {}",
+            crate::service_token(&crate::test_signer(), true)
+        );
+        let mut all = headers.to_vec();
+        all.push(("Authorization", &auth));
+        crate::request(port, method, path, &all, body)
+    }
+}
+
 /// `GET path` on 127.0.0.1:`port` with HTTP/1.1 and `Connection: close`.
 pub fn get(port: u16, path: &str) -> std::io::Result<Response> {
     request(port, "GET", path, &[], &[])

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::api::{activate, call};
-use e2e::{Ports, bin, get, temp_dir};
+use e2e::{Ports, bin, temp_dir};
 
 #[test]
 fn demo_data_builds_an_alliance_to_try() {
@@ -100,6 +100,13 @@ fn demo_data_builds_an_alliance_to_try() {
         Some(2),
         "{theirs}"
     );
+    // DICOMweb reads need a credential: a service token signed with the stack's key.
+    let bearer = format!(
+        "Bearer {}",
+        e2e::service_token(&e2e::stack_signer(&dir.path().join("data")), false)
+    );
+    let get =
+        |port, path: &str| e2e::request(port, "GET", path, &[("Authorization", &bearer)], &[]);
     let studies = get(ports.imaging_http, "/dicomweb/studies").expect("QIDO");
     let studies = studies.json();
     let mut modalities: Vec<String> = studies

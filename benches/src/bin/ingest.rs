@@ -33,6 +33,7 @@ fn imaging() -> Target {
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())
         .args(ports.args())
+        .args(e2e::imaging_key_args())
         .args(["--set", "imaging.gpu=off"])
         .env("RUST_LOG", "warn");
     let mut d = Daemon::spawn(cmd);
@@ -108,7 +109,8 @@ fn ingest(t: &Target, files: &[PathBuf], associations: usize) -> Duration {
 }
 
 fn count_instances(t: &Target) -> usize {
-    let r = e2e::get(t.http, &format!("{}/instances?limit=1000", t.web_root)).expect("QIDO");
+    let r = e2e::as_service::get(t.http, &format!("{}/instances?limit=1000", t.web_root))
+        .expect("QIDO");
     r.json().as_array().map_or(0, Vec::len)
 }
 
@@ -171,27 +173,28 @@ fn main() {
     ] {
         let t = make();
         ingest(&t, &files, 4);
-        let studies = e2e::get(t.http, &format!("{}/studies", t.web_root))
+        let studies = e2e::as_service::get(t.http, &format!("{}/studies", t.web_root))
             .expect("QIDO")
             .json();
         let study = studies[0]["0020000D"]["Value"][0]
             .as_str()
             .expect("study UID")
             .to_owned();
-        let series = e2e::get(t.http, &format!("{}/studies/{study}/series", t.web_root))
-            .expect("QIDO")
-            .json();
+        let series =
+            e2e::as_service::get(t.http, &format!("{}/studies/{study}/series", t.web_root))
+                .expect("QIDO")
+                .json();
         let se = series[0]["0020000E"]["Value"][0]
             .as_str()
             .expect("series UID")
             .to_owned();
         let path = format!("{}/studies/{study}/series/{se}/metadata", t.web_root);
-        let first = e2e::get(t.http, &path).expect("metadata");
+        let first = e2e::as_service::get(t.http, &path).expect("metadata");
         assert_eq!(first.json().as_array().map_or(0, Vec::len), n, "{name}");
         let mut times = Vec::new();
         for _ in 0..50 {
             let s = Instant::now();
-            let r = e2e::get(t.http, &path).expect("metadata");
+            let r = e2e::as_service::get(t.http, &path).expect("metadata");
             times.push(s.elapsed());
             assert_eq!(r.status, 200);
         }

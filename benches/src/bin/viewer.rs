@@ -75,7 +75,7 @@ fn setup() -> Setup {
         .env("RUST_LOG", "warn");
     let mut daemon = Daemon::spawn(cmd);
     daemon.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(30));
-    let s = e2e::get(ports.imaging_http, "/dicomweb/series")
+    let s = e2e::as_service::get(ports.imaging_http, "/dicomweb/series")
         .expect("QIDO")
         .json();
     let study = s[0]["0020000D"]["Value"][0]
@@ -230,7 +230,7 @@ fn main() {
         let warm = open(&mut ws2, &s.series).await;
         drop((ws, ws2));
         let t = Instant::now();
-        let dl = e2e::get(
+        let dl = e2e::as_service::get(
             s.port,
             &format!("/dicomweb/studies/{}/series/{}", s.study, s.series),
         )

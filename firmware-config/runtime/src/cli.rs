@@ -84,18 +84,29 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// The process-wide Prometheus recorder.
     pub metrics: PrometheusHandle,
+    /// The certificate every HTTP listener serves; `None`: plain HTTP (loopback only, unless
+    /// `tls.require_outside_loopback` is turned off).
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// What the security headers depend on.
+    pub web: crate::headers::WebPolicy,
 }
 
 impl Context {
-    /// Installs the metrics recorder and the Ctrl-C/SIGTERM handlers. Call inside a Tokio
-    /// runtime.
-    pub fn start() -> Result<Self, RuntimeError> {
+    /// Installs the metrics recorder and the Ctrl-C/SIGTERM handlers, and loads the TLS
+    /// certificate (reloaded on SIGHUP or when its files change). Call inside a Tokio runtime.
+    pub fn start(config: &firmware_config::Config) -> Result<Self, RuntimeError> {
         let shutdown = Shutdown::new();
         shutdown.on_signals()?;
+        let tls = crate::tls::Tls::from_config(config)?;
+        if let Some(tls) = &tls {
+            tls.watch(shutdown.clone())?;
+        }
         Ok(Self {
             readiness: Readiness::new(),
             shutdown,
             metrics: crate::metrics()?,
+            tls,
+            web: crate::headers::WebPolicy::from_config(config),
         })
     }
 }
@@ -144,7 +155,7 @@ where
         }
     };
     let outcome = runtime.block_on(async move {
-        let ctx = Context::start().map_err(|e| e.to_string())?;
+        let ctx = Context::start(&config).map_err(|e| e.to_string())?;
         tokio::spawn(crate::memory::trim_task());
         let shutdown = ctx.shutdown.clone();
         let drain_deadline = async move {

@@ -3,16 +3,18 @@
 //! registry each subsystem reports to, the `/healthz`, `/readyz` and `/metrics` routes, request
 //! metrics, binding a listener with an error that names the config field, and graceful shutdown
 //! on Ctrl-C or SIGTERM (stop accepting, finish in-flight requests, exit 0), and the signed
-//! token format the appliance issues and the other daemons check (`token`), and the C
-//! allocator's housekeeping (`memory`).
+//! token format the appliance issues and the other daemons check (`token`), TLS with reload
+//! (`tls`), the security headers (`headers`), and the C allocator's housekeeping (`memory`).
 //!
 //! Nothing here knows about DICOM, media or consultations.
 
 mod cli;
+pub mod headers;
 pub mod memory;
 mod ops;
 mod readiness;
 mod shutdown;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -56,6 +58,9 @@ pub enum RuntimeError {
     /// The signal handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Log output format.

@@ -13,7 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::{Context, Readiness, RuntimeError, Shutdown, State};
+use crate::{Context, Readiness, RuntimeError, State};
 
 /// `/healthz` (the process answers), `/readyz` (every subsystem is ready: 200, else 503, with
 /// each subsystem's state as JSON) and `/metrics` (Prometheus text).
@@ -83,29 +83,32 @@ pub async fn track_requests(service: &'static str, req: Request, next: Next) -> 
     response
 }
 
-/// Serves `router` on `listener` until `shutdown`, then stops accepting and waits for the
-/// requests in flight to finish.
+/// Serves `router` on `listener` until `shutdown` (with TLS when `ctx.tls` is set, and the
+/// security headers of `ctx.web`), then stops accepting and waits for the requests in flight
+/// to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    shutdown: Shutdown,
+    ctx: &Context,
     service: &'static str,
 ) -> std::io::Result<()> {
-    let router = router.layer(axum::middleware::from_fn(move |req, next| {
-        track_requests(service, req, next)
-    }));
+    let policy = ctx.web;
+    let router = router
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::headers::secure(policy, service, req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            track_requests(service, req, next)
+        }));
     let addr = listener.local_addr()?;
-    tracing::info!(service, %addr, "listening");
-    // Small messages (WebSocket operations and state) must not wait for the peer's delayed
-    // ACK behind Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    // Handlers may ask for the client's address (ConnectInfo), e.g. for the audit trail.
+    let scheme = if ctx.tls.is_some() { "https" } else { "http" };
+    tracing::info!(service, %addr, scheme, "listening");
+    let shutdown = ctx.shutdown.clone();
+    let incoming = crate::tls::Incoming::start(listener, ctx.tls.clone(), shutdown.clone())?;
+    // The no-op tap gives handlers the client's address (ConnectInfo), e.g. for the audit trail.
+    let incoming = axum::serve::ListenerExt::tap_io(incoming, |_| {});
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    axum::serve(incoming, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
     tracing::info!(service, %addr, "stopped");
@@ -132,7 +135,7 @@ pub async fn run_service(
     };
     let router = router.merge(ops_routes(ctx.readiness.clone(), ctx.metrics.clone()));
     ctx.readiness.set(service, State::Ready);
-    let result = serve(listener, router, ctx.shutdown.clone(), service).await;
+    let result = serve(listener, router, ctx, service).await;
     ctx.readiness.set(service, State::Stopping);
     result.map_err(|source| RuntimeError::Serve { service, source })
 }

@@ -47,11 +47,19 @@ impl Shutdown {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    /// Triggers shutdown on Ctrl-C (SIGINT) or SIGTERM. Must be called inside a Tokio runtime.
+    /// Triggers shutdown on Ctrl-C (SIGINT) or SIGTERM; SIGHUP is only logged here. Must be called inside a Tokio runtime.
     pub fn on_signals(&self) -> Result<(), RuntimeError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(RuntimeError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(RuntimeError::Signals)?;
+        // SIGHUP asks for a reload (the TLS certificate listens for it); it must never end the
+        // process the way its default action would.
+        let mut hup = signal(SignalKind::hangup()).map_err(RuntimeError::Signals)?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!(signal = "SIGHUP", "reload requested");
+            }
+        });
         let this = self.clone();
         tokio::spawn(async move {
             let which = tokio::select! {

@@ -170,6 +170,7 @@ pub fn routes(
     Router::new()
         .route("/view/ws", get(upgrade))
         .route("/view", get(page))
+        .route("/view.js", get(script))
         .with_state(viewer)
 }
 
@@ -181,6 +182,22 @@ async fn page() -> Response {
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
         include_str!("../../assets/viewer.html"),
+    )
+        .into_response()
+}
+
+/// The viewer page's script (a file of its own: the content security policy allows no inline
+/// script).
+async fn script() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../assets/viewer.js"),
     )
         .into_response()
 }
