@@ -157,6 +157,19 @@ async fn managed(api: &Api, admin: &User, id: i64) -> Result<(Role, i64), ApiErr
     Ok((role, institution))
 }
 
+/// Forgets the failed logins counted in memory against the account's name (its lockout in the
+/// database is cleared by the caller).
+async fn clear_throttle(api: &Api, id: i64) -> Result<(), ApiError> {
+    let login: String = sqlx::query_scalar("SELECT login FROM users WHERE id = ?")
+        .bind(id)
+        .fetch_one(&api.pool)
+        .await?;
+    if let Ok(mut t) = api.throttle.lock() {
+        t.clear(&login);
+    }
+    Ok(())
+}
+
 async fn unlock(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -169,6 +182,7 @@ async fn unlock(
         .bind(id)
         .execute(&api.pool)
         .await?;
+    clear_throttle(&api, id).await?;
     audit_event(&api, &admin, &peer, "unlock", format!("user:{id}"), "ok").await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,6 +196,7 @@ async fn reset_password(
     let (admin, _) = user(&api, &headers, false).await?;
     managed(&api, &admin, id).await?;
     let password = accounts::reset_password(&api.pool, id).await?;
+    clear_throttle(&api, id).await?;
     audit_event(
         &api,
         &admin,

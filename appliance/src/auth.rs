@@ -1,5 +1,5 @@
-//! The account routes every user has: login, logout, password change, the current user and
-//! the TOTP second factor's enrolment. Every route but login needs `Authorization: Bearer
+//! The account routes every user has: login (throttled per address and per name, `throttle`),
+//! logout, password change, the current user and the TOTP second factor's enrolment. Every route but login needs `Authorization: Bearer
 //! <token>`; a user whose password must change (or who must enrol a second factor) may reach
 //! only these.
 
@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::accounts::{self, User};
 use crate::http::{Api, ApiError, body, user};
+use crate::throttle::Verdict;
 
 /// The account routes.
 pub fn routes() -> Router<Api> {
@@ -42,15 +43,75 @@ async fn login(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let b: LoginBody = body(&bytes)?;
-    let (token, user) = accounts::login(
+    let source = peer.ip().to_string();
+    let now = accounts::now_ms();
+    let verdict = api
+        .throttle
+        .lock()
+        .map_or(Verdict::Allow, |t| t.check(&source, &b.login, now));
+    if verdict != Verdict::Allow {
+        let result = match verdict {
+            Verdict::Address { .. } => "throttled",
+            _ => "locked",
+        };
+        crate::audit::append(
+            &api.pool,
+            &crate::audit::Record {
+                login: b.login.trim().to_owned(),
+                action: "login_failed".into(),
+                source: source.clone(),
+                result: result.into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    match verdict {
+        Verdict::Allow => {}
+        Verdict::Name { minutes } => return Err(accounts::AccountError::Locked { minutes }.into()),
+        Verdict::Address { retry_secs } => {
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!(
+                    "too many failed logins from this address: try again in {} minutes",
+                    (retry_secs + 59) / 60
+                ),
+            )
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_secs.to_string()) {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return Ok(r);
+        }
+    }
+    let outcome = accounts::login(
         &api.pool,
         &api.policy,
         &b.login,
         &b.password,
         b.totp.as_deref(),
-        &peer.ip().to_string(),
+        &source,
     )
-    .await?;
+    .await;
+    if let Ok(mut t) = api.throttle.lock() {
+        match &outcome {
+            Ok(_) => t.succeeded(&b.login),
+            Err(
+                accounts::AccountError::BadCredentials
+                | accounts::AccountError::BadTotp
+                | accounts::AccountError::Locked { .. },
+            ) => t.failed(
+                &source,
+                &b.login,
+                now,
+                api.policy.lockout_threshold,
+                api.policy.lockout_ms,
+            ),
+            Err(_) => {}
+        }
+    }
+    let (token, user) = outcome?;
     Ok(Json(json!({ "token": token, "user": user })).into_response())
 }
 

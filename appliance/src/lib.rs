@@ -35,6 +35,7 @@ pub mod schedule;
 pub mod server;
 pub mod stack;
 pub mod stats;
+pub mod throttle;
 pub mod tickets;
 pub mod tls_cmd;
 pub mod totp;

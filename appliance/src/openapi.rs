@@ -25,6 +25,7 @@ fn responses(ok: (&str, Value), errors: &[&str]) -> Value {
             "409" => "a conflict: a stale version or an action the state does not allow",
             "422" => "a field is missing or invalid (`field` names it)",
             "423" => "the account is locked",
+            "429" => "too many failed logins from this address (Retry-After says how long)",
             _ => "error",
         };
         r.insert((*e).to_owned(), answer(what, error()));
@@ -146,7 +147,7 @@ pub fn document() -> Value {
                     &["login", "password"])),
                 "responses": responses(("200", answer("a session", object(
                     json!({ "token": { "type": "string" }, "user": user.clone() }), &["token", "user"]))),
-                    &["401", "422", "423"]) } },
+                    &["401", "422", "423", "429"]) } },
             "/api/v1/auth/logout": { "post": { "summary": "End this session",
                 "responses": responses(("204", no_content("ended")), &["401"]) } },
             "/api/v1/auth/password": { "post": { "summary": "Change the password",

@@ -69,6 +69,7 @@ pub async fn run(
             data_dir: config.storage.data_dir.clone(),
             imaging_index: Default::default(),
             rooms: Default::default(),
+            throttle: Default::default(),
         }));
     if let Some(gateway) = gateway {
         tokio::spawn(crate::notify::run(
