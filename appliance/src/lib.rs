@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 mod cases;
 pub mod config_cmd;
 pub mod consult;

@@ -39,6 +39,15 @@ enum Command {
     /// TLS certificates for the listeners.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Back up the data directory into a new folder under --to (safe while the stack runs
+    /// and writes), or check a backup (`backup verify DIR`).
+    Backup(BackupArgs),
+    /// Verify the backup in DIR and copy it into the data directory (--data-dir), which must
+    /// be empty or new.
+    Restore {
+        /// The backup folder (one `backup --to` made).
+        dir: PathBuf,
+    },
     /// Fill an empty database with a small demo alliance and print its logins (one-time
     /// passwords), with synthetic studies (head CT, chest CR, carotid ultrasound) stored in
     /// imaging and attached to two consultation drafts; --series imports given DICOM instead.
@@ -85,6 +94,26 @@ enum UserCommand {
         /// A mobile number for SMS notices (11 digits).
         #[arg(long, default_value = "")]
         phone: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BackupArgs {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// The folder that receives the backup (a new `backup-TIME` folder inside it).
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Check a backup: every file, both hashes, the databases and the audit chain; exit 1
+    /// naming every problem.
+    Verify {
+        /// The backup folder.
+        dir: PathBuf,
     },
 }
 
@@ -156,6 +185,8 @@ fn main() -> ExitCode {
         Command::User(c) => return admin(args, Admin::User(c)),
         Command::Audit(c) => return admin(args, Admin::Audit(c)),
         Command::DemoData { series } => return admin(args, Admin::Demo(series)),
+        Command::Backup(b) => return backup(args, b),
+        Command::Restore { dir } => return restore(args, &dir),
         Command::Config(ConfigCommand::Check { file }) => appliance::config_cmd::check(args, &file),
         Command::Tls(TlsCommand::Init { hosts, days }) => {
             return match appliance::tls_cmd::init(args, &hosts, days) {
@@ -207,6 +238,106 @@ fn run(args: &ConfigArgs) -> ExitCode {
         }
     };
     firmware_runtime::daemon_main(args.log_format.into(), config, appliance::stack::run)
+}
+
+fn current_thread() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("cannot start: {e}"))
+        .ok()
+}
+
+fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
+    let Some(runtime) = current_thread() else {
+        return ExitCode::FAILURE;
+    };
+    if let Some(BackupCommand::Verify { dir }) = b.command {
+        return match runtime.block_on(appliance::backup::verify(&dir)) {
+            Ok(m) => {
+                println!(
+                    "{}: intact ({} files, taken {}; {} audit records, {} instances)",
+                    dir.display(),
+                    m.files.len(),
+                    m.created_at,
+                    m.counts.get("audit_log").copied().unwrap_or(0),
+                    m.counts.get("instances").copied().unwrap_or(0),
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(to) = b.to else {
+        eprintln!("--to: the folder that receives the backup is required");
+        return ExitCode::from(2);
+    };
+    let config = match appliance::config_cmd::effective(args) {
+        Ok((loaded, _)) => loaded.config,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let Some(db) = config.sqlite_path() else {
+        eprintln!("database.url: backups cover the embedded SQLite database only");
+        return ExitCode::from(2);
+    };
+    match runtime.block_on(appliance::backup::snapshot(
+        &config.storage.data_dir,
+        &db,
+        &to,
+    )) {
+        Ok((dir, m)) => {
+            println!(
+                "backup written: {} ({} files; {} audit records, {} instances)",
+                dir.display(),
+                m.files.len(),
+                m.counts.get("audit_log").copied().unwrap_or(0),
+                m.counts.get("instances").copied().unwrap_or(0),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(args: &ConfigArgs, dir: &std::path::Path) -> ExitCode {
+    // Not the effective configuration: that would open the run-time store inside the (empty)
+    // target first.
+    let config = match args.load() {
+        Ok(l) => l.config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = current_thread() else {
+        return ExitCode::FAILURE;
+    };
+    let target = config.storage.data_dir;
+    match runtime.block_on(appliance::backup::restore(dir, &target)) {
+        Ok(m) => {
+            println!(
+                "restored {} ({} files, taken {}) into {}",
+                dir.display(),
+                m.files.len(),
+                m.created_at,
+                target.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 enum Admin {

@@ -80,6 +80,10 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     {
         return Err(StackError::Service(e.to_string()));
     }
+    tokio::spawn(crate::backup::schedule(
+        config.clone(),
+        ctx.shutdown.clone(),
+    ));
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
         let (a, i, s) = tokio::join!(

@@ -210,6 +210,20 @@ section! {
     }
 }
 
+section! {
+    /// Scheduled backups, taken while the stack runs (`appliance backup --to DIR` takes one by
+    /// hand; `appliance backup verify` and `appliance restore` use either).
+    Backup = "backup" {
+        /// Folder that receives the scheduled backups, one `backup-TIME` folder each; put it on
+        /// another disk. Unset: no scheduled backups.
+        dir: Option<PathBuf> = None,
+        /// Hours between scheduled backups, 1-168.
+        every_hours: u32 = 24,
+        /// Scheduled backups kept (older ones are deleted), 1-365.
+        keep: u32 = 14,
+    }
+}
+
 /// GPU use for rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

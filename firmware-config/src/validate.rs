@@ -61,6 +61,8 @@ pub(crate) fn validate(c: &Config, origins: &BTreeMap<String, Origin>) -> Vec<Fi
     notifications(c, &mut k);
     security(c, &mut k);
     integration(c, &mut k);
+    k.range("backup.every_hours", c.backup.every_hours, 1, 168);
+    k.range("backup.keep", c.backup.keep, 1, 365);
     k.errors
 }
 

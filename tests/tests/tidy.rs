@@ -211,6 +211,9 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "sfu",
             "sha1",
             "sha2",
+            // National cryptography: backup manifests, sealed columns.
+            "sm3",
+            "sm4",
             "sqlx",
             "thiserror",
             "time",

@@ -1,0 +1,280 @@
+//! Backups taken while the stack runs and writes, against the real binaries: a doctor keeps
+//! starting consultations through the API and dcmtk's storescu keeps sending a 140-slice CT
+//! while `appliance backup` runs; the backup verifies, restores into a fresh data directory,
+//! and the restored stack starts and serves exactly what the snapshot holds — its
+//! consultations, every indexed instance with its file, and an intact audit chain.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use e2e::api::{activate, call};
+use e2e::{Ports, bin, temp_dir};
+use serde_json::json;
+
+fn appliance(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("appliance"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run appliance")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_backup_under_write_load_restores_whole_and_serves() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let demo = appliance(d, &["demo-data"]);
+    let logins = String::from_utf8_lossy(&demo.stdout).into_owned();
+    assert!(demo.status.success(), "{}", text(&demo));
+    let zhao_line = logins
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("doctor.zhao"))
+        .expect("doctor.zhao");
+    let zhao_password = zhao_line.split_whitespace().nth(1).expect("password");
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(d, &ports, &[]);
+    let port = ports.http;
+    let zhao = activate(port, &("doctor.zhao".to_owned(), zhao_password.to_owned()));
+    let found = call(
+        port,
+        "GET",
+        "/api/v1/patients?q=330102195603140019",
+        &zhao,
+        &[],
+        None,
+    );
+    let patient = found.json()["items"][0]["id"].as_i64().expect(&found.body);
+
+    // The load: consultations through the API, instances over DICOM.
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, made, token) = (stop.clone(), made.clone(), zhao.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = call(
+                    port,
+                    "POST",
+                    "/api/v1/consultations",
+                    &token,
+                    &[],
+                    Some(
+                        json!({ "patient": patient, "kind": "remote", "mode": "named",
+                                 "reason": "备份压力测试" }),
+                    ),
+                );
+                assert_eq!(r.status, 201, "{}", r.body);
+                made.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let sender = {
+        let (stop, dicom) = (stop.clone(), ports.dicom);
+        std::thread::spawn(move || {
+            for chunk in e2e::ct_series_files().chunks(10) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let out = Command::new("storescu")
+                    .args(["-aec", "APPLIANCE", "127.0.0.1", &dicom.to_string()])
+                    .args(chunk)
+                    .output()
+                    .expect("storescu (scripts/test installs dcmtk)");
+                assert!(out.status.success(), "{}", text(&out));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = made.load(Ordering::Relaxed);
+    let out_dir = d.join("backups");
+    let taken = appliance(d, &["backup", "--to", out_dir.to_str().expect("path")]);
+    assert!(taken.status.success(), "{}", text(&taken));
+    let after = made.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    sender.join().expect("sender");
+    assert!(after > before, "the load kept writing during the backup");
+
+    let backups: Vec<_> = std::fs::read_dir(&out_dir)
+        .expect("backups")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let backup = &backups[0];
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    let counts = &manifest["counts"];
+    let consultations = counts["consultations"].as_i64().expect("count");
+    let instances = counts["instances"].as_i64().expect("count");
+    // Two demo drafts, then what the load made up to the snapshot's moment.
+    assert!(
+        consultations >= 2 + before as i64 && consultations <= 2 + after as i64,
+        "{consultations} not within {before}..{after} + 2"
+    );
+    assert!(instances >= 42, "{instances}");
+    let verified = appliance(d, &["backup", "verify", backup.to_str().expect("path")]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(text(&verified).contains("intact"));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+
+    // A damaged copy is refused by name; restore never writes into a data directory in use.
+    let refused = appliance(
+        d,
+        &[
+            "--data-dir",
+            d.join("data").to_str().expect("path"),
+            "restore",
+            backup.to_str().expect("path"),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("not empty"), "{}", text(&refused));
+
+    let restored = d.join("restored");
+    let r = appliance(
+        d,
+        &[
+            "--data-dir",
+            restored.to_str().expect("path"),
+            "restore",
+            backup.to_str().expect("path"),
+        ],
+    );
+    assert!(r.status.success(), "{}", text(&r));
+    let audit = appliance(
+        d,
+        &[
+            "--data-dir",
+            restored.to_str().expect("path"),
+            "audit",
+            "verify",
+        ],
+    );
+    assert!(
+        text(&audit).contains("the audit chain is intact"),
+        "{}",
+        text(&audit)
+    );
+    assert!(
+        text(&audit).contains(&format!("{} records checked", counts["audit_log"])),
+        "{}",
+        text(&audit)
+    );
+
+    // The restored stack starts and serves what the snapshot held.
+    let ports = Ports::free();
+    let mut again = e2e::api::start(d, &ports, &["--data-dir", restored.to_str().expect("path")]);
+    let login = e2e::request(
+        ports.http,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        json!({ "login": "doctor.zhao", "password": "Consult-2026" })
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("login");
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.json()["token"].as_str().expect("token").to_owned();
+    // Consultation ids run 1..=N without gaps: the last one the snapshot holds is there, the
+    // next one (made after the snapshot's moment) is not.
+    let last = call(
+        ports.http,
+        "GET",
+        &format!("/api/v1/consultations/{consultations}"),
+        &token,
+        &[],
+        None,
+    );
+    assert_eq!(last.status, 200, "{}", last.body);
+    let next = consultations + 1;
+    let later = call(
+        ports.http,
+        "GET",
+        &format!("/api/v1/consultations/{next}"),
+        &token,
+        &[],
+        None,
+    );
+    assert_eq!(later.status, 404, "{}", later.body);
+    let bearer = format!(
+        "Bearer {}",
+        e2e::service_token(&e2e::stack_signer(&restored), false)
+    );
+    let qido = e2e::request(
+        ports.imaging_http,
+        "GET",
+        "/dicomweb/instances?limit=10000",
+        &[("Authorization", &bearer)],
+        &[],
+    )
+    .expect("QIDO");
+    assert_eq!(
+        qido.json().as_array().map(|a| a.len() as i64),
+        Some(instances)
+    );
+    again.signal("TERM");
+    assert_eq!(again.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let log = again.stderr();
+    assert!(log.contains("DICOM store checked"), "{log}");
+    assert!(!log.contains("instance file missing"), "{log}");
+    assert!(!log.contains("unreadable file"), "{log}");
+}
+
+#[test]
+fn scheduled_backups_are_taken_and_kept_to_their_number() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let out = d.join("scheduled");
+    let ports = Ports::free();
+    let set = format!("backup.dir={}", out.display());
+    let mut daemon = e2e::api::start(d, &ports, &["--set", &set, "--set", "backup.keep=1"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let taken = loop {
+        let done: Vec<_> = std::fs::read_dir(&out)
+            .map(|r| {
+                r.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| !p.to_string_lossy().ends_with(".partial"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(first) = done.first() {
+            break first.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let verified = appliance(d, &["backup", "verify", taken.to_str().expect("path")]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    let metrics = e2e::get(ports.http, "/metrics").expect("metrics").body;
+    assert!(
+        metrics.contains("backup_last_success_timestamp_seconds"),
+        "{metrics}"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    // A bad schedule is refused by field.
+    let bad = appliance(d, &["--set", "backup.every_hours=0", "config", "show"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("backup.every_hours"), "{}", text(&bad));
+}
