@@ -370,13 +370,18 @@ pub fn valid_phone(phone: &str) -> bool {
 }
 
 /// Sets the mobile number SMS notices go to (11 digits; empty: none).
-pub async fn set_phone(pool: &SqlitePool, user: i64, phone: &str) -> Result<(), AccountError> {
+pub async fn set_phone(
+    pool: &SqlitePool,
+    sealer: &crate::gm::Sealer,
+    user: i64,
+    phone: &str,
+) -> Result<(), AccountError> {
     let phone = phone.trim();
     if !valid_phone(phone) {
         return Err(field("phone", "an 11-digit mobile number"));
     }
     sqlx::query("UPDATE users SET phone = ? WHERE id = ?")
-        .bind(phone)
+        .bind(sealer.seal("phone", phone))
         .bind(user)
         .execute(pool)
         .await?;

@@ -1,5 +1,6 @@
-//! The tamper-evident audit trail: appending records chained by SHA-256, and verifying the
-//! chain. A record's hash covers every field and the hash of the record before it, so editing
+//! The tamper-evident audit trail: appending records chained by SM3 or SHA-256
+//! (`security.audit_hash`; each record keeps its algorithm), and verifying the chain. A
+//! record's hash covers every field and the hash of the record before it, so editing
 //! a row breaks its own hash, and deleting one breaks the link of the row after it (and leaves
 //! a gap in the sequence). The table refuses updates and deletes by trigger; the chain catches
 //! what someone does to the file behind the application's back. Truncating the newest rows is
@@ -53,14 +54,32 @@ pub struct Verification {
     pub problems: Vec<String>,
 }
 
-/// A record's hash: SHA-256 over its fields, each length-prefixed, and the previous hash.
-#[allow(clippy::too_many_arguments)]
-fn hash(seq: i64, at: &str, r: &Record, prev: &str) -> String {
-    let mut h = Sha256::new();
+/// A record's hash with `alg` (`sha256`, or `sm3`, whose input also names the algorithm):
+/// over its fields, each length-prefixed, and the previous hash.
+fn hash_with(alg: &str, seq: i64, at: &str, r: &Record, prev: &str) -> String {
+    let mut input = Vec::new();
     let mut field = |s: &str| {
-        h.update((s.len() as u64).to_be_bytes());
-        h.update(s.as_bytes());
+        input.extend_from_slice(&(s.len() as u64).to_be_bytes());
+        input.extend_from_slice(s.as_bytes());
     };
+    if alg != "sha256" {
+        field(alg);
+    }
+    record_fields(&mut field, seq, at, r, prev);
+    let digest: Vec<u8> = match alg {
+        "sha256" => Sha256::digest(&input).to_vec(),
+        _ => crate::gm::sm3(&input).to_vec(),
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A record's SHA-256 hash (the chain's original algorithm).
+#[cfg(test)]
+fn hash(seq: i64, at: &str, r: &Record, prev: &str) -> String {
+    hash_with("sha256", seq, at, r, prev)
+}
+
+fn record_fields(field: &mut impl FnMut(&str), seq: i64, at: &str, r: &Record, prev: &str) {
     field(&seq.to_string());
     field(at);
     field(&r.user_id.map(|u| u.to_string()).unwrap_or_default());
@@ -72,7 +91,6 @@ fn hash(seq: i64, at: &str, r: &Record, prev: &str) -> String {
     field(&r.source);
     field(&r.result);
     field(prev);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The current time as the trail writes it (UTC, milliseconds).
@@ -118,11 +136,16 @@ pub async fn append(pool: &SqlitePool, record: &Record) -> Result<i64, AuditErro
             .fetch_optional(&mut *tx)
             .await?;
     let (seq, prev) = head.map_or((1, GENESIS.to_owned()), |(s, h)| (s + 1, h));
+    let alg: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_hash'")
+        .fetch_optional(&mut *tx)
+        .await?
+        .filter(|a: &String| a == "sm3" || a == "sha256")
+        .unwrap_or_else(|| "sha256".to_owned());
     let at = now();
-    let h = hash(seq, &at, record, &prev);
+    let h = hash_with(&alg, seq, &at, record, &prev);
     sqlx::query(
         "INSERT INTO audit_log (seq, at, user_id, login, role, institution, action, target, \
-         source, result, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         source, result, prev_hash, hash, alg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(seq)
     .bind(&at)
@@ -136,6 +159,7 @@ pub async fn append(pool: &SqlitePool, record: &Record) -> Result<i64, AuditErro
     .bind(&record.result)
     .bind(&prev)
     .bind(&h)
+    .bind(&alg)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -157,6 +181,7 @@ type Row = (
     String,
     String,
     String,
+    String,
 );
 
 /// Recomputes the whole chain and names every row that does not fit.
@@ -164,7 +189,7 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, AuditError> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query_as::<_, Row>(
         "SELECT seq, at, user_id, login, role, institution, action, target, source, result, \
-         prev_hash, hash FROM audit_log ORDER BY seq",
+         prev_hash, hash, alg FROM audit_log ORDER BY seq",
     )
     .fetch(pool);
     let mut v = Verification {
@@ -187,6 +212,7 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, AuditError> {
             result,
             prev_hash,
             stored,
+            alg,
         ) = row;
         v.records += 1;
         if seq != expected_seq {
@@ -211,7 +237,10 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, AuditError> {
             source,
             result,
         };
-        if hash(seq, &at, &record, &prev_hash) != stored {
+        if !matches!(alg.as_str(), "sha256" | "sm3") {
+            v.problems
+                .push(format!("row {seq}: unknown hash algorithm {alg:?}"));
+        } else if hash_with(&alg, seq, &at, &record, &prev_hash) != stored {
             v.problems.push(format!(
                 "row {seq}: its content does not match its hash (edited)"
             ));
@@ -287,5 +316,10 @@ mod tests {
             ..r
         };
         assert_ne!(hash(1, "t", &a, GENESIS), hash(1, "t", &b, GENESIS));
+        // SM3 chains differ from SHA-256 ones over the same record, and name their algorithm.
+        let sm = hash_with("sm3", 1, "t", &a, GENESIS);
+        assert_eq!(sm.len(), 64);
+        assert_ne!(sm, hash(1, "t", &a, GENESIS));
+        assert_ne!(sm, hash_with("sm3", 1, "t", &b, GENESIS));
     }
 }

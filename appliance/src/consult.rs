@@ -238,12 +238,17 @@ async fn create_patient(
             .await?
             .last_insert_rowid()
     } else {
-        sqlx::query("INSERT INTO master_patients (id_number) VALUES (?) ON CONFLICT DO NOTHING")
-            .bind(&id_number)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query_scalar("SELECT id FROM master_patients WHERE id_number = ?")
-            .bind(&id_number)
+        let index = api.sealer.index("id_number", &id_number);
+        sqlx::query(
+            "INSERT INTO master_patients (id_number, id_number_index) VALUES (?, ?) \
+             ON CONFLICT (id_number_index) DO NOTHING",
+        )
+        .bind(api.sealer.seal("id_number", &id_number))
+        .bind(&index)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query_scalar("SELECT id FROM master_patients WHERE id_number_index = ?")
+            .bind(&index)
             .fetch_one(&mut *tx)
             .await?
     };
@@ -255,7 +260,7 @@ async fn create_patient(
     .bind(name)
     .bind(&p.sex)
     .bind(&p.birth_date)
-    .bind(phone)
+    .bind(api.sealer.seal("phone", phone))
     .bind(u.id)
     .bind(now_ms())
     .bind(master)
@@ -304,14 +309,19 @@ pub(crate) async fn may_read_patient(
     }))
 }
 
-/// A patient's row.
+/// A patient's row (the phone opened).
 pub(crate) async fn patient_row(api: &Api, id: i64) -> Result<Option<PatientRow>, ApiError> {
-    Ok(sqlx::query_as(
+    let row: Option<PatientRow> = sqlx::query_as(
         "SELECT id, institution_id, name, sex, birth_date, phone FROM patients WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(&api.pool)
-    .await?)
+    .await?;
+    row.map(|mut r| {
+        r.5 = api.sealer.open("phone", &r.5).map_err(ApiError::internal)?;
+        Ok(r)
+    })
+    .transpose()
 }
 
 /// Patient `id` if `u` may read it (the read is audited; a refusal too, and answers 404).

@@ -48,6 +48,9 @@ pub enum DbError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The data-encryption key could not be had.
+    #[error(transparent)]
+    Key(#[from] crate::gm::GmError),
 }
 
 /// The migrations, embedded in the binary, in order.
@@ -81,6 +84,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "service_accounts",
         include_str!("../migrations/0009_service_accounts.sql"),
     ),
+    (
+        10,
+        "sealed_columns",
+        include_str!("../migrations/0010_sealed_columns.sql"),
+    ),
+    (
+        11,
+        "audit_hash",
+        include_str!("../migrations/0011_audit_hash.sql"),
+    ),
 ];
 
 /// An open database.
@@ -88,6 +101,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct Database {
     pool: SqlitePool,
     path: PathBuf,
+    sealer: crate::gm::Sealer,
 }
 
 impl Database {
@@ -119,6 +133,9 @@ impl Database {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted and overwritten content is zeroed, so a value sealed in place leaves no
+            // clear copy in free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(config.database.max_connections)
@@ -144,7 +161,20 @@ impl Database {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Self { pool, path })
+        // New audit records are chained with the configured hash.
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_hash', ?)")
+            .bind(config.security.audit_hash.as_str())
+            .execute(&pool)
+            .await
+            .map_err(sqlx_err)?;
+        let sealer = crate::gm::Sealer::load(&config.storage.data_dir)?;
+        seal_plain_rows(&pool, &sealer).await.map_err(sqlx_err)?;
+        Ok(Self { pool, path, sealer })
+    }
+
+    /// What seals the sensitive columns.
+    pub fn sealer(&self) -> &crate::gm::Sealer {
+        &self.sealer
     }
 
     /// The database file.
@@ -172,6 +202,55 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Seals the sensitive values still stored in clear (rows written before sealing existed, or
+/// restored from such a backup), in one transaction; a sealed value is left alone.
+async fn seal_plain_rows(pool: &SqlitePool, sealer: &crate::gm::Sealer) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let like = format!("{}%", crate::gm::SEALED);
+    let ids: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, id_number FROM master_patients WHERE id_number IS NOT NULL AND id_number NOT LIKE ?",
+    )
+    .bind(&like)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, number) in &ids {
+        sqlx::query("UPDATE master_patients SET id_number = ?, id_number_index = ? WHERE id = ?")
+            .bind(sealer.seal("id_number", number))
+            .bind(sealer.index("id_number", number))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut sealed = ids.len();
+    for (table, column) in [
+        ("users", "phone"),
+        ("patients", "phone"),
+        ("outbox", "recipient"),
+    ] {
+        let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, {column} FROM {table} WHERE {column} <> '' AND {column} NOT LIKE ?"
+        )))
+        .bind(&like)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, phone) in &rows {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET {column} = ? WHERE id = ?"
+            )))
+            .bind(sealer.seal("phone", phone))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sealed += rows.len();
+    }
+    tx.commit().await?;
+    if sealed > 0 {
+        tracing::info!(values = sealed, "sensitive values sealed (SM4-GCM)");
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DbError> {

@@ -42,6 +42,7 @@ pub enum DemoError {
 pub async fn build(
     config: &Config,
     pool: &SqlitePool,
+    sealer: &crate::gm::Sealer,
     series: &[PathBuf],
 ) -> Result<String, DemoError> {
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM institutions")
@@ -113,7 +114,7 @@ pub async fn build(
     let mut ids = std::collections::BTreeMap::new();
     for (login, name, role, institution, phone) in people {
         let (id, password) = accounts::add_user(pool, login, name, role, institution).await?;
-        accounts::set_phone(pool, id, phone).await?;
+        accounts::set_phone(pool, sealer, id, phone).await?;
         ids.insert(login, id);
         let _ = writeln!(
             out,
@@ -175,11 +176,13 @@ pub async fn build(
         ("刘芳", "F", "1985-05-30", west, "doctor.qian", None),
         ("陈明", "M", "1949-12-08", west, "doctor.qian", None),
     ] {
-        let master = sqlx::query("INSERT INTO master_patients (id_number) VALUES (?)")
-            .bind(id_number)
-            .execute(pool)
-            .await?
-            .last_insert_rowid();
+        let master =
+            sqlx::query("INSERT INTO master_patients (id_number, id_number_index) VALUES (?, ?)")
+                .bind(id_number.map(|n| sealer.seal("id_number", n)))
+                .bind(id_number.map(|n| sealer.index("id_number", n)))
+                .execute(pool)
+                .await?
+                .last_insert_rowid();
         let record_number = format!("DEMO{:04}", patients.len() + 1);
         let id = sqlx::query(
             "INSERT INTO patients (institution_id, name, sex, birth_date, phone, created_by, \

@@ -37,6 +37,8 @@ pub struct Api {
     pub rooms: std::sync::Arc<crate::focus::Rooms>,
     /// Imaging's index, read-only, once it exists.
     pub imaging_index: std::sync::Arc<tokio::sync::OnceCell<SqlitePool>>,
+    /// Seals and opens the sensitive columns.
+    pub sealer: crate::gm::Sealer,
     /// Failed logins per address and per name.
     pub throttle: std::sync::Arc<std::sync::Mutex<crate::throttle::Throttle>>,
 }

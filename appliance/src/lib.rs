@@ -21,6 +21,7 @@ pub mod consult;
 pub mod db;
 pub mod demo;
 pub mod focus;
+pub mod gm;
 pub mod http;
 pub mod icd10;
 pub mod imaging_access;

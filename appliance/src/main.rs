@@ -388,13 +388,16 @@ fn admin(args: &ConfigArgs, command: Admin) -> ExitCode {
                 }
                 let (id, password) =
                     appliance::accounts::add_user(pool, &login, &name, role, institution).await?;
-                appliance::accounts::set_phone(pool, id, &phone).await?;
+                appliance::accounts::set_phone(pool, db.sealer(), id, &phone).await?;
                 println!("user {id}: {login}");
                 println!("one-time password (must be changed at first login): {password}");
                 ExitCode::SUCCESS
             }
             Admin::Demo(series) => {
-                print!("{}", appliance::demo::build(&config, pool, &series).await?);
+                print!(
+                    "{}",
+                    appliance::demo::build(&config, pool, db.sealer(), &series).await?
+                );
                 ExitCode::SUCCESS
             }
             Admin::Audit(AuditCommand::Verify) => {

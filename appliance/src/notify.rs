@@ -122,7 +122,11 @@ pub fn backoff_ms(attempts: i64) -> i64 {
 }
 
 /// Sends what is due, once. Returns how many were sent.
-pub async fn send_due(pool: &SqlitePool, gateway: &Gateway) -> Result<usize, sqlx::Error> {
+pub async fn send_due(
+    pool: &SqlitePool,
+    gateway: &Gateway,
+    sealer: &crate::gm::Sealer,
+) -> Result<usize, sqlx::Error> {
     let now = now_ms();
     let due: Vec<(i64, String, String, i64)> = sqlx::query_as(
         "SELECT id, recipient, message, attempts FROM outbox WHERE sent_at IS NULL AND \
@@ -133,6 +137,14 @@ pub async fn send_due(pool: &SqlitePool, gateway: &Gateway) -> Result<usize, sql
     .await?;
     let mut sent = 0;
     for (id, phone, message, attempts) in due {
+        // Outbox numbers are sealed as the phone columns they were copied from.
+        let phone = match sealer.open("phone", &phone) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(outbox = id, error = %e, "SMS not sent: its number does not open");
+                continue;
+            }
+        };
         match gateway.send(&phone, &message).await {
             Ok(()) => {
                 sqlx::query("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?")
@@ -166,9 +178,14 @@ pub async fn send_due(pool: &SqlitePool, gateway: &Gateway) -> Result<usize, sql
 }
 
 /// Runs the worker until `shutdown`.
-pub async fn run(pool: SqlitePool, gateway: Gateway, shutdown: firmware_runtime::Shutdown) {
+pub async fn run(
+    pool: SqlitePool,
+    gateway: Gateway,
+    sealer: crate::gm::Sealer,
+    shutdown: firmware_runtime::Shutdown,
+) {
     loop {
-        if let Err(e) = send_due(&pool, &gateway).await {
+        if let Err(e) = send_due(&pool, &gateway, &sealer).await {
             tracing::error!(error = %e, "the SMS outbox could not be read");
         }
         tokio::select! {

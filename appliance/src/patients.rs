@@ -89,14 +89,14 @@ pub(crate) async fn search(
          m.id_number, i.name, EXISTS (SELECT 1 FROM favourite_patients f WHERE f.user_id = ? \
          AND f.patient_id = p.id) FROM patients p LEFT JOIN master_patients m ON m.id = \
          p.master_id JOIN institutions i ON i.id = p.institution_id WHERE (? OR \
-         p.institution_id = ?) AND (p.name LIKE ? ESCAPE '\\' OR m.id_number = ? OR \
+         p.institution_id = ?) AND (p.name LIKE ? ESCAPE '\\' OR m.id_number_index = ? OR \
          (p.record_number <> '' AND p.record_number = ?)) ORDER BY p.id DESC LIMIT ?",
     )
     .bind(u.id)
     .bind(everyone)
     .bind(u.institution)
     .bind(&pattern)
-    .bind(q.to_ascii_uppercase())
+    .bind(api.sealer.index("id_number", &q.to_ascii_uppercase()))
     .bind(q)
     .bind(SEARCH_LIMIT)
     .fetch_all(&api.pool)
@@ -106,6 +106,8 @@ pub(crate) async fn search(
         .into_iter()
         .map(
             |(id, inst, name, sex, birth, record, id_number, inst_name, fav)| {
+                let id_number =
+                    id_number.map(|n| api.sealer.open("id_number", &n).unwrap_or_default());
                 json!({
                     "id": id, "institution": inst, "institution_name": inst_name, "name": name,
                     "sex": sex, "birth_date": birth, "record_number": record,

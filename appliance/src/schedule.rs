@@ -138,6 +138,10 @@ async fn preview(
                     .bind(to)
                     .fetch_one(&mut *conn)
                     .await?;
+            let phone = api
+                .sealer
+                .open("phone", &phone)
+                .map_err(ApiError::internal)?;
             let by_sms = !matches!(n, Notice::Centre { .. }) && !phone.is_empty();
             messages.push(json!({
                 "to": name, "user": to, "event": event, "in_app": text,
@@ -150,6 +154,10 @@ async fn preview(
                 .bind(patient)
                 .fetch_one(&mut *conn)
                 .await?;
+            let phone = api
+                .sealer
+                .open("phone", &phone)
+                .map_err(ApiError::internal)?;
             messages.push(json!({
                 "to": "患者", "user": null, "event": event, "in_app": null,
                 "sms": if phone.is_empty() { None } else { sms_text.clone() },

@@ -70,11 +70,13 @@ pub async fn run(
             imaging_index: Default::default(),
             rooms: Default::default(),
             throttle: Default::default(),
+            sealer: db.sealer().clone(),
         }));
     if let Some(gateway) = gateway {
         tokio::spawn(crate::notify::run(
             db.pool().clone(),
             gateway,
+            db.sealer().clone(),
             ctx.shutdown.clone(),
         ));
     }

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigErrors, ErrorKind, FieldError, Origin};
 pub use model::{
-    Backup, Database, GpuMode, IceServer, Imaging, Integration, Listeners, Notifications,
-    SecondFactor, Security, Sfu, SfuTransport, Site, SmsGateway, Storage, Tls,
+    AuditHash, Backup, Database, GpuMode, IceServer, Imaging, Integration, Listeners,
+    Notifications, SecondFactor, Security, Sfu, SfuTransport, Site, SmsGateway, Storage, Tls,
 };
 pub use store::{ConfigStore, StoreError, VersionInfo};
 pub use types::{

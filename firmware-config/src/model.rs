@@ -190,6 +190,10 @@ section! {
         second_factor: SecondFactor = SecondFactor::Admins,
         /// Days the audit trail is kept, at least 180.
         audit_retention_days: u32 = 180,
+        /// The hash new audit records are chained with: "sm3" (GB/T 32905, for the national
+        /// cryptography assessment) or "sha256". Records keep the one they were written with,
+        /// so a chain that changes keeps verifying.
+        audit_hash: AuditHash = AuditHash::Sm3,
     }
 }
 
@@ -258,6 +262,26 @@ pub enum SfuTransport {
     Str0m,
 }
 
+/// The audit chain's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditHash {
+    /// SM3 (GB/T 32905).
+    Sm3,
+    /// SHA-256.
+    Sha256,
+}
+
+impl AuditHash {
+    /// The name stored beside each record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sm3 => "sm3",
+            Self::Sha256 => "sha256",
+        }
+    }
+}
+
 /// Who must use a second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -282,7 +306,7 @@ pub struct IceServer {
     pub credential: Secret,
 }
 
-serde_field!(GpuMode, SmsGateway, SecondFactor, SfuTransport);
+serde_field!(GpuMode, SmsGateway, SecondFactor, SfuTransport, AuditHash);
 
 impl FieldType for Vec<IceServer> {
     const SENSITIVE: bool = true;

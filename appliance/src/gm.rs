@@ -1,0 +1,324 @@
+//! National cryptography (国密) as the appliance uses it: SM3 (GB/T 32905) and HMAC-SM3, and
+//! SM4 (GB/T 32907) in GCM mode (RFC 8998) for sensitive columns at rest. A [`Sealer`] holds
+//! the two keys derived from the data key in `DATA_DIR/keys/data.key` (32 random bytes, 0600,
+//! made on first use): one seals values (`sm4gcm:` + base64 of nonce, ciphertext and tag, the
+//! column's name as associated data, so a value moved to another column does not open), the
+//! other makes blind indexes (HMAC-SM3), so an identity card number is still found by equality
+//! without being stored in clear.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand_core::{OsRng, RngCore};
+use sm3::{Digest, Sm3};
+
+/// SM4 in GCM with a 96-bit nonce and a 128-bit tag.
+type Sm4Gcm = aes_gcm::AesGcm<sm4::Sm4, U12>;
+
+/// The prefix of a sealed value.
+pub const SEALED: &str = "sm4gcm:";
+
+/// Why a key could not be had or a value not opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GmError {
+    /// The key file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file does not hold 32 bytes in base64.
+    #[error("{}: not a base64 key of 32 bytes", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A sealed value is damaged, or sealed under another key or for another column.
+    #[error("a sealed {column} value does not open: damaged, or sealed under another key")]
+    Open {
+        /// The column.
+        column: &'static str,
+    },
+}
+
+/// SM3 of `data`.
+pub fn sm3(data: &[u8]) -> [u8; 32] {
+    Sm3::digest(data).into()
+}
+
+/// HMAC-SM3 (RFC 2104 with SM3's 64-byte block).
+pub fn hmac_sm3(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sm3(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sm3::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(data);
+    let mut outer = Sm3::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seals and opens column values, and makes blind indexes.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: Sm4Gcm,
+    index_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(keys hidden)")
+    }
+}
+
+impl Sealer {
+    /// From the 32-byte data key.
+    pub fn new(data_key: &[u8; 32]) -> Self {
+        let enc = hmac_sm3(data_key, b"appliance column sealing (SM4-GCM)");
+        let index_key = hmac_sm3(data_key, b"appliance blind index (HMAC-SM3)");
+        let cipher = Sm4Gcm::new_from_slice(&enc[..16]).unwrap_or_else(|_| {
+            // 16 bytes is SM4's key length: this branch cannot be taken.
+            Sm4Gcm::new(&Default::default())
+        });
+        Self { cipher, index_key }
+    }
+
+    /// The key file under the data directory.
+    pub fn key_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("keys").join("data.key")
+    }
+
+    /// Loads the data key, making it on first use.
+    pub fn load(data_dir: &Path) -> Result<Self, GmError> {
+        let file = Self::key_path(data_dir);
+        let io = |source| GmError::Io {
+            path: file.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let key: [u8; 32] = STANDARD
+                    .decode(text.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| GmError::BadKey { path: file.clone() })?;
+                Ok(Self::new(&key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = file.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(io)?;
+                }
+                let mut key = [0u8; 32];
+                OsRng.fill_bytes(&mut key);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .map_err(io)?;
+                f.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())
+                    .map_err(io)?;
+                f.sync_all().map_err(io)?;
+                tracing::info!(path = %file.display(), "data-encryption key created");
+                Ok(Self::new(&key))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Seals `value` for `column` (an empty value stays empty: there is nothing to hide).
+    pub fn seal(&self, column: &str, value: &str) -> String {
+        if value.is_empty() {
+            return String::new();
+        }
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: column.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{SEALED}{}", STANDARD.encode(out))
+    }
+
+    /// Opens a value sealed for `column`; a value not sealed (written before sealing existed,
+    /// and not yet converted) is returned as it is.
+    pub fn open(&self, column: &'static str, stored: &str) -> Result<String, GmError> {
+        let Some(b64) = stored.strip_prefix(SEALED) else {
+            return Ok(stored.to_owned());
+        };
+        let bad = || GmError::Open { column };
+        let bytes = STANDARD.decode(b64).map_err(|_| bad())?;
+        if bytes.len() < 12 + 16 {
+            return Err(bad());
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(
+                nonce.into(),
+                Payload {
+                    msg: sealed,
+                    aad: column.as_bytes(),
+                },
+            )
+            .map_err(|_| bad())?;
+        String::from_utf8(plain).map_err(|_| bad())
+    }
+
+    /// The blind index of `value` for `column`: equal values, equal indexes; nothing else
+    /// learned without the key.
+    pub fn index(&self, column: &str, value: &str) -> String {
+        let mut data = column.as_bytes().to_vec();
+        data.push(0);
+        data.extend_from_slice(value.as_bytes());
+        hex(&hmac_sm3(&self.index_key, &data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn sm3_and_sm4_match_their_standards() {
+        // GB/T 32905-2016 appendix A, examples 1 and 2.
+        assert_eq!(
+            hex(&sm3(b"abc")),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(
+            hex(&sm3(&b"abcd".repeat(16))),
+            "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+        );
+        // GB/T 32907-2016 appendix A: one block.
+        use sm4::cipher::{BlockEncrypt, KeyInit as _};
+        let key = unhex("0123456789abcdeffedcba9876543210");
+        let cipher = sm4::Sm4::new_from_slice(&key).unwrap();
+        let mut bytes: [u8; 16] = key.clone().try_into().unwrap();
+        cipher.encrypt_block((&mut bytes).into());
+        let block = bytes;
+        assert_eq!(hex(&block), "681edf34d206965e86b3e94f536e4246");
+    }
+
+    #[test]
+    fn sm4_gcm_matches_rfc_8998() {
+        // RFC 8998 appendix A.1.
+        let cipher = Sm4Gcm::new_from_slice(&unhex("0123456789abcdeffedcba9876543210")).unwrap();
+        let nonce = unhex("00001234567800000000abcd");
+        let aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let plain = unhex(concat!(
+            "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbccccccccccccccccdddddddddddddddd",
+            "eeeeeeeeeeeeeeeeffffffffffffffffeeeeeeeeeeeeeeeeaaaaaaaaaaaaaaaa"
+        ));
+        let out = cipher
+            .encrypt(
+                nonce.as_slice().into(),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            hex(&out),
+            concat!(
+                "17f399f08c67d5ee19d0dc9969c4bb7d5fd46fd3756489069157b282bb200735",
+                "d82710ca5c22f0ccfa7cbf93d496ac15a56834cbcf98c397b4024a2691233b8d",
+                "83de3541e4c2b58177e065a9bf7b62ec"
+            )
+        );
+    }
+
+    #[test]
+    fn hmac_sm3_matches_openssl() {
+        for (key, data) in [
+            (&b"key"[..], &b"abc"[..]),
+            (
+                &[0x42u8; 100][..],
+                &b"a longer message over the key's block size"[..],
+            ),
+        ] {
+            let mut child = std::process::Command::new("openssl")
+                .args(["dgst", "-sm3", "-mac", "HMAC", "-macopt"])
+                .arg(format!("hexkey:{}", hex(key)))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("openssl (scripts/test installs it)");
+            child.stdin.take().unwrap().write_all(data).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let theirs = text.trim().rsplit(' ').next().unwrap().to_owned();
+            assert_eq!(hex(&hmac_sm3(key, data)), theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn sealed_values_open_only_for_their_column_and_key() {
+        let a = Sealer::new(&[1u8; 32]);
+        let b = Sealer::new(&[2u8; 32]);
+        let sealed = a.seal("patients.phone", "13800138000");
+        assert!(sealed.starts_with(SEALED));
+        assert!(!sealed.contains("13800138000"));
+        assert_ne!(
+            sealed,
+            a.seal("patients.phone", "13800138000"),
+            "fresh nonce"
+        );
+        assert_eq!(a.open("patients.phone", &sealed).unwrap(), "13800138000");
+        assert!(a.open("users.phone", &sealed).is_err());
+        assert!(b.open("patients.phone", &sealed).is_err());
+        assert_eq!(a.open("patients.phone", "plain").unwrap(), "plain");
+        assert_eq!(a.seal("patients.phone", ""), "");
+        assert_eq!(a.index("id", "X1"), a.index("id", "X1"));
+        assert_ne!(a.index("id", "X1"), b.index("id", "X1"));
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = Sealer::load(dir.path()).unwrap();
+        let k2 = Sealer::load(dir.path()).unwrap();
+        assert_eq!(k2.open("c", &k1.seal("c", "v")).unwrap(), "v");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(Sealer::key_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
