@@ -90,6 +90,7 @@ pub async fn run_with(
             config.imaging.peers.clone(),
         ));
     // Every route above needs a credential unless it is on the public list.
+    let dicom_audit = audit.clone();
     let access = crate::access::Access::new(
         &config.imaging.viewer_token_key,
         &config.storage.data_dir,
@@ -121,7 +122,7 @@ pub async fn run_with(
                 .await,
             )
         },
-        async { stop_on_error(crate::dimse::run(config, &ctx, store.clone()).await) },
+        async { stop_on_error(crate::dimse::run(config, &ctx, store.clone(), dicom_audit).await) },
     );
     store.close().await;
     http?;

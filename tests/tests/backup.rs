@@ -133,6 +133,24 @@ fn a_backup_under_write_load_restores_whole_and_serves() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
 
+    // Each DICOM association that stored instances is in the audit trail under its AE title.
+    let audited = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nprint(*c.execute(\"SELECT count(*), \
+             min(target) FROM audit_log WHERE login='ae:STORESCU' AND action='image_store' \
+             AND result='ok' AND source='127.0.0.1'\").fetchone())",
+        )
+        .arg(d.join("data/appliance.db"))
+        .output()
+        .expect("python3");
+    let audited = String::from_utf8_lossy(&audited.stdout).into_owned();
+    let count: u32 = audited
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(count >= 1 && audited.contains("dicom:"), "{audited}");
     // A damaged copy is refused by name; restore never writes into a data directory in use.
     let refused = appliance(
         d,

@@ -187,6 +187,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
     (
         "appliance",
         &[
+            // GCM over SM4 (the mode is generic over the block cipher).
+            "aes-gcm",
             "anyhow",
             "argon2",
             "axum",

@@ -86,7 +86,12 @@ impl AccessControl for Callers {
 
 /// Runs the DICOM listener until `ctx.shutdown`, then lets open associations finish (up to
 /// the idle limit).
-pub async fn run(config: &Config, ctx: &Context, store: Store) -> Result<(), RuntimeError> {
+pub async fn run(
+    config: &Config,
+    ctx: &Context,
+    store: Store,
+    audit: std::sync::Arc<dyn crate::access::AuditSink>,
+) -> Result<(), RuntimeError> {
     ctx.readiness.set(SUBSYSTEM, State::Starting);
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.dicom.get());
     let listener = match firmware_runtime::bind(addr, "listeners.dicom").await {
@@ -116,8 +121,9 @@ pub async fn run(config: &Config, ctx: &Context, store: Store) -> Result<(), Run
                     let callers = Callers { allowed: allowed.clone(), peer: peer.ip() };
                     let ae_title = ae_title.clone();
                     let store = store.clone();
+                    let audit = audit.clone();
                     associations.spawn(async move {
-                        if let Err(e) = association(stream, peer, callers, &ae_title, &store).await {
+                        if let Err(e) = association(stream, peer, callers, &ae_title, &store, audit).await {
                             tracing::info!(%peer, reason = %e, "DICOM association ended");
                         }
                     });
@@ -142,6 +148,7 @@ async fn association(
     callers: Callers,
     ae_title: &str,
     store: &Store,
+    audit: std::sync::Arc<dyn crate::access::AuditSink>,
 ) -> Result<(), String> {
     let options = ServerAssociationOptions::new()
         .ae_access_control(callers)
@@ -156,6 +163,14 @@ async fn association(
         .await
         .map_err(|e| format!("refused: {e}"))?;
     tracing::info!(%peer, calling = assoc.peer_ae_title(), "DICOM association accepted");
+    // What this association does goes to the audit trail under the caller's AE title.
+    let audited = Audited {
+        sink: audit,
+        who: format!("ae:{}", assoc.peer_ae_title().trim()),
+        source: peer.ip().to_string(),
+        stored: Default::default(),
+        refused: Default::default(),
+    };
     metrics::counter!("dicom_associations_total").increment(1);
     let contexts: Vec<(u8, String)> = assoc
         .presentation_contexts()
@@ -200,7 +215,9 @@ async fn association(
                                     .map(|(_, ts)| ts.clone())
                                     .unwrap_or_default();
                                 let bytes = std::mem::take(&mut data);
-                                for reply in answer_with_data(store, &cmd, pc, &ts, &bytes).await? {
+                                for reply in
+                                    answer_with_data(store, &cmd, pc, &ts, &bytes, &audited).await?
+                                {
                                     assoc.send(&reply).await.map_err(|e| e.to_string())?;
                                 }
                             }
@@ -322,12 +339,52 @@ fn answer_without_data(cmd: &InMemDicomObject, pc: u8) -> Result<Option<Pdu>, St
 /// The answers to a command with a data set: C-STORE (the instance kept or refused), C-FIND
 /// (pending responses with identifiers, then the final status); C-MOVE and C-GET are refused
 /// with "SOP class not supported" (we are not a PACS others retrieve from).
+/// Who an association's audit events name, and where they go. Stores are summed and recorded
+/// once when the association ends (a modality sends hundreds of instances per study);
+/// queries and retrieves each when they happen.
+struct Audited {
+    sink: std::sync::Arc<dyn crate::access::AuditSink>,
+    who: String,
+    source: String,
+    stored: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        let stored = *self.stored.get_mut();
+        let refused = *self.refused.get_mut();
+        if stored + refused > 0 {
+            let result = if refused == 0 {
+                "ok".to_owned()
+            } else {
+                format!("{refused} refused")
+            };
+            self.record("image_store", format!("dicom:{stored} instances"), result);
+        }
+    }
+}
+
+impl Audited {
+    fn record(&self, action: &str, target: String, result: String) {
+        self.sink.record(crate::access::AccessEvent {
+            who: self.who.clone(),
+            role: "dicom".into(),
+            action: action.into(),
+            target,
+            source: self.source.clone(),
+            result,
+        });
+    }
+}
+
 async fn answer_with_data(
     store: &Store,
     cmd: &InMemDicomObject,
     pc: u8,
     ts: &str,
     bytes: &[u8],
+    audited: &Audited,
 ) -> Result<Vec<Pdu>, String> {
     let command = field(cmd, tags::COMMAND_FIELD).ok_or("command without Command Field")?;
     let message_id = field(cmd, tags::MESSAGE_ID).ok_or("command without Message ID")?;
@@ -337,6 +394,12 @@ async fn answer_with_data(
             let instance = text(cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
             let outcome = store.put_dataset(ts, &sop_class, &instance, bytes).await;
             let status = crate::store::record("dicom", &outcome);
+            let count = if status == 0 {
+                &audited.stored
+            } else {
+                &audited.refused
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(vec![store_response(cmd, pc, status)?])
         }
         C_FIND_RQ => {
@@ -354,6 +417,14 @@ async fn answer_with_data(
                 },
             };
             metrics::counter!("dicom_find_total").increment(1);
+            audited.record(
+                "image_query",
+                "dicom:c-find".into(),
+                match &found {
+                    Ok(r) => format!("ok: {} matches", r.len()),
+                    Err((status, _)) => format!("status 0x{status:04X}"),
+                },
+            );
             let mut replies = Vec::new();
             match found {
                 Ok(results) => {
@@ -387,6 +458,11 @@ async fn answer_with_data(
             Ok(replies)
         }
         C_MOVE_RQ | C_GET_RQ => {
+            audited.record(
+                "image_retrieve",
+                "dicom:c-move/c-get".into(),
+                "refused".into(),
+            );
             let rsp = if command == C_MOVE_RQ {
                 C_MOVE_RSP
             } else {
