@@ -47,18 +47,17 @@ impl ConfigCmdError {
 /// data directory the other sources name), environment, command line. Returns the store too.
 pub fn effective(args: &ConfigArgs) -> Result<(Loaded, ConfigStore), ConfigCmdError> {
     let base = args.sources();
-    let first = firmware_config::load(&base).map_err(ConfigCmdError::Invalid)?;
-    let store = ConfigStore::open(first.config.storage.data_dir.join(STORE_DIR), base.clone())?;
-    let loaded = match store.current()? {
-        None => first,
-        Some(current) => {
-            let with_store = Sources {
-                store: Some(current),
-                ..base
-            };
-            firmware_config::load(&with_store).map_err(ConfigCmdError::Invalid)?
-        }
+    // The store's version may be what makes the rest valid: only the data directory is read
+    // before it, and the whole is validated with it.
+    let store = ConfigStore::open(
+        firmware_config::data_dir(&base).join(STORE_DIR),
+        base.clone(),
+    )?;
+    let sources = Sources {
+        store: store.current()?,
+        ..base
     };
+    let loaded = firmware_config::load(&sources).map_err(ConfigCmdError::Invalid)?;
     Ok((loaded, store))
 }
 

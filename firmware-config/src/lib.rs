@@ -191,6 +191,30 @@ pub struct Loaded {
 
 /// Merges `sources` over the defaults and validates the result.
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigErrors> {
+    let (config, origins, mut errors) = merge(sources);
+    for e in validate::validate(&config, &origins) {
+        // A field that failed to parse kept its previous value: rules about it would mislead.
+        if !errors.iter().any(|old: &FieldError| old.path == e.path) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Loaded { config, origins })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The data directory `sources` name, read without validating the rest: where the run-time
+/// store lives, whose version may be what makes the whole valid (e.g. the TLS files a
+/// non-loopback bind needs, saved there by `appliance tls init`).
+pub fn data_dir(sources: &Sources) -> PathBuf {
+    merge(sources).0.storage.data_dir
+}
+
+/// Every layer of `sources` over the defaults, with where each value came from and the errors
+/// met reading them; nothing validated.
+fn merge(sources: &Sources) -> (Config, BTreeMap<String, Origin>, Vec<FieldError>) {
     let mut config = Config::default();
     let mut errors = Vec::new();
     let mut origins = BTreeMap::new();
@@ -257,17 +281,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigErrors> {
         };
         config.apply_document(doc, &mut ctx);
     }
-    for e in validate::validate(&config, &origins) {
-        // A field that failed to parse kept its previous value: rules about it would mislead.
-        if !errors.iter().any(|old: &FieldError| old.path == e.path) {
-            errors.push(e);
-        }
-    }
-    if errors.is_empty() {
-        Ok(Loaded { config, origins })
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    (config, origins, errors)
 }
 
 /// Checks one configuration document (as the admin panel or `config check` gives it) over the

@@ -61,6 +61,9 @@ section! {
         /// UDP: sfu WebRTC media, a range FIRST-LAST. With the str0m transport, the first ports
         /// (one per core) carry everything, and the same numbers over TCP take ICE-TCP.
         sfu_media_udp: PortRange = parse_default("40000-40999"),
+        /// TCP: DICOM over TLS (the standard's port is 2762), same AE title, callers and
+        /// certificate as `dicom`; only with `tls.cert` and `tls.key` set. Unset: none.
+        dicom_tls: Option<Port> = None,
         /// UDP: sfu QUIC for room terminals (planned: reserved, nothing listens on it yet).
         sfu_quic: Port = port(4433),
     }

@@ -93,13 +93,24 @@ fn site(c: &Config, k: &mut Check<'_>) {
 
 fn listeners(c: &Config, k: &mut Check<'_>) {
     let l = &c.listeners;
-    let tcp = [
+    let mut tcp = vec![
         ("listeners.http", l.http),
         ("listeners.imaging_http", l.imaging_http),
         ("listeners.dicom", l.dicom),
         ("listeners.sfu_signalling", l.sfu_signalling),
         ("integration.hl7_mllp_port", c.integration.hl7_mllp_port),
     ];
+    if let Some(port) = l.dicom_tls {
+        tcp.push(("listeners.dicom_tls", port));
+        if !c.tls_on() {
+            k.fail(
+                "listeners.dicom_tls",
+                ErrorKind::Invalid,
+                port,
+                "DICOM over TLS needs tls.cert and tls.key",
+            );
+        }
+    }
     for (i, (path, port)) in tcp.iter().enumerate() {
         if let Some((other, _)) = tcp[..i].iter().find(|(_, p)| p == port) {
             k.fail(

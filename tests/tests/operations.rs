@@ -51,15 +51,32 @@ fn the_hospital_configuration_template_is_valid() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Without TLS the template's non-loopback bind is refused, naming the field.
+    // Without its certificate files the template is refused, naming the fields.
     let out = Command::new(bin("appliance"))
         .current_dir(d)
         .args(["config", "check", template])
         .output()
         .expect("config check");
     assert_eq!(out.status.code(), Some(2));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.contains("tls.cert"), "{out:?}");
+    assert!(errors.contains("cannot read the file"), "{out:?}");
+    // DICOM over TLS without TLS is refused by name.
+    let out = Command::new(bin("appliance"))
+        .current_dir(d)
+        .args([
+            "--data-dir",
+            "elsewhere",
+            "--set",
+            "listeners.dicom_tls=2762",
+        ])
+        .args(["config", "show"])
+        .output()
+        .expect("config show");
+    assert_eq!(out.status.code(), Some(2));
+    let errors = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("tls.cert"),
+        errors.contains("listeners.dicom_tls") && errors.contains("needs tls.cert"),
         "{out:?}"
     );
 }

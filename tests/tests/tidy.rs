@@ -148,6 +148,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "png",
             "rayon",
             "render",
+            // DICOM over TLS: the listeners' certificate, as dicom-ul takes it.
+            "rustls",
             "serde",
             "serde_json",
             "socket2",

@@ -191,6 +191,14 @@ impl Tls {
         Ok(())
     }
 
+    /// A rustls configuration serving the same (reloading) certificate for another protocol:
+    /// `alpn` as its application protocols (empty: none), e.g. DICOM's TLS port.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// The chain's first certificate as served now (DER).
     pub fn certificate(&self) -> Option<Vec<u8>> {
         let k = match self.resolver.0.read() {

@@ -253,6 +253,15 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
         if tag.0 == 0xFFFE {
             let len = u32_at(&h[4..8]);
             pos += 8;
+            // Delimitation items have no value (PS3.5 7.5); dicom-rs 0.10 reads a length
+            // found there as the next element's and can allocate gigabytes for a few bytes
+            // of input (found by the `dicom` fuzz target).
+            if matches!(tag.1, 0xE00D | 0xE0DD) && len != 0 {
+                return Err(format!(
+                    "delimitation item (FFFE,{:04X}) has length {len}; it must be 0",
+                    tag.1
+                ));
+            }
             match tag.1 {
                 0xE000 if frame.kind == Kind::Fragments => {
                     if len == UNDEFINED || len as usize > remaining(pos) {
@@ -378,6 +387,28 @@ mod tests {
         b.extend_from_slice(&ts);
         b.extend_from_slice(data);
         b
+    }
+
+    /// Regression (fuzz target `dicom`): a sequence delimiter carrying a length made dicom-rs
+    /// allocate 2.4 GB for a 3.6 KB file. Delimiters must have length 0.
+    #[test]
+    fn delimiters_with_a_length_are_refused() {
+        // (0008,1115) SQ of undefined length: one empty item, then the sequence delimiter.
+        let sequence = |delimiter_len: u32| {
+            let mut d = vec![0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0];
+            d.extend_from_slice(&UNDEFINED.to_le_bytes());
+            d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            d.extend_from_slice(&UNDEFINED.to_le_bytes());
+            d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0]);
+            d.extend_from_slice(&delimiter_len.to_le_bytes());
+            d.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0]);
+            d.extend_from_slice(b"Li^Y");
+            part10("1.2.840.10008.1.2.1", &d)
+        };
+        assert_eq!(check(&sequence(0)), Ok(()));
+        let e = check(&sequence(0x1051)).unwrap_err();
+        assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! network; nothing here imports the rest of imaging.
 
 pub mod decode;
-pub(crate) mod guard;
+pub mod guard;
 pub mod jpeg12;
 pub mod json;
 pub mod series;

@@ -101,10 +101,61 @@ pub async fn run(
             return Err(e);
         }
     };
-    let ae_title = config.listeners.dicom_ae_title.as_str().to_owned();
-    let allowed = config.imaging.allowed_callers.clone();
-    tracing::info!(%addr, ae_title = %ae_title, "DICOM listening");
+    // DICOM over TLS: the same service on its own port, with the listeners' certificate.
+    let secure = match (config.listeners.dicom_tls, &ctx.tls) {
+        (Some(port), Some(tls)) => {
+            let addr = SocketAddr::new(config.listeners.bind, port.get());
+            match firmware_runtime::bind(addr, "listeners.dicom_tls").await {
+                Ok(l) => Some((l, tls.server_config(&[]))),
+                Err(e) => {
+                    ctx.readiness.set(SUBSYSTEM, State::Failed(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    let service = Service {
+        ae_title: config.listeners.dicom_ae_title.as_str().to_owned(),
+        allowed: config.imaging.allowed_callers.clone(),
+        store,
+        audit,
+    };
+    tracing::info!(%addr, ae_title = %service.ae_title, "DICOM listening");
+    if let Some((l, _)) = &secure
+        && let Ok(a) = l.local_addr()
+    {
+        tracing::info!(addr = %a, "DICOM over TLS listening");
+    }
     ctx.readiness.set(SUBSYSTEM, State::Ready);
+    let plain = accept_loop(listener, None, &service, ctx);
+    match secure {
+        Some((l, tls)) => {
+            tokio::join!(plain, accept_loop(l, Some(tls), &service, ctx));
+        }
+        None => plain.await,
+    }
+    ctx.readiness.set(SUBSYSTEM, State::Stopping);
+    Ok(())
+}
+
+/// What every association of the listener shares.
+#[derive(Debug, Clone)]
+struct Service {
+    ae_title: String,
+    allowed: Vec<DicomCaller>,
+    store: Store,
+    audit: std::sync::Arc<dyn crate::access::AuditSink>,
+}
+
+/// Accepts associations on `listener` (over TLS when `tls` is set) until shutdown, then lets
+/// those open finish for up to [`IDLE`].
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    service: &Service,
+    ctx: &Context,
+) {
     let mut associations = JoinSet::new();
     loop {
         tokio::select! {
@@ -118,12 +169,10 @@ pub async fn run(
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
-                    let callers = Callers { allowed: allowed.clone(), peer: peer.ip() };
-                    let ae_title = ae_title.clone();
-                    let store = store.clone();
-                    let audit = audit.clone();
+                    let service = service.clone();
+                    let tls = tls.clone();
                     associations.spawn(async move {
-                        if let Err(e) = association(stream, peer, callers, &ae_title, &store, audit).await {
+                        if let Err(e) = association(stream, peer, &service, tls).await {
                             tracing::info!(%peer, reason = %e, "DICOM association ended");
                         }
                     });
@@ -134,34 +183,67 @@ pub async fn run(
         while associations.try_join_next().is_some() {}
     }
     drop(listener);
-    ctx.readiness.set(SUBSYSTEM, State::Stopping);
     let _ = tokio::time::timeout(IDLE, async {
         while associations.join_next().await.is_some() {}
     })
     .await;
-    Ok(())
 }
 
 async fn association(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    callers: Callers,
-    ae_title: &str,
-    store: &Store,
-    audit: std::sync::Arc<dyn crate::access::AuditSink>,
+    service: &Service,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> Result<(), String> {
+    let callers = Callers {
+        allowed: service.allowed.clone(),
+        peer: peer.ip(),
+    };
     let options = ServerAssociationOptions::new()
         .ae_access_control(callers)
-        .ae_title(ae_title)
+        .ae_title(service.ae_title.as_str())
         .with_abstract_syntax(VERIFICATION)
         // Any storage SOP class: what cannot be kept is refused per instance, with a status.
         .promiscuous(true)
         .read_timeout(IDLE)
         .write_timeout(IDLE);
-    let mut assoc = options
-        .establish_async(stream)
-        .await
-        .map_err(|e| format!("refused: {e}"))?;
+    match tls {
+        None => {
+            let assoc = options
+                .establish_async(stream)
+                .await
+                .map_err(|e| format!("refused: {e}"))?;
+            serve(assoc, peer, service, |s: &tokio::net::TcpStream| s).await
+        }
+        Some(config) => {
+            let assoc =
+                tokio::time::timeout(IDLE, options.tls_config(config).establish_tls_async(stream))
+                    .await
+                    .map_err(|_| "TLS handshake timed out".to_owned())?
+                    .map_err(|e| format!("refused: {e}"))?;
+            serve(
+                assoc,
+                peer,
+                service,
+                |s: &dicom_ul::association::server::AsyncTlsStream| s.get_ref().0,
+            )
+            .await
+        }
+    }
+}
+
+/// One association's messages, over plain TCP or TLS (`tcp` finds the socket under the stream).
+async fn serve<S>(
+    mut assoc: dicom_ul::association::server::AsyncServerAssociation<S>,
+    peer: SocketAddr,
+    service: &Service,
+    tcp: impl Fn(&S) -> &tokio::net::TcpStream,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let store = &service.store;
+    let audit = service.audit.clone();
     tracing::info!(%peer, calling = assoc.peer_ae_title(), "DICOM association accepted");
     // What this association does goes to the audit trail under the caller's AE title.
     let audited = Audited {
@@ -186,7 +268,7 @@ async fn association(
         // TCP_NODELAY=1) holds the last piece of each data set until its previous segment is
         // acknowledged, and a delayed ACK costs 40 ms per instance. Linux drops quick-ACK mode
         // by itself, so it is renewed after every PDU.
-        let _ = socket2::SockRef::from(&*assoc.inner_stream()).set_tcp_quickack(true);
+        let _ = socket2::SockRef::from(tcp(assoc.inner_stream())).set_tcp_quickack(true);
         match pdu {
             Pdu::PData { data: values } => {
                 for pdv in values {
