@@ -47,17 +47,26 @@ impl ConfigCmdError {
 /// data directory the other sources name), environment, command line. Returns the store too.
 pub fn effective(args: &ConfigArgs) -> Result<(Loaded, ConfigStore), ConfigCmdError> {
     let base = args.sources();
-    // The store's version may be what makes the rest valid: only the data directory is read
-    // before it, and the whole is validated with it.
-    let store = ConfigStore::open(
-        firmware_config::data_dir(&base).join(STORE_DIR),
-        base.clone(),
-    )?;
-    let sources = Sources {
-        store: store.current()?,
-        ..base
+    // The store's version may be what makes the rest valid (e.g. the TLS files `tls init`
+    // saved there): an invalid configuration is judged with it when there is one; without
+    // one, it is refused before anything is written.
+    let first = firmware_config::load(&base);
+    let store_dir = firmware_config::data_dir(&base).join(STORE_DIR);
+    let first = match first {
+        Err(errors) if !store_dir.exists() => return Err(ConfigCmdError::Invalid(errors)),
+        other => other,
     };
-    let loaded = firmware_config::load(&sources).map_err(ConfigCmdError::Invalid)?;
+    let store = ConfigStore::open(store_dir, base.clone())?;
+    let loaded = match (store.current()?, first) {
+        (None, first) => first.map_err(ConfigCmdError::Invalid)?,
+        (Some(current), _) => {
+            let with_store = Sources {
+                store: Some(current),
+                ..base
+            };
+            firmware_config::load(&with_store).map_err(ConfigCmdError::Invalid)?
+        }
+    };
     Ok((loaded, store))
 }
 
