@@ -197,11 +197,34 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
     Ok(scan)
 }
 
-/// VRs with a reserved field and a 4-byte length in explicit VR.
+/// VRs with a reserved field and a 4-byte length in explicit VR: all but the short ones. A VR
+/// code this build does not know is read as UN, with a 4-byte length, as PS3.5 6.2 asks of
+/// readers and as dicom-rs does (read with a 2-byte length here, such an element hid a
+/// 3.7 GB length from this walk; found by the `dicom` fuzz target).
 fn long_vr(vr: &[u8]) -> bool {
-    matches!(
+    !matches!(
         vr,
-        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -409,6 +432,27 @@ mod tests {
         assert_eq!(check(&sequence(0)), Ok(()));
         let e = check(&sequence(0x1051)).unwrap_err();
         assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
+    }
+
+    /// Regression (fuzz target `dicom`): an element with a VR code nobody defines is read with
+    /// a 4-byte length, as dicom-rs reads it, so a huge length behind it is caught.
+    #[test]
+    fn unknown_vr_codes_carry_long_lengths() {
+        // A proper first element (the walk reads the data set's encoding from it), then one
+        // whose VR bytes are no VR.
+        let mut d = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0];
+        d.extend_from_slice(b"Li^Y");
+        d.extend_from_slice(&[0x01, 0x00, 0xF2, 0x1F, 0xFD, 0x00, 0, 0]);
+        d.extend_from_slice(&0xE0DD_FFFEu32.to_le_bytes());
+        d.extend_from_slice(b"tail");
+        let e = check(&part10("1.2.840.10008.1.2.1", &d)).unwrap_err();
+        assert!(e.contains("(0001,1FF2) claims 3772645374 bytes"), "{e}");
+        let mut ok = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0];
+        ok.extend_from_slice(b"Li^Y");
+        ok.extend_from_slice(&[0x01, 0x00, 0xF2, 0x1F, b'Z', b'Z', 0, 0]);
+        ok.extend_from_slice(&4u32.to_le_bytes());
+        ok.extend_from_slice(b"tail");
+        assert_eq!(check(&part10("1.2.840.10008.1.2.1", &ok)), Ok(()));
     }
 
     #[test]
