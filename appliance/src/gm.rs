@@ -6,8 +6,6 @@
 //! other makes blind indexes (HMAC-SM3), so an identity card number is still found by equality
 //! without being stored in clear.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::consts::U12;
@@ -27,21 +25,9 @@ pub const SEALED: &str = "sm4gcm:";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GmError {
-    /// The key file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The key file does not hold 32 bytes in base64.
-    #[error("{}: not a base64 key of 32 bytes", path.display())]
-    BadKey {
-        /// The file.
-        path: PathBuf,
-    },
+    /// The key file could not be read, written or understood.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     /// A sealed value is damaged, or sealed under another key or for another column.
     #[error("a sealed {column} value does not open: damaged, or sealed under another key")]
     Open {
@@ -109,44 +95,8 @@ impl Sealer {
 
     /// Loads the data key, making it on first use.
     pub fn load(data_dir: &Path) -> Result<Self, GmError> {
-        let file = Self::key_path(data_dir);
-        let io = |source| GmError::Io {
-            path: file.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                let key: [u8; 32] = STANDARD
-                    .decode(text.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| GmError::BadKey { path: file.clone() })?;
-                Ok(Self::new(&key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = file.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .map_err(io)?;
-                }
-                let mut key = [0u8; 32];
-                OsRng.fill_bytes(&mut key);
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&file)
-                    .map_err(io)?;
-                f.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())
-                    .map_err(io)?;
-                f.sync_all().map_err(io)?;
-                tracing::info!(path = %file.display(), "data-encryption key created");
-                Ok(Self::new(&key))
-            }
-            Err(e) => Err(io(e)),
-        }
+        let key = crate::keys::secret(&Self::key_path(data_dir), "data-encryption key")?;
+        Ok(Self::new(&key))
     }
 
     /// Seals `value` for `column` (an empty value stays empty: there is nothing to hide).
@@ -283,7 +233,7 @@ mod tests {
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("openssl (scripts/test installs it)");
-            child.stdin.take().unwrap().write_all(data).unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), data).unwrap();
             let out = child.wait_with_output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             let theirs = text.trim().rsplit(' ').next().unwrap().to_owned();

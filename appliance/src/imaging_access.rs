@@ -28,12 +28,26 @@ pub fn routes() -> Router<Api> {
         .route("/api/v1/service-accounts/{id}/revoke", post(revoke))
 }
 
-fn security_admin_only() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "service accounts are managed by the security administrator",
-    )
+/// The security administrator behind the request; anyone else is refused, and, when the
+/// request would change something (`change` names the action and target), audited.
+async fn security_admin(
+    api: &Api,
+    headers: &HeaderMap,
+    peer: &SocketAddr,
+    change: Option<(&str, String)>,
+) -> Result<accounts::User, ApiError> {
+    let (admin, _) = user(api, headers, false).await?;
+    if admin.role != Role::SecurityAdmin {
+        if let Some((action, target)) = change {
+            audit_event(api, &admin, peer, action, target, "denied").await?;
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "service accounts are managed by the security administrator",
+        ));
+    }
+    Ok(admin)
 }
 
 #[derive(Deserialize)]
@@ -60,19 +74,13 @@ async fn create(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (admin, _) = user(&api, &headers, false).await?;
-    if admin.role != Role::SecurityAdmin {
-        audit_event(
-            &api,
-            &admin,
-            &peer,
-            "create_service_account",
-            "service".into(),
-            "denied",
-        )
-        .await?;
-        return Err(security_admin_only());
-    }
+    let admin = security_admin(
+        &api,
+        &headers,
+        &peer,
+        Some(("create_service_account", "service".into())),
+    )
+    .await?;
     let b: NewAccount = body(&bytes)?;
     let name = b.name.trim();
     if !valid_name(name) {
@@ -151,11 +159,12 @@ async fn create(
     ))
 }
 
-async fn list(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (admin, _) = user(&api, &headers, false).await?;
-    if admin.role != Role::SecurityAdmin {
-        return Err(security_admin_only());
-    }
+async fn list(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    security_admin(&api, &headers, &peer, None).await?;
     type Row = (i64, String, String, bool, String, i64, i64, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.id, s.name, s.description, s.write, u.login, s.created_at, s.expires_at, \
@@ -190,19 +199,13 @@ async fn revoke(
     headers: HeaderMap,
     UrlPath(id): UrlPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let (admin, _) = user(&api, &headers, false).await?;
-    if admin.role != Role::SecurityAdmin {
-        audit_event(
-            &api,
-            &admin,
-            &peer,
-            "revoke_service_account",
-            format!("service:{id}"),
-            "denied",
-        )
-        .await?;
-        return Err(security_admin_only());
-    }
+    let admin = security_admin(
+        &api,
+        &headers,
+        &peer,
+        Some(("revoke_service_account", format!("service:{id}"))),
+    )
+    .await?;
     let done = sqlx::query(
         "UPDATE service_accounts SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
     )

@@ -1,6 +1,6 @@
 //! The appliance's token-signing key (Ed25519): made on first start under
 //! `DATA_DIR/keys/token-signing.key` (the 32-byte seed, base64, readable by this user only) and
-//! kept. The appliance signs the tokens imaging's viewer and the SFU's rooms check; in the
+//! kept; `secret` keeps any such 32-byte key. The appliance signs the tokens imaging's viewer and the SFU's rooms check; in the
 //! whole stack, imaging is given the public half when `imaging.viewer_token_key` is empty.
 
 use std::io::Write;
@@ -26,7 +26,7 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The file does not hold a key.
-    #[error("{}: not a base64 Ed25519 seed of 32 bytes", path.display())]
+    #[error("{}: not a base64 key of 32 bytes", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -40,20 +40,25 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 /// Loads the signing key, making it on first use.
 pub fn signing_key(data_dir: &Path) -> Result<SigningKey, KeyError> {
-    let file = path(data_dir);
+    secret(&path(data_dir), "token-signing key").map(|seed| SigningKey::from_bytes(&seed))
+}
+
+/// Reads a 32-byte secret kept in `file` as base64, making it (random, 0600, in a 0700
+/// folder) on first use; `what` names it in the log. The data-encryption key (`gm.rs`) is
+/// kept the same way.
+pub fn secret(file: &Path, what: &str) -> Result<[u8; 32], KeyError> {
     let io = |source| KeyError::Io {
-        path: file.clone(),
+        path: file.to_owned(),
         source,
     };
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            let seed: [u8; 32] = STANDARD
-                .decode(text.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| KeyError::Invalid { path: file.clone() })?;
-            Ok(SigningKey::from_bytes(&seed))
-        }
+    match std::fs::read_to_string(file) {
+        Ok(text) => STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| KeyError::Invalid {
+                path: file.to_owned(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = file.parent() {
                 std::fs::DirBuilder::new()
@@ -68,13 +73,13 @@ pub fn signing_key(data_dir: &Path) -> Result<SigningKey, KeyError> {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&file)
+                .open(file)
                 .map_err(io)?;
             f.write_all(format!("{}\n", STANDARD.encode(seed)).as_bytes())
                 .map_err(io)?;
             f.sync_all().map_err(io)?;
-            tracing::info!(path = %file.display(), "token-signing key created");
-            Ok(SigningKey::from_bytes(&seed))
+            tracing::info!(path = %file.display(), "{what} created");
+            Ok(seed)
         }
         Err(e) => Err(io(e)),
     }

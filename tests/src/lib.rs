@@ -621,6 +621,20 @@ pub mod api {
         d
     }
 
+    /// `appliance demo-data` in `dir`; what it printed (the logins and one-time passwords).
+    pub fn demo_data(dir: &Path) -> String {
+        admin(dir, &["demo-data"])
+    }
+
+    /// The one-time password `demo_data` printed for `login`.
+    pub fn demo_password(text: &str, login: &str) -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(login))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{login} in:\n{text}"))
+            .to_owned()
+    }
+
     /// Runs `appliance ARGS` in `dir` (its data under `dir/data`); panics unless it succeeds.
     pub fn admin(dir: &Path, args: &[&str]) -> String {
         let out = Command::new(bin("appliance"))

@@ -35,18 +35,12 @@ fn text(out: &std::process::Output) -> String {
 fn a_backup_under_write_load_restores_whole_and_serves() {
     let dir = temp_dir();
     let d = dir.path();
-    let demo = appliance(d, &["demo-data"]);
-    let logins = String::from_utf8_lossy(&demo.stdout).into_owned();
-    assert!(demo.status.success(), "{}", text(&demo));
-    let zhao_line = logins
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some("doctor.zhao"))
-        .expect("doctor.zhao");
-    let zhao_password = zhao_line.split_whitespace().nth(1).expect("password");
+    let logins = e2e::api::demo_data(d);
+    let zhao_password = e2e::api::demo_password(&logins, "doctor.zhao");
     let ports = Ports::free();
     let mut daemon = e2e::api::start(d, &ports, &[]);
     let port = ports.http;
-    let zhao = activate(port, &("doctor.zhao".to_owned(), zhao_password.to_owned()));
+    let zhao = activate(port, &("doctor.zhao".to_owned(), zhao_password));
     let found = call(
         port,
         "GET",

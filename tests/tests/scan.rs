@@ -87,14 +87,7 @@ fn sqlmap(name: &str, url: &str, header: &str) {
 fn no_medium_or_high_finding_and_nothing_injectable() {
     let dir = temp_dir();
     let d = dir.path();
-    let demo = Command::new(bin("appliance"))
-        .current_dir(d)
-        .arg("demo-data")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("demo-data");
-    let logins = String::from_utf8_lossy(&demo.stdout).into_owned();
-    assert!(demo.status.success(), "{logins}");
+    let logins = e2e::api::demo_data(d);
     e2e::api::admin(d, &["tls", "init"]);
     let ports = Ports::free();
     let mut cmd = Command::new(bin("appliance"));
@@ -104,12 +97,7 @@ fn no_medium_or_high_finding_and_nothing_injectable() {
     // Logging in over TLS: curl with the local CA (the harness speaks plain HTTP).
     let ca = d.join("data/tls/ca.pem");
     let ca = ca.to_str().expect("path");
-    let password = logins
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some("doctor.zhao"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .expect("doctor.zhao")
-        .to_owned();
+    let password = e2e::api::demo_password(&logins, "doctor.zhao");
     let app = format!("https://127.0.0.1:{}", ports.http);
     let curl_json = |path: &str, token: Option<&str>, body: serde_json::Value| {
         let mut c = Command::new("curl");

@@ -19,28 +19,6 @@ fn web() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance/web")
 }
 
-/// `appliance demo-data` in `dir`; what it printed.
-fn demo(dir: &Path) -> String {
-    let out = Command::new(bin("appliance"))
-        .current_dir(dir)
-        .arg("demo-data")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("appliance demo-data");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
-    text
-}
-
-/// The one-time password the demo printed for `login`.
-fn password(text: &str, login: &str) -> String {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(login))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("{login} in:\n{text}"))
-        .to_owned()
-}
-
 /// The whole stack on `appliance demo-data` in a fresh folder, on free ports.
 struct Stack {
     _dir: tempfile::TempDir,
@@ -53,7 +31,7 @@ impl Stack {
     /// Makes the demo data, then starts the stack with `extra` arguments.
     fn start(extra: &[&str]) -> Self {
         let dir = temp_dir();
-        let printed = demo(dir.path());
+        let printed = e2e::api::demo_data(dir.path());
         let ports = Ports::free();
         let daemon = e2e::api::start(dir.path(), &ports, extra);
         Self {
@@ -66,7 +44,7 @@ impl Stack {
 
     /// The one-time password the demo printed for `login`.
     fn password(&self, login: &str) -> String {
-        password(&self.printed, login)
+        e2e::api::demo_password(&self.printed, login)
     }
 
     /// Stops the stack; it must exit 0.
