@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use e2e::sms::SmsStub;
-use e2e::{Ports, bin, get, request, temp_dir};
+use e2e::{Ports, get, request, temp_dir};
 
 fn web() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance/web")
