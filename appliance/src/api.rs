@@ -54,6 +54,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/consultations/{id}/report",
     "POST /api/v1/consultations/{id}/report/sign",
     "GET /api/v1/consultations/{id}/report/verify",
+    "GET /api/v1/consultations/{id}/report/signed.zip",
     "GET /api/v1/consultations/{id}/report.pdf",
     "GET /api/v1/referrals/{id}/admission-slip.pdf",
     "GET /api/v1/institutions",
@@ -97,6 +98,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::admin::routes())
         .merge(crate::stats::routes())
         .merge(crate::reports::routes())
+        .merge(crate::report_templates::routes())
         .merge(crate::registry::routes())
         .merge(crate::patients::routes())
         .merge(crate::schedule::routes())

@@ -94,6 +94,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_hash",
         include_str!("../migrations/0011_audit_hash.sql"),
     ),
+    (
+        12,
+        "report_sm2",
+        include_str!("../migrations/0012_report_sm2.sql"),
+    ),
 ];
 
 /// An open database.

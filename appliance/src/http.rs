@@ -39,6 +39,8 @@ pub struct Api {
     pub imaging_index: std::sync::Arc<tokio::sync::OnceCell<SqlitePool>>,
     /// Seals and opens the sensitive columns.
     pub sealer: crate::gm::Sealer,
+    /// Signs reports with SM2.
+    pub report_signer: std::sync::Arc<crate::report_sign::ReportSigner>,
     /// Failed logins per address and per name.
     pub throttle: std::sync::Arc<std::sync::Mutex<crate::throttle::Throttle>>,
 }

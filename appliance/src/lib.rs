@@ -32,6 +32,8 @@ pub mod patients;
 pub mod pdf;
 pub mod referral;
 pub mod registry;
+pub mod report_sign;
+pub mod report_templates;
 pub mod reports;
 pub mod schedule;
 pub mod server;

@@ -436,8 +436,18 @@ pub fn document() -> Value {
                                { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
                 "responses": responses(("200", answer("the result", object(json!({
                     "intact": { "type": "boolean" }, "content_matches": { "type": "boolean" },
-                    "seal_matches": { "type": "boolean" }, "signature_image_current": { "type": "boolean" } }),
+                    "seal_matches": { "type": "boolean" }, "signature_image_current": { "type": "boolean" },
+                    "seal_alg": { "type": "string", "enum": ["sha256", "sm3"] },
+                    "sm2_signature_valid": { "type": ["boolean", "null"],
+                        "description": "null for reports signed before SM2 signatures existed" } }),
                     &["intact"]))), &["401", "403", "404", "409"]) } },
+            "/api/v1/consultations/{id}/report/signed.zip": { "get": {
+                "summary": "A signed report version as a bundle anyone can verify (content, SM2-signed statement, certificate chain; VERIFY.txt gives the openssl commands)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                               { "name": "version", "in": "query", "schema": { "type": "integer", "minimum": 1 } }],
+                "responses": responses(("200", json!({ "description": "the zip", "content": {
+                    "application/zip": { "schema": { "type": "string", "format": "binary" } } } })),
+                    &["401", "403", "404", "409"]) } },
             "/api/v1/consultations/{id}/report.pdf": { "get": {
                 "summary": "A report version as PDF (Chinese text; the signature block when signed); a page opens it with ?ticket=",
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },

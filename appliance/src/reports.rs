@@ -1,7 +1,7 @@
 //! Consultation reports: written from a template by the consultation's experts (an MDT adds
 //! each expert's contribution), signed through their own endpoint so the signature always
-//! binds the signer's signature image, a SHA-256 of the exact content and the server's time,
-//! and kept version by version: a signed report is final (the database refuses a change), and
+//! binds the signer's signature image, a hash of the exact content and the server's time in a
+//! seal and an SM2 signature (`report_sign`), and kept version by version: a signed report is final (the database refuses a change), and
 //! amending it starts the next version from its text. Anyone who may see the consultation can
 //! read every version and verify a signed one's hashes.
 
@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -20,110 +21,11 @@ use workflow::{Consultation, ConsultationAction, ConsultationState, Role};
 use crate::accounts::now_ms;
 use crate::cases::{apply, commit, if_match, load, open};
 use crate::http::{Api, ApiError, body, user};
-
-/// A report template: its key, its Chinese title and its sections (key, title).
-#[derive(Debug)]
-pub struct Template {
-    /// The key.
-    pub key: &'static str,
-    /// The title printed on the report.
-    pub title: &'static str,
-    /// Sections, in order.
-    pub sections: &'static [(&'static str, &'static str)],
-}
-
-/// The built-in templates.
-pub const TEMPLATES: &[Template] = &[
-    Template {
-        key: "general",
-        title: "远程会诊报告",
-        sections: &[
-            ("opinion", "会诊意见"),
-            ("diagnosis", "诊断"),
-            ("advice", "处理建议"),
-        ],
-    },
-    Template {
-        key: "imaging",
-        title: "远程影像会诊报告",
-        sections: &[
-            ("findings", "影像所见"),
-            ("impression", "影像诊断"),
-            ("advice", "建议"),
-        ],
-    },
-    Template {
-        key: "pathology",
-        title: "远程病理会诊报告",
-        sections: &[
-            ("gross", "大体所见"),
-            ("microscopic", "镜下所见"),
-            ("diagnosis", "病理诊断"),
-        ],
-    },
-    Template {
-        key: "ecg",
-        title: "远程心电会诊报告",
-        sections: &[("findings", "心电图所见"), ("conclusion", "结论")],
-    },
-];
-
-/// A template as used: a built-in one or one configured in the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateDef {
-    /// The key.
-    pub key: String,
-    /// The printed title.
-    pub title: String,
-    /// Sections, in order: (key, title).
-    pub sections: Vec<(String, String)>,
-}
-
-impl From<&Template> for TemplateDef {
-    fn from(t: &Template) -> Self {
-        Self {
-            key: t.key.to_owned(),
-            title: t.title.to_owned(),
-            sections: t
-                .sections
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-}
-
-/// Every template: the built-in ones, then the configured ones.
-pub async fn all_templates(api: &Api) -> Result<Vec<TemplateDef>, ApiError> {
-    let mut all: Vec<TemplateDef> = TEMPLATES.iter().map(TemplateDef::from).collect();
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT key, title, sections FROM report_templates ORDER BY key")
-            .fetch_all(&api.pool)
-            .await?;
-    for (key, title, sections) in rows {
-        let sections: Vec<(String, String)> =
-            serde_json::from_str(&sections).map_err(ApiError::internal)?;
-        all.push(TemplateDef {
-            key,
-            title,
-            sections,
-        });
-    }
-    Ok(all)
-}
-
-/// The template `key`.
-pub async fn template(api: &Api, key: &str) -> Result<Option<TemplateDef>, ApiError> {
-    Ok(all_templates(api).await?.into_iter().find(|t| t.key == key))
-}
+use crate::report_templates::{all_templates, template};
 
 /// The routes.
 pub fn routes() -> Router<Api> {
     Router::new()
-        .route(
-            "/api/v1/report-templates",
-            get(templates).post(add_template),
-        )
         .route("/api/v1/me/signature", put(upload_signature))
         .route(
             "/api/v1/consultations/{id}/report",
@@ -135,6 +37,10 @@ pub fn routes() -> Router<Api> {
             get(verify_report),
         )
         .route("/api/v1/consultations/{id}/report.pdf", get(report_pdf))
+        .route(
+            "/api/v1/consultations/{id}/report/signed.zip",
+            get(signed_bundle),
+        )
 }
 
 /// A report's content: section texts and, for an MDT, each expert's contribution.
@@ -150,120 +56,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The seal: SHA-256 over the content hash, the signature image hash, the signer and the time.
-pub fn seal(content_sha256: &str, signature_sha256: &str, signer: i64, at: i64) -> String {
-    hex(&Sha256::digest(
-        format!("{content_sha256}\n{signature_sha256}\n{signer}\n{at}").as_bytes(),
-    ))
-}
-
-async fn templates(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    user(&api, &headers, false).await?;
-    let list: Vec<Value> = all_templates(&api)
-        .await?
-        .iter()
-        .map(|t| {
-            json!({ "key": t.key, "title": t.title,
-                    "sections": t.sections.iter().map(|(k, title)| json!({ "key": k, "title": title })).collect::<Vec<_>>() })
-        })
-        .collect();
-    Ok(Json(json!({ "templates": list })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTemplate {
-    key: String,
-    title: String,
-    sections: Vec<NewSection>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSection {
-    key: String,
-    title: String,
-}
-
-fn template_key(k: &str) -> bool {
-    (2..=32).contains(&k.len())
-        && k.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// Adds a template (the consultation centre or the system administrator).
-async fn add_template(
-    State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    bytes: axum::body::Bytes,
-) -> Result<StatusCode, ApiError> {
-    let (u, _) = user(&api, &headers, false).await?;
-    if !matches!(u.role, Role::Coordinator | Role::SystemAdmin) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "templates are configured by the consultation centre or the system administrator",
-        ));
+/// The seal: `alg` (`sm3`, else SHA-256) over the content hash, the signature image hash, the
+/// signer and the time.
+pub fn seal(
+    alg: &str,
+    content_sha256: &str,
+    signature_sha256: &str,
+    signer: i64,
+    at: i64,
+) -> String {
+    let text = format!("{content_sha256}\n{signature_sha256}\n{signer}\n{at}");
+    if alg == "sm3" {
+        hex(&crate::gm::sm3(text.as_bytes()))
+    } else {
+        hex(&Sha256::digest(text.as_bytes()))
     }
-    let b: NewTemplate = body(&bytes)?;
-    if !template_key(&b.key) {
-        return Err(ApiError::field("key", "2-32 of a-z, 0-9 and _"));
-    }
-    if b.title.trim().is_empty() || b.title.chars().count() > 64 {
-        return Err(ApiError::field("title", "1-64 characters"));
-    }
-    if b.sections.is_empty() || b.sections.len() > 20 {
-        return Err(ApiError::field("sections", "1-20 sections"));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for sec in &b.sections {
-        if !template_key(&sec.key) || !seen.insert(sec.key.clone()) {
-            return Err(ApiError::field(
-                "sections",
-                format!("{:?}: keys are unique, 2-32 of a-z, 0-9 and _", sec.key),
-            ));
-        }
-        if sec.title.trim().is_empty() || sec.title.chars().count() > 64 {
-            return Err(ApiError::field("sections", "titles have 1-64 characters"));
-        }
-    }
-    if template(&api, &b.key).await?.is_some() {
-        return Err(ApiError {
-            field: Some("key"),
-            ..ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{} exists", b.key),
-            )
-        });
-    }
-    let sections: Vec<(String, String)> = b
-        .sections
-        .into_iter()
-        .map(|s| (s.key, s.title.trim().to_owned()))
-        .collect();
-    sqlx::query(
-        "INSERT INTO report_templates (key, title, sections, created_by, created_at) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&b.key)
-    .bind(b.title.trim())
-    .bind(serde_json::to_string(&sections).map_err(ApiError::internal)?)
-    .bind(u.id)
-    .bind(now_ms())
-    .execute(&api.pool)
-    .await?;
-    crate::cases::audit_event(
-        &api,
-        &u,
-        &peer,
-        "create",
-        format!("template:{}", b.key),
-        "ok",
-    )
-    .await?;
-    Ok(StatusCode::CREATED)
 }
 
 /// The largest signature image accepted.
@@ -523,15 +330,42 @@ async fn sign_report(
     let mut change = change.ok_or_else(|| ApiError::internal("no open change"))?;
     let at = now_ms();
     let content_sha256 = hex(&Sha256::digest(row.2.as_bytes()));
+    // The seal follows the audit chain's hash (`security.audit_hash`).
+    let alg: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'audit_hash'")
+        .fetch_optional(&mut *change.tx)
+        .await?
+        .unwrap_or_else(|| "sha256".into());
+    let sealed = seal(&alg, &content_sha256, &signature, u.id, at);
+    let statement = crate::report_sign::Statement {
+        consultation: id,
+        version,
+        content_sm3: hex(&crate::gm::sm3(row.2.as_bytes())),
+        signature_image_sha256: signature.clone(),
+        signer: u.id,
+        signer_name: u.display_name.clone(),
+        signed_at: at,
+        seal_alg: alg.clone(),
+        seal: sealed.clone(),
+    }
+    .text();
+    let sm2 = api
+        .report_signer
+        .sign(statement.as_bytes())
+        .map_err(ApiError::internal)?;
     sqlx::query(
         "UPDATE reports SET signed_by = ?, signed_at = ?, content_sha256 = ?, \
-         signature_sha256 = ?, seal_sha256 = ? WHERE consultation_id = ? AND version = ?",
+         signature_sha256 = ?, seal_sha256 = ?, seal_alg = ?, sm2_statement = ?, \
+         sm2_signature = ?, sm2_certificate = ? WHERE consultation_id = ? AND version = ?",
     )
     .bind(u.id)
     .bind(at)
     .bind(&content_sha256)
     .bind(&signature)
-    .bind(seal(&content_sha256, &signature, u.id, at))
+    .bind(&sealed)
+    .bind(&alg)
+    .bind(&statement)
+    .bind(base64::engine::general_purpose::STANDARD.encode(&sm2))
+    .bind(api.report_signer.chain_pem())
     .bind(id)
     .bind(version)
     .execute(&mut *change.tx)
@@ -617,14 +451,99 @@ async fn verify_report(
             .bind(by)
             .fetch_optional(&api.pool)
             .await?;
-    let seal_ok = seal(content_sha, signature_sha, by, at) == *sealed;
+    let sm2 = sm2_parts(&api, id, row.0).await?;
+    let seal_ok = seal(&sm2.seal_alg, content_sha, signature_sha, by, at) == *sealed;
+    // Reports signed before SM2 signatures existed have none; every later one must verify.
+    let sm2_ok = sm2.statement.as_ref().map(|(statement, sig, chain)| {
+        let fields = crate::report_sign::Statement::fields(statement).unwrap_or_default();
+        let leaf = crate::report_sign::pem_certificates(chain)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        fields.get("content-sm3") == Some(&hex(&crate::gm::sm3(row.2.as_bytes())))
+            && fields.get("seal") == Some(sealed)
+            && crate::report_sign::verify(statement.as_bytes(), sig, &leaf)
+    });
     Ok(Json(json!({
         "version": row.0,
-        "intact": content_ok && seal_ok,
+        "intact": content_ok && seal_ok && sm2_ok != Some(false),
         "content_matches": content_ok,
         "seal_matches": seal_ok,
+        "seal_alg": sm2.seal_alg,
+        "sm2_signature_valid": sm2_ok,
         "signature_image_current": image.as_deref() == Some(signature_sha.as_str()),
     })))
+}
+
+/// A signed report's seal algorithm and, when it has one, its SM2 statement, signature (DER)
+/// and certificate chain.
+struct Sm2Parts {
+    seal_alg: String,
+    statement: Option<(String, Vec<u8>, String)>,
+}
+
+async fn sm2_parts(api: &Api, id: i64, version: i64) -> Result<Sm2Parts, ApiError> {
+    let (seal_alg, statement, sig, chain): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT seal_alg, sm2_statement, sm2_signature, sm2_certificate FROM reports \
+             WHERE consultation_id = ? AND version = ?",
+    )
+    .bind(id)
+    .bind(version)
+    .fetch_one(&api.pool)
+    .await?;
+    let statement = match (statement, sig, chain) {
+        (Some(statement), Some(sig), Some(chain)) => Some((
+            statement,
+            base64::engine::general_purpose::STANDARD
+                .decode(sig)
+                .map_err(ApiError::internal)?,
+            chain,
+        )),
+        _ => None,
+    };
+    Ok(Sm2Parts {
+        seal_alg,
+        statement,
+    })
+}
+
+/// The signed report as a zip anyone can check without the appliance: the content (the exact
+/// bytes hashed), the statement, its SM2 signature (DER) and the certificate chain, with a
+/// VERIFY.txt giving the openssl commands (docs/security.md).
+async fn signed_bundle(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<VersionQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let (u, _) = user(&api, &headers, false).await?;
+    let (row, _, _) = report_row(&api, &u, id, q.version).await?;
+    let Some((statement, sig, chain)) = sm2_parts(&api, id, row.0).await?.statement else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_signed",
+            "this report version has no SM2 signature (unsigned, or signed before SM2 signatures)",
+        ));
+    };
+    use axum::response::IntoResponse;
+    let bytes =
+        crate::report_sign::bundle(&row.2, &statement, &sig, &chain).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"report-{id}-v{}-signed.zip\"", row.0),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `ms` since the epoch as China Standard Time (UTC+8), `YYYY-MM-DD HH:MM`.
@@ -796,12 +715,23 @@ mod tests {
 
     #[test]
     fn the_seal_binds_every_part() {
-        let s = seal("c", "s", 4, 100);
-        assert_ne!(s, seal("d", "s", 4, 100));
-        assert_ne!(s, seal("c", "t", 4, 100));
-        assert_ne!(s, seal("c", "s", 5, 100));
-        assert_ne!(s, seal("c", "s", 4, 101));
-        assert_eq!(s.len(), 64);
+        for alg in ["sha256", "sm3"] {
+            let s = seal(alg, "c", "s", 4, 100);
+            assert_ne!(s, seal(alg, "d", "s", 4, 100));
+            assert_ne!(s, seal(alg, "c", "t", 4, 100));
+            assert_ne!(s, seal(alg, "c", "s", 5, 100));
+            assert_ne!(s, seal(alg, "c", "s", 4, 101));
+        }
+        // SM3 of the same text, as openssl's `dgst -sm3` prints it.
+        assert_eq!(
+            seal("sm3", "c", "s", 4, 100),
+            crate::gm::hex(&crate::gm::sm3(b"c\ns\n4\n100"))
+        );
+        assert_ne!(
+            seal("sm3", "c", "s", 4, 100),
+            seal("sha256", "c", "s", 4, 100)
+        );
+        assert_eq!(seal("sm3", "c", "s", 4, 100).len(), 64);
     }
 
     #[test]
@@ -831,15 +761,5 @@ mod tests {
                 .unwrap_err()
                 .contains("KiB")
         );
-    }
-
-    #[test]
-    fn templates_have_unique_sections() {
-        for t in TEMPLATES {
-            let mut keys: Vec<_> = t.sections.iter().map(|(k, _)| k).collect();
-            keys.sort();
-            keys.dedup();
-            assert_eq!(keys.len(), t.sections.len(), "{}", t.key);
-        }
     }
 }

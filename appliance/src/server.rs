@@ -32,6 +32,7 @@ pub async fn run(
     ctx: &Context,
     db: &crate::db::Database,
     key: std::sync::Arc<ed25519_dalek::SigningKey>,
+    report_signer: std::sync::Arc<crate::report_sign::ReportSigner>,
 ) -> Result<(), RuntimeError> {
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.http.get());
     let site = Site {
@@ -71,6 +72,7 @@ pub async fn run(
             rooms: Default::default(),
             throttle: Default::default(),
             sealer: db.sealer().clone(),
+            report_signer,
         }));
     if let Some(gateway) = gateway {
         tokio::spawn(crate::notify::run(

@@ -57,6 +57,15 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
             return Err(StackError::Service(e.to_string()));
         }
     };
+    // Reports are signed with SM2 under a certificate from the local CA (made on first start).
+    let report_signer =
+        match crate::report_sign::ReportSigner::load(&config.storage.data_dir, &config.site.name) {
+            Ok(s) => std::sync::Arc::new(s),
+            Err(e) => {
+                ctx.readiness.set(DATABASE, State::Failed(e.to_string()));
+                return Err(StackError::Service(e.to_string()));
+            }
+        };
     // Imaging checks the tokens the appliance signs.
     let mut config = config;
     let public = imaging::viewer::token::public_key_base64(&key);
@@ -87,7 +96,10 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
         let (a, i, s) = tokio::join!(
-            stop_all_on_error(&ctx, crate::server::run(&config, &ctx, &db, key.clone())),
+            stop_all_on_error(
+                &ctx,
+                crate::server::run(&config, &ctx, &db, key.clone(), report_signer.clone())
+            ),
             stop_all_on_error(&ctx, imaging::run_with(&config, ctx.clone(), audit.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );

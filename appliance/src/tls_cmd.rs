@@ -78,7 +78,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsInitError + '_ {
 
 /// Writes `text` to `path` through a temporary file and a rename, so a daemon watching the file
 /// never reads half of it; `private` files are 0600.
-fn write_atomic(path: &Path, text: &str, private: bool) -> Result<(), TlsInitError> {
+pub(crate) fn write_atomic(path: &Path, text: &str, private: bool) -> Result<(), TlsInitError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -92,7 +92,7 @@ fn write_atomic(path: &Path, text: &str, private: bool) -> Result<(), TlsInitErr
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn days_from_now(days: i64) -> time::OffsetDateTime {
+pub(crate) fn days_from_now(days: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc() + time::Duration::days(days)
 }
 
@@ -124,14 +124,10 @@ pub fn names(config: &Config, extra: &[String]) -> Result<Vec<String>, TlsInitEr
     Ok(names)
 }
 
-/// Makes the CA when there is none, issues a server certificate for `names` valid `days`, and
-/// writes both under `data_dir/tls`.
-pub fn issue(
-    data_dir: &Path,
-    site: &str,
-    names: &[String],
-    days: u32,
-) -> Result<Issued, TlsInitError> {
+/// The local CA's certificate (PEM) and key, made (10 years) when there is none yet; the flag
+/// says whether it was made now. Server certificates and the report-signing certificate are
+/// issued under it.
+pub fn local_ca(data_dir: &Path, site: &str) -> Result<(String, KeyPair, bool), TlsInitError> {
     let folder = dir(data_dir);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -140,7 +136,7 @@ pub fn issue(
         .map_err(io(&folder))?;
     let ca_pem_path = ca_path(data_dir);
     let ca_key_path = folder.join("ca.key");
-    let (ca_pem, ca_key, new_ca) = match (
+    let found = match (
         std::fs::read_to_string(&ca_pem_path),
         std::fs::read_to_string(&ca_key_path),
     ) {
@@ -165,6 +161,20 @@ pub fn issue(
             (cert.pem(), key, true)
         }
     };
+    Ok(found)
+}
+
+/// Makes the CA when there is none, issues a server certificate for `names` valid `days`, and
+/// writes both under `data_dir/tls`.
+pub fn issue(
+    data_dir: &Path,
+    site: &str,
+    names: &[String],
+    days: u32,
+) -> Result<Issued, TlsInitError> {
+    let folder = dir(data_dir);
+    let (ca_pem, ca_key, new_ca) = local_ca(data_dir, site)?;
+    let ca_pem_path = ca_path(data_dir);
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
     let mut p = CertificateParams::default();
     p.distinguished_name

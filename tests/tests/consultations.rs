@@ -533,18 +533,32 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
     let first = call(port, "GET", &report, &doctor_a, &[], None).json();
     assert_eq!(first["signed"]["by"], expert_id);
     assert_eq!(first["sections"]["impression"], "急性脑梗死");
+    let v = call(
+        port,
+        "GET",
+        &format!("{report}/verify"),
+        &doctor_a,
+        &[],
+        None,
+    )
+    .json();
     assert_eq!(
-        call(
-            port,
-            "GET",
-            &format!("{report}/verify"),
-            &doctor_a,
-            &[],
-            None
-        )
-        .json()["intact"],
-        true
+        (&v["intact"], &v["sm2_signature_valid"], &v["seal_alg"]),
+        (&json!(true), &json!(true), &json!("sm3")),
+        "{v}"
     );
+    // The signed report as a bundle anyone checks without the appliance: openssl verifies its
+    // SM2 signature and certificate, and `appliance report verify` agrees.
+    let zip = call(
+        port,
+        "GET",
+        &format!("{report}/signed.zip"),
+        &doctor_a,
+        &[],
+        None,
+    );
+    assert_eq!(zip.status, 200, "{}", zip.body);
+    check_signed_bundle(d, &zip.bytes);
     // Amending starts version 2 from version 1's text; version 1 stays as signed.
     assert_eq!(
         act(
@@ -833,6 +847,102 @@ fn the_consultation_journey_with_scoping_concurrency_and_notices() {
 
     let verify = cli(d, &["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
+}
+
+/// Checks a signed-report bundle as an outside party would (docs/security.md): unzipped by
+/// Python, the content's SM3 and the SM2 signature by openssl, the certificate against the
+/// appliance's CA by `openssl verify`; then `appliance report verify` accepts it and refuses
+/// copies with a changed content or signature.
+fn check_signed_bundle(dir: &Path, zip: &[u8]) {
+    let out = dir.join("bundle");
+    std::fs::create_dir_all(&out).expect("bundle file");
+    let bundle = out.join("report-signed.zip");
+    std::fs::write(&bundle, zip).expect("bundle file");
+    let run = |program: &str, args: &[&str]| {
+        let o = Command::new(program)
+            .current_dir(&out)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, text) = run(
+        "python3",
+        &["-m", "zipfile", "-e", "report-signed.zip", "."],
+    );
+    assert!(ok, "{text}");
+    let statement = std::fs::read_to_string(out.join("statement.txt")).expect("bundle file");
+    let (ok, digest) = run("openssl", &["dgst", "-sm3", "-r", "content.json"]);
+    assert!(ok, "{digest}");
+    let sm3 = digest.split_whitespace().next().expect("bundle file");
+    assert!(
+        statement.contains(&format!("content-sm3: {sm3}\n")),
+        "{statement} vs {digest}"
+    );
+    let (ok, pubkey) = run(
+        "openssl",
+        &["x509", "-in", "signer.pem", "-pubkey", "-noout"],
+    );
+    assert!(ok, "{pubkey}");
+    std::fs::write(out.join("signer-pub.pem"), pubkey).expect("bundle file");
+    let verify = [
+        "dgst",
+        "-sm3",
+        "-verify",
+        "signer-pub.pem",
+        "-sigopt",
+        "distid:1234567812345678",
+        "-signature",
+        "statement.sig",
+        "statement.txt",
+    ];
+    let (ok, text) = run("openssl", &verify);
+    assert!(ok && text.contains("Verified OK"), "{text}");
+    let ca = dir.join("data/tls/ca.pem");
+    let ca = ca.to_str().expect("bundle file");
+    let (ok, text) = run("openssl", &["verify", "-CAfile", ca, "signer.pem"]);
+    assert!(ok && text.contains("signer.pem: OK"), "{text}");
+    // A changed statement fails openssl's check.
+    std::fs::write(
+        out.join("statement.txt"),
+        statement.replace("version: 1", "version: 9"),
+    )
+    .expect("bundle file");
+    let (ok, text) = run("openssl", &verify);
+    assert!(!ok && !text.contains("Verified OK"), "{text}");
+
+    let appliance = e2e::bin("appliance");
+    let appliance = appliance.to_str().expect("bundle file");
+    let bundle_arg = bundle.to_str().expect("bundle file");
+    let (ok, text) = run(appliance, &["report", "verify", bundle_arg, "--ca", ca]);
+    assert!(
+        ok && text.contains("certificate issued by the given CA"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("content-sm3: {sm3}")), "{text}");
+    // Copies with one file changed are refused, each naming what failed.
+    for (file, change, why) in [
+        (
+            "content.json",
+            "{\"sections\":{}}",
+            "content.json does not match",
+        ),
+        ("statement.sig", "0", "not a valid SM2 signature"),
+    ] {
+        let script = format!(
+            "import zipfile\nsrc = zipfile.ZipFile('report-signed.zip')\n\
+             dst = zipfile.ZipFile('changed.zip', 'w')\n\
+             for n in src.namelist():\n    \
+             dst.writestr(n, {change:?} if n == {file:?} else src.read(n))\ndst.close()\n"
+        );
+        let (ok, text) = run("python3", &["-c", &script]);
+        assert!(ok, "{text}");
+        let (ok, text) = run(appliance, &["report", "verify", "changed.zip"]);
+        assert!(!ok && text.contains(why), "{file}: {text}");
+    }
 }
 
 /// The status line imaging answers to a WebSocket handshake on `path`.

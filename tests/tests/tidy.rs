@@ -209,12 +209,17 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "rand_core",
             // `tls init`: the local CA and server certificates.
             "rcgen",
+            // `report verify --ca`: the local CA's ECDSA signature on the report certificate
+            // (already in the tree through rustls).
+            "ring",
             "rustls-pki-types",
             "serde",
             "serde_json",
             "sfu",
             "sha1",
             "sha2",
+            // SM2 report signatures (GB/T 32918).
+            "sm2",
             // National cryptography: backup manifests, sealed columns.
             "sm3",
             "sm4",
