@@ -6,7 +6,10 @@
 //! `manifest.json` naming every file with its size, SHA-256 and SM3 and the counts of the
 //! snapshot. It is written as `NAME.partial` and renamed when whole, so a folder without that
 //! suffix is complete. `verify` recomputes everything and checks both databases and the audit
-//! chain; `restore` verifies, then copies into an empty data directory.
+//! chain; `restore` verifies, then copies into an empty data directory. With a passphrase
+//! (`--key-passphrase-file`, `backup.key_passphrase_file`) the keys and TLS files are not
+//! copied as they are but sealed together in `keys.sealed` (SM4-GCM under an Argon2id key of
+//! the passphrase, `gm::seal_with_passphrase`), and restore needs the passphrase.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,6 +23,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
+/// The keys and TLS files, sealed with a passphrase.
+pub const SEALED_KEYS: &str = "keys.sealed";
+/// The shortest passphrase accepted.
+pub const PASSPHRASE_MIN_CHARS: usize = 12;
 /// The format written.
 const FORMAT: u32 = 1;
 
@@ -62,6 +69,9 @@ pub enum BackupError {
     /// The audit trail could not be read.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The key passphrase is missing, unreadable, too short or wrong.
+    #[error("{0}")]
+    Passphrase(String),
 }
 
 /// One file of a backup.
@@ -92,6 +102,73 @@ pub struct Manifest {
     pub audit_head: Option<(i64, String)>,
     /// Every file but the manifest.
     pub files: Vec<Entry>,
+    /// Whether the keys and TLS files are sealed with a passphrase in `keys.sealed`.
+    #[serde(default)]
+    pub keys_sealed: bool,
+}
+
+/// Reads the key passphrase: the first line of `path`, without surrounding blanks, at least
+/// [`PASSPHRASE_MIN_CHARS`] characters.
+pub fn read_passphrase(path: &Path) -> Result<String, BackupError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        BackupError::Passphrase(format!("key passphrase file {}: {e}", path.display()))
+    })?;
+    let line = text.lines().next().unwrap_or_default().trim().to_owned();
+    if line.chars().count() < PASSPHRASE_MIN_CHARS {
+        return Err(BackupError::Passphrase(format!(
+            "key passphrase file {}: the passphrase (its first line) needs at least \
+             {PASSPHRASE_MIN_CHARS} characters",
+            path.display()
+        )));
+    }
+    Ok(line)
+}
+
+/// The files of `folders` under `root`, sealed with `passphrase` (a JSON map of relative
+/// path to base64 content, then [`crate::gm::seal_with_passphrase`]).
+fn seal_folders(root: &Path, folders: &[&str], passphrase: &str) -> Result<Vec<u8>, BackupError> {
+    use base64::Engine;
+    let mut map = BTreeMap::new();
+    for folder in folders {
+        for rel in files_in(&root.join(folder))? {
+            let path = root.join(folder).join(&rel);
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            map.insert(
+                format!("{folder}/{}", rel.to_string_lossy()),
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            );
+        }
+    }
+    let plain = serde_json::to_vec(&map).unwrap_or_default();
+    crate::gm::seal_with_passphrase(passphrase, &plain)
+        .map_err(|e| BackupError::Passphrase(e.to_string()))
+}
+
+/// Opens `keys.sealed`: each file's relative path (under `keys/` or `tls/` only) and bytes.
+fn open_sealed(file: &Path, passphrase: &str) -> Result<Vec<(PathBuf, Vec<u8>)>, BackupError> {
+    use base64::Engine;
+    let sealed = std::fs::read(file).map_err(io(file))?;
+    let refused = |why: String| BackupError::Passphrase(format!("{SEALED_KEYS}: {why}"));
+    let plain =
+        crate::gm::open_with_passphrase(passphrase, &sealed).map_err(|e| refused(e.to_string()))?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_slice(&plain).map_err(|e| refused(e.to_string()))?;
+    map.into_iter()
+        .map(|(rel, b64)| {
+            let path = PathBuf::from(&rel);
+            let inside = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+                && (rel.starts_with("keys/") || rel.starts_with("tls/"));
+            if !inside {
+                return Err(refused(format!("{rel:?} is not a key file's path")));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| refused(format!("{rel}: {e}")))?;
+            Ok((path, bytes))
+        })
+        .collect()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -279,6 +356,7 @@ pub async fn snapshot(
     data_dir: &Path,
     db: &Path,
     to: &Path,
+    passphrase: Option<&str>,
 ) -> Result<(PathBuf, Manifest), BackupError> {
     let created_at = now_rfc3339();
     let name = format!("backup-{}", created_at.replace([':', '-'], ""));
@@ -317,6 +395,7 @@ pub async fn snapshot(
         .map_err(|e| io(&partial)(std::io::Error::other(e)))??;
     }
     let (source, copy) = (data_dir.to_owned(), partial.clone());
+    let passphrase_owned = passphrase.map(str::to_owned);
     tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
         // Attachments: each one whose description is written (the image goes first).
         let attachments = source.join("attachments");
@@ -336,7 +415,16 @@ pub async fn snapshot(
                 )?;
             }
         }
-        for folder in ["config", "keys", "tls"] {
+        let folders: &[&str] = match &passphrase_owned {
+            Some(passphrase) => {
+                let sealed = seal_folders(&source, &["keys", "tls"], passphrase)?;
+                let path = copy.join(SEALED_KEYS);
+                write_private(&path, &sealed)?;
+                &["config"]
+            }
+            None => &["config", "keys", "tls"],
+        };
+        for folder in folders {
             for rel in files_in(&source.join(folder))? {
                 copy_file(
                     &source.join(folder).join(&rel),
@@ -379,6 +467,7 @@ pub async fn snapshot(
         counts,
         audit_head,
         files,
+        keys_sealed: passphrase.is_some(),
     };
     let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let path = partial.join(MANIFEST);
@@ -396,7 +485,7 @@ pub async fn snapshot(
 /// Checks a backup: every file listed is there with its size and both hashes, nothing else
 /// is, both databases pass SQLite's integrity check, the counts match, and the audit chain
 /// verifies up to the recorded head.
-pub async fn verify(dir: &Path) -> Result<Manifest, BackupError> {
+pub async fn verify(dir: &Path, passphrase: Option<&str>) -> Result<Manifest, BackupError> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read(&path).map_err(io(&path))?;
     let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| BackupError::Damaged {
@@ -468,6 +557,15 @@ pub async fn verify(dir: &Path) -> Result<Manifest, BackupError> {
         let audit = crate::audit::verify(&pool).await?;
         pool.close().await;
         problems.extend(audit.problems.into_iter().map(|p| format!("audit: {p}")));
+        if let (true, Some(passphrase)) = (manifest.keys_sealed, passphrase) {
+            let (file, passphrase) = (dir.join(SEALED_KEYS), passphrase.to_owned());
+            let opened = tokio::task::spawn_blocking(move || open_sealed(&file, &passphrase))
+                .await
+                .map_err(|e| io(dir)(std::io::Error::other(e)))?;
+            if let Err(e) = opened {
+                problems.push(e.to_string());
+            }
+        }
     }
     if problems.is_empty() {
         Ok(manifest)
@@ -481,7 +579,11 @@ pub async fn verify(dir: &Path) -> Result<Manifest, BackupError> {
 
 /// Verifies the backup in `from`, then copies it into `data_dir`, which must be empty or new
 /// (files 0600, folders 0700).
-pub async fn restore(from: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
+pub async fn restore(
+    from: &Path,
+    data_dir: &Path,
+    passphrase: Option<&str>,
+) -> Result<Manifest, BackupError> {
     if let Ok(mut entries) = std::fs::read_dir(data_dir)
         && entries.next().is_some()
     {
@@ -489,18 +591,55 @@ pub async fn restore(from: &Path, data_dir: &Path) -> Result<Manifest, BackupErr
             path: data_dir.to_owned(),
         });
     }
-    let manifest = verify(from).await?;
+    let manifest = verify(from, passphrase).await?;
+    // The keys open before anything is written.
+    let keys = match (manifest.keys_sealed, passphrase) {
+        (false, _) => Vec::new(),
+        (true, None) => {
+            return Err(BackupError::Passphrase(format!(
+                "the keys in {} are sealed with a passphrase: give --key-passphrase-file",
+                from.display()
+            )));
+        }
+        (true, Some(passphrase)) => {
+            let (file, passphrase) = (from.join(SEALED_KEYS), passphrase.to_owned());
+            tokio::task::spawn_blocking(move || open_sealed(&file, &passphrase))
+                .await
+                .map_err(|e| io(from)(std::io::Error::other(e)))??
+        }
+    };
     private_dir(data_dir)?;
     let (from, to, files) = (from.to_owned(), data_dir.to_owned(), manifest.files.clone());
     tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
-        for e in &files {
+        for e in files.iter().filter(|e| e.path != SEALED_KEYS) {
             copy_file(&from.join(&e.path), &to.join(&e.path), true)?;
+        }
+        for (rel, bytes) in &keys {
+            let path = to.join(rel);
+            if let Some(parent) = path.parent() {
+                private_dir(parent)?;
+            }
+            write_private(&path, bytes)?;
         }
         Ok(())
     })
     .await
     .map_err(|e| io(data_dir)(std::io::Error::other(e)))??;
     Ok(manifest)
+}
+
+/// Writes a new file readable by this user only, and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
 }
 
 /// Deletes the oldest complete backups under `dir` beyond the newest `keep`; returns those
@@ -569,7 +708,25 @@ pub async fn schedule(config: firmware_config::Config, shutdown: firmware_runtim
             () = shutdown.wait() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        match snapshot(&config.storage.data_dir, &db, &dir).await {
+        let passphrase = match config
+            .backup
+            .key_passphrase_file
+            .as_deref()
+            .map(read_passphrase)
+        {
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                metrics::counter!("backup_failures_total").increment(1);
+                tracing::error!(error = %e, "scheduled backup not taken");
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                }
+                continue;
+            }
+            None => None,
+        };
+        match snapshot(&config.storage.data_dir, &db, &dir, passphrase.as_deref()).await {
             Ok((path, m)) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

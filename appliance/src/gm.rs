@@ -34,6 +34,59 @@ pub enum GmError {
         /// The column.
         column: &'static str,
     },
+    /// A passphrase-sealed file does not open.
+    #[error("it does not open with this passphrase (wrong passphrase, or the file is damaged)")]
+    Passphrase,
+}
+
+/// The first bytes of a passphrase-sealed file.
+const PASSPHRASE_MAGIC: &[u8] = b"APPLIANCE-SM4GCM-ARGON2ID-1\n";
+
+/// The SM4 key of `passphrase` and `salt`: Argon2id, 64 MiB, 3 passes, one lane.
+fn passphrase_key(passphrase: &str, salt: &[u8]) -> Result<Sm4Gcm, GmError> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(64 * 1024, 3, 1, Some(16)).map_err(|_| GmError::Passphrase)?;
+    let mut key = [0u8; 16];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key)
+        .map_err(|_| GmError::Passphrase)?;
+    Sm4Gcm::new_from_slice(&key).map_err(|_| GmError::Passphrase)
+}
+
+/// Seals `plain` under `passphrase`: the magic line, a random 16-byte salt and 12-byte
+/// nonce, then SM4-GCM (the magic and salt authenticated too).
+pub fn seal_with_passphrase(passphrase: &str, plain: &[u8]) -> Result<Vec<u8>, GmError> {
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut salt);
+    OsRng.fill_bytes(&mut nonce);
+    let mut out = PASSPHRASE_MAGIC.to_vec();
+    out.extend_from_slice(&salt);
+    let sealed = passphrase_key(passphrase, &salt)?
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: plain,
+                aad: &out,
+            },
+        )
+        .map_err(|_| GmError::Passphrase)?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal_with_passphrase`] sealed.
+pub fn open_with_passphrase(passphrase: &str, sealed: &[u8]) -> Result<Vec<u8>, GmError> {
+    let head = PASSPHRASE_MAGIC.len() + 16;
+    if sealed.len() < head + 12 + 16 || !sealed.starts_with(PASSPHRASE_MAGIC) {
+        return Err(GmError::Passphrase);
+    }
+    let (aad, rest) = sealed.split_at(head);
+    let (nonce, body) = rest.split_at(12);
+    passphrase_key(passphrase, &aad[PASSPHRASE_MAGIC.len()..])?
+        .decrypt(nonce.into(), Payload { msg: body, aad })
+        .map_err(|_| GmError::Passphrase)
 }
 
 /// SM3 of `data`.
@@ -270,5 +323,25 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn passphrase_seals_open_only_with_their_passphrase() {
+        let sealed = seal_with_passphrase("correct horse battery", b"the keys").unwrap();
+        assert!(!sealed.windows(8).any(|w| w == b"the keys"));
+        assert_eq!(
+            open_with_passphrase("correct horse battery", &sealed).unwrap(),
+            b"the keys"
+        );
+        assert!(open_with_passphrase("correct horse batterY", &sealed).is_err());
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(open_with_passphrase("correct horse battery", &flipped).is_err());
+        // Another salt each time: the same input never seals the same way.
+        assert_ne!(
+            seal_with_passphrase("correct horse battery", b"the keys").unwrap(),
+            sealed
+        );
     }
 }

@@ -50,6 +50,10 @@ enum Command {
     Restore {
         /// The backup folder (one `backup --to` made).
         dir: PathBuf,
+        /// The passphrase file, when the backup's keys are sealed (default:
+        /// backup.key_passphrase_file).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
     },
     /// Fill an empty database with a small demo alliance and print its logins (one-time
     /// passwords), with synthetic studies (head CT, chest CR, carotid ultrasound) stored in
@@ -108,6 +112,10 @@ struct BackupArgs {
     /// The folder that receives the backup (a new `backup-TIME` folder inside it).
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
+    /// Seal the keys with the passphrase on this file's first line (default:
+    /// backup.key_passphrase_file); with `verify`, also check that it opens them.
+    #[arg(long, value_name = "FILE", global = true)]
+    key_passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,7 +211,10 @@ fn main() -> ExitCode {
         Command::Audit(c) => return admin(args, Admin::Audit(c)),
         Command::DemoData { series } => return admin(args, Admin::Demo(series)),
         Command::Backup(b) => return backup(args, b),
-        Command::Restore { dir } => return restore(args, &dir),
+        Command::Restore {
+            dir,
+            key_passphrase_file,
+        } => return restore(args, &dir, key_passphrase_file),
         Command::Config(ConfigCommand::Check { file }) => appliance::config_cmd::check(args, &file),
         Command::Report(ReportCommand::Verify { bundle, ca }) => {
             return report_verify(&bundle, ca.as_deref());
@@ -272,11 +283,30 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
     let Some(runtime) = current_thread() else {
         return ExitCode::FAILURE;
     };
+    let passphrase = match b
+        .key_passphrase_file
+        .as_deref()
+        .map(appliance::backup::read_passphrase)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--key-passphrase-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(BackupCommand::Verify { dir }) = b.command {
-        return match runtime.block_on(appliance::backup::verify(&dir)) {
+        return match runtime.block_on(appliance::backup::verify(&dir, passphrase.as_deref())) {
             Ok(m) => {
+                let keys = match (m.keys_sealed, passphrase.is_some()) {
+                    (false, _) => "",
+                    (true, true) => "; keys sealed, the passphrase opens them",
+                    (true, false) => {
+                        "; keys sealed (give --key-passphrase-file to check the passphrase)"
+                    }
+                };
                 println!(
-                    "{}: intact ({} files, taken {}; {} audit records, {} instances)",
+                    "{}: intact ({} files, taken {}; {} audit records, {} instances{keys})",
                     dir.display(),
                     m.files.len(),
                     m.created_at,
@@ -306,10 +336,27 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
         eprintln!("database.url: backups cover the embedded SQLite database only");
         return ExitCode::from(2);
     };
+    let passphrase = match passphrase {
+        Some(p) => Some(p),
+        None => match config
+            .backup
+            .key_passphrase_file
+            .as_deref()
+            .map(appliance::backup::read_passphrase)
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("backup.key_passphrase_file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     match runtime.block_on(appliance::backup::snapshot(
         &config.storage.data_dir,
         &db,
         &to,
+        passphrase.as_deref(),
     )) {
         Ok((dir, m)) => {
             println!(
@@ -328,7 +375,7 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
     }
 }
 
-fn restore(args: &ConfigArgs, dir: &std::path::Path) -> ExitCode {
+fn restore(args: &ConfigArgs, dir: &std::path::Path, passphrase_file: Option<PathBuf>) -> ExitCode {
     // Not the effective configuration: that would open the run-time store inside the (empty)
     // target first.
     let config = match args.load() {
@@ -341,8 +388,24 @@ fn restore(args: &ConfigArgs, dir: &std::path::Path) -> ExitCode {
     let Some(runtime) = current_thread() else {
         return ExitCode::FAILURE;
     };
+    let passphrase = match passphrase_file
+        .or(config.backup.key_passphrase_file.clone())
+        .as_deref()
+        .map(appliance::backup::read_passphrase)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--key-passphrase-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let target = config.storage.data_dir;
-    match runtime.block_on(appliance::backup::restore(dir, &target)) {
+    match runtime.block_on(appliance::backup::restore(
+        dir,
+        &target,
+        passphrase.as_deref(),
+    )) {
         Ok(m) => {
             println!(
                 "restored {} ({} files, taken {}) into {}",

@@ -224,6 +224,11 @@ section! {
         /// Folder that receives the scheduled backups, one `backup-TIME` folder each; put it on
         /// another disk. Unset: no scheduled backups.
         dir: Option<PathBuf> = None,
+        /// File whose first line is the passphrase (at least 12 characters) that seals the
+        /// keys and TLS files in each backup (SM4-GCM under an Argon2id key); `restore` then
+        /// needs it. Unset: keys are copied as they are, so keep backups as private as the
+        /// data directory.
+        key_passphrase_file: Option<PathBuf> = None,
         /// Hours between scheduled backups, 1-168.
         every_hours: u32 = 24,
         /// Scheduled backups kept (older ones are deleted), 1-365.

@@ -63,6 +63,25 @@ pub(crate) fn validate(c: &Config, origins: &BTreeMap<String, Origin>) -> Vec<Fi
     integration(c, &mut k);
     k.range("backup.every_hours", c.backup.every_hours, 1, 168);
     k.range("backup.keep", c.backup.keep, 1, 365);
+    if let Some(file) = &c.backup.key_passphrase_file {
+        let first_line = std::fs::read_to_string(file)
+            .map(|t| t.lines().next().unwrap_or_default().trim().chars().count());
+        match first_line {
+            Err(e) => k.fail(
+                "backup.key_passphrase_file",
+                ErrorKind::MissingFile,
+                file.display(),
+                format!("cannot read the file: {e}"),
+            ),
+            Ok(n) if n < 12 => k.fail(
+                "backup.key_passphrase_file",
+                ErrorKind::Invalid,
+                file.display(),
+                "the passphrase (the file's first line) needs at least 12 characters",
+            ),
+            Ok(_) => {}
+        }
+    }
     k.errors
 }
 

@@ -256,7 +256,15 @@ fn scheduled_backups_are_taken_and_kept_to_their_number() {
     let out = d.join("scheduled");
     let ports = Ports::free();
     let set = format!("backup.dir={}", out.display());
-    let mut daemon = e2e::api::start(d, &ports, &["--set", &set, "--set", "backup.keep=1"]);
+    // The keys are sealed with a passphrase in every scheduled backup.
+    let passphrase = d.join("backup-passphrase");
+    std::fs::write(&passphrase, "梅雨季节 correct horse battery\n").expect("passphrase");
+    let sealed_by = format!("backup.key_passphrase_file={}", passphrase.display());
+    let mut daemon = e2e::api::start(
+        d,
+        &ports,
+        &["--set", &set, "--set", "backup.keep=1", "--set", &sealed_by],
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let taken = loop {
         let done: Vec<_> = std::fs::read_dir(&out)
@@ -285,8 +293,95 @@ fn scheduled_backups_are_taken_and_kept_to_their_number() {
     );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    check_sealed_keys(d, &taken, &passphrase);
     // A bad schedule is refused by field.
     let bad = appliance(d, &["--set", "backup.every_hours=0", "config", "show"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("backup.every_hours"), "{}", text(&bad));
+    std::fs::write(&passphrase, "short\n").expect("passphrase");
+    let bad = appliance(d, &["--set", &sealed_by, "config", "show"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad).contains("backup.key_passphrase_file") && text(&bad).contains("12 characters"),
+        "{}",
+        text(&bad)
+    );
+}
+
+/// A backup whose keys are sealed: no key in the clear, the passphrase checked by `verify`,
+/// needed by `restore` (which writes nothing without it), and the keys restored byte for byte.
+fn check_sealed_keys(d: &Path, taken: &Path, passphrase: &Path) {
+    let data_key = std::fs::read_to_string(d.join("data/keys/data.key")).expect("data key");
+    assert!(!taken.join("keys").exists() && !taken.join("tls").exists());
+    let sealed = std::fs::read(taken.join("keys.sealed")).expect("keys.sealed");
+    let needle = data_key.trim().as_bytes();
+    assert!(!sealed.windows(needle.len()).any(|w| w == needle));
+    let path = |p: &Path| p.to_str().expect("path").to_owned();
+    let with = [
+        "backup".to_owned(),
+        "verify".to_owned(),
+        path(taken),
+        "--key-passphrase-file".to_owned(),
+        path(passphrase),
+    ];
+    let with: Vec<&str> = with.iter().map(String::as_str).collect();
+    let verified = appliance(d, &with);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("the passphrase opens them"),
+        "{}",
+        text(&verified)
+    );
+    let wrong = d.join("wrong-passphrase");
+    std::fs::write(&wrong, "not the passphrase at all\n").expect("wrong");
+    let mut refused = with.clone();
+    let wrong_path = path(&wrong);
+    refused[4] = &wrong_path;
+    let r = appliance(d, &refused);
+    assert!(!r.status.success());
+    assert!(
+        text(&r).contains("keys.sealed") && text(&r).contains("passphrase"),
+        "{}",
+        text(&r)
+    );
+    let restored = d.join("restored");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            path(&restored),
+            "restore".to_owned(),
+            path(taken),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        appliance(d, &args)
+    };
+    for extra in [&[][..], &["--key-passphrase-file", &wrong_path][..]] {
+        let r = restore(extra);
+        assert!(!r.status.success(), "{extra:?}");
+        assert!(text(&r).contains("passphrase"), "{}", text(&r));
+        assert!(!restored.exists(), "nothing is written without the keys");
+    }
+    let r = restore(&["--key-passphrase-file", &path(passphrase)]);
+    assert!(r.status.success(), "{}", text(&r));
+    for key in [
+        "keys/data.key",
+        "keys/token-signing.key",
+        "keys/report-sm2.key",
+        "keys/report-sm2.pem",
+        "tls/ca.key",
+        "tls/ca.pem",
+    ] {
+        assert_eq!(
+            std::fs::read(restored.join(key)).expect(key),
+            std::fs::read(d.join("data").join(key)).expect(key),
+            "{key}"
+        );
+    }
+    let audit = appliance(d, &["--data-dir", &path(&restored), "audit", "verify"]);
+    assert!(
+        text(&audit).contains("the audit chain is intact"),
+        "{}",
+        text(&audit)
+    );
 }
