@@ -99,6 +99,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "report_sm2",
         include_str!("../migrations/0012_report_sm2.sql"),
     ),
+    (
+        13,
+        "service_scope",
+        include_str!("../migrations/0013_service_scope.sql"),
+    ),
 ];
 
 /// An open database.

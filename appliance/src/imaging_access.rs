@@ -59,6 +59,9 @@ struct NewAccount {
     #[serde(default)]
     write: bool,
     days: i64,
+    /// Institution ids whose studies it reads; empty or absent: every study.
+    #[serde(default)]
+    institutions: Vec<i64>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -95,6 +98,30 @@ async fn create(
     if b.description.chars().count() > 200 {
         return Err(ApiError::field("description", "at most 200 characters"));
     }
+    if b.write && !b.institutions.is_empty() {
+        return Err(ApiError::field(
+            "institutions",
+            "an account that writes (stores, pulls from PACS) reads every study: leave \
+             institutions empty, or make it read-only",
+        ));
+    }
+    let mut names = Vec::new();
+    for id in &b.institutions {
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM institutions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&api.pool)
+            .await?;
+        match name {
+            Some(n) if !names.contains(&n) => names.push(n),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::field(
+                    "institutions",
+                    format!("there is no institution {id}"),
+                ));
+            }
+        }
+    }
     let mut id_bytes = [0u8; 16];
     OsRng.fill_bytes(&mut id_bytes);
     let jti: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -102,7 +129,7 @@ async fn create(
     let expires_ms = now + b.days * 86_400_000;
     let inserted = sqlx::query(
         "INSERT INTO service_accounts (name, description, write, jti, created_by, created_at, \
-         expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         expires_at, institutions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(name)
     .bind(b.description.trim())
@@ -111,6 +138,7 @@ async fn create(
     .bind(admin.id)
     .bind(now)
     .bind(expires_ms)
+    .bind(serde_json::to_string(&b.institutions).map_err(ApiError::internal)?)
     .execute(&api.pool)
     .await;
     let id = match inserted {
@@ -133,6 +161,7 @@ async fn create(
             sub: format!("svc:{name}"),
             jti,
             write: b.write,
+            institutions: names.clone(),
             exp,
         },
         &api.key,
@@ -152,6 +181,8 @@ async fn create(
             "id": id,
             "name": name,
             "write": b.write,
+            "institutions": b.institutions,
+            "institution_names": names,
             "expires_at": exp,
             "token": token,
             "dicomweb_url": format!("{}dicomweb", api.imaging_url),
@@ -165,10 +196,21 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     security_admin(&api, &headers, &peer, None).await?;
-    type Row = (i64, String, String, bool, String, i64, i64, Option<i64>);
+    type Row = (
+        i64,
+        String,
+        String,
+        bool,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        String,
+    );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.id, s.name, s.description, s.write, u.login, s.created_at, s.expires_at, \
-         s.revoked_at FROM service_accounts s JOIN users u ON u.id = s.created_by ORDER BY s.id",
+         s.revoked_at, s.institutions FROM service_accounts s JOIN users u ON u.id = s.created_by \
+         ORDER BY s.id",
     )
     .fetch_all(&api.pool)
     .await?;
@@ -176,7 +218,9 @@ async fn list(
     let items: Vec<Value> = rows
         .into_iter()
         .map(
-            |(id, name, description, write, by, created, expires, revoked)| {
+            |(id, name, description, write, by, created, expires, revoked, institutions)| {
+                let institutions: Vec<i64> =
+                    serde_json::from_str(&institutions).unwrap_or_default();
                 let state = if revoked.is_some() {
                     "revoked"
                 } else if expires <= now {
@@ -186,7 +230,7 @@ async fn list(
                 };
                 json!({ "id": id, "name": name, "description": description, "write": write,
                     "created_by": by, "created_at": created, "expires_at": expires / 1000,
-                    "revoked_at": revoked, "state": state })
+                    "revoked_at": revoked, "state": state, "institutions": institutions })
             },
         )
         .collect();

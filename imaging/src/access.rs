@@ -5,8 +5,10 @@
 //! `?token=` (images in `<img>` and the viewer socket cannot send headers):
 //! - a viewer token ([`crate::viewer::token::Claims`]) reads the studies it names, nothing else;
 //! - a service token ([`ServiceClaims`], for a PACS, a clinic's viewer or OHIF) reads every
-//!   study, and stores and pulls from PACS when it says `write`; the security administrator
-//!   revokes it by listing its `jti` in `DATA_DIR/keys/revoked-tokens`.
+//!   study, or only the studies of the institutions it names (by Institution Name; searches
+//!   are filtered through [`InstitutionScope`]), and stores and pulls from PACS when it says
+//!   `write`; the security administrator revokes it by listing its `jti` in
+//!   `DATA_DIR/keys/revoked-tokens`.
 //!
 //! Each request on a data route is handed to an [`AuditSink`] with who, what, when (the
 //! sink's clock), from where and the result: the appliance writes them into its hash-chained
@@ -41,9 +43,18 @@ pub struct ServiceClaims {
     pub jti: String,
     /// Whether it may store (STOW-RS, attachments) and pull from PACS, besides reading.
     pub write: bool,
+    /// The institutions (Institution Name, 0008,0080) whose studies it reads; empty: every
+    /// study. A scoped token never writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub institutions: Vec<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
 }
+
+/// The institutions a request's searches are limited to, set by the guard for a scoped
+/// service token and read by the QIDO-RS handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstitutionScope(pub Vec<String>);
 
 impl firmware_runtime::token::Expiring for ServiceClaims {
     fn exp(&self) -> u64 {
@@ -146,6 +157,7 @@ pub struct Access {
     key: Result<VerifyingKey, firmware_runtime::token::TokenError>,
     revoked: Arc<Revoked>,
     audit: Arc<dyn AuditSink>,
+    index: Option<sqlx::SqlitePool>,
 }
 
 /// What a verified credential allows.
@@ -164,6 +176,8 @@ pub enum Grant {
         sub: String,
         /// May store and pull.
         write: bool,
+        /// Reads only these institutions' studies (empty: all).
+        institutions: Vec<String>,
     },
 }
 
@@ -233,7 +247,27 @@ impl Access {
                 seen: Mutex::new((None, HashSet::new())),
             }),
             audit,
+            index: None,
         }
+    }
+
+    /// With the index, where a scoped service token's studies are looked up.
+    #[must_use]
+    pub fn with_index(mut self, pool: sqlx::SqlitePool) -> Self {
+        self.index = Some(pool);
+        self
+    }
+
+    /// The Institution Name a stored study comes from; `None` when it is not stored (or there
+    /// is no index to ask).
+    async fn study_institution(&self, study: &str) -> Option<String> {
+        let pool = self.index.as_ref()?;
+        sqlx::query_scalar("SELECT institution_name FROM studies WHERE study_uid = ?")
+            .bind(study)
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Verifies a token at `now` (Unix seconds).
@@ -252,7 +286,8 @@ impl Access {
                 }
                 Ok(Grant::Service {
                     sub: c.sub,
-                    write: c.write,
+                    write: c.write && c.institutions.is_empty(),
+                    institutions: c.institutions,
                 })
             }
         }
@@ -382,14 +417,41 @@ pub async fn guard(access: Access, req: Request, next: Next) -> Response {
                     .is_some_and(|s| studies.iter().any(|x| x == s))
         }
     };
+    // A token scoped to institutions reads their studies and searches (filtered), nothing else.
+    let mut scoped = None;
+    let mut allowed = allowed;
+    if let Grant::Service { institutions, .. } = &grant
+        && !institutions.is_empty()
+    {
+        allowed = allowed
+            && match &study {
+                Some(uid) => access
+                    .study_institution(uid)
+                    .await
+                    .is_none_or(|name| institutions.contains(&name)),
+                None => {
+                    *req.method() == Method::GET
+                        && matches!(
+                            path.as_str(),
+                            "/dicomweb/studies" | "/dicomweb/series" | "/dicomweb/instances"
+                        )
+                }
+            };
+        scoped = Some(InstitutionScope(institutions.clone()));
+    }
     let (who, role) = grant.who();
     if !allowed {
         access.record(event(who, role, action, "403".into()));
         return refuse(
             StatusCode::FORBIDDEN,
-            "this credential does not grant that: a viewer token reads only its studies, and \
-             storing or pulling needs a service token with write",
+            "this credential does not grant that: a viewer token reads only its studies, a \
+             service token scoped to institutions reads only theirs, and storing or pulling \
+             needs a service token with write for all studies",
         );
+    }
+    let mut req = req;
+    if let Some(scope) = scoped {
+        req.extensions_mut().insert(scope);
     }
     let (who, role) = (who.to_owned(), role.to_owned());
     let response = next.run(without_token(req)).await;
@@ -448,6 +510,7 @@ mod tests {
             sub: "svc:pacs".into(),
             jti: "abc".into(),
             write: true,
+            institutions: Vec::new(),
             exp: 100,
         };
         let token = firmware_runtime::token::sign(&service, &signer);

@@ -95,7 +95,8 @@ pub async fn run_with(
         &config.imaging.viewer_token_key,
         &config.storage.data_dir,
         audit,
-    );
+    )
+    .with_index(store.pool().clone());
     // Unknown paths too: a stranger learns nothing about what exists.
     let router = router
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })

@@ -7,14 +7,15 @@ pub mod rendered;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use serde_json::{Map, Value as Json, json};
 
+use crate::access::InstitutionScope;
 use crate::store::query::{Include, Level, MAX_LIMIT, Query, QueryError, parse_tag};
 use crate::store::{Refused, Store, record};
 
@@ -106,36 +107,59 @@ fn dicom_json(body: String) -> Response {
 
 // ---- QIDO-RS -------------------------------------------------------------------------------
 
-async fn qido_studies(State(w): Shared, RawQuery(q): RawQuery) -> Response {
-    qido(&w, Level::Study, &[], q).await
+async fn qido_studies(
+    State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    qido(&w, scope, Level::Study, &[], q).await
 }
-async fn qido_series_all(State(w): Shared, RawQuery(q): RawQuery) -> Response {
-    qido(&w, Level::Series, &[], q).await
+async fn qido_series_all(
+    State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    qido(&w, scope, Level::Series, &[], q).await
 }
-async fn qido_instances_all(State(w): Shared, RawQuery(q): RawQuery) -> Response {
-    qido(&w, Level::Instance, &[], q).await
+async fn qido_instances_all(
+    State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    qido(&w, scope, Level::Instance, &[], q).await
 }
 async fn qido_series(
     State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
     Path(study): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    qido(&w, Level::Series, &[("StudyInstanceUID", study)], q).await
+    qido(&w, scope, Level::Series, &[("StudyInstanceUID", study)], q).await
 }
 async fn qido_study_instances(
     State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
     Path(study): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    qido(&w, Level::Instance, &[("StudyInstanceUID", study)], q).await
+    qido(
+        &w,
+        scope,
+        Level::Instance,
+        &[("StudyInstanceUID", study)],
+        q,
+    )
+    .await
 }
 async fn qido_series_instances(
     State(w): Shared,
+    scope: Option<Extension<InstitutionScope>>,
     Path((study, series)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
     qido(
         &w,
+        scope,
         Level::Instance,
         &[("StudyInstanceUID", study), ("SeriesInstanceUID", series)],
         q,
@@ -212,11 +236,18 @@ pub fn parse_qido(
     Ok(q)
 }
 
-async fn qido(w: &Web, level: Level, scope: &[(&str, String)], raw: Option<String>) -> Response {
-    let q = match parse_qido(level, scope, raw.as_deref()) {
+async fn qido(
+    w: &Web,
+    institutions: Option<Extension<InstitutionScope>>,
+    level: Level,
+    scope: &[(&str, String)],
+    raw: Option<String>,
+) -> Response {
+    let mut q = match parse_qido(level, scope, raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    q.institutions = institutions.map(|Extension(InstitutionScope(names))| names);
     match q.run(w.store.pool()).await {
         Ok((mut results, more)) => {
             for r in &mut results {

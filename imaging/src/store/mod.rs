@@ -36,8 +36,14 @@ pub const STATUS_DOES_NOT_MATCH: u16 = 0xA900;
 /// Out of resources: the disk or the index failed.
 pub const STATUS_OUT_OF_RESOURCES: u16 = 0xA700;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "index", include_str!("../../migrations/0001_index.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "index", include_str!("../../migrations/0001_index.sql")),
+    (
+        2,
+        "institution",
+        include_str!("../../migrations/0002_institution.sql"),
+    ),
+];
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +165,7 @@ pub struct Store {
 /// The attributes an instance contributes to the index.
 #[derive(Debug, Clone)]
 struct Rows {
-    study: [String; 11],
+    study: [String; 12],
     series: (String, String, Option<i64>, [String; 4]),
     sop_class: String,
     sop_instance: String,
@@ -418,8 +424,10 @@ impl Store {
             sqlx::query(
                 "INSERT INTO studies (study_uid, patient_id, patient_name, patient_birth_date, \
              patient_sex, study_date, study_time, accession_number, study_id, \
-             referring_physician_name, study_description) VALUES (?,?,?,?,?,?,?,?,?,?,?) \
-             ON CONFLICT (study_uid) DO NOTHING",
+             referring_physician_name, study_description, institution_name) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (study_uid) DO UPDATE SET institution_name = excluded.institution_name \
+             WHERE studies.institution_name = '' AND excluded.institution_name <> ''",
             )
             .bind(&s[0])
             .bind(&s[1])
@@ -432,6 +440,7 @@ impl Store {
             .bind(&s[8])
             .bind(&s[9])
             .bind(&s[10])
+            .bind(&s[11])
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -786,6 +795,7 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
             t(tags::STUDY_ID),
             t(tags::REFERRING_PHYSICIAN_NAME),
             t(tags::STUDY_DESCRIPTION),
+            t(tags::INSTITUTION_NAME),
         ],
         series: (
             series,
@@ -891,4 +901,72 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_institution_migration_fills_studies_stored_before_it() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(MIGRATIONS[0].2))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let metadata = |name: &str| {
+            serde_json::json!({ "00080080": { "vr": "LO", "Value": [name] } }).to_string()
+        };
+        for (study, name) in [("1.1", "城东社区卫生服务中心"), ("1.2", ""), ("1.3", "")] {
+            sqlx::query("INSERT INTO studies (study_uid) VALUES (?)")
+                .bind(study)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO series (series_uid, study_uid) VALUES (?, ?)")
+                .bind(format!("{study}.1"))
+                .bind(study)
+                .execute(&pool)
+                .await
+                .unwrap();
+            // 1.3 has no Institution Name at all.
+            let meta = if study == "1.3" {
+                "{}".to_owned()
+            } else {
+                metadata(name)
+            };
+            sqlx::query(
+                "INSERT INTO instances (sop_instance_uid, series_uid, sop_class_uid, \
+                 transfer_syntax, file, size, metadata) VALUES (?, ?, '1', '1', ?, 1, ?)",
+            )
+            .bind(format!("{study}.1.1"))
+            .bind(format!("{study}.1"))
+            .bind(format!("{study}.dcm"))
+            .bind(meta)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(MIGRATIONS[1].2))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT study_uid, institution_name FROM studies ORDER BY study_uid")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("1.1".to_owned(), "城东社区卫生服务中心".to_owned()),
+                ("1.2".to_owned(), String::new()),
+                ("1.3".to_owned(), String::new()),
+            ]
+        );
+    }
 }

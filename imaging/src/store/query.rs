@@ -198,6 +198,9 @@ pub struct Query {
     pub offset: u32,
     /// Attributes beyond the defaults.
     pub include: Include,
+    /// When set, only studies from these institutions (Institution Name) match: a service
+    /// account scoped to institutions.
+    pub institutions: Option<Vec<String>>,
 }
 
 /// The most results one query returns.
@@ -242,6 +245,7 @@ impl Query {
             limit: 1000,
             offset: 0,
             include: Include::Defaults,
+            institutions: None,
         }
     }
 
@@ -317,6 +321,20 @@ impl Query {
         let mut wheres = Vec::new();
         for (attr, value) in &self.keys {
             wheres.push(condition(attr, value, self.fuzzy, &mut args)?);
+        }
+        if let Some(names) = &self.institutions {
+            if names.is_empty() {
+                wheres.push("0".to_owned());
+            } else {
+                for n in names {
+                    args.add(n.clone())
+                        .map_err(|e| QueryError::Index(format!("cannot bind a value: {e}")))?;
+                }
+                wheres.push(format!(
+                    "st.institution_name IN ({})",
+                    vec!["?"; names.len()].join(", ")
+                ));
+            }
         }
         let mut sql = format!("SELECT {} FROM {from}", select.join(", "));
         if !wheres.is_empty() {

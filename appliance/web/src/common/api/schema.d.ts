@@ -3900,6 +3900,7 @@ export interface paths {
                                 description?: string;
                                 expires_at: number;
                                 id: number;
+                                institutions?: number[];
                                 name: string;
                                 revoked_at?: number | null;
                                 /** @enum {string} */
@@ -3943,6 +3944,8 @@ export interface paths {
                     "application/json": {
                         days: number;
                         description?: string;
+                        /** @description institution ids whose studies (by Institution Name) it reads; empty: all; not with write */
+                        institutions?: number[];
                         name: string;
                         write?: boolean;
                     };
@@ -3959,6 +3962,8 @@ export interface paths {
                             dicomweb_url: string;
                             expires_at: number;
                             id: number;
+                            institution_names?: string[];
+                            institutions?: number[];
                             name: string;
                             token: string;
                             write: boolean;
