@@ -1,0 +1,191 @@
+//! National cryptography at rest, against the real binaries: identity card numbers and phones
+//! sealed with SM4-GCM in the database file and still found through the blind index, and the
+//! audit chain moving from SHA-256 to SM3 while every earlier record keeps verifying.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::api::{activate, call};
+use e2e::{Ports, bin, temp_dir};
+use serde_json::json;
+
+fn login_of(text: &str, name: &str) -> (String, String) {
+    (name.to_owned(), e2e::api::demo_password(text, name))
+}
+
+/// Every byte of the appliance database's files (the WAL too).
+fn database_bytes(data: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["appliance.db", "appliance.db-wal"] {
+        if let Ok(b) = std::fs::read(data.join(name)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn identity_cards_and_phones_are_sealed_at_rest_and_still_found() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let logins = e2e::api::demo_data(d);
+    let data = d.join("data");
+    // A phone written in clear (as before sealing existed) is sealed at the next start.
+    let planted = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"UPDATE users SET phone='13912345678' WHERE login='doctor.sun'\"); c.commit()",
+        )
+        .arg(data.join("appliance.db"))
+        .output()
+        .expect("python3");
+    assert!(planted.status.success(), "{planted:?}");
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(d, &ports, &[]);
+    let port = ports.http;
+    let zhao = activate(port, &login_of(&logins, "doctor.zhao"));
+    let card = "11010519491231002X";
+    let made = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &zhao,
+        &[],
+        Some(
+            json!({ "name": "周秘", "sex": "M", "birth_date": "1949-12-31",
+                     "phone": "13566667777", "id_number": card }),
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["id"].as_i64().expect("id");
+    // Found by the card (blind index), shown masked in lists and in full where it was before.
+    let found = call(
+        port,
+        "GET",
+        &format!("/api/v1/patients?q={card}"),
+        &zhao,
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(found["items"][0]["id"].as_i64(), Some(id), "{found}");
+    assert_eq!(
+        found["items"][0]["id_number_masked"], "110105********002X",
+        "{found}"
+    );
+    let one = call(
+        port,
+        "GET",
+        &format!("/api/v1/patients/{id}"),
+        &zhao,
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(one["phone"], "13566667777", "{one}");
+    // The same card again is the same person (one master record).
+    let again = call(
+        port,
+        "POST",
+        "/api/v1/patients",
+        &zhao,
+        &[],
+        Some(json!({ "name": "周秘", "sex": "M", "birth_date": "1949-12-31", "id_number": card })),
+    );
+    assert_eq!(again.status, 201, "{}", again.body);
+    let linked = call(
+        port,
+        "GET",
+        &format!("/api/v1/patients/{id}/linked"),
+        &zhao,
+        &[],
+        None,
+    );
+    assert!(
+        linked.body.contains(&again.json()["id"].to_string()),
+        "{}",
+        linked.body
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    let bytes = database_bytes(&data);
+    for secret in [card, "13566667777", "13912345678", "330102195603140019"] {
+        assert!(!contains(&bytes, secret), "{secret} is stored in clear");
+    }
+    assert!(contains(&bytes, "sm4gcm:"));
+    // Without the key nothing opens: a database copied alone leaks no number.
+    let key = std::fs::read_to_string(data.join("keys/data.key")).expect("the data key");
+    assert_eq!(key.trim().len(), 44, "32 bytes in base64");
+}
+
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nfor r in c.execute(sys.argv[2]): print(*r)\nc.commit()",
+        )
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_audit_chain_moves_to_sm3_and_keeps_verifying() {
+    let dir = temp_dir();
+    let d = dir.path();
+    e2e::api::admin(d, &["institution", "add", "--name", "市第一人民医院"]);
+    let people = [
+        e2e::api::new_user(d, "a.doc", "doctor", "1", ""),
+        e2e::api::new_user(d, "b.doc", "doctor", "1", ""),
+    ];
+    // Written with SHA-256 first, as installations before SM3 were; then with SM3.
+    for (i, hash) in ["sha256", "sm3"].into_iter().enumerate() {
+        let ports = Ports::free();
+        let set = format!("security.audit_hash={hash}");
+        let mut daemon = e2e::api::start(d, &ports, &["--set", &set]);
+        activate(ports.http, &people[i]);
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    }
+    let db = d.join("data/appliance.db");
+    let algs = sqlite(
+        &db,
+        "SELECT alg, count(*) FROM audit_log GROUP BY alg ORDER BY alg",
+    );
+    assert!(algs.contains("sha256") && algs.contains("sm3"), "{algs}");
+    let verify = e2e::api::admin(d, &["audit", "verify"]);
+    assert!(verify.contains("the audit chain is intact"), "{verify}");
+    // An SM3 record edited behind the application's back is named (the trigger is dropped
+    // first, as someone with the file would).
+    let last: i64 = sqlite(&db, "SELECT max(seq) FROM audit_log WHERE alg = 'sm3'")
+        .trim()
+        .parse()
+        .expect("a sequence number");
+    sqlite(&db, "DROP TRIGGER audit_log_no_update");
+    sqlite(
+        &db,
+        &format!("UPDATE audit_log SET source = '6.6.6.6' WHERE seq = {last}"),
+    );
+    let out = Command::new(bin("appliance"))
+        .current_dir(d)
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("row {last}: its content does not match")),
+        "{text}"
+    );
+}
