@@ -8,15 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand_core::{OsRng, RngCore};
-use sm3::{Digest, Sm3};
 
-/// SM4 in GCM with a 96-bit nonce and a 128-bit tag.
-type Sm4Gcm = aes_gcm::AesGcm<sm4::Sm4, U12>;
+use firmware_runtime::gm::Sm4Gcm;
 
 /// The prefix of a sealed value.
 pub const SEALED: &str = "sm4gcm:";
@@ -89,27 +86,7 @@ pub fn open_with_passphrase(passphrase: &str, sealed: &[u8]) -> Result<Vec<u8>, 
         .map_err(|_| GmError::Passphrase)
 }
 
-/// SM3 of `data`.
-pub fn sm3(data: &[u8]) -> [u8; 32] {
-    Sm3::digest(data).into()
-}
-
-/// HMAC-SM3 (RFC 2104 with SM3's 64-byte block).
-pub fn hmac_sm3(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&sm3(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sm3::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(data);
-    let mut outer = Sm3::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
+pub use firmware_runtime::gm::{hmac_sm3, sm3};
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -143,7 +120,7 @@ impl Sealer {
 
     /// The key file under the data directory.
     pub fn key_path(data_dir: &Path) -> PathBuf {
-        data_dir.join("keys").join("data.key")
+        firmware_runtime::gm::data_key_path(data_dir)
     }
 
     /// Loads the data key, making it on first use.

@@ -3,35 +3,11 @@
 //! kept; `secret` keeps any such 32-byte key. The appliance signs the tokens imaging's viewer and the SFU's rooms check; in the
 //! whole stack, imaging is given the public half when `imaging.viewer_token_key` is empty.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
-use rand_core::{OsRng, RngCore};
 
-/// Why the key could not be read or made.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// Reading or writing the file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file does not hold a key.
-    #[error("{}: not a base64 key of 32 bytes", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-    },
-}
+pub use firmware_runtime::gm::KeyError;
 
 /// The key file under `data_dir`.
 pub fn path(data_dir: &Path) -> PathBuf {
@@ -45,44 +21,11 @@ pub fn signing_key(data_dir: &Path) -> Result<SigningKey, KeyError> {
 
 /// Reads a 32-byte secret kept in `file` as base64, making it (random, 0600, in a 0700
 /// folder) on first use; `what` names it in the log. The data-encryption key (`gm.rs`) is
-/// kept the same way.
+/// kept the same way (`firmware_runtime::gm::secret`).
 pub fn secret(file: &Path, what: &str) -> Result<[u8; 32], KeyError> {
-    let io = |source| KeyError::Io {
+    firmware_runtime::gm::secret(file, what, true)?.ok_or_else(|| KeyError::Invalid {
         path: file.to_owned(),
-        source,
-    };
-    match std::fs::read_to_string(file) {
-        Ok(text) => STANDARD
-            .decode(text.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| KeyError::Invalid {
-                path: file.to_owned(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = file.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io)?;
-            }
-            let mut seed = [0u8; 32];
-            OsRng.fill_bytes(&mut seed);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(file)
-                .map_err(io)?;
-            f.write_all(format!("{}\n", STANDARD.encode(seed)).as_bytes())
-                .map_err(io)?;
-            f.sync_all().map_err(io)?;
-            tracing::info!(path = %file.display(), "{what} created");
-            Ok(seed)
-        }
-        Err(e) => Err(io(e)),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -133,6 +133,10 @@ section! {
         /// Whether every participant of a shared view may draw and edit annotations (true), or
         /// only the one in control.
         viewer_open_annotations: bool = true,
+        /// Encrypt each DICOM file stored from now on with SM4-GCM under a key derived from
+        /// DATA_DIR/keys/data.key (made if missing). Files stored before stay as they are and
+        /// keep opening; backups copy the files encrypted.
+        encrypt_at_rest: bool = false,
     }
 }
 

@@ -62,6 +62,7 @@ fn import(args: &ConfigArgs, paths: &[PathBuf]) -> ExitCode {
     match runtime.block_on(imaging::store::import::import(
         &config.storage.data_dir,
         paths,
+        config.imaging.encrypt_at_rest,
     )) {
         Ok(summary) => {
             print!("{summary}");

@@ -133,7 +133,14 @@ pub async fn run_with(
 
 /// Opens the store and reports what its start-up check found.
 async fn open_store(config: &Config) -> Result<Store, ImagingError> {
-    let (store, report) = Store::open(&config.storage.data_dir).await?;
+    let data_dir = &config.storage.data_dir;
+    crate::store::sealing::register(
+        &data_dir.join("dicom"),
+        data_dir,
+        config.imaging.encrypt_at_rest,
+    )
+    .map_err(StoreError::from)?;
+    let (store, report) = Store::open(data_dir).await?;
     tracing::info!(
         instances = report.instances,
         temp_removed = report.temp_removed,

@@ -90,6 +90,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
     (
         "firmware-config/runtime",
         &[
+            // National cryptography shared by the daemons (gm.rs): SM4-GCM, SM3, key files.
+            "aes-gcm",
             "axum",
             "base64",
             "clap",
@@ -98,11 +100,14 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "libc",
             "metrics",
             "metrics-exporter-prometheus",
+            "rand_core",
             // TLS on every listener (ring, already built for WebRTC).
             "rustls",
             "rustls-pki-types",
             "serde",
             "serde_json",
+            "sm3",
+            "sm4",
             "thiserror",
             "tokio",
             "tokio-rustls",

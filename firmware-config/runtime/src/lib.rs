@@ -4,11 +4,13 @@
 //! metrics, binding a listener with an error that names the config field, and graceful shutdown
 //! on Ctrl-C or SIGTERM (stop accepting, finish in-flight requests, exit 0), and the signed
 //! token format the appliance issues and the other daemons check (`token`), TLS with reload
-//! (`tls`), the security headers (`headers`), and the C allocator's housekeeping (`memory`).
+//! (`tls`), the security headers (`headers`), the C allocator's housekeeping (`memory`), and
+//! the national cryptography primitives and key files (`gm`).
 //!
 //! Nothing here knows about DICOM, media or consultations.
 
 mod cli;
+pub mod gm;
 pub mod headers;
 pub mod memory;
 mod ops;

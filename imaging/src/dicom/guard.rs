@@ -12,9 +12,10 @@ use dicom_dictionary_std::StandardDataDictionary;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
-/// Opens a DICOM file after [`check`]ing it: the way every file is opened here.
+/// Opens a DICOM file after [`check`]ing it: the way every file is opened here (a stored
+/// file that was encrypted at rest is opened first, `store::sealing`).
 pub fn open_file(path: &std::path::Path) -> Result<dicom_object::DefaultDicomObject, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = crate::store::sealing::read(path).map_err(|e| e.to_string())?;
     parse(&bytes, false).map(|(obj, _)| obj)
 }
 

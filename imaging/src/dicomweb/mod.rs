@@ -500,7 +500,7 @@ async fn instances(
     let root = w.store.root().to_owned();
     let read = tokio::task::spawn_blocking(move || {
         rows.iter()
-            .map(|(f, _)| std::fs::read(root.join(f)))
+            .map(|(f, _)| crate::store::sealing::read(&root.join(f)))
             .collect::<std::io::Result<Vec<Vec<u8>>>>()
     })
     .await;
@@ -672,7 +672,7 @@ async fn bulk(
         return not_found("instance");
     }
     let value = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, String> {
-        let obj = dicom_object::open_file(&file.path).map_err(|e| e.to_string())?;
+        let obj = crate::dicom::guard::open_file(&file.path)?;
         let mut steps = path.split('/');
         let mut current: &dicom_object::InMemDicomObject = &obj;
         loop {

@@ -77,8 +77,15 @@ pub enum ImportError {
     },
 }
 
-/// Imports `paths` into the store under `data_dir`.
-pub async fn import(data_dir: &Path, paths: &[PathBuf]) -> Result<Summary, ImportError> {
+/// Imports `paths` into the store under `data_dir`, encrypting the files when `seal`
+/// (`imaging.encrypt_at_rest`).
+pub async fn import(
+    data_dir: &Path,
+    paths: &[PathBuf],
+    seal: bool,
+) -> Result<Summary, ImportError> {
+    crate::store::sealing::register(&data_dir.join("dicom"), data_dir, seal)
+        .map_err(StoreError::from)?;
     let (store, _) = Store::open(data_dir).await?;
     let mut sources = Vec::new();
     let mut summary = Summary::default();

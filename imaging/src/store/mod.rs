@@ -11,9 +11,11 @@
 //! whose file is missing. [`Store::open`] checks this and repairs what it finds (temp files
 //! removed, unindexed files indexed, rows whose file has gone removed and reported).
 
+mod files;
 pub mod import;
 mod migrations;
 pub mod query;
+pub mod sealing;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -37,6 +39,7 @@ pub const STATUS_DOES_NOT_MATCH: u16 = 0xA900;
 /// Out of resources: the disk or the index failed.
 pub const STATUS_OUT_OF_RESOURCES: u16 = 0xA700;
 
+use files::{create_private_dir, sync_parent, walk, write_temp};
 use migrations::MIGRATIONS;
 
 /// Why the store could not be opened.
@@ -70,6 +73,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The data key for encrypted files could not be read or made.
+    #[error(transparent)]
+    Key(#[from] firmware_runtime::gm::KeyError),
 }
 
 /// Why one instance was not kept. The store is unchanged.
@@ -174,6 +180,8 @@ impl Store {
     pub async fn open(data_dir: &Path) -> Result<(Self, CheckReport), StoreError> {
         let root = data_dir.join("dicom");
         create_private_dir(&root)?;
+        // Files sealed earlier open even when new ones are no longer sealed.
+        sealing::register_if_absent(&root, data_dir)?;
         let db_path = root.join("index.sqlite");
         let index_err = |source| StoreError::Index {
             path: db_path.clone(),
@@ -578,7 +586,7 @@ impl Store {
         }
         for rel in files.iter().filter(|f| !known.contains(f.as_path())) {
             let path = self.root.join(rel);
-            let bytes = match std::fs::read(&path) {
+            let bytes = match sealing::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
                     report.unreadable.push((path, e.to_string()));
@@ -814,85 +822,4 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
         transfer_syntax,
         metadata,
     })
-}
-
-/// Writes `bytes` beside where `root/rel` will be, as a hidden temp file, and fsyncs it.
-fn write_temp(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    let target = root.join(rel);
-    let dir = target.parent().unwrap_or(root);
-    std::fs::create_dir_all(dir)?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Fsyncs the folder of a file just renamed into it, so the name is durable.
-fn sync_parent(target: &Path) -> std::io::Result<()> {
-    match target.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
-}
-
-/// Every `.dcm` file under `root` (relative paths) and every leftover temp file.
-fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), StoreError> {
-    let mut files = Vec::new();
-    let mut temps = Vec::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        let io = |source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(io)?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if kind.is_dir() {
-                dirs.push(path);
-            } else if name.starts_with('.') && name.ends_with(".tmp") {
-                temps.push(path);
-            } else if name.ends_with(".dcm")
-                && let Ok(rel) = path.strip_prefix(root)
-            {
-                files.push(rel.to_owned());
-            }
-        }
-    }
-    Ok((files, temps))
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })
 }
