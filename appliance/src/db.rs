@@ -177,7 +177,7 @@ impl Database {
             .execute(&pool)
             .await
             .map_err(sqlx_err)?;
-        let sealer = crate::gm::Sealer::load(&config.storage.data_dir)?;
+        let sealer = crate::gm::Sealer::load(config)?;
         seal_plain_rows(&pool, &sealer).await.map_err(sqlx_err)?;
         Ok(Self { pool, path, sealer })
     }

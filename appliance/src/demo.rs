@@ -207,13 +207,9 @@ pub async fn build(
         let _ = write!(out, "\n影像 / imaging (synthetic): {summary}");
         (ct, chest)
     } else {
-        let summary = imaging::store::import::import(
-            &config.storage.data_dir,
-            series,
-            config.imaging.encrypt_at_rest,
-        )
-        .await
-        .map_err(|e| DemoError::Import(e.to_string()))?;
+        let summary = imaging::store::import::import(config, series)
+            .await
+            .map_err(|e| DemoError::Import(e.to_string()))?;
         let _ = write!(out, "\n影像 / imaging: {summary}");
         (summary.studies.into_iter().collect(), Vec::new())
     };
@@ -342,12 +338,10 @@ async fn synthetic_studies(
                     .map_err(|e| import(&e))?;
             }
         }
-        let data = &config.storage.data_dir;
-        let seal = config.imaging.encrypt_at_rest;
-        let ct = imaging::store::import::import(data, &[folder("ct")], seal)
+        let ct = imaging::store::import::import(config, &[folder("ct")])
             .await
             .map_err(|e| import(&e))?;
-        let chest = imaging::store::import::import(data, &[folder("chest")], seal)
+        let chest = imaging::store::import::import(config, &[folder("chest")])
             .await
             .map_err(|e| import(&e))?;
         if !(ct.rejected.is_empty() && chest.rejected.is_empty()) {

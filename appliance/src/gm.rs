@@ -123,9 +123,14 @@ impl Sealer {
         firmware_runtime::gm::data_key_path(data_dir)
     }
 
-    /// Loads the data key, making it on first use.
-    pub fn load(data_dir: &Path) -> Result<Self, GmError> {
-        let key = crate::keys::secret(&Self::key_path(data_dir), "data-encryption key")?;
+    /// Loads the data key (the operator's, `security.data_key_file`, or the data
+    /// directory's, made on first use).
+    pub fn load(config: &firmware_config::Config) -> Result<Self, GmError> {
+        let key = firmware_runtime::gm::data_key(config, true)?.ok_or_else(|| {
+            crate::keys::KeyError::Invalid {
+                path: Self::key_path(&config.storage.data_dir),
+            }
+        })?;
         Ok(Self::new(&key))
     }
 
@@ -291,8 +296,10 @@ mod tests {
         assert_eq!(a.index("id", "X1"), a.index("id", "X1"));
         assert_ne!(a.index("id", "X1"), b.index("id", "X1"));
         let dir = tempfile::tempdir().unwrap();
-        let k1 = Sealer::load(dir.path()).unwrap();
-        let k2 = Sealer::load(dir.path()).unwrap();
+        let mut config = firmware_config::Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        let k1 = Sealer::load(&config).unwrap();
+        let k2 = Sealer::load(&config).unwrap();
         assert_eq!(k2.open("c", &k1.seal("c", "v")).unwrap(), "v");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(Sealer::key_path(dir.path()))

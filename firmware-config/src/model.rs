@@ -201,6 +201,11 @@ section! {
         /// cryptography assessment) or "sha256". Records keep the one they were written with,
         /// so a chain that changes keeps verifying.
         audit_hash: AuditHash = AuditHash::Sm3,
+        /// The data key supplied by the operator (a file holding 32 random bytes in base64, on
+        /// a mounted secrets volume or written by a key-management tool); it must exist and is
+        /// never made here, nor copied into backups. Unset: DATA_DIR/keys/data.key, made on
+        /// first start. Sensitive columns and encrypted DICOM files derive their keys from it.
+        data_key_file: Option<PathBuf> = None,
     }
 }
 

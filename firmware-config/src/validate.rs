@@ -63,6 +63,16 @@ pub(crate) fn validate(c: &Config, origins: &BTreeMap<String, Origin>) -> Vec<Fi
     integration(c, &mut k);
     k.range("backup.every_hours", c.backup.every_hours, 1, 168);
     k.range("backup.keep", c.backup.keep, 1, 365);
+    if let Some(file) = &c.security.data_key_file
+        && let Err(e) = std::fs::metadata(file)
+    {
+        k.fail(
+            "security.data_key_file",
+            ErrorKind::MissingFile,
+            file.display(),
+            format!("cannot read the operator's data key: {e}"),
+        );
+    }
     if let Some(file) = &c.backup.key_passphrase_file {
         let first_line = std::fs::read_to_string(file)
             .map(|t| t.lines().next().unwrap_or_default().trim().chars().count());

@@ -59,11 +59,7 @@ fn import(args: &ConfigArgs, paths: &[PathBuf]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(imaging::store::import::import(
-        &config.storage.data_dir,
-        paths,
-        config.imaging.encrypt_at_rest,
-    )) {
+    match runtime.block_on(imaging::store::import::import(&config, paths)) {
         Ok(summary) => {
             print!("{summary}");
             if summary.rejected.is_empty() {

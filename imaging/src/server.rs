@@ -134,12 +134,7 @@ pub async fn run_with(
 /// Opens the store and reports what its start-up check found.
 async fn open_store(config: &Config) -> Result<Store, ImagingError> {
     let data_dir = &config.storage.data_dir;
-    crate::store::sealing::register(
-        &data_dir.join("dicom"),
-        data_dir,
-        config.imaging.encrypt_at_rest,
-    )
-    .map_err(StoreError::from)?;
+    crate::store::sealing::register(config).map_err(StoreError::from)?;
     let (store, report) = Store::open(data_dir).await?;
     tracing::info!(
         instances = report.instances,

@@ -327,3 +327,88 @@ fn dicom_files_are_encrypted_at_rest_when_asked_and_still_served() {
     let log = daemon.stderr();
     assert!(!log.contains("unreadable file"), "{log}");
 }
+
+#[test]
+fn an_operator_supplied_data_key_is_used_and_never_made() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let key_file = d.join("secrets/data.key");
+    let set = format!("security.data_key_file={}", key_file.display());
+    let run = |args: &[&str]| {
+        Command::new(bin("appliance"))
+            .current_dir(d)
+            .args(["--set", &set])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("appliance")
+    };
+    // Missing, it is refused by field, and nothing is made in its place.
+    let refused = run(&["demo-data"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(text.contains("security.data_key_file"), "{text}");
+    assert!(!key_file.exists());
+    // Supplied (as a key-management tool would write it), it seals the columns; the data
+    // directory gets no key of its own.
+    std::fs::create_dir_all(key_file.parent().expect("folder")).expect("folder");
+    std::fs::write(&key_file, "Ryd6jCcnmqA2s3/uIP7xvqVtcr0nBAvtX1v0pK5c4ig=\n").expect("key");
+    let demo = run(&["demo-data"]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let logins = String::from_utf8_lossy(&demo.stdout).into_owned();
+    assert!(!d.join("data/keys/data.key").exists());
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(d, &ports, &["--set", &set]);
+    let zhao = activate(ports.http, &login_of(&logins, "doctor.zhao"));
+    let found = call(
+        ports.http,
+        "GET",
+        "/api/v1/patients?q=330102195603140019",
+        &zhao,
+        &[],
+        None,
+    );
+    assert_eq!(
+        found.json()["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        found.body
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    // The columns are sealed under the operator's key: with another key they do not open.
+    std::fs::write(&key_file, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").expect("key");
+    let ports = Ports::free();
+    let mut daemon = e2e::api::start(d, &ports, &["--set", &set]);
+    let zhao = e2e::request(
+        ports.http,
+        "POST",
+        "/api/v1/auth/login",
+        &[("Content-Type", "application/json")],
+        json!({ "login": "doctor.zhao", "password": "Consult-2026" })
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("login");
+    let token = zhao.json()["token"].as_str().expect("token").to_owned();
+    let found = call(
+        ports.http,
+        "GET",
+        "/api/v1/patients?q=330102195603140019",
+        &token,
+        &[],
+        None,
+    );
+    assert_eq!(
+        found.json()["items"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        found.body
+    );
+    daemon.signal("TERM");
+    let _ = daemon.wait_exit(Duration::from_secs(30));
+}

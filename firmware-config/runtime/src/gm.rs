@@ -100,6 +100,32 @@ pub fn data_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("data.key")
 }
 
+/// The data key: the operator's file (`security.data_key_file`), which must exist, or
+/// `DATA_DIR/keys/data.key`, made when `create`. `Ok(None)`: neither is there.
+pub fn data_key(
+    config: &firmware_config::Config,
+    create: bool,
+) -> Result<Option<[u8; 32]>, KeyError> {
+    match &config.security.data_key_file {
+        Some(file) => match secret(file, "operator's data key", false)? {
+            Some(key) => Ok(Some(key)),
+            None => Err(KeyError::Io {
+                path: file.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "security.data_key_file: the operator's data key is not there (it is \
+                     never made here)",
+                ),
+            }),
+        },
+        None => secret(
+            &data_key_path(&config.storage.data_dir),
+            "data-encryption key",
+            create,
+        ),
+    }
+}
+
 /// Reads a 32-byte secret kept in `file` as base64, making it (random, 0600, in a 0700
 /// folder) on first use when `create`; `what` names it in the log. `Ok(None)`: there is none
 /// and `create` is false.

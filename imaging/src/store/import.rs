@@ -77,15 +77,14 @@ pub enum ImportError {
     },
 }
 
-/// Imports `paths` into the store under `data_dir`, encrypting the files when `seal`
-/// (`imaging.encrypt_at_rest`).
+/// Imports `paths` into the store of `config` (its data directory), encrypting the files
+/// when `imaging.encrypt_at_rest`.
 pub async fn import(
-    data_dir: &Path,
+    config: &firmware_config::Config,
     paths: &[PathBuf],
-    seal: bool,
 ) -> Result<Summary, ImportError> {
-    crate::store::sealing::register(&data_dir.join("dicom"), data_dir, seal)
-        .map_err(StoreError::from)?;
+    crate::store::sealing::register(config).map_err(StoreError::from)?;
+    let data_dir = config.storage.data_dir.as_path();
     let (store, _) = Store::open(data_dir).await?;
     let mut sources = Vec::new();
     let mut summary = Summary::default();

@@ -20,24 +20,27 @@ type Registered = Vec<(PathBuf, Arc<Sm4Gcm>, bool)>;
 
 static KEYS: LazyLock<RwLock<Registered>> = LazyLock::new(|| RwLock::new(Vec::new()));
 
-/// Registers the store at `root` (`data_dir/dicom`): with `seal_new`, the data key is made if
-/// there is none and new files are sealed; without, the key is loaded only if it exists, to
-/// open files sealed before.
-pub fn register(root: &Path, data_dir: &Path, seal_new: bool) -> Result<(), KeyError> {
-    let key = gm::secret(
-        &gm::data_key_path(data_dir),
-        "data-encryption key",
-        seal_new,
-    )?;
+/// Registers the store of `config` (`DATA_DIR/dicom`) with its data key
+/// (`firmware_runtime::gm::data_key`): with `imaging.encrypt_at_rest` the key is made if
+/// there is none and new files are sealed; without, it is loaded only if it exists, to open
+/// files sealed before.
+pub fn register(config: &firmware_config::Config) -> Result<(), KeyError> {
+    let seal_new = config.imaging.encrypt_at_rest;
+    let root = config.storage.data_dir.join("dicom");
+    let key = gm::data_key(config, seal_new)?;
+    add(&root, key, seal_new);
+    Ok(())
+}
+
+fn add(root: &Path, key: Option<[u8; 32]>, seal_new: bool) {
     let Ok(mut keys) = KEYS.write() else {
-        return Ok(());
+        return;
     };
     keys.retain(|(r, ..)| r != root);
     if let Some(key) = key {
         let cipher = gm::cipher(&key, b"imaging DICOM files (SM4-GCM)");
         keys.push((root.to_owned(), Arc::new(cipher), seal_new));
     }
-    Ok(())
 }
 
 /// Registers `root` to open sealed files, unless it is registered already (the daemon
@@ -49,7 +52,9 @@ pub fn register_if_absent(root: &Path, data_dir: &Path) -> Result<(), KeyError> 
     {
         return Ok(());
     }
-    register(root, data_dir, false)
+    let key = gm::secret(&gm::data_key_path(data_dir), "data-encryption key", false)?;
+    add(root, key, false);
+    Ok(())
 }
 
 /// The cipher of the registered root `path` lies under, and whether it seals new files.
@@ -102,8 +107,8 @@ mod tests {
     fn files_seal_where_asked_and_open_only_under_their_name() {
         let dir = tempfile::tempdir().unwrap();
         let (root, plain_root) = (dir.path().join("a/dicom"), dir.path().join("b/dicom"));
-        register(&root, &dir.path().join("a"), true).unwrap();
-        register(&plain_root, &dir.path().join("b"), false).unwrap();
+        add(&root, Some([1u8; 32]), true);
+        add(&plain_root, None, false);
         std::fs::create_dir_all(&root).unwrap();
         let file = root.join("1.2.3.dcm");
         let sealed = for_writing(&file, b"DICOM bytes").unwrap();
