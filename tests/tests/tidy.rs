@@ -146,6 +146,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "ed25519-dalek",
             "firmware-config",
             "firmware-runtime",
+            // The guard inflates deflated data sets to check their lengths.
+            "flate2",
             "jpeg-decoder",
             "jpeg2k",
             "memchr",

@@ -184,8 +184,13 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
     let (implicit, big_endian) = match ts.as_str() {
         "1.2.840.10008.1.2" => (true, false),
         "1.2.840.10008.1.2.2" => (false, true),
-        // Deflated data sets are compressed: their lengths are checked by nobody here.
-        "1.2.840.10008.1.2.1.99" => return Ok(Scan::default()),
+        // Deflated: the data set is inflated (bounded) and its lengths checked like any other
+        // (the `dicom_parse` fuzz target found a few-KB deflated file whose inflated data set
+        // made dicom-rs allocate 2.4 GB).
+        "1.2.840.10008.1.2.1.99" => {
+            let inflated = inflate(bytes.get(pos..).unwrap_or_default())?;
+            return walk(&inflated, 0, false, false);
+        }
         _ => (false, false),
     };
     let misdeclared = !implicit
@@ -196,6 +201,27 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
     let mut scan = walk(bytes, pos, implicit || misdeclared, big_endian)?;
     scan.implicit_data_set = misdeclared;
     Ok(scan)
+}
+
+/// The most a deflated data set may inflate to.
+pub const MAX_INFLATED: u64 = 512 << 20;
+
+/// Inflates a deflated data set (raw deflate, PS3.5 A.5), refusing one that does not inflate
+/// or inflates beyond [`MAX_INFLATED`].
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the deflated data set does not inflate: {e}"))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(format!(
+            "the deflated data set inflates beyond {} MiB",
+            MAX_INFLATED >> 20
+        ));
+    }
+    Ok(out)
 }
 
 /// VRs with a reserved field and a 4-byte length in explicit VR: all but the short ones. A VR
@@ -433,6 +459,38 @@ mod tests {
         assert_eq!(check(&sequence(0)), Ok(()));
         let e = check(&sequence(0x1051)).unwrap_err();
         assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
+    }
+
+    /// Regression (fuzz target `dicom_parse`): a deflated data set was not walked, and a 4.6 KB
+    /// file whose inflated data set claimed a long length made dicom-rs allocate 2.4 GB. The
+    /// data set is now inflated and walked like any other.
+    #[test]
+    fn deflated_data_sets_are_inflated_and_checked() {
+        use std::io::Write;
+        let deflate = |data: &[u8]| {
+            let mut e =
+                flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let ts = "1.2.840.10008.1.2.1.99";
+        let mut good = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0];
+        good.extend_from_slice(b"Li^Y");
+        assert_eq!(check(&part10(ts, &deflate(&good))), Ok(()));
+        let mut bad = good.clone();
+        bad.extend_from_slice(&[0xBC, 0xBC, 0xBC, 0xBC, b'O', b'B', 0, 0]);
+        bad.extend_from_slice(&0x7FFF_0000u32.to_le_bytes());
+        bad.extend_from_slice(b"tail");
+        let e = check(&part10(ts, &deflate(&bad))).unwrap_err();
+        assert!(e.contains("(BCBC,BCBC)"), "{e}");
+        let e = check(&part10(ts, b"\xff\xff not deflate at all")).unwrap_err();
+        assert!(e.contains("does not inflate"), "{e}");
+        // The real deflated file of the test data still passes and parses.
+        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/dicom/pydicom-3.0.2-wheel-test_files/image_dfl.dcm");
+        let bytes = std::fs::read(real).unwrap();
+        assert_eq!(check(&bytes), Ok(()));
+        assert!(parse(&bytes, false).is_ok());
     }
 
     /// Regression (fuzz target `dicom`): an element with a VR code nobody defines is read with
