@@ -306,6 +306,15 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
             // Delimitation items have no value (PS3.5 7.5); dicom-rs 0.10 reads a length
             // found there as the next element's and can allocate gigabytes for a few bytes
             // of input (found by the `dicom` fuzz target).
+            // Group FFFE holds items and delimiters only (PS3.5 7.5); dicom-rs 0.10 misreads
+            // any other tag there and went on to allocate 3 GB for a 2 KB file (found by the
+            // `dicom_parse` fuzz target).
+            if !matches!(tag.1, 0xE000 | 0xE00D | 0xE0DD) {
+                return Err(format!(
+                    "(FFFE,{:04X}) is not an item or delimitation tag",
+                    tag.1
+                ));
+            }
             if matches!(tag.1, 0xE00D | 0xE0DD) && len != 0 {
                 return Err(format!(
                     "delimitation item (FFFE,{:04X}) has length {len}; it must be 0",
@@ -459,6 +468,18 @@ mod tests {
         assert_eq!(check(&sequence(0)), Ok(()));
         let e = check(&sequence(0x1051)).unwrap_err();
         assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
+    }
+
+    /// Regression (fuzz target `dicom_parse`): a tag of group FFFE that is neither an item
+    /// nor a delimiter, (FFFE,DF0D) in a 2 KB structured report, made dicom-rs allocate 3 GB.
+    #[test]
+    fn group_fffe_holds_only_items_and_delimiters() {
+        let mut d = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0];
+        d.extend_from_slice(b"Li^Y");
+        d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xDF, 0xFF, 0xFD, 0, 0]);
+        d.extend_from_slice(b"tail");
+        let e = check(&part10("1.2.840.10008.1.2.1", &d)).unwrap_err();
+        assert!(e.contains("(FFFE,DF0D) is not an item"), "{e}");
     }
 
     /// Regression (fuzz target `dicom_parse`): a deflated data set was not walked, and a 4.6 KB
