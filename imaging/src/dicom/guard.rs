@@ -328,6 +328,14 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
                     }
                     pos += len as usize;
                 }
+                // An item belongs in a sequence (PS3.5 7.5); dicom-rs 0.10 reads one met in a
+                // data set as an element and went on to decode a 1 KB file into gigabytes of
+                // text (found by the `dicom_parse` fuzz target).
+                0xE000 if frame.kind == Kind::Item => {
+                    return Err(
+                        "an item (FFFE,E000) stands in a data set, outside any sequence".into(),
+                    );
+                }
                 0xE000 => {
                     if len != UNDEFINED && len as usize > remaining(pos) {
                         return Err(too_long(len, pos));
@@ -468,6 +476,18 @@ mod tests {
         assert_eq!(check(&sequence(0)), Ok(()));
         let e = check(&sequence(0x1051)).unwrap_err();
         assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
+    }
+
+    /// Regression (fuzz target `dicom_parse`): an item tag in the data set itself, outside a
+    /// sequence, in a 1.2 KB implicit VR file, made dicom-rs decode gigabytes of text.
+    #[test]
+    fn items_stand_only_in_sequences() {
+        let mut d = vec![0x10, 0x00, 0x10, 0x00, 4, 0, 0, 0];
+        d.extend_from_slice(b"Li^Y");
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0]);
+        d.extend_from_slice(b"tail");
+        let e = check(&part10("1.2.840.10008.1.2", &d)).unwrap_err();
+        assert!(e.contains("outside any sequence"), "{e}");
     }
 
     /// Regression (fuzz target `dicom_parse`): a tag of group FFFE that is neither an item
