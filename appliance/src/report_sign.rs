@@ -744,6 +744,37 @@ mod tests {
         assert!(read(&long[..100]).is_none());
     }
 
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// An SM2 signature made by an implementation nobody here wrote (OpenSSL 3.0:
+    /// `openssl dgst -sm3 -sign key.pem -sigopt distid:1234567812345678`) verifies here, and
+    /// not for another message; ours verify with openssl in the consultation journey's test.
+    #[test]
+    fn an_openssl_signature_verifies() {
+        let public = unhex(
+            "04804537f38e3c1c046ad487a48ad0cf7115b1ed95699c976b1117c0d38272d8bcd7c32654ac0dc04614\
+             a1bf0f9fd89e86b551a9891f5a9f09ec0e2caa8c050352",
+        );
+        let sig = unhex(
+            "304402205ca31897fdb67cfe65c13d2f782646a0e5a3934dda01d32ee03485d4f0b8dc0102204b77fa1d\
+             b7d9898ed79f34cd718e2773f02d987f656faa1454476fbf008b10f4",
+        );
+        let key = VerifyingKey::from_sec1_bytes(DIST_ID, &public).unwrap();
+        let parsed = signature_from_der(&sig).unwrap();
+        assert!(key.verify(b"message digest", &parsed).is_ok());
+        assert!(key.verify(b"message digesT", &parsed).is_err());
+        assert_eq!(
+            signature_der(&parsed),
+            sig,
+            "the DER round trip gives openssl's bytes"
+        );
+    }
+
     #[test]
     fn signs_verifies_and_refuses_changes() {
         let dir = tempfile::tempdir().unwrap();
