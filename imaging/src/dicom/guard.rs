@@ -154,13 +154,43 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
     } else {
         return Ok(Scan::default());
     };
-    // The file meta group: explicit VR little endian, group 0002.
+    // The file meta group: explicit VR little endian. With its group length first (as
+    // dicom-rs requires), it spans whole elements until that many bytes are read, whatever
+    // their tags, and the data set starts after them (read by group alone, a file whose meta
+    // group held another group's element had its data set walked from elsewhere than dicom-rs
+    // read it; found by the `dicom_parse` fuzz target). Without it, the 0002 elements.
     let mut pos = start;
     let mut ts = String::new();
+    let group_length = match bytes.get(pos..pos + 8) {
+        Some(h) if h[..4] == [0x02, 0x00, 0x00, 0x00] => {
+            let (len, header) = if long_vr(&h[4..6]) {
+                let l = bytes
+                    .get(pos + 8..pos + 12)
+                    .ok_or("file meta group truncated")?;
+                (u32::from_le_bytes([l[0], l[1], l[2], l[3]]), 12)
+            } else {
+                (u32::from(u16::from_le_bytes([h[6], h[7]])), 8)
+            };
+            if len != 4 {
+                return Err(format!(
+                    "the file meta group length (0002,0000) has {len} bytes; it must have 4"
+                ));
+            }
+            let v = bytes
+                .get(pos + header..pos + header + 4)
+                .ok_or("file meta group truncated")?;
+            pos += header + 4;
+            Some(u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize)
+        }
+        _ => None,
+    };
+    let meta_start = pos;
     while let Some(h) = bytes.get(pos..pos + 8) {
         let group = u16::from_le_bytes([h[0], h[1]]);
-        if group != 0x0002 {
-            break;
+        match group_length {
+            Some(gl) if pos - meta_start >= gl => break,
+            None if group != 0x0002 => break,
+            _ => {}
         }
         let elem = u16::from_le_bytes([h[2], h[3]]);
         let (len, header) = if long_vr(&h[4..6]) {
@@ -173,8 +203,10 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, String> {
         };
         let value = bytes
             .get(pos + header..pos + header + len as usize)
-            .ok_or_else(|| format!("file meta element (0002,{elem:04X}) runs past the end"))?;
-        if elem == 0x0010 {
+            .ok_or_else(|| {
+                format!("file meta element ({group:04X},{elem:04X}) runs past the end")
+            })?;
+        if group == 0x0002 && elem == 0x0010 {
             ts = String::from_utf8_lossy(value)
                 .trim_end_matches(['\0', ' '])
                 .to_owned();
@@ -476,6 +508,42 @@ mod tests {
         assert_eq!(check(&sequence(0)), Ok(()));
         let e = check(&sequence(0x1051)).unwrap_err();
         assert!(e.contains("(FFFE,E0DD) has length 4177"), "{e}");
+    }
+
+    /// Regression (fuzz target `dicom_parse`): a file meta group holding another group's
+    /// element, then the transfer syntax. Read by group alone, the walk took the data set to
+    /// start at that element, in the default syntax; dicom-rs reads the meta group by its length
+    /// and found a 4 GB OB length the walk never saw.
+    #[test]
+    fn the_meta_group_is_read_by_its_length() {
+        let element = |tag: [u8; 4], vr: &[u8; 2], value: &[u8]| {
+            let mut e = tag.to_vec();
+            e.extend_from_slice(vr);
+            e.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            e.extend_from_slice(value);
+            e
+        };
+        let mut meta = element([0x34, 0x00, 0x01, 0x00], b"LO", b"odd ");
+        meta.extend(element(
+            [0x02, 0x00, 0x10, 0x00],
+            b"UI",
+            b"1.2.840.10008.1.2.2\0",
+        ));
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend(element(
+            [0x02, 0x00, 0x00, 0x00],
+            b"UL",
+            &(meta.len() as u32).to_le_bytes(),
+        ));
+        file.extend_from_slice(&meta);
+        // Big endian: (0010,0010) PN "Li^Y", then an OB claiming 0xFF000000 bytes.
+        file.extend_from_slice(&[0x00, 0x10, 0x00, 0x10, b'P', b'N', 0, 4]);
+        file.extend_from_slice(b"Li^Y");
+        file.extend_from_slice(&[0x00, 0x11, 0x00, 0x10, b'O', b'B', 0, 0, 0xFF, 0, 0, 0]);
+        file.extend_from_slice(b"tail");
+        let e = check(&file).unwrap_err();
+        assert!(e.contains("claims 4278190080 bytes"), "{e}");
     }
 
     /// Regression (fuzz target `dicom_parse`): an item tag in the data set itself, outside a
