@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::KeyInit;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand_core::{OsRng, RngCore};
 
-use firmware_runtime::gm::Sm4Gcm;
+use firmware_runtime::gm::{self, Sm4Gcm};
 
 /// The prefix of a sealed value.
 pub const SEALED: &str = "sm4gcm:";
@@ -50,25 +50,14 @@ fn passphrase_key(passphrase: &str, salt: &[u8]) -> Result<Sm4Gcm, GmError> {
     Sm4Gcm::new_from_slice(&key).map_err(|_| GmError::Passphrase)
 }
 
-/// Seals `plain` under `passphrase`: the magic line, a random 16-byte salt and 12-byte
-/// nonce, then SM4-GCM (the magic and salt authenticated too).
+/// Seals `plain` under `passphrase`: the magic line, a random 16-byte salt, then
+/// [`firmware_runtime::gm::seal`] (nonce, ciphertext, tag; the magic and salt authenticated).
 pub fn seal_with_passphrase(passphrase: &str, plain: &[u8]) -> Result<Vec<u8>, GmError> {
     let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut salt);
-    OsRng.fill_bytes(&mut nonce);
     let mut out = PASSPHRASE_MAGIC.to_vec();
     out.extend_from_slice(&salt);
-    let sealed = passphrase_key(passphrase, &salt)?
-        .encrypt(
-            (&nonce).into(),
-            Payload {
-                msg: plain,
-                aad: &out,
-            },
-        )
-        .map_err(|_| GmError::Passphrase)?;
-    out.extend_from_slice(&nonce);
+    let sealed = gm::seal(&passphrase_key(passphrase, &salt)?, &out, plain);
     out.extend_from_slice(&sealed);
     Ok(out)
 }
@@ -76,14 +65,16 @@ pub fn seal_with_passphrase(passphrase: &str, plain: &[u8]) -> Result<Vec<u8>, G
 /// Opens what [`seal_with_passphrase`] sealed.
 pub fn open_with_passphrase(passphrase: &str, sealed: &[u8]) -> Result<Vec<u8>, GmError> {
     let head = PASSPHRASE_MAGIC.len() + 16;
-    if sealed.len() < head + 12 + 16 || !sealed.starts_with(PASSPHRASE_MAGIC) {
+    if sealed.len() < head || !sealed.starts_with(PASSPHRASE_MAGIC) {
         return Err(GmError::Passphrase);
     }
     let (aad, rest) = sealed.split_at(head);
-    let (nonce, body) = rest.split_at(12);
-    passphrase_key(passphrase, &aad[PASSPHRASE_MAGIC.len()..])?
-        .decrypt(nonce.into(), Payload { msg: body, aad })
-        .map_err(|_| GmError::Passphrase)
+    gm::open(
+        &passphrase_key(passphrase, &aad[PASSPHRASE_MAGIC.len()..])?,
+        aad,
+        rest,
+    )
+    .ok_or(GmError::Passphrase)
 }
 
 pub use firmware_runtime::gm::{hmac_sm3, sm3};
@@ -109,27 +100,22 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// From the 32-byte data key.
     pub fn new(data_key: &[u8; 32]) -> Self {
-        let enc = hmac_sm3(data_key, b"appliance column sealing (SM4-GCM)");
-        let index_key = hmac_sm3(data_key, b"appliance blind index (HMAC-SM3)");
-        let cipher = Sm4Gcm::new_from_slice(&enc[..16]).unwrap_or_else(|_| {
-            // 16 bytes is SM4's key length: this branch cannot be taken.
-            Sm4Gcm::new(&Default::default())
-        });
-        Self { cipher, index_key }
+        Self {
+            cipher: gm::cipher(data_key, b"appliance column sealing (SM4-GCM)"),
+            index_key: hmac_sm3(data_key, b"appliance blind index (HMAC-SM3)"),
+        }
     }
 
     /// The key file under the data directory.
     pub fn key_path(data_dir: &Path) -> PathBuf {
-        firmware_runtime::gm::data_key_path(data_dir)
+        gm::data_key_path(data_dir)
     }
 
     /// Loads the data key (the operator's, `security.data_key_file`, or the data
     /// directory's, made on first use).
     pub fn load(config: &firmware_config::Config) -> Result<Self, GmError> {
-        let key = firmware_runtime::gm::data_key(config, true)?.ok_or_else(|| {
-            crate::keys::KeyError::Invalid {
-                path: Self::key_path(&config.storage.data_dir),
-            }
+        let key = gm::data_key(config, true)?.ok_or_else(|| crate::keys::KeyError::Invalid {
+            path: Self::key_path(&config.storage.data_dir),
         })?;
         Ok(Self::new(&key))
     }
@@ -139,20 +125,7 @@ impl Sealer {
         if value.is_empty() {
             return String::new();
         }
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(
-                (&nonce).into(),
-                Payload {
-                    msg: value.as_bytes(),
-                    aad: column.as_bytes(),
-                },
-            )
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
+        let out = gm::seal(&self.cipher, column.as_bytes(), value.as_bytes());
         format!("{SEALED}{}", STANDARD.encode(out))
     }
 
@@ -164,20 +137,7 @@ impl Sealer {
         };
         let bad = || GmError::Open { column };
         let bytes = STANDARD.decode(b64).map_err(|_| bad())?;
-        if bytes.len() < 12 + 16 {
-            return Err(bad());
-        }
-        let (nonce, sealed) = bytes.split_at(12);
-        let plain = self
-            .cipher
-            .decrypt(
-                nonce.into(),
-                Payload {
-                    msg: sealed,
-                    aad: column.as_bytes(),
-                },
-            )
-            .map_err(|_| bad())?;
+        let plain = gm::open(&self.cipher, column.as_bytes(), &bytes).ok_or_else(bad)?;
         String::from_utf8(plain).map_err(|_| bad())
     }
 
@@ -225,6 +185,7 @@ mod tests {
 
     #[test]
     fn sm4_gcm_matches_rfc_8998() {
+        use aes_gcm::aead::{Aead, Payload};
         // RFC 8998 appendix A.1.
         let cipher = Sm4Gcm::new_from_slice(&unhex("0123456789abcdeffedcba9876543210")).unwrap();
         let nonce = unhex("00001234567800000000abcd");

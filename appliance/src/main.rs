@@ -283,17 +283,9 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
     let Some(runtime) = current_thread() else {
         return ExitCode::FAILURE;
     };
-    let passphrase = match b
-        .key_passphrase_file
-        .as_deref()
-        .map(appliance::backup::read_passphrase)
-        .transpose()
-    {
+    let passphrase = match passphrase(b.key_passphrase_file.as_deref(), "--key-passphrase-file") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("--key-passphrase-file: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(BackupCommand::Verify { dir }) = b.command {
         return match runtime.block_on(appliance::backup::verify(&dir, passphrase.as_deref())) {
@@ -338,18 +330,12 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
     };
     let passphrase = match passphrase {
         Some(p) => Some(p),
-        None => match config
-            .backup
-            .key_passphrase_file
-            .as_deref()
-            .map(appliance::backup::read_passphrase)
-            .transpose()
-        {
+        None => match self::passphrase(
+            config.backup.key_passphrase_file.as_deref(),
+            "backup.key_passphrase_file",
+        ) {
             Ok(p) => p,
-            Err(e) => {
-                eprintln!("backup.key_passphrase_file: {e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         },
     };
     match runtime.block_on(appliance::backup::snapshot(
@@ -375,6 +361,17 @@ fn backup(args: &ConfigArgs, b: BackupArgs) -> ExitCode {
     }
 }
 
+/// The key passphrase in `file`, if one is named; an unreadable or short one is reported
+/// under `field` (the flag or the configuration field that named it), exit code 2.
+fn passphrase(file: Option<&std::path::Path>, field: &str) -> Result<Option<String>, ExitCode> {
+    file.map(appliance::backup::read_passphrase)
+        .transpose()
+        .map_err(|e| {
+            eprintln!("{field}: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn restore(args: &ConfigArgs, dir: &std::path::Path, passphrase_file: Option<PathBuf>) -> ExitCode {
     // Not the effective configuration: that would open the run-time store inside the (empty)
     // target first.
@@ -388,17 +385,16 @@ fn restore(args: &ConfigArgs, dir: &std::path::Path, passphrase_file: Option<Pat
     let Some(runtime) = current_thread() else {
         return ExitCode::FAILURE;
     };
-    let passphrase = match passphrase_file
-        .or(config.backup.key_passphrase_file.clone())
-        .as_deref()
-        .map(appliance::backup::read_passphrase)
-        .transpose()
-    {
+    let (file, field) = match passphrase_file {
+        Some(f) => (Some(f), "--key-passphrase-file"),
+        None => (
+            config.backup.key_passphrase_file.clone(),
+            "backup.key_passphrase_file",
+        ),
+    };
+    let passphrase = match passphrase(file.as_deref(), field) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("--key-passphrase-file: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let target = config.storage.data_dir;
     match runtime.block_on(appliance::backup::restore(

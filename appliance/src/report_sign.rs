@@ -15,6 +15,8 @@ use sm2::dsa::signature::{Signer, Verifier};
 use sm2::dsa::{Signature, SigningKey, VerifyingKey};
 use sm2::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 
+use crate::gm::hex;
+
 /// The distinguishing ID every signature uses (GM/T 0009-2012's default; openssl's
 /// `-sigopt distid:1234567812345678`).
 pub const DIST_ID: &str = "1234567812345678";
@@ -327,7 +329,7 @@ pub fn check_bundle(zip: &[u8], ca_pem: Option<&str>) -> Result<Checked, VerifyE
         .map_err(|_| VerifyError::Bundle("statement.txt is not UTF-8".into()))?;
     let fields = Statement::fields(text)
         .ok_or_else(|| VerifyError::Bundle("statement.txt is not a report statement".into()))?;
-    if fields.get("content-sm3") != Some(&crate::gm::hex(&crate::gm::sm3(&files["content.json"]))) {
+    if fields.get("content-sm3") != Some(&hex(&crate::gm::sm3(&files["content.json"]))) {
         return Err(VerifyError::Content);
     }
     let pem = std::str::from_utf8(&files["signer.pem"])
@@ -492,10 +494,6 @@ fn issue(data_dir: &Path, site: &str, spki: &[u8]) -> Result<String, ReportSignE
 }
 
 const ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
-
-fn hex(bytes: &[u8]) -> String {
-    crate::gm::hex(bytes)
-}
 
 /// The DER certificates of a PEM text, in order.
 pub fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
