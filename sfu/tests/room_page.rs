@@ -203,6 +203,9 @@ async fn a_subscriber_on_a_poor_link_gets_a_lower_layer() {
     });
     let relay = e2e::webrtc::Relay::start().await;
     let r = Arc::clone(&relay);
+    // Counted from before the subscriber joins: the SFU asks the publisher for a keyframe when
+    // the subscriber arrives, and that keyframe may come before `connected` is read here.
+    let start = Instant::now();
     let (microphone, _) = e2e::webrtc::media_track(
         rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
         "audio/opus",
@@ -243,15 +246,15 @@ async fn a_subscriber_on_a_poor_link_gets_a_lower_layer() {
     };
     // On a free link: the top layer (Chromium's fake camera is 1280 wide; its top layer may
     // start smaller while its own estimate grows).
-    let start = Instant::now();
     let top = loop {
         let seen = widest(start);
         if let Some(w) = seen.iter().copied().max().filter(|w| *w >= 640) {
             break w;
         }
+        let video = packets.lock().unwrap_or_else(|e| e.into_inner()).len();
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no top-layer keyframe on a free link: {seen:?}"
+            start.elapsed() < Duration::from_secs(40),
+            "no top-layer keyframe on a free link: {seen:?} ({video} video packets)"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
