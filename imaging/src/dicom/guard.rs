@@ -287,6 +287,27 @@ fn long_vr(vr: &[u8]) -> bool {
     )
 }
 
+/// The VR dicom-rs gives an element in implicit VR: OW for pixel and overlay data, the
+/// dictionary's otherwise (US for US-or-SS, OW for OB-or-OW), UN for a tag it does not know.
+fn implicit_vr(tag: Tag) -> [u8; 2] {
+    if tag == Tag(0x7FE0, 0x0010) || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        return *b"OW";
+    }
+    StandardDataDictionary
+        .by_tag(tag)
+        .map_or(*b"UN", |e| e.vr().relaxed().to_bytes())
+}
+
+/// The size of one value of a binary VR (1 for text and bytes).
+fn value_width(vr: &[u8; 2]) -> u32 {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"OL" | b"FL" | b"OF" | b"AT" => 4,
+        b"FD" | b"OD" | b"UV" | b"SV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
 fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Result<Scan, String> {
     let mut scan = Scan::default();
     let root = Frame {
@@ -392,14 +413,7 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
             continue;
         }
         let (vr, len, header): ([u8; 2], u32, usize) = if frame.implicit {
-            let vr = match StandardDataDictionary
-                .by_tag(tag)
-                .map(|e| format!("{:?}", e.vr()))
-            {
-                Some(v) if v.contains("SQ") => *b"SQ",
-                _ => *b"UN",
-            };
-            (vr, u32_at(&h[4..8]), 8)
+            (implicit_vr(tag), u32_at(&h[4..8]), 8)
         } else if long_vr(&h[4..6]) {
             let Some(l) = bytes.get(pos + 8..pos + 12) else {
                 return Ok(scan);
@@ -413,9 +427,22 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
             scan.pixel_data_vr = Some(if frame.implicit { *b"OW" } else { vr });
         }
         if len == UNDEFINED {
+            let is_pixel_data = tag == Tag(0x7FE0, 0x0010);
             match &vr {
                 b"SQ" => stack.push(Frame {
                     kind: Kind::Sequence,
+                    end: None,
+                    ..frame
+                }),
+                // Pixel Data of undefined length is encapsulated, whatever the VR encoding
+                // (dicom-rs looks at the tag alone, at any depth).
+                b"OB" | b"OW" if is_pixel_data => stack.push(Frame {
+                    kind: Kind::Fragments,
+                    end: None,
+                    ..frame
+                }),
+                _ if frame.implicit && is_pixel_data => stack.push(Frame {
+                    kind: Kind::Fragments,
                     end: None,
                     ..frame
                 }),
@@ -429,19 +456,9 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
                         tag.0, tag.1
                     ));
                 }
-                // Pixel Data of undefined length is encapsulated, whatever the VR encoding.
-                _ if frame.implicit && tag == Tag(0x7FE0, 0x0010) => stack.push(Frame {
-                    kind: Kind::Fragments,
-                    end: None,
-                    ..frame
-                }),
-                b"UN" => stack.push(Frame {
+                // dicom-rs reads any other element of undefined length as a sequence.
+                _ if frame.implicit => stack.push(Frame {
                     kind: Kind::Sequence,
-                    end: None,
-                    ..frame
-                }),
-                b"OB" | b"OW" => stack.push(Frame {
-                    kind: Kind::Fragments,
                     end: None,
                     ..frame
                 }),
@@ -457,6 +474,19 @@ fn walk(bytes: &[u8], mut pos: usize, implicit: bool, big_endian: bool) -> Resul
         }
         if len as usize > remaining(pos) {
             return Err(too_long(len, pos));
+        }
+        // dicom-rs 0.10 reads whole numbers of a binary VR's values and steps past the rest
+        // without reading it, so after a UL of 21,329 bytes it read on one byte short of where
+        // the value ends, found an OB of 3.7 GB there and reserved it (found by the
+        // `dicom_parse` fuzz target). PS3.5 6.2 makes these lengths whole multiples.
+        let width = value_width(&vr);
+        if len % width != 0 {
+            return Err(format!(
+                "element ({:04X},{:04X}) of VR {} has {len} bytes, not a multiple of {width}",
+                tag.0,
+                tag.1,
+                String::from_utf8_lossy(&vr)
+            ));
         }
         if &vr == b"SQ" {
             stack.push(Frame {
@@ -621,6 +651,67 @@ mod tests {
         ok.extend_from_slice(&4u32.to_le_bytes());
         ok.extend_from_slice(b"tail");
         assert_eq!(check(&part10("1.2.840.10008.1.2.1", &ok)), Ok(()));
+    }
+
+    /// Regression (fuzz target `dicom_parse`): dicom-rs reads whole values of a binary VR and
+    /// steps past the odd bytes unread, so the data set after such an element is read from
+    /// elsewhere than it was written (a big endian UL of 21,329 bytes hid a 3.7 GB OB).
+    #[test]
+    fn binary_values_come_in_whole_numbers() {
+        let rows = |len: u16| {
+            let mut d = vec![0x28, 0x00, 0x10, 0x00, b'U', b'S'];
+            d.extend_from_slice(&len.to_le_bytes());
+            d.extend(std::iter::repeat_n(1u8, usize::from(len)));
+            d.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0]);
+            d.extend_from_slice(b"Li^Y");
+            d
+        };
+        assert_eq!(check(&part10("1.2.840.10008.1.2.1", &rows(4))), Ok(()));
+        let e = check(&part10("1.2.840.10008.1.2.1", &rows(3))).unwrap_err();
+        assert!(
+            e.contains("(0028,0010) of VR US has 3 bytes, not a multiple of 2"),
+            "{e}"
+        );
+        // In implicit VR the VR is the dictionary's, as dicom-rs reads it.
+        let implicit = |len: u32| {
+            let mut d = vec![0x28, 0x00, 0x00, 0x01];
+            d.extend_from_slice(&len.to_le_bytes());
+            d.extend(std::iter::repeat_n(0u8, len as usize));
+            d
+        };
+        assert_eq!(check(&part10("1.2.840.10008.1.2", &implicit(2))), Ok(()));
+        let e = check(&part10("1.2.840.10008.1.2", &implicit(5))).unwrap_err();
+        assert!(e.contains("(0028,0100) of VR US has 5 bytes"), "{e}");
+        // An OB of undefined length that is not Pixel Data: dicom-rs reads it as a sequence,
+        // not as fragments.
+        let mut d = vec![0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0];
+        d.extend_from_slice(&UNDEFINED.to_le_bytes());
+        d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let e = check(&part10("1.2.840.10008.1.2.1", &d)).unwrap_err();
+        assert!(e.contains("(0009,1010) has an undefined length"), "{e}");
+    }
+
+    /// dicom-rs decodes text through `encoding` 0.2 and restarts the decoder after each byte
+    /// the character set leaves unmapped (writing it as `\ooo`). A fuzz find once made that
+    /// look like a capacity doubling per such byte; it was the misread structure (an item
+    /// outside a sequence, refused above). In a sound file the cost stays linear: 60 KB of
+    /// unmapped bytes under ISO_IR 127 decode to four characters each.
+    #[test]
+    fn text_of_unmapped_bytes_decodes_in_linear_space() {
+        let mut d = vec![0x08, 0x00, 0x05, 0x00, b'C', b'S', 10, 0];
+        d.extend_from_slice(b"ISO_IR 127");
+        let n = 60_000u16;
+        d.extend_from_slice(&[0x40, 0x00, 0x00, 0x04, b'L', b'T']);
+        d.extend_from_slice(&n.to_le_bytes());
+        d.extend(std::iter::repeat_n(0xA1u8, usize::from(n)));
+        let (obj, _) = parse(&part10("1.2.840.10008.1.2.1", &d), false).expect("parses");
+        let text = obj
+            .element(Tag(0x0040, 0x0400))
+            .expect("the LT")
+            .to_str()
+            .expect("text");
+        assert_eq!(text.len(), 4 * usize::from(n));
+        assert!(text.starts_with("\\241\\241"), "{}", &text[..16]);
     }
 
     #[test]
