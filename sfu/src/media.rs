@@ -600,11 +600,11 @@ pub(crate) async fn offer(
     // An offer with another DTLS fingerprint comes from a new connection (the client started
     // over after a drop): the old one goes, its tracks end, and the new one takes its place.
     let offered = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| refused("sdp", e))?;
-    let Some(new_fingerprint) = fingerprint(sdp) else {
+    let Some(new_fingerprint) = sfu_core::message::fingerprint(sdp) else {
         return Err(refused("sdp", "no a=fingerprint: DTLS-SRTP is required"));
     };
     if let Some(current) = peer.pc.remote_description().await
-        && fingerprint(&current.sdp).is_some_and(|f| f != new_fingerprint)
+        && sfu_core::message::fingerprint(&current.sdp).is_some_and(|f| f != new_fingerprint)
     {
         tracing::info!(
             room,
@@ -651,13 +651,6 @@ pub(crate) async fn offer(
     peer.send(json!({ "type": "answer", "sdp": answer.sdp }));
     subscribe_all(rooms, room, id, &peer).await;
     Ok(())
-}
-
-/// The DTLS fingerprint an SDP names (which identifies the connection that made it).
-pub(crate) fn fingerprint(sdp: &str) -> Option<&str> {
-    sdp.lines()
-        .find_map(|l| l.trim().strip_prefix("a=fingerprint:"))
-        .map(str::trim)
 }
 
 /// A client's answer to the server's offer.

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sfu_core::message::{Incoming, Refusal};
 use sfu_core::{Notice, Output, ParticipantId, Room, RoomError};
 use tokio::sync::mpsc;
 
@@ -709,45 +710,30 @@ async fn session(rooms: Arc<Rooms>, claims: RoomClaims, mut socket: WebSocket) {
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                        let _ = socket.send(Message::Text(json!({ "type": "error", "code": "malformed",
-                            "message": "not JSON" }).to_string().into())).await;
-                        continue;
-                    };
-                    match v["type"].as_str() {
-                        Some("leave") => {
+                    let refusal = match sfu_core::message::parse(&text) {
+                        Ok(Incoming::Leave) => {
                             left = true;
                             break;
                         }
-                        Some("mute") => match (v["kind"].as_str(), v["muted"].as_bool()) {
-                            (Some(kind @ ("audio" | "video")), Some(muted)) => {
-                                rooms.mute(&claims.room, id, kind, muted);
-                            }
-                            _ => {
-                                let _ = socket.send(Message::Text(json!({ "type": "error",
-                                    "code": "invalid", "field": "kind",
-                                    "message": "mute needs kind (audio or video) and muted (true or false)" })
-                                    .to_string().into())).await;
-                            }
-                        },
-                        Some(kind @ ("offer" | "answer" | "candidate")) => {
-                            let done = media_message(&rooms, &claims.room, id, kind, &v, &media_tx).await;
-                            if let Err(e) = done {
-                                let field = match &e {
+                        Ok(Incoming::Mute { kind, muted }) => {
+                            rooms.mute(&claims.room, id, kind, muted);
+                            None
+                        }
+                        Ok(m) => media_message(&rooms, &claims.room, id, m, &media_tx)
+                            .await
+                            .err()
+                            .map(|e| Refusal {
+                                code: "media",
+                                field: Some(match &e {
                                     MediaError::Refused { field, .. } => *field,
                                     _ => "type",
-                                };
-                                let _ = socket.send(Message::Text(json!({ "type": "error",
-                                    "code": "media", "field": field, "message": e.to_string() })
-                                    .to_string().into())).await;
-                            }
-                        }
-                        other => {
-                            let _ = socket.send(Message::Text(json!({ "type": "error",
-                                "code": "unknown", "field": "type",
-                                "message": format!("unknown message type {other:?}") })
-                                .to_string().into())).await;
-                        }
+                                }),
+                                message: e.to_string(),
+                            }),
+                        Err(r) => Some(r),
+                    };
+                    if let Some(r) = refusal {
+                        let _ = socket.send(Message::Text(r.to_json().to_string().into())).await;
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -763,25 +749,15 @@ async fn media_message(
     rooms: &Arc<Rooms>,
     room: &str,
     id: ParticipantId,
-    kind: &str,
-    v: &Value,
+    m: Incoming,
     tx: &mpsc::UnboundedSender<Value>,
 ) -> Result<(), MediaError> {
-    let text = |field: &'static str| {
-        v[field]
-            .as_str()
-            .filter(|s| !s.is_empty() && s.len() <= 64 << 10)
-            .ok_or(MediaError::Refused {
-                field,
-                reason: "a non-empty string up to 64 KiB".into(),
-            })
-    };
     if let Some(t) = rooms.transport() {
         let room = room.to_owned();
         use crate::transport::Command;
-        return match kind {
-            "offer" => {
-                let (sdp, tx) = (text("sdp")?.to_owned(), tx.clone());
+        return match m {
+            Incoming::Offer { sdp } => {
+                let tx = tx.clone();
                 t.ask(|reply| Command::Offer {
                     room,
                     id,
@@ -791,8 +767,7 @@ async fn media_message(
                 })
                 .await
             }
-            "answer" => {
-                let sdp = text("sdp")?.to_owned();
+            Incoming::Answer { sdp } => {
                 t.ask(|reply| Command::Answer {
                     room,
                     id,
@@ -801,8 +776,7 @@ async fn media_message(
                 })
                 .await
             }
-            _ => {
-                let candidate = text("candidate")?.to_owned();
+            Incoming::Candidate { candidate, .. } => {
                 t.ask(|reply| Command::Candidate {
                     room,
                     id,
@@ -811,22 +785,26 @@ async fn media_message(
                 })
                 .await
             }
+            Incoming::Leave | Incoming::Mute { .. } => Ok(()),
         };
     }
-    match kind {
-        "offer" => crate::media::offer(rooms, room, id, text("sdp")?, tx).await,
-        "answer" => crate::media::answer(rooms, room, id, text("sdp")?).await,
-        _ => {
+    match m {
+        Incoming::Offer { sdp } => crate::media::offer(rooms, room, id, &sdp, tx).await,
+        Incoming::Answer { sdp } => crate::media::answer(rooms, room, id, &sdp).await,
+        Incoming::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        } => {
             let candidate = webrtc::peer_connection::RTCIceCandidateInit {
-                candidate: text("candidate")?.to_owned(),
-                sdp_mid: v["sdpMid"].as_str().map(str::to_owned),
-                sdp_mline_index: v["sdpMLineIndex"]
-                    .as_u64()
-                    .and_then(|i| u16::try_from(i).ok()),
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
                 ..Default::default()
             };
             crate::media::candidate(rooms, room, id, candidate).await
         }
+        Incoming::Leave | Incoming::Mute { .. } => Ok(()),
     }
 }
 

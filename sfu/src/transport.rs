@@ -747,7 +747,7 @@ impl Driver {
         tx: mpsc::UnboundedSender<Value>,
     ) -> Result<(), MediaError> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| refused("sdp", e))?;
-        let Some(fingerprint) = crate::media::fingerprint(sdp).map(str::to_owned) else {
+        let Some(fingerprint) = sfu_core::message::fingerprint(sdp).map(str::to_owned) else {
             return Err(refused("sdp", "no a=fingerprint: DTLS-SRTP is required"));
         };
         if let Some(key) = self.key_of(room, id)

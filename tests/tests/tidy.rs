@@ -191,8 +191,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "webrtc",
         ],
     ),
-    // The pure forwarding core.
-    ("sfu/core", &["thiserror"]),
+    // The pure forwarding core, and the signalling messages parsed without IO (serde_json).
+    ("sfu/core", &["serde_json", "thiserror"]),
     (
         "appliance",
         &[

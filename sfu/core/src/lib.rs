@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+pub mod message;
 mod speaker;
 
 pub use speaker::ActiveSpeaker;
