@@ -22,7 +22,9 @@ const T = {
         slabs: { "": "无层块", "mip:10": "MIP 10 mm", "mip:20": "MIP 20 mm", "minip:10": "MinIP 10 mm",
           "average:5": "平均 5 mm", "average:10": "平均 10 mm" },
         asks: "{c} 申请控制",
-        fps: "{f} 帧/秒", control: "控制者", you: "（本人）" },
+        fps: "{f} 帧/秒", control: "控制者", you: "（本人）",
+        frame: "第 {f}/{n} 帧", cannot: "无法显示",
+        calibration: { detector: "探测器处测量", none: "未校准（像素）" } },
   en: { wl: "W {w} / L {c}", slice: "Slice {s}", zoom: "Zoom {z}", auto: "series window",
         presets: { "": "Presets", brain: "Brain", subdural: "Subdural", stroke: "Stroke",
           lung: "Lung", mediastinum: "Mediastinum", abdomen: "Abdomen", liver: "Liver", bone: "Bone" },
@@ -38,7 +40,9 @@ const T = {
         slabs: { "": "No slab", "mip:10": "MIP 10 mm", "mip:20": "MIP 20 mm", "minip:10": "MinIP 10 mm",
           "average:5": "Average 5 mm", "average:10": "Average 10 mm" },
         asks: "{c} asks for control",
-        fps: "{f} fps", control: "In control", you: " (you)" },
+        fps: "{f} fps", control: "In control", you: " (you)",
+        frame: "Frame {f} of {n}", cannot: "Cannot show",
+        calibration: { detector: "measured at the detector", none: "uncalibrated (pixels)" } },
 };
 const KEYS = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", b: "rectangle",
   e: "ellipse", t: "arrow", v: "probe", c: "locate", d: "erase", o: "tilt" };
@@ -48,7 +52,9 @@ const ctx = canvas.getContext("2d");
 const att = document.getElementById("att");
 let ws, state = null, me = null, controller = null, requestedBy = null, info = "", modality = "", study = q.get("study") || "";
 let tool = "wl";
-const images = [], geometry = [];
+// Per viewport: the latest frame, its geometry, and why it could not be shown (kept on screen
+// until a frame comes).
+const images = [], geometry = [], errors = [];
 
 // --- vectors -----------------------------------------------------------------------------
 const add = (a, b) => [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
@@ -131,7 +137,7 @@ function devicePoint(e) {
 // --- drawing -----------------------------------------------------------------------------
 function valueText(a) {
   const t = T[lang];
-  if (a.kind === "length" && a.value != null) return a.value.toFixed(1) + " mm";
+  if (a.kind === "length" && a.value != null) return a.value.toFixed(1) + lengthUnit();
   if (a.kind === "angle" && a.value != null) return a.value.toFixed(1) + "°";
   if (a.kind === "probe" && a.value != null) return Math.round(a.value) + (modality === "CT" ? " HU" : "");
   if (a.stats) {
@@ -185,13 +191,14 @@ function drawScaleBar(i, c) {
   const g = geometry[i];
   if (!g) return;
   const perDevice = g.pixel_mm * g.width / c[2];
-  const mm = [1, 2, 5, 10, 20, 50, 100, 200].filter(m => m / perDevice <= c[2] / 4).pop();
+  const mm = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].filter(m => m / perDevice <= c[2] / 4).pop();
   if (!mm) return;
   const len = mm / perDevice, x = c[0] + c[2] - len - 12, y = c[1] + c[3] - 30;
   ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#ddd"; ctx.lineWidth = 2;
   ctx.beginPath(); ctx.moveTo(x, y - 4); ctx.lineTo(x, y); ctx.lineTo(x + len, y); ctx.lineTo(x + len, y - 4); ctx.stroke();
   ctx.font = `${Math.round(11 * (window.devicePixelRatio || 1))}px sans-serif`;
-  ctx.fillText(mm + " mm", x, y - 6);
+  // Without a pixel spacing the bar counts pixels.
+  ctx.fillText(mm + (g.stack && g.stack.calibration === "none" ? " px" : " mm"), x, y - 6);
   canvas.dataset.scalebar = mm;
 }
 
@@ -211,6 +218,7 @@ function draw() {
       ctx.lineTo(c[0] + l.line[2] * c[2] / g.width, c[1] + l.line[3] * c[3] / g.height);
       ctx.stroke();
     }
+    if (errors[i]) drawError(c, errors[i]);
     drawAnnotations(i);
     drawScaleBar(i, c);
     if (drag && drag.preview && drag.i === i) {
@@ -223,12 +231,38 @@ function draw() {
   });
 }
 
+// Why a viewport shows nothing: written across it, wrapped, until a frame comes.
+function drawError(c, text) {
+  const size = Math.max(12, Math.round(14 * devicePixelRatio));
+  ctx.fillStyle = "#e8b04a"; ctx.font = `${size}px sans-serif`; ctx.textBaseline = "top";
+  const lines = [T[lang].cannot + ":"], words = text.split(/(?<=[\s/\\])/);
+  let line = "";
+  for (const w of words) {
+    if (ctx.measureText(line + w).width > c[2] - 2 * size && line) { lines.push(line); line = ""; }
+    line += w;
+  }
+  lines.push(line);
+  // Below the corner overlay.
+  lines.forEach((l, k) => ctx.fillText(l, c[0] + size, c[1] + 3 * size + k * size * 1.4));
+}
+
+// The unit of lengths on the viewport in focus: pixels where the image has no spacing.
+function lengthUnit() {
+  const g = geometry[focus];
+  return g && g.stack && g.stack.calibration === "none" ? " px" : " mm";
+}
+
 function overlay() {
   const t = T[lang];
   const v = state && state.viewports[focus];
   const wl = v && v.window ? fmt(t.wl, { w: Math.round(v.window[1]), c: Math.round(v.window[0]) }) : t.auto;
   document.getElementById("wl").textContent = wl;
-  document.getElementById("slice").textContent = v ? fmt(t.slice, { s: v.slice }) + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
+  const g = geometry[focus], st = g && g.stack;
+  const where = st ? fmt(t.frame, { f: st.frame + 1, n: st.frames }) +
+    (t.calibration[st.calibration] ? " · " + t.calibration[st.calibration] : "") : v ? fmt(t.slice, { s: v.slice }) : "";
+  document.getElementById("slice").textContent = v ? where + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
+  // A stack is shown in the plane it was acquired in: no other plane to choose.
+  document.getElementById("plane").disabled = !!st;
   document.getElementById("tl").textContent = info;
   document.getElementById("tr").textContent = (controller === null ? "" :
     t.control + " " + controller + (controller === me ? t.you : "")) +
@@ -265,8 +299,11 @@ function onMessage(ev) {
       if (focus >= state.viewports.length) focus = 0;
       document.querySelector("[data-op=sync]").classList.toggle("on", !!state.sync);
       overlay(); draw(); }
-    else if (m.type === "geometry") geometry[m.viewport] = m;
+    else if (m.type === "geometry") { geometry[m.viewport] = m; errors[m.viewport] = null;
+      canvas.dataset.error = errors.filter(Boolean).join("\n"); overlay(); }
     else if (m.type === "control") { controller = m.controller; requestedBy = m.requested_by ?? null; overlay(); }
+    else if (m.type === "error" && m.viewport != null) { errors[m.viewport] = m.message; images[m.viewport] = null;
+      canvas.dataset.error = errors.filter(Boolean).join("\n"); draw(); }
     else if (m.type === "error") toast(m.message);
     return;
   }

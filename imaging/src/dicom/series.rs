@@ -38,6 +38,9 @@ pub enum SeriesError {
     /// The slices do not form one volume (they stay viewable as a stack).
     #[error("not a volume: {0}")]
     NotAVolume(String),
+    /// The images cannot be shown (the reason names the file).
+    #[error("{0}")]
+    NotShown(String),
 }
 
 /// One slice: where it is and its stored values.
@@ -75,6 +78,44 @@ pub struct BuiltVolume {
     /// When the slices were unevenly spaced: their spacings (mm along the step) before
     /// resampling to the regular spacing of the volume.
     pub resampled_from: Option<Vec<f64>>,
+    /// Not a volume but a stack of 2D frames (`dicom::stack`): shown frame by frame in the
+    /// plane they were acquired in.
+    pub stack: Option<StackInfo>,
+}
+
+/// Where a stack's pixel spacing comes from, which decides what a measurement means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calibration {
+    /// Pixel Spacing (0028,0030): millimetres in the patient.
+    Patient,
+    /// Imager Pixel Spacing (0018,1164) only: millimetres at the detector (a projection
+    /// image's magnification is not taken out).
+    Detector,
+    /// Neither, or frames with different spacings: distances are in pixels.
+    Uncalibrated,
+}
+
+impl Calibration {
+    /// The name clients are sent (`patient`, `detector`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Detector => "detector",
+            Self::Uncalibrated => "none",
+        }
+    }
+}
+
+/// What a stack is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackInfo {
+    /// Frames, in the order shown.
+    pub frames: usize,
+    /// What the pixel spacing means.
+    pub calibration: Calibration,
+    /// The acquired time between frames (Frame Time, or the mean of the Frame Time Vector),
+    /// when the images are a cine loop: the server plays it at this rate.
+    pub frame_ms: Option<f64>,
 }
 
 impl From<DecodeError> for SeriesError {
@@ -476,6 +517,7 @@ pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> 
                 monochrome1: first.monochrome1,
                 tilt_degrees,
                 resampled_from: None,
+                stack: None,
             });
         }
     }
@@ -568,5 +610,6 @@ pub fn build_volume(mut slices: Vec<Slice>) -> Result<BuiltVolume, SeriesError> 
         monochrome1: first.monochrome1,
         tilt_degrees,
         resampled_from,
+        stack: None,
     })
 }

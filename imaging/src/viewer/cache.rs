@@ -238,6 +238,7 @@ mod tests {
             monochrome1: false,
             tilt_degrees: 0.0,
             resampled_from: None,
+            stack: None,
         }
     }
 

@@ -31,7 +31,8 @@ use render::{GreyPipeline, Orientation, Plane, Renderer, V3, Viewport, Voi, Wind
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::dicom::series::{BuiltVolume, build_volume, read_slice};
+use crate::dicom::series::{BuiltVolume, SeriesError, build_volume, read_slice};
+use crate::dicom::stack::build_stack;
 use crate::store::Store;
 use cache::VolumeCache;
 use token::{Claims, verify};
@@ -367,11 +368,24 @@ impl Viewer {
             cache
                 .get_or_build(&series, || {
                     use rayon::prelude::*;
-                    let slices = files
+                    let paths: Vec<std::path::PathBuf> =
+                        files.iter().map(|f| root.join(f)).collect();
+                    let volume = paths
                         .par_iter()
-                        .map(|f| read_slice(&root.join(f)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    build_volume(slices)
+                        .map(|p| read_slice(p))
+                        .collect::<Result<Vec<_>, _>>()
+                        .and_then(build_volume);
+                    match volume {
+                        Err(why @ SeriesError::Decode { .. }) => Err(why),
+                        // 2D films, cine loops, captures: frame by frame.
+                        Err(why) => {
+                            tracing::info!(series, %why, "not a volume: shown as a stack");
+                            build_stack(&paths).inspect_err(|e| {
+                                tracing::warn!(series, error = %e, "series cannot be shown");
+                            })
+                        }
+                        ok => ok,
+                    }
                 })
                 .map_err(|e| e.to_string())
         })
@@ -482,7 +496,6 @@ async fn cine(viewer: Arc<Viewer>, name: String, shared: std::sync::Weak<Shared>
             if now < due {
                 continue;
             }
-            next.insert(i, due + Duration::from_secs_f64(1.0 / fps.max(0.1)));
             let Some(vs) = state.viewports.get(i) else {
                 continue;
             };
@@ -492,12 +505,24 @@ async fn cine(viewer: Arc<Viewer>, name: String, shared: std::sync::Weak<Shared>
             let Ok(volume) = viewer.volume(series).await else {
                 continue;
             };
-            let half = slices_along(&volume, vs.plane) / 2;
+            // A cine loop plays at its acquired rate; anything else at the rate asked for.
+            let period = match volume.stack.as_ref().and_then(|s| s.frame_ms) {
+                Some(ms) => Duration::from_secs_f64(ms / 1000.0),
+                None => Duration::from_secs_f64(1.0 / fps.max(0.1)),
+            };
+            next.insert(i, due + period);
+            let range = match &volume.stack {
+                Some(s) => (0, s.frames as i32 - 1),
+                None => {
+                    let half = slices_along(&volume, vs.plane) / 2;
+                    (-half, half)
+                }
+            };
             let mut session = shared
                 .session
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            changed |= session.cine_step(i, half).is_some();
+            changed |= session.cine_step(i, range).is_some();
         }
         if changed {
             let state = shared
@@ -509,6 +534,11 @@ async fn cine(viewer: Arc<Viewer>, name: String, shared: std::sync::Weak<Shared>
             shared.state.send_replace(state);
         }
     }
+}
+
+/// The frame of a stack a viewport shows.
+fn stack_frame(s: &crate::dicom::series::StackInfo, vs: &ViewportState) -> usize {
+    vs.slice.rem_euclid(s.frames.max(1) as i32) as usize
 }
 
 /// How many slices a volume has along a viewport's normal.
@@ -941,6 +971,9 @@ async fn synced(
     let (Ok(b0), Ok(b1)) = (viewer.volume(s0).await, viewer.volume(s1).await) else {
         return vs;
     };
+    if b0.stack.is_some() || b1.stack.is_some() {
+        return vs;
+    }
     let n = Plane::standard(orientation, V3::default()).normal();
     let (g0, g1) = (b0.volume.geometry(), b1.volume.geometry());
     vs.slice = view::synced_slice(
@@ -956,6 +989,11 @@ async fn synced(
 /// The plane a viewport shows (its slice included).
 fn plane_of(built: &BuiltVolume, vs: &ViewportState) -> Result<Plane, String> {
     let g = built.volume.geometry();
+    // A stack shows one frame in its own plane, whatever plane was asked for; scrolling past
+    // either end wraps round.
+    if let Some(s) = &built.stack {
+        return Ok(render::stack::frame_plane(g, stack_frame(s, vs)));
+    }
     let [nx, ny, nz] = g.dims();
     let center = g.voxel_to_patient(V3::new(
         (nx as f64 - 1.0) / 2.0,
@@ -1033,6 +1071,13 @@ fn geometry_message(
         "half_thickness": half,
         "pixel_mm": vp.pixel_mm()[0],
         "crosshairs": crosshairs,
+        // A stack: which frame of how many, and what a millimetre on it means.
+        "stack": built.stack.as_ref().map(|s| json!({
+            "frame": stack_frame(s, vs),
+            "frames": s.frames,
+            "calibration": s.calibration.name(),
+            "frame_ms": s.frame_ms,
+        })),
     })
     .to_string()
 }

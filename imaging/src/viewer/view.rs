@@ -883,13 +883,18 @@ impl Session {
             .collect()
     }
 
-    /// One cine step of viewport `i`: the next slice, wrapping within `-half..=half` (the
-    /// slices the volume has along the viewport's normal). A new version, like any change.
-    pub fn cine_step(&mut self, i: usize, half: i32) -> Option<Event> {
+    /// One cine step of viewport `i`: the next slice, wrapping within `first..=last` (the
+    /// slices a volume has along the viewport's normal, `-half..=half` about its centre, or a
+    /// stack's frames). A new version, like any change.
+    pub fn cine_step(&mut self, i: usize, (first, last): (i32, i32)) -> Option<Event> {
         let v = self.state.viewports.get_mut(i)?;
         v.cine?;
-        let half = half.max(0);
-        v.slice = if v.slice >= half { -half } else { v.slice + 1 };
+        let last = last.max(first);
+        v.slice = if v.slice >= last || v.slice < first {
+            first
+        } else {
+            v.slice + 1
+        };
         self.state.version += 1;
         Some(Event::State(self.state.version))
     }
@@ -1127,17 +1132,25 @@ mod tests {
         let open = parse(&format!(r#"{{"op":"open","series":["{CT}"]}}"#)).unwrap();
         session.operate(1, &open).unwrap();
         assert!(session.cine().is_empty());
-        assert_eq!(session.cine_step(0, 2), None, "not playing");
+        assert_eq!(session.cine_step(0, (-2, 2)), None, "not playing");
         let play = parse(r#"{"op":"cine","viewport":0,"fps":20}"#).unwrap();
         session.operate(1, &play).unwrap();
         assert_eq!(session.cine(), vec![(0, 20.0)]);
         let slices: Vec<i32> = (0..6)
             .map(|_| {
-                session.cine_step(0, 2);
+                session.cine_step(0, (-2, 2));
                 session.state().viewports[0].slice
             })
             .collect();
         assert_eq!(slices, [1, 2, -2, -1, 0, 1]);
+        // A stack's frames: 0 to 2, and a slice outside them starts over.
+        let frames: Vec<i32> = (0..4)
+            .map(|_| {
+                session.cine_step(0, (0, 2));
+                session.state().viewports[0].slice
+            })
+            .collect();
+        assert_eq!(frames, [2, 0, 1, 2]);
     }
 
     #[test]

@@ -1,0 +1,385 @@
+//! The streamed viewer on images that are not a volume, against the real imaging binary: a CR
+//! film (MONOCHROME1, with its own window), an XA capture (no window: the value range), an
+//! 8-bit ultrasound and a 16-frame cine loop open as stacks. Each first frame, rendered at the
+//! image's own size, equals pydicom's rendering with the same window within one grey level;
+//! the loop plays at its Frame Time, not at the rate the client asked for; a colour image gets
+//! a message that says why instead of a black canvas.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use e2e::{Daemon, Ports, bin, temp_dir};
+use futures_util::{SinkExt, StreamExt};
+use imaging::viewer::token::{Claims, public_key_base64, sign};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// (file under ../shared/testdata/dicom, its Series Instance UID, rows, columns).
+const GREY: [(&str, &str, u32, u32); 4] = [
+    (
+        "nema-wg04/RLE/RG3_RLE",
+        "1.3.6.1.4.1.5962.1.3.11.1.20031208063649.855",
+        1760,
+        1760,
+    ),
+    (
+        "nema-wg04/RLE/XA1_RLE",
+        "1.3.6.1.4.1.5962.1.3.20.1.20031208063649.855",
+        1024,
+        1024,
+    ),
+    (
+        "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",
+        "1.2.826.0.1.3680043.2.1143.1442343223507043355131941494220853584",
+        768,
+        1024,
+    ),
+    (
+        "dwv-tests/multiframe-test1.dcm",
+        "999.999.2.19960619.163000.1",
+        256,
+        256,
+    ),
+];
+const COLOUR: &str = "nema-wg04/RLE/US1_RLE";
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/dicom")
+        .join(rel)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// pydicom's rendering of the first frame: the modality LUT, the file's first window (else
+/// one over the value range), DICOM's linear VOI function, MONOCHROME1 inverted; 8 bits.
+fn pydicom_frame(path: &Path) -> Vec<u8> {
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"import sys, numpy as np, pydicom
+from pydicom.pixels import apply_modality_lut
+d = pydicom.dcmread(sys.argv[1])
+a = d.pixel_array
+if int(d.get('NumberOfFrames', 1) or 1) > 1:
+    a = a[0]
+x = apply_modality_lut(a, d).astype('float64')
+def first(v):
+    return float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)
+if 'WindowCenter' in d and 'WindowWidth' in d and first(d.WindowWidth) >= 1:
+    c, w = first(d.WindowCenter), first(d.WindowWidth)
+else:
+    c, w = (x.min() + x.max()) / 2, max(x.max() - x.min(), 1.0)
+y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
+y = np.clip(y, 0, 255)
+if d.PhotometricInterpretation == 'MONOCHROME1':
+    y = 255 - y
+sys.stdout.buffer.write(np.round(y).astype('uint8').tobytes())
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3 (scripts/test installs pydicom)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The grey levels of a PNG frame (its first channel).
+fn png_grey(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    let channels = info.color_type.samples();
+    let grey = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| p[0])
+        .collect();
+    (info.width, info.height, grey)
+}
+
+struct Viewer {
+    ws: Socket,
+}
+
+impl Viewer {
+    async fn open(port: u16, key: &ed25519_dalek::SigningKey, study: &str, session: &str) -> Self {
+        let token = sign(
+            &Claims {
+                sub: "wang".into(),
+                studies: vec![study.to_owned()],
+                exp: now() + 600,
+            },
+            key,
+        );
+        let url = format!("ws://127.0.0.1:{port}/view/ws?token={token}&session={session}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("viewer socket");
+        Self { ws }
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// The next message: JSON, or a binary frame.
+    async fn next(&mut self) -> Result<Value, Vec<u8>> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(120), self.ws.next())
+                .await
+                .expect("a message within two minutes")
+                .expect("socket open")
+                .expect("message");
+            match m {
+                Message::Text(t) => return Ok(serde_json::from_str(t.as_str()).expect("JSON")),
+                Message::Binary(b) => return Err(b.to_vec()),
+                _ => {}
+            }
+        }
+    }
+
+    /// The first PNG frame and the geometry sent with it.
+    async fn png_frame(&mut self) -> (Value, Vec<u8>) {
+        let mut geometry = Value::Null;
+        loop {
+            match self.next().await {
+                Ok(v) if v["type"] == "geometry" => geometry = v,
+                Ok(v) if v["type"] == "error" => panic!("viewer error: {v}"),
+                Ok(_) => {}
+                Err(b) if b[1] == 1 => return (geometry, b[16..].to_vec()),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
+    let dir = temp_dir();
+    let mut files: Vec<PathBuf> = GREY.iter().map(|(f, ..)| testdata(f)).collect();
+    files.push(testdata(COLOUR));
+    let import = Command::new(bin("imaging"))
+        .current_dir(dir.path())
+        .arg("import")
+        .args(&files)
+        .output()
+        .expect("imaging import");
+    assert!(
+        String::from_utf8_lossy(&import.stdout).starts_with("stored 5"),
+        "{}{}",
+        String::from_utf8_lossy(&import.stdout),
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let key = e2e::test_signer();
+    let ports = Ports::free();
+    let mut cmd = Command::new(bin("imaging"));
+    cmd.current_dir(dir.path())
+        .args(ports.args())
+        .args(["--set", "imaging.gpu=off"])
+        .args([
+            "--set",
+            &format!("imaging.viewer_token_key={}", public_key_base64(&key)),
+        ]);
+    let mut d = Daemon::spawn(cmd);
+    let port = ports.imaging_http;
+    d.wait_ok(port, "/readyz", Duration::from_secs(30));
+    let all = e2e::as_service::get(port, "/dicomweb/series")
+        .expect("QIDO")
+        .json();
+    let study_of = |series: &str| {
+        all.as_array()
+            .expect("series")
+            .iter()
+            .find(|s| s["0020000E"]["Value"][0] == series)
+            .and_then(|s| s["0020000D"]["Value"][0].as_str())
+            .expect("the series is stored")
+            .to_owned()
+    };
+
+    for (n, (file, series, rows, cols)) in GREY.iter().enumerate() {
+        let mut v = Viewer::open(port, &key, &study_of(series), &format!("s{n}")).await;
+        v.send(json!({"op": "resize", "width": cols, "height": rows}))
+            .await;
+        v.send(json!({"op": "png", "on": true})).await;
+        v.send(json!({"op": "open", "series": [series]})).await;
+        let (geometry, bytes) = v.png_frame().await;
+        assert_eq!(geometry["stack"]["frame"], 0, "{file}: {geometry}");
+        let (w, h, ours) = png_grey(&bytes);
+        assert_eq!((w, h), (*cols, *rows), "{file}");
+        let theirs = pydicom_frame(&testdata(file));
+        assert_eq!(theirs.len(), ours.len(), "{file}");
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        assert!(worst <= 1, "{file}: a pixel differs by {worst} grey levels");
+    }
+
+    // The 16-frame loop: 16 frames, uncalibrated, played at its Frame Time (69.47 ms, 14.4
+    // frames a second) although the client asks for 2.
+    let (_, series, ..) = GREY[3];
+    let mut v = Viewer::open(port, &key, &study_of(series), "cine").await;
+    v.send(json!({"op": "resize", "width": 128, "height": 128}))
+        .await;
+    v.send(json!({"op": "open", "series": [series]})).await;
+    let geometry = loop {
+        if let Ok(g) = v.next().await
+            && g["type"] == "geometry"
+        {
+            break g;
+        }
+    };
+    assert_eq!(geometry["stack"]["frames"], 16, "{geometry}");
+    assert_eq!(geometry["stack"]["calibration"], "none", "{geometry}");
+    assert_eq!(geometry["stack"]["frame_ms"], 69.47, "{geometry}");
+    v.send(json!({"op": "cine", "viewport": 0, "fps": 2})).await;
+    let started = Instant::now();
+    let mut first = None;
+    let mut last = 0;
+    let mut frames_seen = std::collections::BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        match v.next().await {
+            Ok(s) if s["type"] == "state" => {
+                let version = s["state"]["version"].as_u64().unwrap_or(0);
+                first.get_or_insert(version);
+                last = version;
+            }
+            Ok(g) if g["type"] == "geometry" => {
+                frames_seen.insert(g["stack"]["frame"].as_u64().unwrap_or(99));
+            }
+            _ => {}
+        }
+    }
+    let steps = last - first.unwrap_or(last);
+    assert!(
+        steps >= 20,
+        "{steps} cine steps in 3 s: the loop's own rate (14.4/s) was not used"
+    );
+    assert!(
+        frames_seen.iter().all(|f| *f < 16) && frames_seen.len() > 3,
+        "{frames_seen:?}"
+    );
+
+    // Colour is not shown yet: the viewport says why.
+    let colour_series = {
+        let out =
+            Command::new(std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into()))
+                .args([
+                    "-c",
+                    "import sys, pydicom; print(pydicom.dcmread(sys.argv[1]).SeriesInstanceUID)",
+                ])
+                .arg(testdata(COLOUR))
+                .output()
+                .expect("python3");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mut v = Viewer::open(port, &key, &study_of(&colour_series), "colour").await;
+    v.send(json!({"op": "resize", "width": 128, "height": 128}))
+        .await;
+    v.send(json!({"op": "open", "series": [colour_series]}))
+        .await;
+    let error = loop {
+        if let Ok(e) = v.next().await
+            && e["type"] == "error"
+        {
+            break e;
+        }
+    };
+    assert_eq!(error["viewport"], 0, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("RGB") && message.contains("not shown"),
+        "{message}"
+    );
+
+    // The page in Chromium: the CR film on a desktop and a phone, with its frame and
+    // calibration in the corner and no plane to choose; the colour image's reason on screen.
+    let browser = e2e::chromium::Browser::launch(&dir.path().join("chromium"), &[]);
+    let (_, cr, ..) = GREY[0];
+    let token = |study: &str| {
+        sign(
+            &Claims {
+                sub: "wang".into(),
+                studies: vec![study.to_owned()],
+                exp: now() + 600,
+            },
+            &key,
+        )
+    };
+    let url = format!(
+        "http://127.0.0.1:{port}/view?token={}&session=page-cr&series={cr}",
+        token(&study_of(cr))
+    );
+    let mut page = e2e::chromium::Page::open(browser.port, &url).await;
+    page.wait_for(
+        "+(document.getElementById('view').dataset.frames || 0)",
+        |v| v.as_u64().unwrap_or(0) > 0,
+    )
+    .await;
+    let corner = page
+        .wait_for("document.getElementById('slice').textContent", |v| {
+            v.as_str().is_some_and(|s| s.contains("第 1/1 帧"))
+        })
+        .await;
+    assert!(
+        corner.as_str().unwrap_or_default().contains("未校准"),
+        "{corner}"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('plane').disabled").await,
+        true
+    );
+    page.screenshot("viewer-cr-desktop.png").await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    page.eval("window.dispatchEvent(new Event('resize'))").await;
+    let frames = page
+        .eval("+(document.getElementById('view').dataset.frames || 0)")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    page.wait_for(
+        "+(document.getElementById('view').dataset.frames || 0)",
+        |v| v.as_u64().unwrap_or(0) > frames,
+    )
+    .await;
+    page.screenshot("viewer-cr-phone-390x844.png").await;
+    let url = format!(
+        "http://127.0.0.1:{port}/view?token={}&session=page-colour&series={colour_series}",
+        token(&study_of(&colour_series))
+    );
+    let mut page = e2e::chromium::Page::open(browser.port, &url).await;
+    let shown = page
+        .wait_for("document.getElementById('view').dataset.error || ''", |v| {
+            v.as_str().is_some_and(|s| s.contains("RGB"))
+        })
+        .await;
+    assert!(
+        shown.as_str().unwrap_or_default().contains("not shown"),
+        "{shown}"
+    );
+    page.screenshot("viewer-colour-message.png").await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
