@@ -23,7 +23,7 @@ const T = {
           "average:5": "平均 5 mm", "average:10": "平均 10 mm" },
         asks: "{c} 申请控制",
         fps: "{f} 帧/秒", control: "控制者", you: "（本人）",
-        frame: "第 {f}/{n} 帧", cannot: "无法显示",
+        frame: "第 {f}/{n} 帧", cannot: "无法显示", colour: "彩色图像（不调窗）",
         calibration: { detector: "探测器处测量", none: "未校准（像素）" } },
   en: { wl: "W {w} / L {c}", slice: "Slice {s}", zoom: "Zoom {z}", auto: "series window",
         presets: { "": "Presets", brain: "Brain", subdural: "Subdural", stroke: "Stroke",
@@ -41,7 +41,7 @@ const T = {
           "average:5": "Average 5 mm", "average:10": "Average 10 mm" },
         asks: "{c} asks for control",
         fps: "{f} fps", control: "In control", you: " (you)",
-        frame: "Frame {f} of {n}", cannot: "Cannot show",
+        frame: "Frame {f} of {n}", cannot: "Cannot show", colour: "colour (no window)",
         calibration: { detector: "measured at the detector", none: "uncalibrated (pixels)" } },
 };
 const KEYS = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", b: "rectangle",
@@ -256,7 +256,8 @@ function overlay() {
   const t = T[lang];
   const v = state && state.viewports[focus];
   const wl = v && v.window ? fmt(t.wl, { w: Math.round(v.window[1]), c: Math.round(v.window[0]) }) : t.auto;
-  document.getElementById("wl").textContent = wl;
+  const gf = geometry[focus];
+  document.getElementById("wl").textContent = gf && gf.stack && gf.stack.colour ? t.colour : wl;
   const g = geometry[focus], st = g && g.stack;
   const where = st ? fmt(t.frame, { f: st.frame + 1, n: st.frames }) +
     (t.calibration[st.calibration] ? " · " + t.calibration[st.calibration] : "") : v ? fmt(t.slice, { s: v.slice }) : "";

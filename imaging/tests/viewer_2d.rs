@@ -2,8 +2,9 @@
 //! film (MONOCHROME1, with its own window), an XA capture (no window: the value range), an
 //! 8-bit ultrasound and a 16-frame cine loop open as stacks. Each first frame, rendered at the
 //! image's own size, equals pydicom's rendering with the same window within one grey level;
-//! the loop plays at its Frame Time, not at the rate the client asked for; a colour image gets
-//! a message that says why instead of a black canvas.
+//! the loop plays at its Frame Time, not at the rate the client asked for. Colour (RGB, palette,
+//! YBR JPEG) matches pydicom's RGB within 2 per channel. An image that cannot be shown gets a
+//! message that says why instead of a black canvas.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +46,32 @@ const GREY: [(&str, &str, u32, u32); 4] = [
         256,
     ),
 ];
-const COLOUR: &str = "nema-wg04/RLE/US1_RLE";
+/// Colour: RGB (RLE), palette colour, YBR_FULL_422 JPEG (a 30-frame loop).
+const COLOUR: [(&str, &str, u32, u32); 3] = [
+    (
+        "nema-wg04/RLE/US1_RLE",
+        "1.3.6.1.4.1.5962.1.3.13.1.20031208063649.855",
+        480,
+        640,
+    ),
+    (
+        "pydicom-data/OBXXXX1A.dcm",
+        "1.3.46.670589.14.1000.210.3.199999.20110525182826.1.0",
+        600,
+        800,
+    ),
+    (
+        "pydicom-3.0.2-wheel-test_files/examples_ybr_color.dcm",
+        "1.2.840.114340.3.8251017118051.2.20160503.120850.2171",
+        240,
+        320,
+    ),
+];
+/// A segmented palette, which the viewer does not read yet.
+const UNSHOWN: (&str, &str) = (
+    "pydicom-data/gdcm-US-ALOKA-16.dcm",
+    "1.2.392.200039.102.3.1096.12.20020524.111958",
+);
 
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,6 +119,55 @@ sys.stdout.buffer.write(np.round(y).astype('uint8').tobytes())
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// pydicom's RGB of the first frame (palette colour through its table, 16-bit entries to 8).
+fn pydicom_rgb(path: &Path) -> Vec<u8> {
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"import sys, numpy as np, pydicom
+from pydicom.pixels import apply_color_lut
+d = pydicom.dcmread(sys.argv[1])
+a = d.pixel_array
+if int(d.get('NumberOfFrames', 1) or 1) > 1:
+    a = a[0]
+if d.PhotometricInterpretation == 'PALETTE COLOR':
+    a = apply_color_lut(a, d)
+    if a.dtype != np.uint8:
+        a = a >> 8
+sys.stdout.buffer.write(a.astype('uint8').tobytes())
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3 (scripts/test installs pydicom)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The RGB bytes of a PNG frame.
+fn png_rgb(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    let channels = info.color_type.samples();
+    let rgb = buf[..info.buffer_size()]
+        .chunks(channels)
+        .flat_map(|p| {
+            if channels >= 3 {
+                [p[0], p[1], p[2]]
+            } else {
+                [p[0]; 3]
+            }
+        })
+        .collect();
+    (info.width, info.height, rgb)
 }
 
 /// The grey levels of a PNG frame (its first channel).
@@ -172,8 +247,12 @@ impl Viewer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     let dir = temp_dir();
-    let mut files: Vec<PathBuf> = GREY.iter().map(|(f, ..)| testdata(f)).collect();
-    files.push(testdata(COLOUR));
+    let mut files: Vec<PathBuf> = GREY
+        .iter()
+        .chain(&COLOUR)
+        .map(|(f, ..)| testdata(f))
+        .collect();
+    files.push(testdata(UNSHOWN.0));
     let import = Command::new(bin("imaging"))
         .current_dir(dir.path())
         .arg("import")
@@ -181,7 +260,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         .output()
         .expect("imaging import");
     assert!(
-        String::from_utf8_lossy(&import.stdout).starts_with("stored 5"),
+        String::from_utf8_lossy(&import.stdout).starts_with("stored 8"),
         "{}{}",
         String::from_utf8_lossy(&import.stdout),
         String::from_utf8_lossy(&import.stderr)
@@ -278,24 +357,37 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         "{frames_seen:?}"
     );
 
-    // Colour is not shown yet: the viewport says why.
-    let colour_series = {
-        let out =
-            Command::new(std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into()))
-                .args([
-                    "-c",
-                    "import sys, pydicom; print(pydicom.dcmread(sys.argv[1]).SeriesInstanceUID)",
-                ])
-                .arg(testdata(COLOUR))
-                .output()
-                .expect("python3");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let mut v = Viewer::open(port, &key, &study_of(&colour_series), "colour").await;
+    // Colour as it is: each first frame equals pydicom's RGB within 2 per channel.
+    for (n, (file, series, rows, cols)) in COLOUR.iter().enumerate() {
+        let mut v = Viewer::open(port, &key, &study_of(series), &format!("c{n}")).await;
+        v.send(json!({"op": "resize", "width": cols, "height": rows}))
+            .await;
+        v.send(json!({"op": "png", "on": true})).await;
+        v.send(json!({"op": "open", "series": [series]})).await;
+        let (geometry, bytes) = v.png_frame().await;
+        assert_eq!(geometry["stack"]["colour"], true, "{file}: {geometry}");
+        let (w, h, ours) = png_rgb(&bytes);
+        assert_eq!((w, h), (*cols, *rows), "{file}");
+        let theirs = pydicom_rgb(&testdata(file));
+        assert_eq!(theirs.len(), ours.len(), "{file}");
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        // Lossy JPEG decoders differ among themselves: pydicom's own two (Pillow and
+        // pylibjpeg) differ by 3 on this file's first frame.
+        let allowed = if file.contains("ybr") { 3 } else { 2 };
+        assert!(worst <= allowed, "{file}: a channel differs by {worst}");
+    }
+
+    // What cannot be shown: the viewport says why.
+    let (_, unshown) = UNSHOWN;
+    let mut v = Viewer::open(port, &key, &study_of(unshown), "unshown").await;
     v.send(json!({"op": "resize", "width": 128, "height": 128}))
         .await;
-    v.send(json!({"op": "open", "series": [colour_series]}))
-        .await;
+    v.send(json!({"op": "open", "series": [unshown]})).await;
     let error = loop {
         if let Ok(e) = v.next().await
             && e["type"] == "error"
@@ -305,10 +397,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     };
     assert_eq!(error["viewport"], 0, "{error}");
     let message = error["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("RGB") && message.contains("not shown"),
-        "{message}"
-    );
+    assert!(message.contains("segmented palette"), "{message}");
 
     // The page in Chromium: the CR film on a desktop and a phone, with its frame and
     // calibration in the corner and no plane to choose; the colour image's reason on screen.
@@ -365,21 +454,38 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     )
     .await;
     page.screenshot("viewer-cr-phone-390x844.png").await;
+    // The colour ultrasound loop on a phone, and the reason for what cannot be shown.
+    let (_, ybr, ..) = COLOUR[2];
     let url = format!(
-        "http://127.0.0.1:{port}/view?token={}&session=page-colour&series={colour_series}",
-        token(&study_of(&colour_series))
+        "http://127.0.0.1:{port}/view?token={}&session=page-us&series={ybr}",
+        token(&study_of(ybr))
+    );
+    let mut page = e2e::chromium::Page::open(browser.port, &url).await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    page.wait_for("document.getElementById('slice').textContent", |v| {
+        v.as_str().is_some_and(|s| s.contains("第 1/30 帧"))
+    })
+    .await;
+    page.screenshot("viewer-us-colour-phone-390x844.png").await;
+    let url = format!(
+        "http://127.0.0.1:{port}/view?token={}&session=page-unshown&series={unshown}",
+        token(&study_of(unshown))
     );
     let mut page = e2e::chromium::Page::open(browser.port, &url).await;
     let shown = page
         .wait_for("document.getElementById('view').dataset.error || ''", |v| {
-            v.as_str().is_some_and(|s| s.contains("RGB"))
+            v.as_str().is_some_and(|s| s.contains("segmented palette"))
         })
         .await;
     assert!(
-        shown.as_str().unwrap_or_default().contains("not shown"),
+        shown.as_str().unwrap_or_default().contains(".dcm"),
         "{shown}"
     );
-    page.screenshot("viewer-colour-message.png").await;
+    page.screenshot("viewer-cannot-show.png").await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

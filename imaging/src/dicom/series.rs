@@ -107,7 +107,7 @@ impl Calibration {
 }
 
 /// What a stack is made of.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StackInfo {
     /// Frames, in the order shown.
     pub frames: usize,
@@ -116,6 +116,8 @@ pub struct StackInfo {
     /// The acquired time between frames (Frame Time, or the mean of the Frame Time Vector),
     /// when the images are a cine loop: the server plays it at this rate.
     pub frame_ms: Option<f64>,
+    /// Colour frames, shown as they are (no window); the volume then holds their luma.
+    pub colour: Option<std::sync::Arc<render::stack::ColourStack>>,
 }
 
 impl From<DecodeError> for SeriesError {

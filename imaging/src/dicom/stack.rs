@@ -2,8 +2,8 @@
 //! they were acquired in: 2D films (CR, DX/DR, MG, RF, single XA), multi-frame cine (US, XA,
 //! NM) and series of captures. The stack is a [`BuiltVolume`] whose third axis is the frame
 //! (`render::stack::grey_stack`), so window/level, zoom, pan, measurements, annotations,
-//! co-viewing and cine work as on volumes. Colour images are refused with the reason (they are
-//! not in the viewer yet), never shown as a black canvas.
+//! co-viewing and cine work as on volumes. Colour frames are kept as RGB beside their luma.
+//! What cannot be shown is refused with the file and the reason, never a black canvas.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,7 @@ use render::Rescale;
 use crate::dicom::decode::decode_object;
 use crate::dicom::series::{BuiltVolume, Calibration, SeriesError, StackInfo};
 
-/// One grey frame of a 2D image.
+/// One frame of a 2D image: grey stored values, or RGB bytes.
 #[derive(Debug, Clone)]
 struct Frame {
     path: PathBuf,
@@ -25,7 +25,13 @@ struct Frame {
     rescale: Rescale,
     monochrome1: bool,
     frame_ms: Option<f64>,
-    stored: Vec<i64>,
+    pixels: Pixels,
+}
+
+#[derive(Debug, Clone)]
+enum Pixels {
+    Grey(Vec<i64>),
+    Rgb(Vec<u8>),
 }
 
 fn read_err(path: &Path, reason: impl ToString) -> SeriesError {
@@ -59,30 +65,101 @@ fn spacing(obj: &DefaultDicomObject) -> ([f64; 2], Calibration) {
     }
 }
 
+/// Stored palette indices as RGB bytes through the file's Palette Color Lookup Table
+/// (PS3.3 C.7.6.3.1.5: descriptor = entries (0 for 65536), first value mapped, bits).
+fn palette_rgb(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    stored: &[i64],
+) -> Result<Vec<u8>, SeriesError> {
+    let not_shown = |why: &str| SeriesError::NotShown(format!("{}: {why}", path.display()));
+    if obj
+        .element(tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)
+        .is_ok()
+    {
+        return Err(not_shown(
+            "segmented palette colour tables are not shown yet",
+        ));
+    }
+    let ints = |tag| -> Option<Vec<i64>> { obj.element(tag).ok()?.to_multi_int::<i64>().ok() };
+    let mut tables = Vec::with_capacity(3);
+    for (descriptor, data) in [
+        (
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    ] {
+        let d = ints(descriptor)
+            .filter(|d| d.len() == 3)
+            .ok_or_else(|| not_shown("no palette colour lookup table descriptor"))?;
+        let entries = if d[0] == 0 { 65536 } else { d[0] as usize };
+        let table = ints(data).ok_or_else(|| not_shown("no palette colour lookup table data"))?;
+        // 8-bit entries may come two to a 16-bit word.
+        let table: Vec<i64> = if d[2] == 8 && table.len() * 2 == entries {
+            table
+                .iter()
+                .flat_map(|w| [w & 0xFF, (w >> 8) & 0xFF])
+                .collect()
+        } else {
+            table
+        };
+        if table.len() < entries || !(d[2] == 8 || d[2] == 16) {
+            return Err(not_shown(
+                "a palette colour lookup table shorter than its descriptor",
+            ));
+        }
+        tables.push((d[1], if d[2] == 16 { 8 } else { 0 }, table));
+    }
+    let mut out = Vec::with_capacity(stored.len() * 3);
+    for v in stored {
+        for (first, shift, t) in &tables {
+            let i = (v - first).clamp(0, t.len() as i64 - 1) as usize;
+            out.push(((t[i] >> shift) & 0xFF) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// Samples wider than 8 bits scaled to 8 by their Bits Stored.
+fn rgb_bytes(values: &[i64], bits: u32) -> Vec<u8> {
+    let max = ((1u64 << bits.clamp(1, 32)) - 1) as f64;
+    values
+        .iter()
+        .map(|&v| {
+            if bits == 8 {
+                v.clamp(0, 255) as u8
+            } else {
+                (v.max(0) as f64 / max * 255.0).round().clamp(0.0, 255.0) as u8
+            }
+        })
+        .collect()
+}
+
 /// The frames of one file (a single-frame image has one).
 fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
     let obj = crate::dicom::guard::open_file(path).map_err(|e| read_err(path, e))?;
-    let photometric = crate::store::text(&obj, tags::PHOTOMETRIC_INTERPRETATION)
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
-        return Err(SeriesError::NotShown(format!(
-            "{}: {} images (colour) are not shown in the viewer yet",
-            path.display(),
-            if photometric.is_empty() {
-                "unknown photometric"
-            } else {
-                &photometric
-            }
-        )));
-    }
+    let photometric = obj
+        .element(tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
+        .unwrap_or_default();
     let decoded = decode_object(&obj, path)?;
-    if decoded.samples != 1 {
+    let grey = photometric == "MONOCHROME1" || photometric == "MONOCHROME2";
+    let palette = photometric == "PALETTE COLOR";
+    if !(decoded.samples == 3 || (decoded.samples == 1 && (grey || palette))) {
         return Err(SeriesError::NotShown(format!(
-            "{}: {} samples per pixel under {photometric}",
+            "{}: {} samples per pixel under photometric {:?} cannot be shown",
             path.display(),
-            decoded.samples
+            decoded.samples,
+            photometric
         )));
     }
     let first = |tag| floats(&obj, tag).and_then(|v| v.first().copied());
@@ -102,28 +179,52 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
             (!rest.is_empty()).then(|| rest.iter().sum::<f64>() / rest.len() as f64)
         })
         .filter(|t| *t > 0.0 && decoded.frames > 1);
-    let per = decoded.rows * decoded.cols;
+    let per = decoded.rows * decoded.cols * decoded.samples;
+    let bits = obj
+        .element(tags::BITS_STORED)
+        .ok()
+        .and_then(|e| e.to_int::<u32>().ok())
+        .unwrap_or(8);
     let spacing = spacing(&obj);
-    Ok(decoded
+    decoded
         .values
         .chunks(per)
         .take(decoded.frames)
-        .map(|values| Frame {
-            path: path.to_owned(),
-            rows: decoded.rows,
-            cols: decoded.cols,
-            spacing,
-            rescale,
-            monochrome1: photometric == "MONOCHROME1",
-            frame_ms,
-            stored: values.to_vec(),
+        .map(|values| {
+            let pixels = if decoded.samples == 3 {
+                Pixels::Rgb(rgb_bytes(values, bits))
+            } else if palette {
+                Pixels::Rgb(palette_rgb(&obj, path, values)?)
+            } else {
+                Pixels::Grey(values.to_vec())
+            };
+            Ok(Frame {
+                path: path.to_owned(),
+                rows: decoded.rows,
+                cols: decoded.cols,
+                spacing,
+                rescale,
+                monochrome1: photometric == "MONOCHROME1",
+                frame_ms,
+                pixels,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// A grey frame's stored values (none for a colour one).
+fn grey(f: &Frame) -> &[i64] {
+    match &f.pixels {
+        Pixels::Grey(v) => v,
+        Pixels::Rgb(_) => &[],
+    }
 }
 
 /// The stack of the images in `files` (each frame of a multi-frame image in turn). Frames of
-/// different sizes are centred on the largest; values are kept as the modality values the
-/// first frame's rescale gives, offset into 16 bits.
+/// different sizes are centred on the largest. Grey values are kept as the modality values the
+/// first frame's rescale gives, offset into 16 bits; colour frames (RGB, YBR decoded to RGB,
+/// palette colour through its table) are kept as RGB, with their luma as the grey volume that
+/// measurements read.
 pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
     use rayon::prelude::*;
     let frames: Vec<Frame> = files
@@ -147,13 +248,69 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
         Calibration::Uncalibrated => [1.0, 1.0],
         _ => first.spacing.0,
     };
+    let colour = frames
+        .iter()
+        .filter(|f| matches!(f.pixels, Pixels::Rgb(_)))
+        .count();
+    if colour != 0 && colour != frames.len() {
+        return Err(SeriesError::NotShown(format!(
+            "{}: the series mixes colour and grey images",
+            first.path.display()
+        )));
+    }
+    let plane = rows * cols;
+    // Where frame `f`'s row `r` starts in the padded frame.
+    let at = |f: &Frame, r: usize| ((rows - f.rows) / 2 + r) * cols + (cols - f.cols) / 2;
+    let info = |colour| StackInfo {
+        frames: frames.len(),
+        calibration,
+        frame_ms: first.frame_ms,
+        colour,
+    };
+    if colour > 0 {
+        let rgb: Vec<std::sync::Arc<[u8]>> = frames
+            .par_iter()
+            .map(|f| {
+                let mut out = vec![0u8; plane * 3];
+                if let Pixels::Rgb(p) = &f.pixels {
+                    for (r, line) in p.chunks(f.cols * 3).enumerate() {
+                        let a = at(f, r) * 3;
+                        out[a..a + line.len()].copy_from_slice(line);
+                    }
+                }
+                out.into()
+            })
+            .collect();
+        // Luma (BT.601), for probes and region statistics.
+        let luma: Vec<i16> = rgb
+            .iter()
+            .flat_map(|f| {
+                f.chunks_exact(3).map(|p| {
+                    ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2])) / 1000)
+                        as i16
+                })
+            })
+            .collect();
+        let stack = render::stack::ColourStack::new(cols, rows, spacing, rgb)
+            .map_err(|e| SeriesError::NotShown(e.to_string()))?;
+        let volume =
+            render::stack::grey_stack(cols, rows, spacing, frames.len(), luma, Rescale::default())
+                .map_err(|e| SeriesError::NotShown(e.to_string()))?;
+        return Ok(BuiltVolume {
+            volume,
+            monochrome1: false,
+            tilt_degrees: 0.0,
+            resampled_from: None,
+            stack: Some(info(Some(std::sync::Arc::new(stack)))),
+        });
+    }
     // One rescale: the first frame's, every frame's values brought to it.
     let common = first.rescale;
     let modality = |f: &Frame, v: i64| f.rescale.apply(v as f64);
     let to_common = |m: f64| (m - common.intercept) / common.slope;
     let (lo, hi) = frames
         .iter()
-        .flat_map(|f| f.stored.iter().map(move |v| to_common(modality(f, *v))))
+        .flat_map(|f| grey(f).iter().map(move |v| to_common(modality(f, *v))))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
@@ -177,16 +334,14 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
     let background = background
         .round()
         .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
-    let plane = rows * cols;
     let mut voxels = vec![background; plane * frames.len()];
     voxels
         .par_chunks_mut(plane)
         .zip(frames.par_iter())
         .for_each(|(out, f)| {
-            let (r0, c0) = ((rows - f.rows) / 2, (cols - f.cols) / 2);
-            for (r, line) in f.stored.chunks(f.cols).enumerate() {
-                let at = (r0 + r) * cols + c0;
-                for (o, v) in out[at..at + line.len()].iter_mut().zip(line) {
+            for (r, line) in grey(f).chunks(f.cols).enumerate() {
+                let a = at(f, r);
+                for (o, v) in out[a..a + line.len()].iter_mut().zip(line) {
                     *o = (to_common(modality(f, *v)) - offset)
                         .round()
                         .clamp(f64::from(i16::MIN), f64::from(i16::MAX))
@@ -201,10 +356,6 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
         monochrome1: first.monochrome1,
         tilt_degrees: 0.0,
         resampled_from: None,
-        stack: Some(StackInfo {
-            frames: frames.len(),
-            calibration,
-            frame_ms: first.frame_ms,
-        }),
+        stack: Some(info(None)),
     })
 }

@@ -152,7 +152,16 @@ impl VolumeCache {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = result.and_then(|built| {
             // A volume may come to hold a second copy of its voxels (for sagittal views).
-            let bytes = built.volume.byte_budget() as u64;
+            // A colour stack's RGB frames count beside its luma volume.
+            let rgb = built
+                .stack
+                .as_ref()
+                .and_then(|s| s.colour.as_ref())
+                .map_or(0, |c| {
+                    let [nx, ny, _] = built.volume.geometry().dims();
+                    nx * ny * c.frames() * 3
+                });
+            let bytes = (built.volume.byte_budget() + rgb) as u64;
             if bytes > self.budget {
                 return Err(CacheError::TooLarge {
                     series: series.to_owned(),

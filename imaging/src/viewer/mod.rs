@@ -1077,6 +1077,7 @@ fn geometry_message(
             "frames": s.frames,
             "calibration": s.calibration.name(),
             "frame_ms": s.frame_ms,
+            "colour": s.colour.is_some(),
         })),
     })
     .to_string()
@@ -1130,6 +1131,33 @@ fn measure_annotation(
 }
 
 /// Renders one viewport: (encoded image, the viewport). Quality 0 means PNG.
+/// Frame `k` of a colour stack through `vp` (a viewport on the stack's grey geometry, whose
+/// first pixel is at the origin; the colour stack's centre is). No window: colour is shown as
+/// it is, inverted when asked.
+fn colour_frame(
+    geometry: &render::Geometry,
+    colour: &render::stack::ColourStack,
+    k: usize,
+    vp: &Viewport,
+    invert: bool,
+) -> Result<render::Frame, String> {
+    let [nx, ny, _] = geometry.dims();
+    let centre = geometry.voxel_to_patient(V3::new(
+        (nx as f64 - 1.0) / 2.0,
+        (ny as f64 - 1.0) / 2.0,
+        0.0,
+    ));
+    let mut shifted = *vp;
+    shifted.plane.center = vp.plane.center - centre;
+    let mut frame = colour
+        .render(k, &shifted, [0, 0, 0])
+        .map_err(|e| e.to_string())?;
+    if invert && let render::Pixels::Rgb8(p) | render::Pixels::Gray8(p) = &mut frame.pixels {
+        p.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    Ok(frame)
+}
+
 fn render_frame(
     renderer: &Renderer,
     built: &BuiltVolume,
@@ -1140,6 +1168,26 @@ fn render_frame(
 ) -> Result<(Vec<u8>, Viewport), String> {
     let volume = &built.volume;
     let vp = viewport_of(built, vs, canvas)?;
+    if let Some((s, colour)) = built
+        .stack
+        .as_ref()
+        .and_then(|s| Some((s, s.colour.as_ref()?)))
+    {
+        let frame = colour_frame(
+            volume.geometry(),
+            colour,
+            stack_frame(s, vs),
+            &vp,
+            vs.invert,
+        )?;
+        let bytes = if quality == 0 {
+            render::encode::encode_png(&frame)
+        } else {
+            render::encode::encode_jpeg_preferred(&frame, quality)
+        }
+        .map_err(|e| e.to_string())?;
+        return Ok((bytes, vp));
+    }
     let (c, w) = vs.window.unwrap_or(default_window);
     let table = GreyPipeline {
         rescale: volume.rescale(),
