@@ -144,11 +144,52 @@ pub(crate) fn decode_object(obj: &DefaultDicomObject, path: &Path) -> Result<Dec
     } else {
         values
     };
+    // dicom-rs's JPEG-LS and JPEG 2000 paths leave signed samples narrower than their
+    // allocation unextended (a 15-bit -3232 came back as 29536; a 13-bit codestream that says
+    // unsigned under Pixel Representation 1 as 7189 for -1003, where pydicom corrects it):
+    // grey samples are masked to Bits Stored and sign-extended here, as the native paths do.
+    let values = match PixelAttrs::read(obj) {
+        Some(a) if samples == 1 && a.allocated <= 16 && a.stored < a.allocated => {
+            values.into_iter().map(|v| a.value(v as u32)).collect()
+        }
+        // dicom-rs hands uncompressed and RLE YBR_FULL over as it is stored (its JPEG
+        // decoders give RGB): converted here, so colour always comes out as RGB.
+        Some(a)
+            if samples == 3
+                && a.allocated == 8
+                && a.photometric == "YBR_FULL"
+                && matches!(
+                    transfer_syntax.as_str(),
+                    "1.2.840.10008.1.2"
+                        | "1.2.840.10008.1.2.1"
+                        | "1.2.840.10008.1.2.2"
+                        | "1.2.840.10008.1.2.1.99"
+                        | "1.2.840.10008.1.2.5"
+                ) =>
+        {
+            values
+                .chunks_exact(3)
+                .flat_map(|p| ybr_to_rgb(p[0] as f64, p[1] as f64, p[2] as f64))
+                .collect()
+        }
+        _ => values,
+    };
     Ok(Decoded::integers(
         (rows, cols, frames, samples),
         &transfer_syntax,
         values,
     ))
+}
+
+/// One 8-bit YBR_FULL sample as RGB (PS3.3 C.7.6.3.1.2).
+fn ybr_to_rgb(y: f64, cb: f64, cr: f64) -> [i64; 3] {
+    let (cb, cr) = (cb - 128.0, cr - 128.0);
+    let c = |v: f64| v.round().clamp(0.0, 255.0) as i64;
+    [
+        c(y + 1.402 * cr),
+        c(y - 0.344_136 * cb - 0.714_136 * cr),
+        c(y + 1.772 * cb),
+    ]
 }
 
 /// Uncompressed YBR_FULL_422 (8 bits: Y Y Cb Cr for each pair of pixels in a row) as RGB, by
@@ -168,15 +209,7 @@ fn ybr_full_422(
     let bytes = obj.element(tags::PIXEL_DATA).ok()?.to_bytes().ok()?;
     let pairs = rows.checked_mul(cols / 2)?.checked_mul(frames)?;
     let data = bytes.get(..pairs.checked_mul(4)?)?;
-    let rgb = |y: u8, cb: u8, cr: u8| -> [i64; 3] {
-        let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
-        let c = |v: f64| v.round().clamp(0.0, 255.0) as i64;
-        [
-            c(y + 1.402 * cr),
-            c(y - 0.344_136 * cb - 0.714_136 * cr),
-            c(y + 1.772 * cb),
-        ]
-    };
+    let rgb = |y: u8, cb: u8, cr: u8| ybr_to_rgb(f64::from(y), f64::from(cb), f64::from(cr));
     let mut values = Vec::with_capacity(pairs * 6);
     for q in data.chunks_exact(4) {
         values.extend(rgb(q[0], q[2], q[3]));

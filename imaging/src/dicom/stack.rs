@@ -41,12 +41,44 @@ fn read_err(path: &Path, reason: impl ToString) -> SeriesError {
     }
 }
 
+/// A numeric attribute's values; one some writer sent as UN (bytes) is read as its text.
 fn floats(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<Vec<f64>> {
-    obj.element(tag)
+    use dicom_core::PrimitiveValue;
+    use dicom_core::value::Value;
+    let e = obj.element(tag).ok()?;
+    let v = match e.value() {
+        Value::Primitive(PrimitiveValue::U8(b)) => String::from_utf8_lossy(b)
+            .split('\\')
+            .map(|s| s.trim_matches([' ', '\0']).parse::<f64>().ok())
+            .collect::<Option<Vec<f64>>>()?,
+        _ => e.to_multi_float64().ok()?,
+    };
+    Some(v).filter(|v| v.iter().all(|x| x.is_finite()))
+}
+
+/// The Modality LUT Sequence's table (PS3.3 C.11.1: descriptor = entries (0 for 65536),
+/// first value mapped, bits), when the image has one instead of a rescale.
+fn modality_lut(obj: &DefaultDicomObject) -> Option<(i64, Vec<i64>)> {
+    let item = obj
+        .element(tags::MODALITY_LUT_SEQUENCE)
         .ok()?
-        .to_multi_float64()
-        .ok()
-        .filter(|v| v.iter().all(|x| x.is_finite()))
+        .items()?
+        .first()?;
+    let d: Vec<i64> = item
+        .element(tags::LUT_DESCRIPTOR)
+        .ok()?
+        .to_multi_int::<i64>()
+        .ok()?;
+    let data: Vec<i64> = item
+        .element(tags::LUT_DATA)
+        .ok()?
+        .to_multi_int::<i64>()
+        .ok()?;
+    let entries = match d.first()? {
+        0 => 65536,
+        n => *n as usize,
+    };
+    (d.len() == 3 && data.len() >= entries && entries > 0).then(|| (d[1], data[..entries].to_vec()))
 }
 
 /// Pixel Spacing, else Imager Pixel Spacing, as (along a row, down a column).
@@ -171,6 +203,13 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
         slope,
         intercept: first(tags::RESCALE_INTERCEPT).unwrap_or(0.0),
     };
+    // A Modality LUT instead of a rescale: its outputs are the values, taken as they are.
+    let lut = if grey { modality_lut(&obj) } else { None };
+    let rescale = if lut.is_some() {
+        Rescale::default()
+    } else {
+        rescale
+    };
     let frame_ms = first(tags::FRAME_TIME)
         .or_else(|| {
             // The vector's first entry is 0 (the first frame's offset).
@@ -195,6 +234,14 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
                 Pixels::Rgb(rgb_bytes(values, bits))
             } else if palette {
                 Pixels::Rgb(palette_rgb(&obj, path, values)?)
+            } else if let Some((first, table)) = &lut {
+                let last = table.len() as i64 - 1;
+                Pixels::Grey(
+                    values
+                        .iter()
+                        .map(|v| table[(v - first).clamp(0, last) as usize])
+                        .collect(),
+                )
             } else {
                 Pixels::Grey(values.to_vec())
             };
@@ -222,7 +269,7 @@ fn grey(f: &Frame) -> &[i64] {
 
 /// The stack of the images in `files` (each frame of a multi-frame image in turn). Frames of
 /// different sizes are centred on the largest. Grey values are kept as the modality values the
-/// first frame's rescale gives, offset into 16 bits; colour frames (RGB, YBR decoded to RGB,
+/// first frame's rescale gives, offset into 16 bits (in coarser steps when they span more); colour frames (RGB, YBR decoded to RGB,
 /// palette colour through its table) are kept as RGB, with their luma as the grey volume that
 /// measurements read.
 pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
@@ -314,26 +361,30 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-    if hi - lo > 65535.0 {
-        return Err(SeriesError::NotShown(format!(
-            "{}: values span more than 16 bits",
-            first.path.display()
-        )));
-    }
+    // Values spanning more than 16 bits (32-bit dose grids) are counted in coarser steps: the
+    // display needs no more.
+    let step = if hi - lo > 65535.0 {
+        ((hi - lo) / 65535.0).ceil()
+    } else {
+        1.0
+    };
+    let (lo, hi) = (lo / step, hi / step);
     let offset = if lo < f64::from(i16::MIN) || hi > f64::from(i16::MAX) {
         ((lo + hi) / 2.0).round()
     } else {
         0.0
     };
     let rescale = Rescale {
-        slope: common.slope,
-        intercept: common.intercept + offset * common.slope,
+        slope: common.slope * step,
+        intercept: common.intercept + offset * common.slope * step,
+    };
+    let to_voxel = |v: f64| {
+        (v / step - offset)
+            .round()
+            .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
     };
     // Outside a smaller frame: the value shown black.
-    let background = if first.monochrome1 { hi } else { lo } - offset;
-    let background = background
-        .round()
-        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+    let background = to_voxel(if first.monochrome1 { hi } else { lo } * step);
     let mut voxels = vec![background; plane * frames.len()];
     voxels
         .par_chunks_mut(plane)
@@ -342,10 +393,7 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
             for (r, line) in grey(f).chunks(f.cols).enumerate() {
                 let a = at(f, r);
                 for (o, v) in out[a..a + line.len()].iter_mut().zip(line) {
-                    *o = (to_common(modality(f, *v)) - offset)
-                        .round()
-                        .clamp(f64::from(i16::MIN), f64::from(i16::MAX))
-                        as i16;
+                    *o = to_voxel(to_common(modality(f, *v)));
                 }
             }
         });
