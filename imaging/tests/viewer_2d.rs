@@ -1,6 +1,7 @@
 //! The streamed viewer on images that are not a volume, against the real imaging binary: a CR
 //! film (MONOCHROME1, with its own window), an XA capture (no window: the value range), an
-//! 8-bit ultrasound and a 16-frame cine loop open as stacks. Each first frame, rendered at the
+//! 8-bit ultrasound, a 16-frame cine loop and an image with a VOI LUT (and Presentation LUT
+//! Shape INVERSE) open as stacks. Each first frame, rendered at the
 //! image's own size, equals pydicom's rendering with the same window within one grey level;
 //! the loop plays at its Frame Time, not at the rate the client asked for. Colour (RGB, palette,
 //! YBR JPEG) matches pydicom's RGB within 2 per channel. An image that cannot be shown gets a
@@ -46,6 +47,36 @@ const GREY: [(&str, &str, u32, u32); 4] = [
         256,
     ),
 ];
+/// pydicom's vlut_04.dcm (a VOI LUT Sequence, no window) with its near-identity table made a
+/// square-root curve and Presentation LUT Shape INVERSE, written by pydicom for the test.
+const VOI_SERIES: &str = "1.2.826.0.1.3680043.8.498.77.1";
+
+fn write_voi_image(to: &Path) {
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"import sys, pydicom
+d = pydicom.dcmread(sys.argv[1])
+s = d.VOILUTSequence[0]
+s.LUTDescriptor = [256, 0, 16]
+s.LUTData = [int(round((i / 255) ** 0.5 * 65535)) for i in range(256)]
+d.PresentationLUTShape = 'INVERSE'
+d.SeriesInstanceUID = sys.argv[3]
+d.SOPInstanceUID = sys.argv[3] + '.1'
+d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
+d.save_as(sys.argv[2])
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(testdata("pydicom-data/vlut_04.dcm"))
+        .arg(to)
+        .arg(VOI_SERIES)
+        .output()
+        .expect("python3 (scripts/test installs pydicom)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 /// Colour: RGB (RLE), palette colour, YBR_FULL_422 JPEG (a 30-frame loop).
 const COLOUR: [(&str, &str, u32, u32); 3] = [
     (
@@ -100,11 +131,16 @@ def first(v):
     return float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)
 if 'WindowCenter' in d and 'WindowWidth' in d and first(d.WindowWidth) >= 1:
     c, w = first(d.WindowCenter), first(d.WindowWidth)
+    y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
+elif 'VOILUTSequence' in d:
+    from pydicom.pixels import apply_voi_lut
+    bits = int(d.VOILUTSequence[0].LUTDescriptor[2])
+    y = apply_voi_lut(a, d).astype('float64') / (2 ** bits - 1) * 255
 else:
     c, w = (x.min() + x.max()) / 2, max(x.max() - x.min(), 1.0)
-y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
+    y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
 y = np.clip(y, 0, 255)
-if d.PhotometricInterpretation == 'MONOCHROME1':
+if d.PhotometricInterpretation == 'MONOCHROME1' or d.get('PresentationLUTShape') == 'INVERSE':
     y = 255 - y
 sys.stdout.buffer.write(np.round(y).astype('uint8').tobytes())
 "#;
@@ -253,6 +289,9 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         .map(|(f, ..)| testdata(f))
         .collect();
     files.push(testdata(UNSHOWN.0));
+    let voi = dir.path().join("voi-gamma.dcm");
+    write_voi_image(&voi);
+    files.push(voi.clone());
     let import = Command::new(bin("imaging"))
         .current_dir(dir.path())
         .arg("import")
@@ -260,7 +299,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         .output()
         .expect("imaging import");
     assert!(
-        String::from_utf8_lossy(&import.stdout).starts_with("stored 8"),
+        String::from_utf8_lossy(&import.stdout).starts_with("stored 9"),
         "{}{}",
         String::from_utf8_lossy(&import.stdout),
         String::from_utf8_lossy(&import.stderr)
@@ -291,25 +330,39 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
             .to_owned()
     };
 
-    for (n, (file, series, rows, cols)) in GREY.iter().enumerate() {
+    let grey = GREY
+        .iter()
+        .map(|(f, s, r, c)| (testdata(f), *s, *r, *c))
+        .chain([(voi, VOI_SERIES, 512, 512)]);
+    for (n, (file, series, rows, cols)) in grey.enumerate() {
+        let file = file.as_path();
         let mut v = Viewer::open(port, &key, &study_of(series), &format!("s{n}")).await;
         v.send(json!({"op": "resize", "width": cols, "height": rows}))
             .await;
         v.send(json!({"op": "png", "on": true})).await;
         v.send(json!({"op": "open", "series": [series]})).await;
         let (geometry, bytes) = v.png_frame().await;
-        assert_eq!(geometry["stack"]["frame"], 0, "{file}: {geometry}");
+        assert_eq!(
+            geometry["stack"]["frame"],
+            0,
+            "{}: {geometry}",
+            file.display()
+        );
         let (w, h, ours) = png_grey(&bytes);
-        assert_eq!((w, h), (*cols, *rows), "{file}");
-        let theirs = pydicom_frame(&testdata(file));
-        assert_eq!(theirs.len(), ours.len(), "{file}");
+        assert_eq!((w, h), (cols, rows), "{}", file.display());
+        let theirs = pydicom_frame(file);
+        assert_eq!(theirs.len(), ours.len(), "{}", file.display());
         let worst = ours
             .iter()
             .zip(&theirs)
             .map(|(a, b)| a.abs_diff(*b))
             .max()
             .unwrap_or(0);
-        assert!(worst <= 1, "{file}: a pixel differs by {worst} grey levels");
+        assert!(
+            worst <= 1,
+            "{}: a pixel differs by {worst} grey levels",
+            file.display()
+        );
     }
 
     // The 16-frame loop: 16 frames, uncalibrated, played at its Frame Time (69.47 ms, 14.4

@@ -118,6 +118,11 @@ pub struct StackInfo {
     pub frame_ms: Option<f64>,
     /// Colour frames, shown as they are (no window); the volume then holds their luma.
     pub colour: Option<std::sync::Arc<render::stack::ColourStack>>,
+    /// The first image's VOI LUT Sequence, shown until the user sets a window (the file's
+    /// Window Center and Width come first when it has both).
+    pub voi_lut: Option<render::VoiLut>,
+    /// Presentation LUT Shape INVERSE on a MONOCHROME2 image: shown inverted.
+    pub inverse: bool,
 }
 
 impl From<DecodeError> for SeriesError {

@@ -18,6 +18,9 @@ use crate::dicom::series::{BuiltVolume, Calibration, SeriesError, StackInfo};
 #[derive(Debug, Clone)]
 struct Frame {
     path: PathBuf,
+    /// The VOI LUT when the image has one and no window, and Presentation LUT Shape INVERSE.
+    voi_lut: Option<render::VoiLut>,
+    inverse: bool,
     rows: usize,
     cols: usize,
     /// Along a row, down a column (mm), and what they mean.
@@ -160,6 +163,47 @@ fn palette_rgb(
     Ok(out)
 }
 
+/// The VOI LUT Sequence's first table (PS3.3 C.11.2), when the image has no window to show
+/// it with instead.
+fn voi_lut(obj: &DefaultDicomObject) -> Option<render::VoiLut> {
+    if obj.element(tags::WINDOW_WIDTH).is_ok() {
+        return None;
+    }
+    let item = obj.element(tags::VOILUT_SEQUENCE).ok()?.items()?.first()?;
+    let d: Vec<i64> = item
+        .element(tags::LUT_DESCRIPTOR)
+        .ok()?
+        .to_multi_int::<i64>()
+        .ok()?;
+    let data: Vec<i64> = item
+        .element(tags::LUT_DATA)
+        .ok()?
+        .to_multi_int::<i64>()
+        .ok()?;
+    let entries = match d.first()? {
+        0 => 65536,
+        n => *n as usize,
+    };
+    // The first value mapped is signed when the image is (a US descriptor holds its bits).
+    let signed = obj
+        .element(tags::PIXEL_REPRESENTATION)
+        .ok()
+        .and_then(|e| e.to_int::<u16>().ok())
+        == Some(1);
+    let first = *d.get(1)?;
+    let first = if signed && first >= 32768 {
+        first - 65536
+    } else {
+        first
+    };
+    let lut = render::VoiLut {
+        first_mapped: i32::try_from(first).ok()?,
+        bits: u8::try_from(*d.get(2)?).ok()?,
+        entries: data.get(..entries)?.iter().map(|v| *v as u16).collect(),
+    };
+    lut.validate().ok().map(|()| lut)
+}
+
 /// Samples wider than 8 bits scaled to 8 by their Bits Stored.
 fn rgb_bytes(values: &[i64], bits: u32) -> Vec<u8> {
     let max = ((1u64 << bits.clamp(1, 32)) - 1) as f64;
@@ -205,6 +249,13 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
     };
     // A Modality LUT instead of a rescale: its outputs are the values, taken as they are.
     let lut = if grey { modality_lut(&obj) } else { None };
+    let voi = if grey { voi_lut(&obj) } else { None };
+    let inverse = photometric == "MONOCHROME2"
+        && obj
+            .element(tags::PRESENTATION_LUT_SHAPE)
+            .ok()
+            .and_then(|e| e.to_str().ok().map(|s| s.trim() == "INVERSE"))
+            .unwrap_or(false);
     let rescale = if lut.is_some() {
         Rescale::default()
     } else {
@@ -247,6 +298,8 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
             };
             Ok(Frame {
                 path: path.to_owned(),
+                voi_lut: voi.clone(),
+                inverse,
                 rows: decoded.rows,
                 cols: decoded.cols,
                 spacing,
@@ -313,6 +366,8 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
         calibration,
         frame_ms: first.frame_ms,
         colour,
+        voi_lut: first.voi_lut.clone(),
+        inverse: first.inverse,
     };
     if colour > 0 {
         let rgb: Vec<std::sync::Arc<[u8]>> = frames

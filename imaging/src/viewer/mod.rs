@@ -1188,12 +1188,21 @@ fn render_frame(
         .map_err(|e| e.to_string())?;
         return Ok((bytes, vp));
     }
-    let (c, w) = vs.window.unwrap_or(default_window);
+    // The user's window, else the image's VOI LUT, else its window.
+    let lut = built.stack.as_ref().and_then(|s| s.voi_lut.clone());
+    let voi = match (vs.window, lut) {
+        (None, Some(lut)) => Voi::Lut(lut),
+        (window, _) => {
+            let (c, w) = window.unwrap_or(default_window);
+            Voi::Window(Window::linear(c, w))
+        }
+    };
+    let inverse = built.stack.as_ref().is_some_and(|s| s.inverse);
     let table = GreyPipeline {
         rescale: volume.rescale(),
-        voi: Voi::Window(Window::linear(c, w)),
+        voi,
         monochrome1: built.monochrome1,
-        invert: vs.invert,
+        invert: vs.invert != inverse,
     }
     .table()
     .map_err(|e| e.to_string())?;
