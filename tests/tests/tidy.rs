@@ -610,10 +610,6 @@ const LARGE_FILES: &[(&str, &str)] = &[
         "media tests run against both transports; they halve when the SFU issue (25) removes one",
     ),
     (
-        "imaging/src/viewer/mod.rs",
-        "the viewer shell; the viewer issue (21) splits it",
-    ),
-    (
         "imaging/src/viewer/view.rs",
         "the viewer's state machine; the viewer issue (21) splits it",
     ),

@@ -510,6 +510,37 @@ impl Store {
         Ok(true)
     }
 
+    /// The files of a series' instances (relative to the store root), by instance number.
+    pub async fn series_files(&self, series: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT file FROM instances WHERE series_uid = ? ORDER BY instance_number",
+        )
+        .bind(series)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.index_err(e))
+    }
+
+    /// The DICOM JSON metadata of a series' first instance (by instance number).
+    pub async fn first_metadata(&self, series: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT metadata FROM instances WHERE series_uid = ? ORDER BY instance_number LIMIT 1",
+        )
+        .bind(series)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.index_err(e))
+    }
+
+    /// The study a stored series belongs to.
+    pub async fn study_of_series(&self, series: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT study_uid FROM series WHERE series_uid = ?")
+            .bind(series)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.index_err(e))
+    }
+
     /// Where an instance is kept, if it is.
     pub async fn instance(&self, sop_instance: &str) -> Result<Option<InstanceFile>, StoreError> {
         let row = sqlx::query(

@@ -1,0 +1,233 @@
+//! Each client's render loop: it watches the session's state and sends the frames of the
+//! latest one for the client's canvas (co-viewers with the same canvas share one render), JPEG
+//! while the view changes and a full-quality frame once it settles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Message;
+use render::{Orientation, Plane, V3};
+use serde_json::{Value as Json, json};
+use tokio::sync::{mpsc, watch};
+
+use super::scene::{geometry_message, plane_of, render_frame};
+use super::view::{self, PlaneKind, ViewState, ViewportState};
+use super::{Control, Shared, Viewer};
+
+/// Frames while the view changes.
+pub(super) const INTERACTIVE_QUALITY: u8 = 70;
+
+/// The frame after the view settles.
+pub(super) const FINAL_QUALITY: u8 = 95;
+
+/// How long the view must rest before the full-quality frame.
+pub(super) const SETTLE: Duration = Duration::from_millis(150);
+
+/// A frame message ready to send (header and image), or why it could not be made. Shared
+/// co-viewers send the same bytes without copying them.
+/// With it, the frame's `geometry` message.
+pub(super) type Encoded = Result<(axum::body::Bytes, axum::extract::ws::Utf8Bytes), String>;
+
+/// The frames of a session's latest state, by (viewport, width, height, quality).
+#[derive(Default)]
+pub(super) struct FrameCache {
+    version: u64,
+    frames: HashMap<(usize, u32, u32, u8), Arc<tokio::sync::OnceCell<Encoded>>>,
+}
+
+impl FrameCache {
+    /// The cell for a frame of `version` (a newer version empties the cache); `None` for an
+    /// older one.
+    pub(super) fn cell(
+        &mut self,
+        version: u64,
+        key: (usize, u32, u32, u8),
+    ) -> Option<Arc<tokio::sync::OnceCell<Encoded>>> {
+        if version > self.version {
+            self.version = version;
+            self.frames.clear();
+        }
+        (version == self.version).then(|| Arc::clone(self.frames.entry(key).or_default()))
+    }
+}
+
+pub(super) async fn render_loop(
+    viewer: Arc<Viewer>,
+    shared: Arc<Shared>,
+    mut control: watch::Receiver<Control>,
+    mut size: watch::Receiver<(u32, u32)>,
+    mut png: watch::Receiver<bool>,
+    mut messages: mpsc::Receiver<Json>,
+    sink: mpsc::Sender<Message>,
+) {
+    let mut settle_at: Option<tokio::time::Instant> = None;
+    let mut sent_version = None;
+    // A joiner gets the current state (a snapshot) and its frames at once.
+    let mut state = shared.state.subscribe();
+    state.mark_changed();
+    loop {
+        let final_frame = tokio::select! {
+            // In this order: `hello` before the first state, messages before frames.
+            biased;
+            m = messages.recv() => {
+                let Some(m) = m else { return };
+                if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
+                continue;
+            }
+            r = control.changed() => {
+                if r.is_err() { return }
+                let c = *control.borrow_and_update();
+                let m = json!({
+                    "type": "control",
+                    "controller": c.controller,
+                    "requested_by": c.requested_by,
+                });
+                if sink.send(Message::Text(m.to_string().into())).await.is_err() { return }
+                continue;
+            }
+            r = state.changed() => { if r.is_err() { return } false }
+            r = size.changed() => { if r.is_err() { return } false }
+            r = png.changed() => { if r.is_err() { return } true }
+            () = async {
+                match settle_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let snapshot = state.borrow_and_update().clone();
+        let canvas = *size.borrow_and_update();
+        let as_png = *png.borrow_and_update();
+        if !final_frame && sent_version != Some(snapshot.version) {
+            if sink
+                .send(Message::Text(shared.state_message(&snapshot)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent_version = Some(snapshot.version);
+        }
+        let quality = if final_frame {
+            settle_at = None;
+            if as_png { 0 } else { FINAL_QUALITY }
+        } else {
+            settle_at = Some(tokio::time::Instant::now() + SETTLE);
+            INTERACTIVE_QUALITY
+        };
+        for (i, vs) in snapshot.viewports.iter().enumerate() {
+            let Some(series) = snapshot.series.get(vs.series) else {
+                continue;
+            };
+            let make = async {
+                let volume = viewer.volume(series).await?;
+                let window = viewer.default_window(series, &volume).await;
+                let renderer = Arc::clone(&viewer.renderer);
+                let vs = synced(&viewer, &snapshot, i, vs).await;
+                // Where the other viewports of this series cut this one (MPR crosshairs).
+                let mut others = Vec::new();
+                for (j, other) in snapshot.viewports.iter().enumerate() {
+                    if j != i && other.series == vs.series {
+                        let other = synced(&viewer, &snapshot, j, other).await;
+                        if let Ok(plane) = plane_of(&volume, &other) {
+                            others.push((j, plane));
+                        }
+                    }
+                }
+                let started = Instant::now();
+                let version = snapshot.version;
+                let out = tokio::task::spawn_blocking(move || {
+                    render_frame(&renderer, &volume, &vs, window, canvas, quality).map(
+                        |(bytes, vp)| {
+                            let mut b = Vec::with_capacity(bytes.len() + 16);
+                            b.push(i as u8);
+                            b.push(u8::from(quality == 0));
+                            b.push(quality);
+                            b.push(0);
+                            b.extend_from_slice(&version.to_le_bytes());
+                            b.extend_from_slice(&(vp.width as u16).to_le_bytes());
+                            b.extend_from_slice(&(vp.height as u16).to_le_bytes());
+                            b.extend_from_slice(&bytes);
+                            let geometry = geometry_message(&volume, &vs, &vp, i, version, &others);
+                            (axum::body::Bytes::from(b), geometry.into())
+                        },
+                    )
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+                metrics::histogram!("viewer_frame_seconds").record(started.elapsed().as_secs_f64());
+                metrics::counter!("viewer_renders_total").increment(1);
+                out
+            };
+            let key = (i, canvas.0, canvas.1, quality);
+            let frame = match shared.frame_cell(snapshot.version, key) {
+                Some(cell) => cell.get_or_init(|| make).await.clone(),
+                None => make.await,
+            };
+            let message = match frame {
+                Ok((bytes, geometry)) => {
+                    if sink.send(Message::Text(geometry)).await.is_err() {
+                        return;
+                    }
+                    metrics::counter!("viewer_frames_total").increment(1);
+                    Message::Binary(bytes)
+                }
+                Err(e) => Message::Text(
+                    json!({ "type": "error", "viewport": i, "message": e })
+                        .to_string()
+                        .into(),
+                ),
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Series compare with synchronised scrolling: the second viewport shows the slice of its
+/// series nearest the patient position the first viewport shows (same standard plane).
+pub(super) async fn synced(
+    viewer: &Viewer,
+    snapshot: &ViewState,
+    i: usize,
+    vs: &ViewportState,
+) -> ViewportState {
+    let mut vs = vs.clone();
+    if !(snapshot.sync && snapshot.layout == view::Layout::Two && i == 1) {
+        return vs;
+    }
+    let Some(first) = snapshot.viewports.first() else {
+        return vs;
+    };
+    let orientation = match (first.plane, vs.plane) {
+        (PlaneKind::Axial, PlaneKind::Axial) => Orientation::Axial,
+        (PlaneKind::Coronal, PlaneKind::Coronal) => Orientation::Coronal,
+        (PlaneKind::Sagittal, PlaneKind::Sagittal) => Orientation::Sagittal,
+        _ => return vs,
+    };
+    let (Some(s0), Some(s1)) = (
+        snapshot.series.get(first.series),
+        snapshot.series.get(vs.series),
+    ) else {
+        return vs;
+    };
+    let (Ok(b0), Ok(b1)) = (viewer.volume(s0).await, viewer.volume(s1).await) else {
+        return vs;
+    };
+    if b0.stack.is_some() || b1.stack.is_some() {
+        return vs;
+    }
+    let n = Plane::standard(orientation, V3::default()).normal();
+    let (g0, g1) = (b0.volume.geometry(), b1.volume.geometry());
+    vs.slice = view::synced_slice(
+        g0.center().dot(n),
+        g0.step_along(n),
+        first.slice,
+        g1.center().dot(n),
+        g1.step_along(n),
+    );
+    vs
+}
