@@ -373,7 +373,12 @@ struct NewConsultation {
 
 /// Revises `c` with `a` for `u`, checking study UIDs as well.
 fn revise(c: &mut Consultation, u: &User, a: Application) -> Result<(), ApiError> {
-    if let Some(bad) = a.studies.iter().flatten().find(|s| !valid_uid(s)) {
+    if let Some(bad) = a
+        .studies
+        .iter()
+        .flatten()
+        .find(|s| !imaging::uid::is_valid(s))
+    {
         return Err(ApiError::field(
             "studies",
             format!("{bad:?} is not a Study Instance UID"),
@@ -410,16 +415,6 @@ async fn check_slot(api: &Api, a: &Application) -> Result<(), ApiError> {
         }
         Some(_) => Ok(()),
     }
-}
-
-/// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters.
-pub(crate) fn valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 64
-        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !uid.starts_with('.')
-        && !uid.ends_with('.')
-        && !uid.contains("..")
 }
 
 async fn create_consultation(

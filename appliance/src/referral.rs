@@ -159,7 +159,7 @@ async fn create_referral(
     })?;
     r.reason = b.reason;
     r.diagnosis = b.diagnosis;
-    if let Some(bad) = b.studies.iter().find(|s| !crate::consult::valid_uid(s)) {
+    if let Some(bad) = b.studies.iter().find(|s| !imaging::uid::is_valid(s)) {
         return Err(ApiError::field(
             "studies",
             format!("{bad:?} is not a Study Instance UID"),

@@ -11,6 +11,7 @@
 //!   non-DICOM attachments.
 //! - `viewer/`: the streamed viewer (`/view`, its WebSocket, the session state machine, the
 //!   viewer tokens, the volume cache).
+//! - `uid.rs`: DICOM UIDs (the one syntax check, and the `Uid` type).
 //! - `server.rs` runs the HTTP and DICOM listeners; `renderer.rs` opens the CPU or GPU renderer.
 //!
 //! The `imaging` binary runs this alone; `appliance run` runs it beside the others in one
@@ -23,6 +24,7 @@ pub mod dimse;
 mod renderer;
 mod server;
 pub mod store;
+pub mod uid;
 pub mod viewer;
 
 pub use renderer::{RenderInfo, RendererError};

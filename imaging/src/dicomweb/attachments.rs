@@ -145,7 +145,7 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn valid_study(uid: &str) -> bool {
-    crate::store::valid_uid(uid)
+    crate::uid::is_valid(uid)
 }
 
 #[derive(Deserialize)]

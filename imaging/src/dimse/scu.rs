@@ -477,7 +477,7 @@ async fn retrieve(
         ("SeriesInstanceUID", req.series.as_ref()),
     ] {
         if let Some(uid) = uid
-            && !crate::store::valid_uid(uid)
+            && !crate::uid::is_valid(uid)
         {
             return problem(
                 StatusCode::BAD_REQUEST,

@@ -685,16 +685,6 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     text(obj, tag).and_then(|s| s.split('\\').next().and_then(|v| v.trim().parse().ok()))
 }
 
-/// A syntactically valid UID: digits and dots, at most 64 characters.
-pub fn valid_uid(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 64
-        && u.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && !u.starts_with('.')
-        && !u.ends_with('.')
-        && !u.contains("..")
-}
-
 /// The file of an instance, relative to the store root: two levels of folders from a hash of
 /// the UID, so no folder grows past a few thousand entries.
 pub fn relative_path(sop_instance: &str) -> PathBuf {
@@ -780,7 +770,7 @@ fn parse(bytes: &[u8]) -> Result<Rows, Refused> {
     let (obj, scan) = crate::dicom::guard::parse(bytes, true).map_err(Refused::Malformed)?;
     let required = |tag: Tag, name: &str| -> Result<String, Refused> {
         match text(&obj, tag) {
-            Some(u) if valid_uid(&u) => Ok(u),
+            Some(u) if crate::uid::is_valid(&u) => Ok(u),
             Some(u) => Err(Refused::Identity(format!(
                 "{name} {u:?} is not a valid UID"
             ))),

@@ -288,7 +288,7 @@ impl Query {
             }
             Uid => {
                 for u in split_list(value) {
-                    if !crate::store::valid_uid(u) {
+                    if !crate::uid::is_valid(u) {
                         return Err(bad(param, format!("{u:?} is not a UID")));
                     }
                 }

@@ -435,7 +435,7 @@ impl ViewState {
                 if series.is_empty() || series.len() > 2 {
                     return Err(field("series", "one series, or two to compare"));
                 }
-                if let Some(bad) = series.iter().find(|s| !crate::store::valid_uid(s)) {
+                if let Some(bad) = series.iter().find(|s| !crate::uid::is_valid(s)) {
                     return Err(field("series", format!("{bad:?} is not a UID")));
                 }
                 self.series = series.clone();
