@@ -24,6 +24,8 @@ const T = {
         asks: "{c} 申请控制",
         fps: "{f} 帧/秒", control: "控制者", you: "（本人）",
         frame: "第 {f}/{n} 帧", cannot: "无法显示", colour: "彩色图像（不调窗）",
+        series: "序列 {n}", thickness: "层厚 {t} mm", position: "位置 {p} mm",
+        sex: { M: "男", F: "女", O: "其他" },
         calibration: { detector: "探测器处测量", none: "未校准（像素）" } },
   en: { wl: "W {w} / L {c}", slice: "Slice {s}", zoom: "Zoom {z}", auto: "series window",
         presets: { "": "Presets", brain: "Brain", subdural: "Subdural", stroke: "Stroke",
@@ -42,6 +44,8 @@ const T = {
         asks: "{c} asks for control",
         fps: "{f} fps", control: "In control", you: " (you)",
         frame: "Frame {f} of {n}", cannot: "Cannot show", colour: "colour (no window)",
+        series: "Series {n}", thickness: "Thickness {t} mm", position: "Position {p} mm",
+        sex: { M: "M", F: "F", O: "O" },
         calibration: { detector: "measured at the detector", none: "uncalibrated (pixels)" } },
 };
 const KEYS = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", b: "rectangle",
@@ -257,17 +261,26 @@ function overlay() {
   const v = state && state.viewports[focus];
   const wl = v && v.window ? fmt(t.wl, { w: Math.round(v.window[1]), c: Math.round(v.window[0]) }) : t.auto;
   const gf = geometry[focus];
-  document.getElementById("wl").textContent = gf && gf.stack && gf.stack.colour ? t.colour : wl;
+  const seriesLine = picked ? [picked.seriesNo && fmt(t.series, { n: picked.seriesNo }), picked.seriesText].filter(Boolean).join(" ") : "";
+  const sliceLines = gf && !gf.stack ? [fmt(t.position, { p: dot(gf.origin, gf.normal).toFixed(1) }),
+    picked && picked.thickness ? fmt(t.thickness, { t: (+picked.thickness).toFixed(1) }) : ""] : [];
+  document.getElementById("wl").textContent = [seriesLine, ...sliceLines,
+    gf && gf.stack && gf.stack.colour ? t.colour : wl].filter(Boolean).join("\n");
   const g = geometry[focus], st = g && g.stack;
   const where = st ? fmt(t.frame, { f: st.frame + 1, n: st.frames }) +
     (t.calibration[st.calibration] ? " · " + t.calibration[st.calibration] : "") : v ? fmt(t.slice, { s: v.slice }) : "";
   document.getElementById("slice").textContent = v ? where + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
   // A stack is shown in the plane it was acquired in: no other plane to choose.
   document.getElementById("plane").disabled = !!st;
-  document.getElementById("tl").textContent = info;
-  document.getElementById("tr").textContent = (controller === null ? "" :
+  // Four corners, as on a PACS workstation: patient (top left), study and control (top
+  // right), series, image and window (bottom left), view and calibration (bottom right).
+  const p = picked && picked.patient;
+  document.getElementById("tl").textContent = p ? [p.name, p.id,
+    [t.sex[p.sex] || p.sex, p.age, p.birth].filter(Boolean).join(" ")].filter(Boolean).join("\n") : info;
+  const control = (controller === null ? "" :
     t.control + " " + controller + (controller === me ? t.you : "")) +
     (requestedBy !== null ? " · " + fmt(t.asks, { c: requestedBy }) : "");
+  document.getElementById("tr").textContent = [...(picked ? picked.studyText : []), control].filter(Boolean).join("\n");
   document.querySelector("[data-op=request]").style.display = me !== null && controller !== me && requestedBy !== me ? "" : "none";
   document.querySelector("[data-op=grant]").style.display = controller === me && requestedBy !== null ? "" : "none";
   if (v) {
@@ -440,9 +453,16 @@ window.addEventListener("keydown", e => {
   if (k) { e.preventDefault(); send({ op: "scroll", viewport: focus, delta: k }); }
   else if (e.key === "i") send({ op: "invert", viewport: focus });
   else if (e.key === "r") send({ op: "reset", viewport: null });
+  else if (e.key === "h") toggleCorners();
   else if (e.key === "Escape") setTool("wl");
   else if (KEYS[e.key]) setTool(KEYS[e.key]);
 });
+// The corner texts on or off (the H key or the button).
+function toggleCorners() {
+  const stage = document.getElementById("stage");
+  stage.classList.toggle("bare");
+  document.querySelector("[data-op=corners]").classList.toggle("on", stage.classList.contains("bare"));
+}
 let cineOn = false;
 document.getElementById("bar").addEventListener("click", e => {
   const op = e.target.dataset && e.target.dataset.op;
@@ -460,6 +480,7 @@ document.getElementById("bar").addEventListener("click", e => {
     reset: { op: "reset", viewport: null },
   };
   if (op === "lang") { lang = lang === "zh" ? "en" : "zh"; label(); }
+  else if (op === "corners") toggleCorners();
   else if (op === "cine") { cineOn = !cineOn; e.target.classList.toggle("on", cineOn);
     send({ op: "cine", viewport: i, fps: cineOn ? +document.getElementById("fps").value : 0 }); }
   else if (op === "png") { const on = !e.target.classList.contains("on"); e.target.classList.toggle("on", on); send({ op: "png", on }); }
@@ -548,7 +569,10 @@ async function loadSeries() {
   const found = [];
   for (const st of tokenStudies()) {
     try {
-      const r = await fetch(`/dicomweb/studies/${encodeURIComponent(st)}/series?includefield=00100010,00080020,0008103E`, authorised());
+      // The four corners' attributes: patient (name, ID, sex, age, birth date), study (date,
+      // description, institution), series (number, description, slice thickness).
+      const fields = "00100010,00100020,00100040,00101010,00100030,00080020,00081030,00080080,0008103E,00200011,00180050";
+      const r = await fetch(`/dicomweb/studies/${encodeURIComponent(st)}/series?includefield=${fields}`, authorised());
       if (r.ok && r.status !== 204) for (const s of await r.json()) found.push([st, s]);
     } catch (_) { /* shown as an empty list */ }
   }
@@ -556,8 +580,13 @@ async function loadSeries() {
   sel.innerHTML = "";
   for (const [st, s] of found) {
     const uid = tag(s, "0020000E"), name = tag(s, "00100010");
+    const date = d => d && d.length === 8 ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}` : d;
     seriesInfo[uid] = { study: st, modality: tag(s, "00080060"),
-      info: [name.Alphabetic || name, tag(s, "00080060"), tag(s, "00080020")].filter(Boolean).join("  ") };
+      info: [name.Alphabetic || name, tag(s, "00080060"), tag(s, "00080020")].filter(Boolean).join("  "),
+      patient: { name: name.Alphabetic || name, id: tag(s, "00100020"), sex: tag(s, "00100040"),
+        age: tag(s, "00101010"), birth: date(tag(s, "00100030")) },
+      studyText: [date(tag(s, "00080020")), tag(s, "00081030"), tag(s, "00080080")].filter(Boolean),
+      seriesNo: tag(s, "00200011"), seriesText: tag(s, "0008103E"), thickness: tag(s, "00180050") };
     const o = document.createElement("option"); o.value = uid;
     o.textContent = [tag(s, "00080060"), tag(s, "0008103E") || uid.slice(-12), `(${tag(s, "00201209") || "?"})`].join(" ");
     sel.appendChild(o);
@@ -566,8 +595,10 @@ async function loadSeries() {
   if (!q.get("series") && found.length) q.set("series", tag(found[0][1], "0020000E"));
   pick(q.get("series"));
 }
+let picked = null;
 function pick(uid) {
   const s = seriesInfo[uid];
+  picked = s || null;
   if (s) { info = s.info; modality = s.modality; if (s.study !== study) { study = s.study; loadAttachments(); } }
   document.getElementById("series").value = uid || "";
   overlay();

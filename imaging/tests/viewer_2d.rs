@@ -489,7 +489,34 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         page.eval("document.getElementById('plane').disabled").await,
         true
     );
+    // The four corners: patient, study, series; H hides them.
+    let corner = |id: &str| format!("document.getElementById('{id}').innerText");
+    let tl = page
+        .wait_for(&corner("tl"), |v| {
+            v.as_str().is_some_and(|s| s.contains("11RG3"))
+        })
+        .await;
+    assert!(
+        tl.as_str()
+            .is_some_and(|s| s.contains("CompressedSamples^RG3") && s.contains('女')),
+        "{tl}"
+    );
+    let tr = page.eval(&corner("tr")).await;
+    assert!(
+        tr.as_str()
+            .is_some_and(|s| s.contains("2003-12-08") && s.contains("Non-ossifying fibroma")),
+        "{tr}"
+    );
+    let bl = page.eval(&corner("bl")).await;
+    assert!(bl.as_str().is_some_and(|s| s.contains("序列 1")), "{bl}");
     page.screenshot("viewer-cr-desktop.png").await;
+    page.key("h").await;
+    assert_eq!(
+        page.eval("getComputedStyle(document.getElementById('tl')).display")
+            .await,
+        "none"
+    );
+    page.key("h").await;
     page.call(
         "Emulation.setDeviceMetricsOverride",
         json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
