@@ -206,6 +206,32 @@ function drawScaleBar(i, c) {
   canvas.dataset.scalebar = mm;
 }
 
+// Orientation markers: the patient direction (LPS: +x left, +y posterior, +z head) of each
+// canvas edge, from the geometry's pixel steps, strongest component first, up to three letters
+// for an oblique plane. None on a stack (its geometry is the image's, not the patient's).
+function orientationOf(v) {
+  const n = Math.hypot(v[0], v[1], v[2]) || 1;
+  const letters = [["L", "R"], ["P", "A"], ["H", "F"]];
+  return [0, 1, 2].map(k => [Math.abs(v[k]) / n, v[k] > 0 ? letters[k][0] : letters[k][1]])
+    .filter(([m]) => m > 0.25).sort((a, b) => b[0] - a[0]).map(([, l]) => l).join("");
+}
+const markers = [];
+function drawMarkers(i, c) {
+  const g = geometry[i];
+  if (!g || g.stack) { markers[i] = null; return; }
+  const neg = v => v.map(x => -x);
+  const m = [orientationOf(neg(g.dy)), orientationOf(g.dx), orientationOf(g.dy), orientationOf(neg(g.dx))];
+  markers[i] = m;
+  canvas.dataset.markers = JSON.stringify(markers);
+  const size = Math.round(14 * (window.devicePixelRatio || 1));
+  ctx.font = `bold ${size}px sans-serif`; ctx.fillStyle = "#e8d36a"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  ctx.fillText(m[0], c[0] + c[2] / 2, c[1] + size);
+  ctx.fillText(m[1], c[0] + c[2] - size, c[1] + c[3] / 2);
+  ctx.fillText(m[2], c[0] + c[2] / 2, c[1] + c[3] - size);
+  ctx.fillText(m[3], c[0] + size, c[1] + c[3] / 2);
+  ctx.textAlign = "start"; ctx.textBaseline = "alphabetic";
+}
+
 const LINE_COLOURS = ["#4fc3f7", "#81c784", "#ff8a65", "#ce93d8"];
 function draw() {
   ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height);
@@ -225,6 +251,7 @@ function draw() {
     if (errors[i]) drawError(c, errors[i]);
     drawAnnotations(i);
     drawScaleBar(i, c);
+    drawMarkers(i, c);
     if (drag && drag.preview && drag.i === i) {
       ctx.strokeStyle = "#fff"; ctx.setLineDash([4, 3]); ctx.beginPath();
       drag.preview.forEach((p, k) => k ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1]));

@@ -225,6 +225,22 @@ async fn the_viewer_page_in_chromium() {
         )
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Orientation markers (top, right, bottom, left) as a radiologist reads them: axial A/L/P/R,
+    // coronal H/L/F/R, sagittal H/P/F/A.
+    let markers = first
+        .wait_for(
+            "JSON.parse(document.getElementById('view').dataset.markers || '[]')",
+            |v| v.as_array().is_some_and(|a| a.len() == 3),
+        )
+        .await;
+    assert_eq!(
+        markers,
+        json!([
+            ["A", "L", "P", "R"],
+            ["H", "L", "F", "R"],
+            ["H", "P", "F", "A"]
+        ])
+    );
     first.screenshot("viewer-mpr-1280x800.png").await;
 
     // The attachment: rendered by the server for the page, zoomed with the wheel.
