@@ -619,11 +619,51 @@ async function loadSeries() {
     sel.appendChild(o);
   }
   sel.style.display = found.length > 1 ? "" : "none";
+  thumbnails(found, tag);
   if (!q.get("series") && found.length) q.set("series", tag(found[0][1], "0020000E"));
   pick(q.get("series"));
 }
+// The series strip: a thumbnail of each series' first image, rendered by the server at 96 x 96
+// (the image never leaves it); a click opens the series, a drag onto the second viewport of a
+// two-viewport layout compares it with the first.
+function thumbnails(found, tag) {
+  const strip = document.getElementById("strip");
+  strip.innerHTML = "";
+  strip.style.display = found.length > 1 ? "" : "none";
+  const enc = encodeURIComponent, token = enc(q.get("token") || "");
+  for (const [st, s] of found) {
+    const uid = tag(s, "0020000E");
+    const d = document.createElement("div");
+    d.className = "thumb"; d.draggable = true; d.dataset.series = uid;
+    const img = document.createElement("img"); img.alt = ""; img.draggable = false;
+    const label = document.createElement("span");
+    label.textContent = [tag(s, "00080060"), tag(s, "0008103E")].filter(Boolean).join(" ");
+    d.append(img, label);
+    strip.appendChild(d);
+    d.addEventListener("click", () => pick(uid));
+    d.addEventListener("dragstart", e => e.dataTransfer.setData("text/plain", uid));
+    fetch(`/dicomweb/studies/${enc(st)}/series/${enc(uid)}/instances?limit=1`, authorised())
+      .then(r => r.ok && r.status !== 204 ? r.json() : [])
+      .then(list => {
+        const sop = list[0] && tag(list[0], "00080018");
+        if (sop) img.src = `/dicomweb/studies/${enc(st)}/series/${enc(uid)}/instances/${enc(sop)}/rendered?viewport=96,96&token=${token}`;
+      }).catch(() => {});
+  }
+}
+canvas.addEventListener("dragover", e => e.preventDefault());
+canvas.addEventListener("drop", e => {
+  e.preventDefault();
+  const uid = e.dataTransfer.getData("text/plain");
+  if (!uid) return;
+  const h = hit(...devicePoint(e));
+  if (state && state.viewports.length === 2 && h.i === 1 && state.series[0]) {
+    send({ op: "open", series: [state.series[0], uid] });
+  } else pick(uid);
+});
+
 let picked = null;
 function pick(uid) {
+  for (const t of document.querySelectorAll(".thumb")) t.classList.toggle("on", t.dataset.series === uid);
   const s = seriesInfo[uid];
   picked = s || null;
   if (s) { info = s.info; modality = s.modality; if (s.study !== study) { study = s.study; loadAttachments(); } }

@@ -534,6 +534,33 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     )
     .await;
     page.screenshot("viewer-cr-phone-390x844.png").await;
+    // A token for the four grey studies: the strip shows a server-rendered thumbnail of each,
+    // and a click on one opens it.
+    let studies: Vec<String> = GREY.iter().map(|(_, s, ..)| study_of(s)).collect();
+    let all = sign(
+        &Claims {
+            sub: "wang".into(),
+            studies,
+            exp: now() + 600,
+        },
+        &key,
+    );
+    let url = format!("http://127.0.0.1:{port}/view?token={all}&session=page-strip");
+    let mut page = e2e::chromium::Page::open(browser.port, &url).await;
+    page.wait_for(
+        "[...document.querySelectorAll('.thumb img')].filter(i => i.complete && i.naturalWidth > 0).length",
+        |v| v.as_u64() == Some(4),
+    )
+    .await;
+    let (_, xa, ..) = GREY[1];
+    page.eval(&format!(
+        "document.querySelector('.thumb[data-series=\"{xa}\"]').click()"
+    ))
+    .await;
+    page.wait_for("state && state.series[0]", |v| v.as_str() == Some(xa))
+        .await;
+    page.screenshot("viewer-series-strip.png").await;
+
     // The colour ultrasound loop on a phone, and the reason for what cannot be shown.
     let (_, ybr, ..) = COLOUR[2];
     let url = format!(
