@@ -365,6 +365,43 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         );
     }
 
+    // Measuring on a 2D film as on a volume: on the XA capture (no spacing: a pixel counts 1),
+    // a 30-40 line is 50 long, and a probe reads the pixel pydicom reads there.
+    let (xa_file, xa, ..) = GREY[1];
+    let mut v = Viewer::open(port, &key, &study_of(xa), "measure").await;
+    v.send(json!({"op": "resize", "width": 256, "height": 256}))
+        .await;
+    v.send(json!({"op": "open", "series": [xa]})).await;
+    v.send(json!({"op": "annotate", "kind": "length", "viewport": 0,
+                  "points": [[0.0, 0.0, 0.0], [30.0, 40.0, 0.0]]}))
+        .await;
+    v.send(json!({"op": "annotate", "kind": "probe", "viewport": 0,
+                  "points": [[100.0, 200.0, 0.0]]}))
+        .await;
+    let annotations = loop {
+        if let Ok(s) = v.next().await
+            && s["type"] == "state"
+            && s["state"]["annotations"]["2"].is_object()
+        {
+            break s["state"]["annotations"].clone();
+        }
+    };
+    assert_eq!(annotations["1"]["value"], 50.0, "{annotations}");
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, pydicom; print(int(pydicom.dcmread(sys.argv[1]).pixel_array[200][100]))",
+        ])
+        .arg(testdata(xa_file))
+        .output()
+        .expect("python3");
+    let expected: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a pixel value");
+    assert_eq!(annotations["2"]["value"], expected, "{annotations}");
+
     // The 16-frame loop: 16 frames, uncalibrated, played at its Frame Time (69.47 ms, 14.4
     // frames a second) although the client asks for 2.
     let (_, series, ..) = GREY[3];
