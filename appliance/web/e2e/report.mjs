@@ -78,7 +78,12 @@ await run(async (page, { base, step, check, login, logout, consoleErrors }) => {
   await page.locator('input[data-test=amend-reason]').fill('补充 MRI 检查时限');
   await page.locator('[data-test=amend-confirm]').click();
   await page.locator('[data-test=state]').getByText('报告待签').waitFor();
-  await page.locator('textarea[data-test=section-advice]').fill('建议 24 小时内完善头颅 MRI（DWI）检查，评估溶栓及取栓指征。');
+  // The amended draft holds version 1's text before it is edited.
+  const advice = page.locator('textarea[data-test=section-advice]');
+  await page.waitForFunction(
+    () => document.querySelector('textarea[data-test=section-advice]')?.value === '建议完善头颅 MRI（DWI）检查，评估溶栓指征。',
+  );
+  await advice.fill('建议 24 小时内完善头颅 MRI（DWI）检查，评估溶栓及取栓指征。');
   await page.locator('[data-test=report-sign]').click();
   await page.locator('[data-test=state]').getByText('报告已签').waitFor();
   await page.locator('[data-test=versions]').getByText('第 2 版').waitFor();
