@@ -52,6 +52,23 @@ impl FrameCache {
     }
 }
 
+/// The fraction of the canvas rendered while the view changes, after `skipped` states went by
+/// undrawn since the last frame: down by the square root of how far behind, at least a quarter
+/// of each side; back up by a quarter each frame that kept up.
+pub(super) fn interactive_scale(previous: f64, skipped: u64) -> f64 {
+    if skipped == 0 {
+        (previous * 1.25).min(1.0)
+    } else {
+        (previous / (1.0 + skipped as f64).sqrt()).max(0.25)
+    }
+}
+
+/// A canvas size scaled, each side at least 16 pixels.
+fn scaled((w, h): (u32, u32), scale: f64) -> (u32, u32) {
+    let side = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(16.min(v), v);
+    (side(w), side(h))
+}
+
 pub(super) async fn render_loop(
     viewer: Arc<Viewer>,
     shared: Arc<Shared>,
@@ -63,6 +80,9 @@ pub(super) async fn render_loop(
 ) {
     let mut settle_at: Option<tokio::time::Instant> = None;
     let mut sent_version = None;
+    // While the view changes: the fraction of the canvas rendered, and the last version drawn.
+    let mut scale = 1.0;
+    let mut drawn: Option<u64> = None;
     // A joiner gets the current state (a snapshot) and its frames at once.
     let mut state = shared.state.subscribe();
     state.mark_changed();
@@ -115,6 +135,16 @@ pub(super) async fn render_loop(
         } else {
             settle_at = Some(tokio::time::Instant::now() + SETTLE);
             INTERACTIVE_QUALITY
+        };
+        // Behind (states went by undrawn): smaller frames until it catches up; the settled
+        // frame is always the canvas's own size.
+        let canvas = if final_frame {
+            canvas
+        } else {
+            let skipped = drawn.map_or(0, |d| snapshot.version.saturating_sub(d + 1));
+            scale = interactive_scale(scale, skipped);
+            drawn = Some(snapshot.version);
+            scaled(canvas, scale)
         };
         for (i, vs) in snapshot.viewports.iter().enumerate() {
             let Some(series) = snapshot.series.get(vs.series) else {
@@ -230,4 +260,24 @@ pub(super) async fn synced(
         g1.step_along(n),
     );
     vs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_shrink_while_behind_and_grow_back() {
+        assert_eq!(interactive_scale(1.0, 0), 1.0);
+        // Three states undrawn: half size.
+        assert_eq!(interactive_scale(1.0, 3), 0.5);
+        // Never below a quarter of each side.
+        assert_eq!(interactive_scale(0.3, 99), 0.25);
+        // Keeping up: a quarter larger each frame, up to the full size.
+        assert_eq!(interactive_scale(0.5, 0), 0.625);
+        assert_eq!(interactive_scale(0.9, 0), 1.0);
+        assert_eq!(scaled((512, 400), 0.5), (256, 200));
+        assert_eq!(scaled((40, 20), 0.25), (16, 16));
+        assert_eq!(scaled((10, 10), 0.25), (10, 10));
+    }
 }

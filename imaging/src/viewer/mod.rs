@@ -8,8 +8,9 @@
 //!
 //! Latest state wins: a client's render loop watches the session's state, so operations that
 //! arrive while a frame renders are folded into the next one, and a socket that reads slowly
-//! gets fewer frames, never a queue. Frames while the state changes are JPEG at quality 70; a
-//! full-quality frame (JPEG 95, or PNG when asked) follows 150 ms after the last change.
+//! gets fewer frames, never a queue. Frames while the state changes are JPEG at quality 70, and
+//! smaller when the loop falls behind (states going by undrawn); a full-size, full-quality frame
+//! (JPEG 95, or PNG when asked) follows 150 ms after the last change.
 
 pub mod cache;
 mod cine;
