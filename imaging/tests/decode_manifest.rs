@@ -4,50 +4,21 @@
 //! pydicom's MR_small in every syntax) and lossy ones stay close. The layouts dicom-rs does not
 //! decode yet are listed, with the reason, in `KNOWN_GAPS`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use imaging::dicom::decode::decode_file;
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/dicom")
-        .join(rel)
-}
+use e2e::testdata::dicom as testdata;
 
 /// Files the reference decoded that we do not, with the reason. The test fails when this
 /// list is wrong in either direction, so a fix must remove its entry. Empty: every file the
 /// reference decodes is decoded here (the last ones are checked against pydicom below).
 const KNOWN_GAPS: &[(&str, &str)] = &[];
 
-/// Splits one CSV line (fields may be quoted and hold commas).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 #[test]
 fn every_manifest_file_decodes_or_names_its_transfer_syntax() {
-    let manifest = std::fs::read_to_string(testdata("MANIFEST_dicom.csv")).expect("manifest");
-    // Records may span lines (an error text with a newline): join until quotes balance.
-    let mut records = Vec::new();
-    let mut pending = String::new();
-    for line in manifest.lines().skip(1) {
-        pending.push_str(line);
-        if pending.matches('"').count().is_multiple_of(2) {
-            records.push(fields(&std::mem::take(&mut pending)));
-        } else {
-            pending.push(' ');
-        }
-    }
+    let records = e2e::testdata::dicom_manifest();
     // Decode on every core; the checks below run in manifest order.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = records.len().div_ceil(threads);

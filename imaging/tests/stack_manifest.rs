@@ -4,17 +4,11 @@
 //! reads (its modality values, or its RGB, compared by mean and by a row of samples). The
 //! rendering of those frames is compared pixel by pixel in `viewer_2d.rs`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e::testdata::dicom as testdata;
 use imaging::dicom::series::BuiltVolume;
 use imaging::dicom::stack::build_stack;
-
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/dicom")
-        .join(rel)
-}
 
 /// Files that decode but are not shown, with the words of the refusal. The test fails when
 /// this list is wrong in either direction.
@@ -23,37 +17,13 @@ const NOT_SHOWN: &[(&str, &str)] = &[
     ("pydicom-data/gdcm-US-ALOKA-16_big.dcm", "segmented palette"),
 ];
 
-/// Splits one CSV line (fields may be quoted and hold commas).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// The manifest's files an independent decoder read.
 fn decodable() -> Vec<String> {
-    let manifest = std::fs::read_to_string(testdata("MANIFEST_dicom.csv")).expect("manifest");
-    let mut out = Vec::new();
-    let mut pending = String::new();
-    for line in manifest.lines().skip(1) {
-        pending.push_str(line);
-        if pending.matches('"').count().is_multiple_of(2) {
-            let r = fields(&std::mem::take(&mut pending));
-            if r.get(11).is_some_and(|d| d.starts_with("OK (")) {
-                out.push(r[0].clone());
-            }
-        } else {
-            pending.push(' ');
-        }
-    }
-    out
+    e2e::testdata::dicom_manifest()
+        .into_iter()
+        .filter(|r| r.get(11).is_some_and(|d| d.starts_with("OK (")))
+        .map(|mut r| r.swap_remove(0))
+        .collect()
 }
 
 /// Files pydicom reads wrongly, and the twin that holds the same image: pydicom 3.0 gives

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use e2e::testdata::dicom as testdata;
 use e2e::{Daemon, Ports, bin, temp_dir};
 use futures_util::{SinkExt, StreamExt};
 use imaging::viewer::token::{Claims, public_key_base64, sign};
@@ -52,7 +53,6 @@ const GREY: [(&str, &str, u32, u32); 4] = [
 const VOI_SERIES: &str = "1.2.826.0.1.3680043.8.498.77.1";
 
 fn write_voi_image(to: &Path) {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"import sys, pydicom
 d = pydicom.dcmread(sys.argv[1])
 s = d.VOILUTSequence[0]
@@ -64,19 +64,16 @@ d.SOPInstanceUID = sys.argv[3] + '.1'
 d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
 d.save_as(sys.argv[2])
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(testdata("pydicom-data/vlut_04.dcm"))
-        .arg(to)
-        .arg(VOI_SERIES)
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    python(
+        script,
+        &[
+            testdata("pydicom-data/vlut_04.dcm").as_ref(),
+            to.as_ref(),
+            std::ffi::OsStr::new(VOI_SERIES),
+        ],
     );
 }
+
 /// Colour: RGB (RLE), palette colour, YBR_FULL_422 JPEG (a 30-frame loop).
 const COLOUR: [(&str, &str, u32, u32); 3] = [
     (
@@ -104,10 +101,20 @@ const UNSHOWN: (&str, &str) = (
     "1.2.392.200039.102.3.1096.12.20020524.111958",
 );
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/dicom")
-        .join(rel)
+/// Runs a pydicom script (scripts/test installs pydicom) and answers what it wrote.
+fn python(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3 (scripts/test installs pydicom)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 fn now() -> u64 {
@@ -119,7 +126,6 @@ fn now() -> u64 {
 /// pydicom's rendering of the first frame: the modality LUT, the file's first window (else
 /// one over the value range), DICOM's linear VOI function, MONOCHROME1 inverted; 8 bits.
 fn pydicom_frame(path: &Path) -> Vec<u8> {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"import sys, numpy as np, pydicom
 from pydicom.pixels import apply_modality_lut
 d = pydicom.dcmread(sys.argv[1])
@@ -144,22 +150,11 @@ if d.PhotometricInterpretation == 'MONOCHROME1' or d.get('PresentationLUTShape')
     y = 255 - y
 sys.stdout.buffer.write(np.round(y).astype('uint8').tobytes())
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    python(script, &[path.as_ref()])
 }
 
 /// pydicom's RGB of the first frame (palette colour through its table, 16-bit entries to 8).
 fn pydicom_rgb(path: &Path) -> Vec<u8> {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"import sys, numpy as np, pydicom
 from pydicom.pixels import apply_color_lut
 d = pydicom.dcmread(sys.argv[1])
@@ -172,20 +167,10 @@ if d.PhotometricInterpretation == 'PALETTE COLOR':
         a = a >> 8
 sys.stdout.buffer.write(a.astype('uint8').tobytes())
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    python(script, &[path.as_ref()])
 }
 
-/// The RGB bytes of a PNG frame.
+/// A PNG frame: width, height, and its pixels as RGB bytes (a grey one repeated).
 fn png_rgb(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
         .read_info()
@@ -208,17 +193,8 @@ fn png_rgb(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 
 /// The grey levels of a PNG frame (its first channel).
 fn png_grey(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
-        .read_info()
-        .expect("a PNG");
-    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
-    let info = reader.next_frame(&mut buf).expect("a PNG frame");
-    let channels = info.color_type.samples();
-    let grey = buf[..info.buffer_size()]
-        .chunks(channels)
-        .map(|p| p[0])
-        .collect();
-    (info.width, info.height, grey)
+    let (w, h, rgb) = png_rgb(bytes);
+    (w, h, rgb.chunks(3).map(|p| p[0]).collect())
 }
 
 struct Viewer {
@@ -387,16 +363,11 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         }
     };
     assert_eq!(annotations["1"]["value"], 50.0, "{annotations}");
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys, pydicom; print(int(pydicom.dcmread(sys.argv[1]).pixel_array[200][100]))",
-        ])
-        .arg(testdata(xa_file))
-        .output()
-        .expect("python3");
-    let expected: f64 = String::from_utf8_lossy(&out.stdout)
+    let out = python(
+        "import sys, pydicom; print(int(pydicom.dcmread(sys.argv[1]).pixel_array[200][100]))",
+        &[testdata(xa_file).as_ref()],
+    );
+    let expected: f64 = String::from_utf8_lossy(&out)
         .trim()
         .parse()
         .expect("a pixel value");

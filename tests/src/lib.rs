@@ -8,6 +8,7 @@
 
 pub mod chromium;
 pub mod janus;
+pub mod testdata;
 pub mod webrtc;
 
 use std::io::{BufRead, BufReader, Read, Write};

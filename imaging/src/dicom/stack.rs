@@ -59,29 +59,25 @@ fn floats(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<Vec<f64>> 
     Some(v).filter(|v| v.iter().all(|x| x.is_finite()))
 }
 
-/// The Modality LUT Sequence's table (PS3.3 C.11.1: descriptor = entries (0 for 65536),
-/// first value mapped, bits), when the image has one instead of a rescale.
+/// The first table of a LUT sequence (Modality or VOI, PS3.3 C.11): (first value mapped, bits
+/// per entry, the entries), the descriptor giving how many (0 for 65536).
+fn lut_item(obj: &DefaultDicomObject, sequence: dicom_object::Tag) -> Option<(i64, i64, Vec<i64>)> {
+    let item = obj.element(sequence).ok()?.items()?.first()?;
+    let ints = |tag| item.element(tag).ok()?.to_multi_int::<i64>().ok();
+    let d = ints(tags::LUT_DESCRIPTOR).filter(|d| d.len() == 3)?;
+    let mut data = ints(tags::LUT_DATA)?;
+    let entries = if d[0] == 0 { 65536 } else { d[0] as usize };
+    if entries == 0 || data.len() < entries {
+        return None;
+    }
+    data.truncate(entries);
+    Some((d[1], d[2], data))
+}
+
+/// The Modality LUT Sequence's table, when the image has one instead of a rescale: (first
+/// value mapped, entries).
 fn modality_lut(obj: &DefaultDicomObject) -> Option<(i64, Vec<i64>)> {
-    let item = obj
-        .element(tags::MODALITY_LUT_SEQUENCE)
-        .ok()?
-        .items()?
-        .first()?;
-    let d: Vec<i64> = item
-        .element(tags::LUT_DESCRIPTOR)
-        .ok()?
-        .to_multi_int::<i64>()
-        .ok()?;
-    let data: Vec<i64> = item
-        .element(tags::LUT_DATA)
-        .ok()?
-        .to_multi_int::<i64>()
-        .ok()?;
-    let entries = match d.first()? {
-        0 => 65536,
-        n => *n as usize,
-    };
-    (d.len() == 3 && data.len() >= entries && entries > 0).then(|| (d[1], data[..entries].to_vec()))
+    lut_item(obj, tags::MODALITY_LUT_SEQUENCE).map(|(first, _, table)| (first, table))
 }
 
 /// Pixel Spacing, else Imager Pixel Spacing, as (along a row, down a column).
@@ -169,28 +165,13 @@ fn voi_lut(obj: &DefaultDicomObject) -> Option<render::VoiLut> {
     if obj.element(tags::WINDOW_WIDTH).is_ok() {
         return None;
     }
-    let item = obj.element(tags::VOILUT_SEQUENCE).ok()?.items()?.first()?;
-    let d: Vec<i64> = item
-        .element(tags::LUT_DESCRIPTOR)
-        .ok()?
-        .to_multi_int::<i64>()
-        .ok()?;
-    let data: Vec<i64> = item
-        .element(tags::LUT_DATA)
-        .ok()?
-        .to_multi_int::<i64>()
-        .ok()?;
-    let entries = match d.first()? {
-        0 => 65536,
-        n => *n as usize,
-    };
+    let (first, bits, table) = lut_item(obj, tags::VOILUT_SEQUENCE)?;
     // The first value mapped is signed when the image is (a US descriptor holds its bits).
     let signed = obj
         .element(tags::PIXEL_REPRESENTATION)
         .ok()
         .and_then(|e| e.to_int::<u16>().ok())
         == Some(1);
-    let first = *d.get(1)?;
     let first = if signed && first >= 32768 {
         first - 65536
     } else {
@@ -198,14 +179,14 @@ fn voi_lut(obj: &DefaultDicomObject) -> Option<render::VoiLut> {
     };
     let lut = render::VoiLut {
         first_mapped: i32::try_from(first).ok()?,
-        bits: u8::try_from(*d.get(2)?).ok()?,
-        entries: data.get(..entries)?.iter().map(|v| *v as u16).collect(),
+        bits: u8::try_from(bits).ok()?,
+        entries: table.iter().map(|v| *v as u16).collect(),
     };
     lut.validate().ok().map(|()| lut)
 }
 
-/// Samples wider than 8 bits scaled to 8 by their Bits Stored.
-fn rgb_bytes(values: &[i64], bits: u32) -> Vec<u8> {
+/// Colour samples as bytes, those wider than 8 bits scaled to 8 by their Bits Stored.
+pub(crate) fn rgb_bytes(values: &[i64], bits: u32) -> Vec<u8> {
     let max = ((1u64 << bits.clamp(1, 32)) - 1) as f64;
     values
         .iter()

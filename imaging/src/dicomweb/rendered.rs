@@ -179,21 +179,10 @@ pub fn render_instance(
             .and_then(|e| e.to_int::<u32>().ok())
             .unwrap_or(8)
             .clamp(1, 32);
-        let max = ((1u64 << bits) - 1) as f64;
         let frames: Vec<std::sync::Arc<[u8]>> = decoded
             .values
             .chunks(per)
-            .map(|f| {
-                f.iter()
-                    .map(|&v| {
-                        if bits == 8 {
-                            v.clamp(0, 255) as u8
-                        } else {
-                            (v.max(0) as f64 / max * 255.0).round().clamp(0.0, 255.0) as u8
-                        }
-                    })
-                    .collect()
-            })
+            .map(|f| crate::dicom::stack::rgb_bytes(f, bits).into())
             .collect();
         let stack = ColourStack::new(decoded.cols, decoded.rows, spacing, frames)
             .map_err(|e| fail(e.to_string()))?;

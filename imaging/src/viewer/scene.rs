@@ -201,6 +201,16 @@ pub(super) fn colour_frame(
     Ok(frame)
 }
 
+/// A frame as PNG (quality 0) or JPEG.
+fn encode(frame: &render::Frame, quality: u8) -> Result<Vec<u8>, String> {
+    if quality == 0 {
+        render::encode::encode_png(frame)
+    } else {
+        render::encode::encode_jpeg_preferred(frame, quality)
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// Renders one viewport: (encoded image, the viewport). Quality 0 means PNG.
 pub(super) fn render_frame(
     renderer: &Renderer,
@@ -224,13 +234,7 @@ pub(super) fn render_frame(
             &vp,
             vs.invert,
         )?;
-        let bytes = if quality == 0 {
-            render::encode::encode_png(&frame)
-        } else {
-            render::encode::encode_jpeg_preferred(&frame, quality)
-        }
-        .map_err(|e| e.to_string())?;
-        return Ok((bytes, vp));
+        return Ok((encode(&frame, quality)?, vp));
     }
     // The user's window, else the image's VOI LUT, else its window.
     let lut = built.stack.as_ref().and_then(|s| s.voi_lut.clone());
@@ -270,13 +274,7 @@ pub(super) fn render_frame(
             },
         )
         .map_err(|e| e.to_string())?;
-    let bytes = if quality == 0 {
-        render::encode::encode_png(&frame)
-    } else {
-        render::encode::encode_jpeg_preferred(&frame, quality)
-    }
-    .map_err(|e| e.to_string())?;
-    Ok((bytes, vp))
+    Ok((encode(&frame, quality)?, vp))
 }
 
 #[cfg(test)]
