@@ -109,7 +109,7 @@ section! {
 section! {
     /// The imaging server.
     Imaging = "imaging" {
-        /// Memory for decoded volumes shared by all viewers, e.g. "4GiB".
+        /// Memory for decoded images shared by all viewers and WADO-RS `rendered`, e.g. "4GiB".
         volume_cache: ByteSize = ByteSize(4 << 30),
         /// Render threads; 0 means one per CPU core. At most 1024.
         render_threads: u32 = 0,

@@ -26,7 +26,8 @@ const T = {
         frame: "第 {f}/{n} 帧", cannot: "无法显示", colour: "彩色图像（不调窗）",
         series: "序列 {n}", thickness: "层厚 {t} mm", position: "位置 {p} mm",
         sex: { M: "男", F: "女", O: "其他" },
-        calibration: { detector: "探测器处测量", none: "未校准（像素）" } },
+        calibration: { detector: "探测器处测量", none: "未校准（像素）" },
+        maps: { grey: "灰阶", hot: "伪彩：热铁", rainbow: "伪彩：彩虹" }, subtracted: "减影（蒙片第 {m} 帧）" },
   en: { wl: "W {w} / L {c}", slice: "Slice {s}", zoom: "Zoom {z}", auto: "series window",
         presets: { "": "Presets", brain: "Brain", subdural: "Subdural", stroke: "Stroke",
           lung: "Lung", mediastinum: "Mediastinum", abdomen: "Abdomen", liver: "Liver", bone: "Bone" },
@@ -46,7 +47,8 @@ const T = {
         frame: "Frame {f} of {n}", cannot: "Cannot show", colour: "colour (no window)",
         series: "Series {n}", thickness: "Thickness {t} mm", position: "Position {p} mm",
         sex: { M: "M", F: "F", O: "O" },
-        calibration: { detector: "measured at the detector", none: "uncalibrated (pixels)" } },
+        calibration: { detector: "measured at the detector", none: "uncalibrated (pixels)" },
+        maps: { grey: "Grey", hot: "Hot iron", rainbow: "Rainbow" }, subtracted: "subtracted (mask frame {m})" },
 };
 const KEYS = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", b: "rectangle",
   e: "ellipse", t: "arrow", v: "probe", c: "locate", d: "erase", o: "tilt" };
@@ -66,9 +68,41 @@ const sub = (a, b) => [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
 const mul = (a, k) => [a[0] * k, a[1] * k, a[2] * k];
 const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
 
+// The toolbar's icons (24x24 strokes, drawn here: nothing is fetched from outside).
+const ICONS = {
+  zoomin: "M10 4a6 6 0 1 0 0 12a6 6 0 1 0 0-12M20 20l-5.6-5.6M7 10h6M10 7v6",
+  zoomout: "M10 4a6 6 0 1 0 0 12a6 6 0 1 0 0-12M20 20l-5.6-5.6M7 10h6",
+  rotate: "M19 12a7 7 0 1 1-2.1-5M19 4v4h-4",
+  fliph: "M12 3v18M9 6L4 12l5 6zM15 6l5 6-5 6z",
+  flipv: "M3 12h18M6 9l6-5 6 5zM6 15l6 5 6-5z",
+  invert: "M12 4a8 8 0 1 0 0 16zM12 4a8 8 0 1 1 0 16",
+  dsa: "M4 5h7v14H4zM13 5h7v14h-7M16 9v6M15 12h2",
+  "1x1": "M4 4h16v16H4z",
+  "1x2": "M4 4h16v16H4zM12 4v16",
+  "2x2": "M4 4h16v16H4zM12 4v16M4 12h16",
+  mpr: "M3 5h6v14H3zM10 5h4v14h-4zM15 5h6v14h-6z",
+  mammo: "M11 4v16M13 4v16M11 6c-6 1-7 10 0 12M13 6c6 1 7 10 0 12",
+  compare: "M3 5h8v14H3zM13 5h8v14h-8zM6 12h2M16 12h2",
+  sync: "M8 12h8M7 8H5a4 4 0 0 0 0 8h2M17 8h2a4 4 0 0 1 0 8h-2",
+  cine: "M7 5l12 7-12 7z",
+  clear: "M5 5l14 14M19 5L5 19",
+  png: "M12 3l8 9-8 9-8-9z",
+  request: "M8 12V5a1.5 1.5 0 0 1 3 0v6M11 11V4a1.5 1.5 0 0 1 3 0v7M14 11V6a1.5 1.5 0 0 1 3 0v7c0 4-2 7-6 7-3 0-4-2-6-5l-1-3a1.5 1.5 0 0 1 3-1l1 2",
+  grant: "M4 12h12M12 7l5 5-5 5M20 4v16",
+  reset: "M5 12a7 7 0 1 0 2-5M5 4v4h4",
+  corners: "M12 8v0M12 11v6M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18",
+};
 function label() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  for (const b of document.querySelectorAll("#bar button")) b.textContent = b.dataset[lang];
+  for (const b of document.querySelectorAll("#bar button")) {
+    const words = b.dataset[lang], key = b.dataset.key ? ` (${b.dataset.key})` : "";
+    const d = ICONS[b.dataset.op];
+    b.innerHTML = d ? `<svg viewBox="0 0 24 24" aria-hidden="true"><path d="${d}"/></svg>` : "";
+    const span = document.createElement("span"); span.className = "lbl"; span.textContent = words;
+    b.appendChild(span);
+    b.title = words + key;
+    b.setAttribute("aria-label", words);
+  }
   const fill = (id, entries, value) => {
     const sel = document.getElementById(id);
     sel.innerHTML = "";
@@ -81,6 +115,7 @@ function label() {
   fill("tool", Object.entries(T[lang].tools), tool);
   fill("plane", Object.entries(T[lang].planes));
   fill("slab", Object.entries(T[lang].slabs));
+  fill("colormap", Object.entries(T[lang].maps), document.getElementById("colormap").value || "grey");
   fill("fps", [5, 10, 15, 24, 30].map(f => [f, fmt(T[lang].fps, { f })]), document.getElementById("fps").value || 15);
   attachmentList(attachmentList.items || []);
   overlay();
@@ -296,7 +331,9 @@ function overlay() {
   const g = geometry[focus], st = g && g.stack;
   const where = st ? fmt(t.frame, { f: st.frame + 1, n: st.frames }) +
     (t.calibration[st.calibration] ? " · " + t.calibration[st.calibration] : "") : v ? fmt(t.slice, { s: v.slice }) : "";
-  document.getElementById("slice").textContent = v ? where + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
+  const dsa = v && v.subtract ? " · " + fmt(t.subtracted, { m: v.subtract.mask + 1 }) +
+    (v.subtract.shift[0] || v.subtract.shift[1] ? ` (${v.subtract.shift.join(", ")} px)` : "") : "";
+  document.getElementById("slice").textContent = v ? where + dsa + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
   // A stack is shown in the plane it was acquired in: no other plane to choose.
   document.getElementById("plane").disabled = !!st;
   // Four corners, as on a PACS workstation: patient (top left), study and control (top
@@ -311,6 +348,8 @@ function overlay() {
   document.querySelector("[data-op=request]").style.display = me !== null && controller !== me && requestedBy !== me ? "" : "none";
   document.querySelector("[data-op=grant]").style.display = controller === me && requestedBy !== null ? "" : "none";
   if (v) {
+    document.getElementById("colormap").value = v.colormap || "grey";
+    document.querySelector("[data-op=dsa]").classList.toggle("on", !!v.subtract);
     document.getElementById("plane").value = typeof v.plane === "string" ? v.plane : "oblique";
     document.getElementById("slab").value = v.slab ? `${v.slab[0]}:${v.slab[1]}` : "";
   }
@@ -339,6 +378,7 @@ function onMessage(ev) {
       if (state.viewports.length !== n) { geometry.length = 0; images.length = 0; fit(); }
       if (focus >= state.viewports.length) focus = 0;
       document.querySelector("[data-op=sync]").classList.toggle("on", !!state.sync);
+      for (const b of document.querySelectorAll("#layouts button")) b.classList.toggle("on", b.dataset.op === state.layout);
       overlay(); draw(); }
     else if (m.type === "geometry") { geometry[m.viewport] = m; errors[m.viewport] = null;
       canvas.dataset.error = errors.filter(Boolean).join("\n"); overlay(); }
@@ -476,8 +516,12 @@ function setTool(t) { tool = t; anglePoints = null; document.getElementById("too
 
 window.addEventListener("keydown", e => {
   if (e.target.tagName === "SELECT" || e.ctrlKey || e.metaKey || e.altKey) return;
+  const v = state && state.viewports[focus];
+  const shift = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] }[e.key];
+  if (e.shiftKey && shift && v && v.subtract) { e.preventDefault(); subtract(undefined, shift); return; }
   const k = { ArrowUp: -1, ArrowDown: 1, PageUp: -10, PageDown: 10 }[e.key];
-  if (k) { e.preventDefault(); send({ op: "scroll", viewport: focus, delta: k }); }
+  if (e.key === "m" && geometry[focus] && geometry[focus].stack) subtract(geometry[focus].stack.frame);
+  else if (k) { e.preventDefault(); send({ op: "scroll", viewport: focus, delta: k }); }
   else if (e.key === "i") send({ op: "invert", viewport: focus });
   else if (e.key === "r") send({ op: "reset", viewport: null });
   else if (e.key === "h") toggleCorners();
@@ -492,7 +536,9 @@ function toggleCorners() {
 }
 let cineOn = false;
 document.getElementById("bar").addEventListener("click", e => {
-  const op = e.target.dataset && e.target.dataset.op;
+  const button = e.target.closest && e.target.closest("button");
+  if (!button) return;
+  const op = button.dataset.op;
   const i = focus;
   const s1 = q.get("series"), s2 = q.get("series2") || s1;
   const ops = {
@@ -501,6 +547,7 @@ document.getElementById("bar").addEventListener("click", e => {
     flipv: { op: "flip", viewport: i, horizontal: false }, invert: { op: "invert", viewport: i },
     "1x1": { op: "layout", layout: "1x1" }, "1x2": { op: "layout", layout: "1x2" },
     "2x2": { op: "layout", layout: "2x2" }, mpr: { op: "layout", layout: "mpr" },
+    mammo: { op: "layout", layout: "mammo" },
     compare: s1 && { op: "open", series: [s1, s2] },
     sync: { op: "sync", on: !(state && state.sync) },
     request: { op: "request_control" }, grant: { op: "grant_control" },
@@ -508,9 +555,10 @@ document.getElementById("bar").addEventListener("click", e => {
   };
   if (op === "lang") { lang = lang === "zh" ? "en" : "zh"; label(); }
   else if (op === "corners") toggleCorners();
-  else if (op === "cine") { cineOn = !cineOn; e.target.classList.toggle("on", cineOn);
+  else if (op === "dsa") subtract(state && state.viewports[i] && state.viewports[i].subtract ? null : undefined);
+  else if (op === "cine") { cineOn = !cineOn; button.classList.toggle("on", cineOn);
     send({ op: "cine", viewport: i, fps: cineOn ? +document.getElementById("fps").value : 0 }); }
-  else if (op === "png") { const on = !e.target.classList.contains("on"); e.target.classList.toggle("on", on); send({ op: "png", on }); }
+  else if (op === "png") { const on = !button.classList.contains("on"); button.classList.toggle("on", on); send({ op: "png", on }); }
   else if (op === "clear") { for (const id of Object.keys(state ? state.annotations : {})) send({ op: "delete_annotation", id: +id }); }
   else if (ops[op]) send(ops[op]);
 });
@@ -527,6 +575,19 @@ document.getElementById("slab").addEventListener("change", e => {
   const [mode, mm] = e.target.value.split(":");
   send(mode ? { op: "slab", viewport: focus, mode, thickness: +mm } : { op: "slab", viewport: focus, mode: "mip", thickness: 0 });
 });
+document.getElementById("colormap").addEventListener("change", e => {
+  send({ op: "colormap", viewport: focus, map: e.target.value });
+});
+// Subtraction (DSA) on the viewport in focus: `mask` a frame, null to stop, undefined for the
+// image's own mask frame (else its first); `shift` moves the mask by whole pixels.
+function subtract(mask, shift) {
+  const v = state && state.viewports[focus], g = geometry[focus];
+  if (mask === null) { send({ op: "subtract", viewport: focus, mask: null }); return; }
+  const was = v && v.subtract;
+  if (mask === undefined) mask = was ? was.mask : (g && g.stack && g.stack.mask != null ? g.stack.mask : 0);
+  const s = was ? was.shift : [0, 0];
+  send({ op: "subtract", viewport: focus, mask, shift: shift ? [s[0] + shift[0], s[1] + shift[1]] : s });
+}
 document.getElementById("fps").addEventListener("change", e => {
   if (cineOn) send({ op: "cine", viewport: focus, fps: +e.target.value });
 });

@@ -68,19 +68,26 @@ pub async fn run_with(
         "render": { "backend": render.backend, "adapter": render.adapter },
     });
     let addr = SocketAddr::new(config.listeners.bind, config.listeners.imaging_http.get());
+    // Decoded images, one budget for the viewer's series and `rendered`'s instances.
+    let volumes = std::sync::Arc::new(crate::viewer::cache::VolumeCache::new(
+        config.imaging.volume_cache.0,
+    ));
     let router = Router::new()
         .route(
             "/",
             get(move || std::future::ready(axum::Json(description.clone()))),
         )
-        .merge(crate::dicomweb::routes(store.clone()))
+        .merge(crate::dicomweb::routes(
+            store.clone(),
+            std::sync::Arc::clone(&volumes),
+        ))
         .merge(crate::dicomweb::attachments::routes(
             &config.storage.data_dir,
         ))
         .merge(crate::viewer::routes(
             store.clone(),
             std::sync::Arc::clone(&render.renderer),
-            config.imaging.volume_cache.0,
+            volumes,
             &config.imaging.viewer_token_key,
             Duration::from_secs(u64::from(config.imaging.viewer_grace_secs)),
             config.imaging.viewer_open_annotations,

@@ -3,6 +3,8 @@
 //! - C-STORE ingest of the 140-slice CT with dcmtk's storescu over 1 and 4 associations:
 //!   instances/s and MB/s (goal: at least 5x Orthanc);
 //! - WADO-RS series metadata for the 140 instances, p50 (goal: <= 20 ms);
+//! - WADO-RS rendered JPEGs of those instances, requests/s from 8 clients (goal: at least 5x
+//!   Orthanc on repeated instances), and with a new window each request;
 //! - building the volume (decode and assemble) from the 140 files, beside a plain read of them.
 //!
 //! Build first: `cargo build --release --workspace --bins`, then `target/release/ingest [RUNS]`.
@@ -119,11 +121,53 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+/// 8 clients asking for the instances' rendered JPEGs in turn for 3 s (each request a
+/// connection of its own, as the other figures): requests per second and the median latency.
+fn rendered_load(port: u16, base: &str, instances: &[String], windowed: bool) -> (f64, Duration) {
+    let auth = format!("Bearer {}", e2e::service_token(&e2e::test_signer(), false));
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let run = Duration::from_secs(3);
+    let start = Instant::now();
+    let mut times: Vec<Duration> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut times = Vec::new();
+                    while start.elapsed() < run {
+                        let k = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let uid = &instances[k % instances.len()];
+                        let query = if windowed {
+                            format!("?window=40,{},linear", 400 + k)
+                        } else {
+                            String::new()
+                        };
+                        let path = format!("{base}/{uid}/rendered{query}");
+                        let s = Instant::now();
+                        let r = e2e::request(port, "GET", &path, &[("Authorization", &auth)], &[])
+                            .expect("rendered");
+                        times.push(s.elapsed());
+                        assert_eq!(r.status, 200, "rendered {path}: {}", r.body);
+                        assert_eq!(&r.bytes[..2], &[0xFF, 0xD8], "a JPEG");
+                    }
+                    times
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("client"))
+            .collect()
+    });
+    let rate = times.len() as f64 / start.elapsed().as_secs_f64();
+    (rate, median(&mut times))
+}
+
 const USAGE: &str = "
 usage: ingest [RUNS]
 
 The DICOM data centre beside Orthanc in the same run: C-STORE ingest of the 140-slice CT
-(storescu over 1 and 4 associations), WADO-RS series metadata, and building the volume.
+(storescu over 1 and 4 associations), WADO-RS series metadata and rendered JPEGs, and
+building the volume.
 RUNS: how many times each figure is measured (default 3). Build the workspace's binaries
 first (cargo build --release --workspace --bins); needs dcmtk and orthanc.
 ";
@@ -202,6 +246,30 @@ fn main() {
             "  WADO-RS series metadata ({n} instances), {name:<12}: p50 {:.2} ms",
             median(&mut times).as_secs_f64() * 1e3
         );
+
+        // WADO-RS rendered: the series' instances over and over by 8 clients, each instance
+        // asked once before (warm). Then each request with a window of its own, so nothing
+        // answered before can be given again: the decoded image is all that is reused.
+        let instances: Vec<String> = first
+            .json()
+            .as_array()
+            .expect("metadata array")
+            .iter()
+            .filter_map(|m| m["00080018"]["Value"][0].as_str().map(str::to_owned))
+            .collect();
+        let base = format!("{}/studies/{study}/series/{se}/instances", t.web_root);
+        for uid in &instances {
+            let r =
+                e2e::as_service::get(t.http, &format!("{base}/{uid}/rendered")).expect("rendered");
+            assert_eq!(r.status, 200, "{name} rendered: {}", r.body);
+        }
+        for (what, windowed) in [("repeated", false), ("a new window each", true)] {
+            let (rate, p50) = rendered_load(t.http, &base, &instances, windowed);
+            println!(
+                "  WADO-RS rendered, {what}, 8 clients, {name:<12}: {rate:>7.0} req/s, p50 {:.2} ms",
+                p50.as_secs_f64() * 1e3
+            );
+        }
     }
 
     // Volume build from the files, beside reading them.

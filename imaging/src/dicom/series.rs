@@ -123,6 +123,10 @@ pub struct StackInfo {
     pub voi_lut: Option<render::VoiLut>,
     /// Presentation LUT Shape INVERSE on a MONOCHROME2 image: shown inverted.
     pub inverse: bool,
+    /// The first image's Window Center and Width (modality units), when it has both.
+    pub window: Option<(f64, f64)>,
+    /// The mask frame (0-based) its Mask Subtraction Sequence names, for DSA.
+    pub mask: Option<usize>,
 }
 
 impl From<DecodeError> for SeriesError {

@@ -21,6 +21,8 @@ struct Frame {
     /// The VOI LUT when the image has one and no window, and Presentation LUT Shape INVERSE.
     voi_lut: Option<render::VoiLut>,
     inverse: bool,
+    window: Option<(f64, f64)>,
+    mask: Option<usize>,
     rows: usize,
     cols: usize,
     /// Along a row, down a column (mm), and what they mean.
@@ -257,6 +259,23 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
         .and_then(|e| e.to_int::<u32>().ok())
         .unwrap_or(8);
     let spacing = spacing(&obj);
+    let window = first(tags::WINDOW_CENTER)
+        .zip(first(tags::WINDOW_WIDTH))
+        .filter(|(_, w)| *w >= 1.0);
+    // The Mask Subtraction Sequence's first Mask Frame Numbers (1-based).
+    let mask = obj
+        .element(tags::MASK_SUBTRACTION_SEQUENCE)
+        .ok()
+        .and_then(|e| {
+            e.items()?
+                .first()?
+                .element(tags::MASK_FRAME_NUMBERS)
+                .ok()?
+                .to_int::<u32>()
+                .ok()
+        })
+        .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
+        .filter(|m| *m < decoded.frames);
     decoded
         .values
         .chunks(per)
@@ -281,6 +300,8 @@ fn read_frames(path: &Path) -> Result<Vec<Frame>, SeriesError> {
                 path: path.to_owned(),
                 voi_lut: voi.clone(),
                 inverse,
+                window,
+                mask,
                 rows: decoded.rows,
                 cols: decoded.cols,
                 spacing,
@@ -349,6 +370,8 @@ pub fn build_stack(files: &[PathBuf]) -> Result<BuiltVolume, SeriesError> {
         colour,
         voi_lut: first.voi_lut.clone(),
         inverse: first.inverse,
+        window: first.window,
+        mask: first.mask,
     };
     if colour > 0 {
         let rgb: Vec<std::sync::Arc<[u8]>> = frames

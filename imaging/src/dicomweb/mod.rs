@@ -18,18 +18,30 @@ use serde_json::{Map, Value as Json, json};
 use crate::access::InstitutionScope;
 use crate::store::query::{Include, Level, MAX_LIMIT, Query, QueryError, parse_tag};
 use crate::store::{Refused, Store, record};
+use crate::viewer::cache::VolumeCache;
 
 /// The largest STOW-RS request accepted.
 pub const MAX_STOW_BYTES: usize = 2 << 30;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Web {
     store: Store,
+    /// Decoded images (shared with the viewer, within its byte budget).
+    volumes: Arc<VolumeCache>,
+    /// Rendered answers already made.
+    answers: rendered::Answers,
 }
 
-/// The DICOMweb routes.
-pub fn routes(store: Store) -> Router {
-    let web = Arc::new(Web { store });
+/// The most bytes of rendered answers kept, beside the decoded images in `volumes`.
+pub const ANSWERS_BYTES: u64 = 64 << 20;
+
+/// The DICOMweb routes; `rendered` keeps decoded images in `volumes`.
+pub fn routes(store: Store, volumes: Arc<VolumeCache>) -> Router {
+    let web = Arc::new(Web {
+        store,
+        volumes,
+        answers: rendered::Answers::new(ANSWERS_BYTES),
+    });
     Router::new()
         .route("/dicomweb/studies", get(qido_studies).post(stow))
         .route("/dicomweb/series", get(qido_series_all))
@@ -747,7 +759,7 @@ fn image_format(accept: Option<&str>, quality: u8) -> Option<rendered::Format> {
 
 #[allow(clippy::too_many_arguments)]
 async fn rendered(
-    w: &Web,
+    w: &Arc<Web>,
     study: &str,
     series: &str,
     instance: &str,
@@ -755,7 +767,7 @@ async fn rendered(
     raw: Option<String>,
     headers: &HeaderMap,
 ) -> Response {
-    use rendered::{Format, RenderedError, parse_params, render_instance};
+    use rendered::{Format, RenderedError, parse_params, render_built};
     let params = match parse_params(raw.as_deref()) {
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
@@ -782,8 +794,24 @@ async fn rendered(
         Err(e) => return index_failed(e),
     };
     let started = std::time::Instant::now();
+    let web = Arc::clone(w);
     let out = tokio::task::spawn_blocking(move || {
-        render_instance(&file.path, frame - 1, &params, format)
+        let key = rendered::file_key(&file.path)?;
+        let answer_key = format!("{key}/{frame}/{params:?}/{format:?}");
+        if let Some(bytes) = web.answers.get(&answer_key) {
+            metrics::counter!("dicomweb_rendered_answers_total", "kept" => "yes").increment(1);
+            return Ok(bytes);
+        }
+        let built = web
+            .volumes
+            .get_or_build(&key, || {
+                crate::dicom::stack::build_stack(std::slice::from_ref(&file.path))
+            })
+            .map_err(|e| RenderedError::Instance(e.to_string()))?;
+        let bytes: Arc<[u8]> = render_built(&built, frame - 1, &params, format)?.into();
+        web.answers.put(answer_key, Arc::clone(&bytes));
+        metrics::counter!("dicomweb_rendered_answers_total", "kept" => "no").increment(1);
+        Ok::<_, RenderedError>(bytes)
     })
     .await;
     metrics::histogram!("dicomweb_rendered_seconds").record(started.elapsed().as_secs_f64());
@@ -794,7 +822,11 @@ async fn rendered(
                 Format::Jpeg(_) => "image/jpeg",
             };
             metrics::counter!("dicomweb_requests_total", "kind" => "rendered").increment(1);
-            ([(header::CONTENT_TYPE, ct)], Body::from(bytes)).into_response()
+            (
+                [(header::CONTENT_TYPE, ct)],
+                Body::from(Bytes::from_owner(bytes)),
+            )
+                .into_response()
         }
         Ok(Err(e @ RenderedError::Param { .. })) => problem(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),

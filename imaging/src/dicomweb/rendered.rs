@@ -4,13 +4,15 @@
 //! own window, else its full range), `viewport=width,height` (the image is fitted; default its
 //! own size; at most 4096), `quality=1-100` (JPEG, default 90). `Accept: image/png` gives PNG.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use dicom_dictionary_std::tags;
-use dicom_object::DefaultDicomObject;
 use render::mpr::{MprRequest, Sampling};
-use render::stack::{ColourStack, frame_plane, grey_stack};
-use render::{Frame, GreyPipeline, Rescale, Viewport, Voi, VoiFunction, Window};
+use render::stack::frame_plane;
+use render::{Frame, GreyPipeline, Viewport, Voi, VoiFunction, Window};
+
+use crate::dicom::series::BuiltVolume;
 
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,133 +135,81 @@ pub fn parse_params(raw: Option<&str>) -> Result<Params, RenderedError> {
     Ok(p)
 }
 
-fn first_float(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<f64> {
-    obj.element(tag)
-        .ok()?
-        .to_multi_float64()
-        .ok()?
-        .first()
-        .copied()
-        .filter(|x| x.is_finite())
-}
-
-/// Renders frame `frame` (0-based) of the instance in `path` and encodes it.
-pub fn render_instance(
-    path: &Path,
+/// Renders frame `frame` (0-based) of one instance's stack (`dicom::stack::build_stack` of its
+/// file, as the viewer shows it: palette colour, modality and VOI LUTs, Presentation LUT
+/// INVERSE) and encodes it. The window is the one asked for, else the image's VOI LUT, else
+/// its own window, else one over the frame's value range.
+pub fn render_built(
+    built: &BuiltVolume,
     frame: usize,
     params: &Params,
     format: Format,
 ) -> Result<Vec<u8>, RenderedError> {
     let fail = |e: String| RenderedError::Instance(e);
-    let obj = crate::dicom::guard::open_file(path).map_err(fail)?;
-    let decoded =
-        crate::dicom::decode::decode_object(&obj, path).map_err(|e| fail(e.to_string()))?;
-    if frame >= decoded.frames {
+    let Some(stack) = &built.stack else {
+        return Err(fail("not an image stack".into()));
+    };
+    if frame >= stack.frames {
         return Err(bad(
             "frame",
-            format!("frame {} is outside 1-{}", frame + 1, decoded.frames),
+            format!("frame {} is outside 1-{}", frame + 1, stack.frames),
         ));
     }
-    let spacing = obj
-        .element(tags::PIXEL_SPACING)
-        .ok()
-        .and_then(|e| e.to_multi_float64().ok())
-        .filter(|v| v.len() >= 2 && v.iter().all(|x| x.is_finite() && *x > 0.0))
-        .map_or([1.0, 1.0], |v| [v[1], v[0]]);
-    let (w, h) = params
-        .viewport
-        .unwrap_or((decoded.cols as u32, decoded.rows as u32));
+    let volume = &built.volume;
+    let [cols, rows, _] = volume.geometry().dims();
+    let (w, h) = params.viewport.unwrap_or((cols as u32, rows as u32));
     let (w, h) = (w.clamp(1, MAX_SIDE), h.clamp(1, MAX_SIDE));
-    let image: Frame = if decoded.samples == 3 {
-        let per = decoded.rows * decoded.cols * 3;
-        // Samples wider than 8 bits are scaled to 8 by their Bits Stored.
-        let bits = obj
-            .element(tags::BITS_STORED)
-            .ok()
-            .and_then(|e| e.to_int::<u32>().ok())
-            .unwrap_or(8)
-            .clamp(1, 32);
-        let frames: Vec<std::sync::Arc<[u8]>> = decoded
-            .values
-            .chunks(per)
-            .map(|f| crate::dicom::stack::rgb_bytes(f, bits).into())
-            .collect();
-        let stack = ColourStack::new(decoded.cols, decoded.rows, spacing, frames)
-            .map_err(|e| fail(e.to_string()))?;
-        stack
-            .render(frame, &stack.fit(w, h), [0, 0, 0])
+    let image: Frame = if let Some(colour) = &stack.colour {
+        colour
+            .render(frame, &colour.fit(w, h), [0, 0, 0])
             .map_err(|e| fail(e.to_string()))?
-    } else if decoded.samples == 1 {
-        let per = decoded.rows * decoded.cols;
-        let values = &decoded.values[frame * per..(frame + 1) * per];
-        let (lo, hi) = values
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        // Stored values shifted into i16 when they do not fit (unsigned 16-bit images), the
-        // rescale intercept taking the shift back; a range wider than 16 bits is clipped.
-        let offset = if lo < i64::from(i16::MIN) || hi > i64::from(i16::MAX) {
-            (lo + hi) / 2
-        } else {
-            0
-        };
-        let slope = first_float(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0);
-        let intercept = first_float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
-        // Float pixel data: the integer values count in steps of the real samples.
-        let slope = slope * decoded.real.as_ref().map_or(1.0, |r| r.step);
-        let rescale = Rescale {
-            slope: if slope == 0.0 { 1.0 } else { slope },
-            intercept: intercept + offset as f64 * slope,
-        };
-        let shifted: Vec<i16> = values
-            .iter()
-            .map(|&v| (v - offset).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16)
-            .collect();
-        let window = params.window.unwrap_or_else(|| {
-            match (
-                first_float(&obj, tags::WINDOW_CENTER),
-                first_float(&obj, tags::WINDOW_WIDTH),
-            ) {
-                (Some(c), Some(ww)) if ww >= 1.0 => Window::linear(c, ww),
-                _ => {
-                    let (a, b) = (
-                        rescale.apply((lo - offset) as f64),
-                        rescale.apply((hi - offset) as f64),
-                    );
-                    let (a, b) = (a.min(b), a.max(b));
-                    if decoded.real.is_some() && b > a {
-                        // Real-valued maps may span less than one unit: the exact linear
-                        // function, whose width may be below 1.
-                        Window {
-                            center: (a + b) / 2.0,
-                            width: b - a,
-                            function: VoiFunction::LinearExact,
-                        }
-                    } else {
-                        Window::linear((a + b) / 2.0, (b - a).max(1.0))
+    } else {
+        let rescale = volume.rescale();
+        let voi = match (params.window, &stack.voi_lut, stack.window) {
+            (Some(w), _, _) => Voi::Window(w),
+            (None, Some(lut), _) => Voi::Lut(lut.clone()),
+            (None, None, Some((c, ww))) => Voi::Window(Window::linear(c, ww)),
+            (None, None, None) => {
+                let per = cols * rows;
+                let (lo, hi) = volume.voxels()[frame * per..(frame + 1) * per]
+                    .iter()
+                    .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let (a, b) = (rescale.apply(f64::from(lo)), rescale.apply(f64::from(hi)));
+                let (a, b) = (a.min(b), a.max(b));
+                Voi::Window(if b - a < 1.0 && b > a {
+                    // Real-valued maps may span less than one unit: the exact linear
+                    // function, whose width may be below 1.
+                    Window {
+                        center: (a + b) / 2.0,
+                        width: b - a,
+                        function: VoiFunction::LinearExact,
                     }
-                }
+                } else {
+                    Window::linear((a + b) / 2.0, (b - a).max(1.0))
+                })
             }
-        });
-        let photometric = crate::store::text(&obj, tags::PHOTOMETRIC_INTERPRETATION);
-        let pipeline = GreyPipeline {
-            rescale,
-            voi: Voi::Window(window),
-            monochrome1: photometric.as_deref() == Some("MONOCHROME1"),
-            invert: false,
         };
-        let table = pipeline.table().map_err(|e| bad("window", e.to_string()))?;
-        let volume = grey_stack(decoded.cols, decoded.rows, spacing, 1, shifted, rescale)
-            .map_err(|e| fail(e.to_string()))?;
-        let plane = frame_plane(volume.geometry(), 0);
+        let table = GreyPipeline {
+            rescale,
+            voi,
+            monochrome1: built.monochrome1,
+            invert: stack.inverse,
+        }
+        .table()
+        .map_err(|e| bad("window", e.to_string()))?;
+        let plane = frame_plane(volume.geometry(), frame);
         // At its own size the image maps pixel for pixel; another size is fitted.
         let vp = match params.viewport {
-            None => Viewport::native(plane, w, h, spacing),
+            None => {
+                let s = volume.geometry().spacing();
+                Viewport::native(plane, w, h, [s[0], s[1]])
+            }
             Some(_) => {
                 Viewport::fit(plane, volume.geometry(), w, h).map_err(|e| fail(e.to_string()))?
             }
         };
         render::mpr::render(
-            &volume,
+            volume,
             &table,
             &MprRequest {
                 viewport: &vp,
@@ -269,17 +219,101 @@ pub fn render_instance(
             },
         )
         .map_err(|e| fail(e.to_string()))?
-    } else {
-        return Err(fail(format!(
-            "{} samples per pixel cannot be shown",
-            decoded.samples
-        )));
     };
     match format {
         Format::Jpeg(q) => render::encode::encode_jpeg_preferred(&image, q),
         Format::Png => render::encode::encode_png(&image),
     }
     .map_err(|e| fail(e.to_string()))
+}
+
+/// Rendered answers already made, by instance file and request, within a byte cap: a
+/// thumbnail strip or a report asking for the same images again gets them without a render.
+#[derive(Debug)]
+pub struct Answers {
+    cap: u64,
+    state: Mutex<AnswersState>,
+}
+
+#[derive(Debug, Default)]
+struct AnswersState {
+    map: HashMap<String, (Arc<[u8]>, u64)>,
+    bytes: u64,
+    clock: u64,
+}
+
+impl Answers {
+    /// An empty store of answers holding at most `cap` bytes.
+    pub fn new(cap: u64) -> Self {
+        Self {
+            cap,
+            state: Mutex::new(AnswersState::default()),
+        }
+    }
+
+    /// The answer kept under `key` (and marks it used).
+    pub fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.clock += 1;
+        let now = s.clock;
+        s.map.get_mut(key).map(|(bytes, used)| {
+            *used = now;
+            Arc::clone(bytes)
+        })
+    }
+
+    /// Keeps `bytes` under `key`, the least recently used answers making room.
+    pub fn put(&self, key: String, bytes: Arc<[u8]>) {
+        let len = bytes.len() as u64;
+        if len > self.cap / 4 {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.clock += 1;
+        let now = s.clock;
+        if let Some((old, _)) = s.map.insert(key, (bytes, now)) {
+            s.bytes -= old.len() as u64;
+        }
+        s.bytes += len;
+        while s.bytes > self.cap {
+            let Some(oldest) = s
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((old, _)) = s.map.remove(&oldest) {
+                s.bytes -= old.len() as u64;
+            }
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
+    }
+}
+
+/// What a stored file is known by in the caches: its path, size and modification time, so a
+/// file stored again under the same instance UID is read again.
+pub fn file_key(path: &Path) -> Result<String, RenderedError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RenderedError::Instance(format!("{}: {e}", path.display())))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!(
+        "instance:{}:{}:{modified}",
+        path.display(),
+        meta.len()
+    ))
 }
 
 #[cfg(test)]
@@ -308,5 +342,42 @@ mod tests {
                 other => panic!("{q}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn answers_keep_the_recently_used_within_their_cap() {
+        let a = Answers::new(400);
+        for k in ["a", "b", "c"] {
+            a.put(k.into(), vec![0u8; 100].into());
+        }
+        assert_eq!(a.bytes(), 300);
+        // "a" is used, so "b" is the oldest when "d" and "e" need room.
+        assert!(a.get("a").is_some());
+        a.put("d".into(), vec![1u8; 100].into());
+        a.put("e".into(), vec![2u8; 100].into());
+        assert_eq!(a.bytes(), 400);
+        assert!(a.get("b").is_none());
+        assert!(a.get("a").is_some() && a.get("e").is_some());
+        // The same key again replaces, not adds; an answer above a quarter of the cap is
+        // not kept.
+        a.put("e".into(), vec![3u8; 50].into());
+        assert_eq!(a.bytes(), 350);
+        a.put("big".into(), vec![0u8; 101].into());
+        assert!(a.get("big").is_none());
+    }
+
+    #[test]
+    fn a_file_written_again_has_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.dcm");
+        std::fs::write(&path, b"one").unwrap();
+        let first = file_key(&path).unwrap();
+        assert_eq!(file_key(&path).unwrap(), first);
+        std::fs::write(&path, b"other").unwrap();
+        assert_ne!(file_key(&path).unwrap(), first);
+        assert!(matches!(
+            file_key(&dir.path().join("gone.dcm")),
+            Err(RenderedError::Instance(_))
+        ));
     }
 }

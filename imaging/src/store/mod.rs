@@ -532,6 +532,27 @@ impl Store {
         .map_err(|e| self.index_err(e))
     }
 
+    /// Every instance of a study: (series UID, frames, DICOM JSON metadata), by series and
+    /// instance number (a series' stack order).
+    pub async fn study_images(
+        &self,
+        study: &str,
+    ) -> Result<Vec<(String, u32, String)>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT i.series_uid, COALESCE(i.frames, 1), i.metadata FROM instances i \
+             JOIN series s USING (series_uid) WHERE s.study_uid = ? \
+             ORDER BY i.series_uid, i.instance_number",
+        )
+        .bind(study)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.index_err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, f, m)| (s, u32::try_from(f).unwrap_or(1).max(1), m))
+            .collect())
+    }
+
     /// The study a stored series belongs to.
     pub async fn study_of_series(&self, series: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT study_uid FROM series WHERE series_uid = ?")

@@ -15,6 +15,7 @@
 pub mod cache;
 mod cine;
 mod frames;
+pub mod hanging;
 mod scene;
 mod sessions;
 pub mod token;
@@ -134,7 +135,7 @@ impl std::fmt::Debug for Viewer {
 pub fn routes(
     store: Store,
     renderer: Arc<Renderer>,
-    cache_bytes: u64,
+    cache: Arc<VolumeCache>,
     token_key: &str,
     grace: Duration,
     open_annotations: bool,
@@ -144,7 +145,7 @@ pub fn routes(
         open_annotations,
         store,
         renderer,
-        cache: Arc::new(VolumeCache::new(cache_bytes)),
+        cache,
         key: token::key(token_key),
         sessions: Mutex::new(HashMap::new()),
         next_client: AtomicU64::new(1),

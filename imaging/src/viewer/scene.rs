@@ -122,6 +122,7 @@ pub(super) fn geometry_message(
             "calibration": s.calibration.name(),
             "frame_ms": s.frame_ms,
             "colour": s.colour.is_some(),
+            "mask": s.mask,
         })),
     })
     .to_string()
@@ -236,12 +237,41 @@ pub(super) fn render_frame(
         )?;
         return Ok((encode(&frame, quality)?, vp));
     }
-    // The user's window, else the image's VOI LUT, else its window.
+    // Subtraction: the frame less its mask, as a one-frame stack the viewport is moved onto.
+    let subtracted = match (&built.stack, vs.subtract) {
+        (Some(s), Some(sub)) if s.colour.is_none() => {
+            let frame = stack_frame(s, vs);
+            let diff = subtract(volume, frame, sub)?;
+            let mut vp = vp;
+            let g = volume.geometry();
+            vp.plane.center = vp.plane.center - render::stack::frame_plane(g, frame).center
+                + render::stack::frame_plane(g, 0).center;
+            Some((diff, vp))
+        }
+        _ => None,
+    };
+    let (volume, vp) = match &subtracted {
+        Some((diff, vp)) => (diff, *vp),
+        None => (volume, vp),
+    };
+    // The user's window, else the image's VOI LUT, else its window (a subtraction's: one
+    // centred on no change, as wide as the largest change and at least 128 units).
     let lut = built.stack.as_ref().and_then(|s| s.voi_lut.clone());
     let voi = match (vs.window, lut) {
-        (None, Some(lut)) => Voi::Lut(lut),
+        (None, Some(lut)) if subtracted.is_none() => Voi::Lut(lut),
         (window, _) => {
-            let (c, w) = window.unwrap_or(default_window);
+            let (c, w) = window.unwrap_or_else(|| match &subtracted {
+                Some((diff, _)) => {
+                    let r = diff.rescale();
+                    let most = diff
+                        .voxels()
+                        .iter()
+                        .map(|v| (r.slope * f64::from(*v)).abs())
+                        .fold(64.0, f64::max);
+                    (0.0, 2.0 * most)
+                }
+                None => default_window,
+            });
             Voi::Window(Window::linear(c, w))
         }
     };
@@ -274,7 +304,88 @@ pub(super) fn render_frame(
             },
         )
         .map_err(|e| e.to_string())?;
+    let frame = colourise(frame, vs.colormap);
     Ok((encode(&frame, quality)?, vp))
+}
+
+/// Frame `k` of a grey stack less its mask frame shifted by whole pixels (outside the shifted
+/// mask: no change), as a one-frame stack in the modality's units less the intercept.
+pub(super) fn subtract(
+    volume: &render::Volume,
+    k: usize,
+    sub: view::Subtraction,
+) -> Result<render::Volume, String> {
+    let g = volume.geometry();
+    let [nx, ny, nz] = g.dims();
+    if nz < 2 {
+        return Err("subtraction needs an image of several frames".into());
+    }
+    if sub.mask >= nz {
+        return Err(format!("mask frame {} is outside 1-{nz}", sub.mask + 1));
+    }
+    let per = nx * ny;
+    let voxels = volume.voxels();
+    let live = &voxels[k * per..(k + 1) * per];
+    let mask = &voxels[sub.mask * per..(sub.mask + 1) * per];
+    let [sx, sy] = sub.shift;
+    let mut out = vec![0i16; per];
+    for y in 0..ny {
+        // The mask pixel under (x, y) once the mask has moved right sx and down sy.
+        let my = y as i64 - i64::from(sy);
+        for x in 0..nx {
+            let mx = x as i64 - i64::from(sx);
+            if (0..ny as i64).contains(&my) && (0..nx as i64).contains(&mx) {
+                let a = i32::from(live[y * nx + x]);
+                let b = i32::from(mask[my as usize * nx + mx as usize]);
+                out[y * nx + x] = (a - b).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            }
+        }
+    }
+    let s = g.spacing();
+    let rescale = render::Rescale {
+        slope: volume.rescale().slope,
+        intercept: 0.0,
+    };
+    render::stack::grey_stack(nx, ny, [s[0], s[1]], 1, out, rescale).map_err(|e| e.to_string())
+}
+
+/// A grey frame through a colour map (a colour frame, or grey, as it is).
+pub(super) fn colourise(frame: render::Frame, map: view::Colormap) -> render::Frame {
+    if map == view::Colormap::Grey {
+        return frame;
+    }
+    let render::Pixels::Gray8(grey) = &frame.pixels else {
+        return frame;
+    };
+    let table: Vec<[u8; 3]> = (0..=255u8).map(|v| colour_of(map, v)).collect();
+    let rgb: Vec<u8> = grey.iter().flat_map(|v| table[usize::from(*v)]).collect();
+    render::Frame {
+        pixels: render::Pixels::Rgb8(rgb),
+        ..frame
+    }
+}
+
+/// One grey level through a map.
+pub(super) fn colour_of(map: view::Colormap, v: u8) -> [u8; 3] {
+    let t = f64::from(v) / 255.0;
+    let byte = |x: f64| (x.clamp(0.0, 1.0) * 255.0).round() as u8;
+    match map {
+        view::Colormap::Grey => [v, v, v],
+        // Red rises first, then green, then blue.
+        view::Colormap::Hot => [byte(3.0 * t), byte(3.0 * t - 1.0), byte(3.0 * t - 2.0)],
+        // Hue from blue (240 degrees) down to red (0).
+        view::Colormap::Rainbow => {
+            let h = (1.0 - t) * 4.0;
+            let x = 1.0 - (h % 2.0 - 1.0).abs();
+            let (r, g, b) = match h as u32 {
+                0 => (1.0, x, 0.0),
+                1 => (x, 1.0, 0.0),
+                2 => (0.0, 1.0, x),
+                _ => (0.0, x, 1.0),
+            };
+            [byte(r), byte(g), byte(b)]
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +406,8 @@ mod tests {
             tilt_degrees: 0.0,
             resampled_from: None,
             stack: Some(StackInfo {
+                window: None,
+                mask: None,
                 frames,
                 calibration: Calibration::Detector,
                 frame_ms: Some(40.0),
@@ -367,5 +480,66 @@ mod tests {
         let inverted = colour_frame(built.volume.geometry(), colour, 0, &vp, true).unwrap();
         let expected: Vec<u8> = red.iter().map(|v| 255 - v).collect();
         assert_eq!(inverted.pixels, render::Pixels::Rgb8(expected));
+    }
+
+    #[test]
+    fn a_frame_less_its_shifted_mask_leaves_what_changed() {
+        // Three 2x2 frames: 0..3, 4..7, 8..11; frame 2 less frame 0 is 8 everywhere.
+        let built = stack(3, None);
+        let sub = |mask, shift| view::Subtraction { mask, shift };
+        let d = subtract(&built.volume, 2, sub(0, [0, 0])).unwrap();
+        assert_eq!(d.voxels(), &[8, 8, 8, 8]);
+        assert_eq!(d.geometry().dims(), [2, 2, 1]);
+        // The mask moved one pixel right: the left column has no mask under it (no change),
+        // the right column takes the mask's left one (values 0 and 2).
+        let d = subtract(&built.volume, 2, sub(0, [1, 0])).unwrap();
+        assert_eq!(d.voxels(), &[0, 9, 0, 11 - 2]);
+        assert!(subtract(&built.volume, 1, sub(3, [0, 0])).is_err());
+        assert!(subtract(&stack(1, None).volume, 0, sub(0, [0, 0])).is_err());
+        // Rendered: a subtraction with no change is mid grey under its own window.
+        let vs = ViewportState {
+            slice: 1,
+            subtract: Some(sub(1, [0, 0])),
+            ..ViewportState::default()
+        };
+        let renderer = Renderer::new(render::GpuMode::Off, 0).unwrap();
+        let (png, _) = render_frame(&renderer, &built, &vs, (0.0, 100.0), (2, 2), 0).unwrap();
+        let (_, _, grey) = decode_png(&png);
+        assert!(grey.iter().all(|v| v.abs_diff(128) <= 1), "{grey:?}");
+    }
+
+    #[test]
+    fn colour_maps_run_dark_to_bright_and_leave_grey_alone() {
+        use view::Colormap;
+        assert_eq!(colour_of(Colormap::Hot, 0), [0, 0, 0]);
+        assert_eq!(colour_of(Colormap::Hot, 255), [255, 255, 255]);
+        assert_eq!(colour_of(Colormap::Hot, 85), [255, 0, 0]);
+        assert_eq!(colour_of(Colormap::Rainbow, 0), [0, 0, 255]);
+        assert_eq!(colour_of(Colormap::Rainbow, 255), [255, 0, 0]);
+        // Brightness never falls along the hot map.
+        let sum = |c: [u8; 3]| c.iter().map(|v| u32::from(*v)).sum::<u32>();
+        assert!(
+            (1..=255u8)
+                .all(|v| sum(colour_of(Colormap::Hot, v)) >= sum(colour_of(Colormap::Hot, v - 1)))
+        );
+        let grey = render::Frame {
+            width: 2,
+            height: 1,
+            pixels: render::Pixels::Gray8(vec![0, 255]),
+        };
+        assert_eq!(colourise(grey.clone(), Colormap::Grey), grey);
+        assert_eq!(
+            colourise(grey, Colormap::Hot).pixels,
+            render::Pixels::Rgb8(vec![0, 0, 0, 255, 255, 255])
+        );
+    }
+
+    fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
     }
 }

@@ -199,6 +199,21 @@ pub(super) async fn operate(
     }
     let mut op: Op = view::parse(text).map_err(|e| e.to_string())?;
     measure_from_voxels(viewer, shared, &mut op).await?;
+    if let Op::Subtract {
+        viewport,
+        mask: Some(mask),
+        ..
+    } = &op
+    {
+        check_mask(viewer, shared, *viewport, *mask).await?;
+    }
+    if let Op::Layout {
+        layout: view::Layout::Mammo,
+        hanging,
+    } = &mut op
+    {
+        *hanging = hang_study(viewer, shared).await?;
+    }
     if let Op::Open { series } = &op {
         let allowed = shared
             .allowed
@@ -227,6 +242,79 @@ pub(super) async fn operate(
     };
     shared.state.send_replace(state);
     Ok(())
+}
+
+/// The mammography hanging of the study the session's first series belongs to.
+async fn hang_study(viewer: &Viewer, shared: &Shared) -> Result<Vec<Option<view::Hung>>, String> {
+    let first = shared
+        .state
+        .borrow()
+        .series
+        .first()
+        .cloned()
+        .ok_or_else(|| "layout: open a series first".to_owned())?;
+    let study = viewer
+        .study_of(&first)
+        .await
+        .ok_or_else(|| format!("series {first} is not stored here"))?;
+    let rows = viewer
+        .store
+        .study_images(&study)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<(String, u32, Json)> = rows
+        .into_iter()
+        .map(|(series, frames, m)| {
+            (
+                series,
+                frames,
+                serde_json::from_str(&m).unwrap_or(Json::Null),
+            )
+        })
+        .collect();
+    let hung = super::hanging::mammography(&super::hanging::images(&rows));
+    tracing::info!(
+        study,
+        found = hung.iter().flatten().count(),
+        "mammography hanging"
+    );
+    Ok(hung.into_iter().collect())
+}
+
+/// A mask frame must be one of the grey frames of the image the viewport shows.
+async fn check_mask(
+    viewer: &Viewer,
+    shared: &Shared,
+    viewport: usize,
+    mask: usize,
+) -> Result<(), String> {
+    let uid = {
+        let snapshot = shared.state.borrow();
+        let vs = snapshot
+            .viewports
+            .get(viewport)
+            .ok_or_else(|| format!("viewport: no viewport {viewport}"))?;
+        snapshot
+            .series
+            .get(vs.series)
+            .cloned()
+            .ok_or_else(|| "open a series first".to_owned())?
+    };
+    let built = viewer.volume(&uid).await?;
+    match &built.stack {
+        Some(s) if s.colour.is_none() && s.frames >= 2 => {
+            if mask < s.frames {
+                Ok(())
+            } else {
+                Err(format!(
+                    "mask: frame {} is outside 1-{}",
+                    mask + 1,
+                    s.frames
+                ))
+            }
+        }
+        _ => Err("mask: subtraction needs a grey image of several frames".into()),
+    }
 }
 
 /// Fills in what an annotation measures from the voxels (region statistics, a probe's value)

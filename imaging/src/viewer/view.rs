@@ -34,6 +34,10 @@ pub enum Layout {
     /// Axial, coronal and sagittal of one series, with crosshairs.
     #[serde(rename = "mpr")]
     Mpr,
+    /// Mammography: R and L craniocaudal above, R and L mediolateral oblique below, mirrored
+    /// so the chest walls meet (the shell finds the images: `viewer::hanging`).
+    #[serde(rename = "mammo")]
+    Mammo,
 }
 
 impl Layout {
@@ -42,7 +46,7 @@ impl Layout {
         match self {
             Self::One => 1,
             Self::Two => 2,
-            Self::Four => 4,
+            Self::Four | Self::Mammo => 4,
             Self::Mpr => 3,
         }
     }
@@ -80,6 +84,45 @@ pub enum SlabKind {
     Average,
 }
 
+/// The colours grey values are shown in (nuclear medicine and PET are often read in colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Colormap {
+    /// Grey.
+    #[default]
+    Grey,
+    /// Black through red and yellow to white ("hot iron").
+    Hot,
+    /// Blue through green and yellow to red.
+    Rainbow,
+}
+
+/// Digital subtraction (DSA): each frame less a mask frame, shifted by whole pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subtraction {
+    /// The mask frame (0-based).
+    pub mask: usize,
+    /// The mask's shift right and down, pixels (to take out movement).
+    pub shift: [i32; 2],
+}
+
+/// One viewport of a hanging layout: the series, the frame of its stack, mirrored or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hung {
+    /// Series Instance UID.
+    pub series: String,
+    /// Frame of the series' stack.
+    pub frame: usize,
+    /// Mirrored left-right.
+    pub flip_h: bool,
+}
+
+/// The most series a session holds (hanging layouts open a study's series beside those opened).
+pub const MAX_SERIES: usize = 8;
+
+/// The largest mask shift, pixels.
+pub const MAX_MASK_SHIFT: i32 = 64;
+
 /// What one viewport shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ViewportState {
@@ -107,6 +150,12 @@ pub struct ViewportState {
     pub slab: Option<(SlabKind, f64)>,
     /// Cine: playing and frames per second.
     pub cine: Option<f64>,
+    /// Grey shown through a colour map.
+    #[serde(default)]
+    pub colormap: Colormap,
+    /// Frames shown less a mask frame.
+    #[serde(default)]
+    pub subtract: Option<Subtraction>,
 }
 
 impl Default for ViewportState {
@@ -124,6 +173,8 @@ impl Default for ViewportState {
             invert: false,
             slab: None,
             cine: None,
+            colormap: Colormap::Grey,
+            subtract: None,
         }
     }
 }
@@ -243,6 +294,9 @@ pub enum Op {
     Layout {
         /// The layout.
         layout: Layout,
+        /// A hanging layout's images, one per viewport (filled in by the shell).
+        #[serde(skip)]
+        hanging: Vec<Option<Hung>>,
     },
     /// Move through slices.
     Scroll {
@@ -301,6 +355,24 @@ pub enum Op {
     Invert {
         /// Viewport.
         viewport: usize,
+    },
+    /// Show grey through a colour map.
+    Colormap {
+        /// Viewport.
+        viewport: usize,
+        /// The map.
+        map: Colormap,
+    },
+    /// Subtract a mask frame from a multi-frame image (the shell checks the frame exists), or
+    /// stop (no mask).
+    Subtract {
+        /// Viewport.
+        viewport: usize,
+        /// The mask frame (0-based), or none to stop.
+        mask: Option<usize>,
+        /// The mask's shift right and down, whole pixels.
+        #[serde(default)]
+        shift: [i32; 2],
     },
     /// Change the plane.
     Plane {
@@ -412,6 +484,53 @@ fn finite(name: &'static str, v: f64) -> Result<f64, OpError> {
 }
 
 impl ViewState {
+    /// A hanging layout: each viewport the image found for it (the session's first series
+    /// where none was), the study's other series joining the session's.
+    fn hang(&mut self, layout: Layout, hanging: &[Option<Hung>]) -> Result<(), OpError> {
+        if hanging.iter().all(Option::is_none) {
+            return Err(field(
+                "layout",
+                "no mammography views (Image Laterality R/L and View Position CC/MLO) in this study",
+            ));
+        }
+        let mut series = self.series.clone();
+        let mut viewports = Vec::with_capacity(layout.viewports());
+        for slot in hanging
+            .iter()
+            .chain(std::iter::repeat(&None))
+            .take(layout.viewports())
+        {
+            let Some(h) = slot else {
+                viewports.push(ViewportState::default());
+                continue;
+            };
+            if !crate::uid::is_valid(&h.series) {
+                return Err(field("series", format!("{:?} is not a UID", h.series)));
+            }
+            let index = match series.iter().position(|s| *s == h.series) {
+                Some(i) => i,
+                None if series.len() < MAX_SERIES => {
+                    series.push(h.series.clone());
+                    series.len() - 1
+                }
+                None => {
+                    return Err(field("series", format!("more than {MAX_SERIES} series")));
+                }
+            };
+            viewports.push(ViewportState {
+                series: index,
+                slice: i32::try_from(h.frame).unwrap_or(0),
+                flip_h: h.flip_h,
+                ..ViewportState::default()
+            });
+        }
+        self.series = series;
+        self.viewports = viewports;
+        self.layout = layout;
+        self.sync = false;
+        Ok(())
+    }
+
     fn viewport(&mut self, i: usize) -> Result<&mut ViewportState, OpError> {
         let n = self.viewports.len();
         self.viewports
@@ -453,9 +572,12 @@ impl ViewState {
                     .collect();
                 self.annotations.clear();
             }
-            Op::Layout { layout } => {
+            Op::Layout { layout, hanging } => {
                 if self.series.is_empty() {
                     return Err(field("layout", "open a series first"));
+                }
+                if *layout == Layout::Mammo {
+                    return self.hang(*layout, hanging);
                 }
                 self.layout = *layout;
                 let n = layout.viewports();
@@ -549,6 +671,26 @@ impl ViewState {
             Op::Invert { viewport } => {
                 let v = self.viewport(*viewport)?;
                 v.invert = !v.invert;
+            }
+            Op::Colormap { viewport, map } => {
+                self.viewport(*viewport)?.colormap = *map;
+            }
+            Op::Subtract {
+                viewport,
+                mask,
+                shift,
+            } => {
+                if let Some(bad) = shift.iter().find(|d| d.abs() > MAX_MASK_SHIFT) {
+                    return Err(field(
+                        "shift",
+                        format!("{bad} is outside -{MAX_MASK_SHIFT}..{MAX_MASK_SHIFT} pixels"),
+                    ));
+                }
+                let v = self.viewport(*viewport)?;
+                v.subtract = mask.map(|mask| Subtraction {
+                    mask,
+                    shift: *shift,
+                });
             }
             Op::Plane { viewport, plane } => {
                 if let PlaneKind::Oblique { pitch, yaw } = plane {
@@ -1002,16 +1144,32 @@ mod tests {
             r#"{"op":"invert","viewport":0}"#,
             r#"{"op":"slab","viewport":0,"mode":"mip","thickness":20}"#,
             r#"{"op":"cine","viewport":0,"fps":15}"#,
+            r#"{"op":"colormap","viewport":0,"map":"hot"}"#,
+            r#"{"op":"subtract","viewport":0,"mask":2,"shift":[1,-3]}"#,
         ] {
             s.apply(&parse(json).unwrap(), 1).unwrap();
         }
         let v = &s.viewports[0];
+        assert_eq!(v.colormap, Colormap::Hot);
+        assert_eq!(
+            v.subtract,
+            Some(Subtraction {
+                mask: 2,
+                shift: [1, -3]
+            })
+        );
         assert_eq!(v.slice, 5);
         assert_eq!(v.window, Some((40.0, 400.0)));
         assert_eq!((v.zoom, v.pan, v.rotation), (2.0, (3.0, -4.0), 270.0));
         assert!(v.flip_h && v.invert && !v.flip_v);
         assert_eq!((v.slab, v.cine), (Some((SlabKind::Mip, 20.0)), Some(15.0)));
-        assert_eq!(s.version, 10);
+        assert_eq!(s.version, 12);
+        s.apply(
+            &parse(r#"{"op":"subtract","viewport":0,"mask":null}"#).unwrap(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.viewports[0].subtract, None);
         s.apply(
             &parse(r#"{"op":"preset","viewport":0,"name":"Lung"}"#).unwrap(),
             1,
@@ -1055,6 +1213,10 @@ mod tests {
                 "thickness",
             ),
             (r#"{"op":"cine","viewport":0,"fps":240}"#, "fps"),
+            (
+                r#"{"op":"subtract","viewport":0,"mask":0,"shift":[65,0]}"#,
+                "shift",
+            ),
             (
                 r#"{"op":"plane","viewport":0,"plane":{"oblique":{"pitch":95,"yaw":0}}}"#,
                 "pitch",
