@@ -48,8 +48,13 @@ struct Setup {
     token: String,
     series: String,
     study: String,
+    /// A 2140x1760 CR film (nema-wg04 RG2, JPEG lossless).
+    cr_series: String,
     _dir: tempfile::TempDir,
 }
+
+/// The CR film opened cold beside the CT.
+const CR_FILM: &str = "../shared/testdata/dicom/nema-wg04/JPLL/RG2_JPLL";
 
 fn setup() -> Setup {
     let dir = temp_dir();
@@ -62,6 +67,13 @@ fn setup() -> Setup {
         .output()
         .expect("imaging import");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("stored 140"));
+    let out = Command::new(bin("imaging"))
+        .current_dir(dir.path())
+        .arg("import")
+        .arg(benches::repo_root().join(CR_FILM))
+        .output()
+        .expect("imaging import");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stored 1"));
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let ports = Ports::free();
     let mut cmd = Command::new(bin("imaging"));
@@ -78,14 +90,17 @@ fn setup() -> Setup {
     let s = e2e::as_service::get(ports.imaging_http, "/dicomweb/series")
         .expect("QIDO")
         .json();
-    let study = s[0]["0020000D"]["Value"][0]
-        .as_str()
-        .expect("study")
-        .to_owned();
-    let series = s[0]["0020000E"]["Value"][0]
-        .as_str()
-        .expect("series")
-        .to_owned();
+    let of = |modality: &str, tag: &str| {
+        s.as_array()
+            .expect("series")
+            .iter()
+            .find(|x| x["00080060"]["Value"][0] == modality)
+            .and_then(|x| x[tag]["Value"][0].as_str())
+            .expect("the series is stored")
+            .to_owned()
+    };
+    let (study, series) = (of("CT", "0020000D"), of("CT", "0020000E"));
+    let (cr_study, cr_series) = (of("CR", "0020000D"), of("CR", "0020000E"));
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -93,7 +108,7 @@ fn setup() -> Setup {
     let token = sign(
         &Claims {
             sub: "bench".into(),
-            studies: vec![study.clone()],
+            studies: vec![study.clone(), cr_study],
             exp,
         },
         &signer,
@@ -104,6 +119,7 @@ fn setup() -> Setup {
         token,
         series,
         study,
+        cr_series,
         _dir: dir,
     }
 }
@@ -242,6 +258,18 @@ fn main() {
             warm.as_secs_f64() * 1e3,
             dl.bytes.len() as f64 / 1e6,
             download.as_secs_f64() * 1e3
+        );
+
+        // A 2140x1760 CR film opened cold (decoded, stacked, rendered, encoded), beside its
+        // DICOM file's download.
+        let mut ws = connect(&s, "ttff-cr").await;
+        let cr = open(&mut ws, &s.cr_series).await;
+        drop(ws);
+        let size = std::fs::metadata(benches::repo_root().join(CR_FILM)).map_or(0, |m| m.len());
+        println!(
+            "  time to first frame, 2140x1760 CR film (JPEG lossless, {:.1} MB), cold: {:.0} ms",
+            size as f64 / 1e6,
+            cr.as_secs_f64() * 1e3
         );
 
         // Reference: one frame's render + encode, in process.
