@@ -195,6 +195,24 @@ async fn sessions_frames_coalescing_coviewing_and_tokens() {
     .unwrap();
     let state = state_at(&mut a, 1).await;
     assert_eq!(state["state"]["series"][0], series_uid.as_str());
+    // Cold: first the middle slice from its own file (marked preview), then the built
+    // volume's middle axial slice, within a slice of it.
+    let preview = next_json(&mut a, "geometry").await;
+    assert_eq!(preview["preview"], true, "{preview}");
+    let built = next_json(&mut a, "geometry").await;
+    assert!(built.get("preview").is_none(), "{built}");
+    let position = |g: &Value| {
+        (0..3)
+            .map(|k| g["origin"][k].as_f64().unwrap() * g["normal"][k].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    let step = built["step"].as_f64().unwrap();
+    assert!(
+        (position(&preview) - position(&built)).abs() <= step,
+        "preview at {} mm, volume at {} mm",
+        position(&preview),
+        position(&built)
+    );
     let (_, first) = frames_until_final(&mut a, 1).await;
     let (viewport, png, _, _, w, h, image) = frame(&first);
     assert_eq!((viewport, png, w, h), (0, false, 256, 200));

@@ -144,7 +144,16 @@ async fn the_viewer_page_in_chromium() {
         .nth(1)
         .and_then(|v| v.trim_end_matches(" mm").parse().ok())
         .expect("a length in mm");
-    let pixel_mm = first.eval("geometry[0].pixel_mm").await.as_f64().unwrap();
+    // The scale of the settled, full-size frame (frames drawn while the view changes may be
+    // smaller, each with its own geometry).
+    let pixel_mm = first
+        .wait_for(
+            "geometry[0].width === canvas.width ? geometry[0].pixel_mm : null",
+            |v| v.is_f64(),
+        )
+        .await
+        .as_f64()
+        .unwrap();
     assert!(
         (measured - 200.0 * pixel_mm).abs() < 0.5,
         "{note} vs 200 px of {pixel_mm} mm"

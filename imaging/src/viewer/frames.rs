@@ -150,6 +150,19 @@ pub(super) async fn render_loop(
             let Some(series) = snapshot.series.get(vs.series) else {
                 continue;
             };
+            // A series not yet built: the slice being looked at, from its own file, while the
+            // volume is built.
+            if !final_frame
+                && let Some((bytes, geometry)) =
+                    preview(&viewer, series, vs, canvas, i, snapshot.version).await
+            {
+                if sink.send(Message::Text(geometry)).await.is_err()
+                    || sink.send(Message::Binary(bytes)).await.is_err()
+                {
+                    return;
+                }
+                metrics::counter!("viewer_previews_total").increment(1);
+            }
             let make = async {
                 let volume = viewer.volume(series).await?;
                 let window = viewer.default_window(series, &volume).await;
@@ -170,15 +183,7 @@ pub(super) async fn render_loop(
                 let out = tokio::task::spawn_blocking(move || {
                     render_frame(&renderer, &volume, &vs, window, canvas, quality).map(
                         |(bytes, vp)| {
-                            let mut b = Vec::with_capacity(bytes.len() + 16);
-                            b.push(i as u8);
-                            b.push(u8::from(quality == 0));
-                            b.push(quality);
-                            b.push(0);
-                            b.extend_from_slice(&version.to_le_bytes());
-                            b.extend_from_slice(&(vp.width as u16).to_le_bytes());
-                            b.extend_from_slice(&(vp.height as u16).to_le_bytes());
-                            b.extend_from_slice(&bytes);
+                            let b = frame_message(i, quality, version, &vp, &bytes);
                             let geometry = geometry_message(&volume, &vs, &vp, i, version, &others);
                             (axum::body::Bytes::from(b), geometry.into())
                         },
@@ -215,6 +220,91 @@ pub(super) async fn render_loop(
             }
         }
     }
+}
+
+/// The frame header: viewport, PNG or not, quality, version, the frame's size.
+fn frame_message(
+    i: usize,
+    quality: u8,
+    version: u64,
+    vp: &render::Viewport,
+    image: &[u8],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(image.len() + 16);
+    b.push(i as u8);
+    b.push(u8::from(quality == 0));
+    b.push(quality);
+    b.push(0);
+    b.extend_from_slice(&version.to_le_bytes());
+    b.extend_from_slice(&(vp.width as u16).to_le_bytes());
+    b.extend_from_slice(&(vp.height as u16).to_le_bytes());
+    b.extend_from_slice(image);
+    b
+}
+
+/// The middle image of a series whose volume is not built yet, rendered for a viewport that
+/// shows the volume's middle axial slice, with its `geometry` (marked `preview`), made before the volume's build starts (a slice takes milliseconds, and the
+/// build would take every core from it). `None` when the
+/// volume is held, the view is another, or the series is not several single grey slices
+/// with positions.
+async fn preview(
+    viewer: &Arc<Viewer>,
+    series: &str,
+    vs: &ViewportState,
+    canvas: (u32, u32),
+    i: usize,
+    version: u64,
+) -> Option<(axum::body::Bytes, axum::extract::ws::Utf8Bytes)> {
+    let middle_axial =
+        vs.plane == PlaneKind::Axial && vs.slice == 0 && vs.slab.is_none() && vs.subtract.is_none();
+    if !middle_axial || viewer.cache.get(series).is_some() {
+        return None;
+    }
+    let files = viewer.store.series_files(series).await.ok()?;
+    if files.len() < 3 {
+        return None;
+    }
+    let path = viewer.store.root().join(&files[files.len() / 2]);
+    let window = viewer.metadata_window(series).await;
+    let renderer = Arc::clone(&viewer.renderer);
+    let vs = vs.clone();
+    tokio::task::spawn_blocking(move || {
+        // A slice of a volume has a position (a film or capture has none, and a series of them
+        // shows its first image, not its middle one). Two copies of it half a millimetre
+        // either side make a volume whose middle is the slice, in patient coordinates.
+        let slice = crate::dicom::series::read_slice(&path).ok()?;
+        let [row, col] = slice.orientation;
+        let normal = row.cross(col).normalized()?;
+        let mut before = slice.clone();
+        before.position = slice.position - normal * 0.5;
+        let mut after = slice;
+        after.position = after.position + normal * 0.5;
+        let built = crate::dicom::series::build_volume(vec![before, after]).ok()?;
+        let window = window.unwrap_or_else(|| {
+            let r = built.volume.rescale();
+            let (lo, hi) = built
+                .volume
+                .voxels()
+                .iter()
+                .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
+            ((a + b) / 2.0, (b - a).abs().max(1.0))
+        });
+        let (image, vp) =
+            render_frame(&renderer, &built, &vs, window, canvas, INTERACTIVE_QUALITY).ok()?;
+        let mut geometry: Json =
+            serde_json::from_str(&geometry_message(&built, &vs, &vp, i, version, &[])).ok()?;
+        geometry
+            .as_object_mut()?
+            .insert("preview".into(), Json::Bool(true));
+        Some((
+            axum::body::Bytes::from(frame_message(i, INTERACTIVE_QUALITY, version, &vp, &image)),
+            geometry.to_string().into(),
+        ))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Series compare with synchronised scrolling: the second viewport shows the slice of its

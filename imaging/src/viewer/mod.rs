@@ -333,28 +333,30 @@ impl Viewer {
         {
             return *w;
         }
-        let metadata = self.store.first_metadata(series).await.ok().flatten();
-        let first = |m: &Json, tag: &str| m[tag]["Value"][0].as_f64();
-        let window = metadata
-            .and_then(|m| serde_json::from_str::<Json>(&m).ok())
-            .and_then(|m| Some((first(&m, "00281050")?, first(&m, "00281051")?)))
-            .filter(|(_, w)| *w >= 1.0)
-            .unwrap_or_else(|| {
-                let r = built.volume.rescale();
-                let (lo, hi) = built
-                    .volume
-                    .voxels()
-                    .iter()
-                    .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-                let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
-                let (a, b) = (a.min(b), a.max(b));
-                ((a + b) / 2.0, (b - a).max(1.0))
-            });
+        let window = self.metadata_window(series).await.unwrap_or_else(|| {
+            let r = built.volume.rescale();
+            let (lo, hi) = built
+                .volume
+                .voxels()
+                .iter()
+                .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
+            let (a, b) = (a.min(b), a.max(b));
+            ((a + b) / 2.0, (b - a).max(1.0))
+        });
         self.windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(series.to_owned(), window);
         window
+    }
+
+    /// The Window Center and Width of a series' first instance, when it has both.
+    async fn metadata_window(&self, series: &str) -> Option<(f64, f64)> {
+        let metadata = self.store.first_metadata(series).await.ok().flatten()?;
+        let m = serde_json::from_str::<Json>(&metadata).ok()?;
+        let first = |tag: &str| m[tag]["Value"][0].as_f64();
+        Some((first("00281050")?, first("00281051")?)).filter(|(_, w)| *w >= 1.0)
     }
 
     /// The study a stored series belongs to.
