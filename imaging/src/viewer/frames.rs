@@ -116,17 +116,18 @@ pub(super) async fn render_loop(
                 }
             } => true,
         };
+        // One render at a time per core: a loop waits here, then draws the latest state (one
+        // that came while it waited included), and sends what it made after giving the core
+        // back, so a slow socket never holds one.
+        let Ok(mut permit) = Arc::clone(&viewer.renders).acquire_owned().await else {
+            return;
+        };
+        let mut out: Vec<Message> = Vec::with_capacity(4);
         let snapshot = state.borrow_and_update().clone();
         let canvas = *size.borrow_and_update();
         let as_png = *png.borrow_and_update();
         if !final_frame && sent_version != Some(snapshot.version) {
-            if sink
-                .send(Message::Text(shared.state_message(&snapshot)))
-                .await
-                .is_err()
-            {
-                return;
-            }
+            out.push(Message::Text(shared.state_message(&snapshot)));
             sent_version = Some(snapshot.version);
         }
         let quality = if final_frame {
@@ -156,12 +157,21 @@ pub(super) async fn render_loop(
                 && let Some((bytes, geometry)) =
                     preview(&viewer, series, vs, canvas, i, snapshot.version).await
             {
-                if sink.send(Message::Text(geometry)).await.is_err()
-                    || sink.send(Message::Binary(bytes)).await.is_err()
-                {
-                    return;
+                // Sent at once (the state first), as the volume's frame may take a while; the
+                // core is given back while sending, never held waiting on a socket.
+                drop(permit);
+                out.push(Message::Text(geometry));
+                out.push(Message::Binary(bytes));
+                for m in out.drain(..) {
+                    if sink.send(m).await.is_err() {
+                        return;
+                    }
                 }
                 metrics::counter!("viewer_previews_total").increment(1);
+                permit = match Arc::clone(&viewer.renders).acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
             }
             let make = async {
                 let volume = viewer.volume(series).await?;
@@ -201,21 +211,22 @@ pub(super) async fn render_loop(
                 Some(cell) => cell.get_or_init(|| make).await.clone(),
                 None => make.await,
             };
-            let message = match frame {
+            match frame {
                 Ok((bytes, geometry)) => {
-                    if sink.send(Message::Text(geometry)).await.is_err() {
-                        return;
-                    }
+                    out.push(Message::Text(geometry));
+                    out.push(Message::Binary(bytes));
                     metrics::counter!("viewer_frames_total").increment(1);
-                    Message::Binary(bytes)
                 }
-                Err(e) => Message::Text(
+                Err(e) => out.push(Message::Text(
                     json!({ "type": "error", "viewport": i, "message": e })
                         .to_string()
                         .into(),
-                ),
-            };
-            if sink.send(message).await.is_err() {
+                )),
+            }
+        }
+        drop(permit);
+        for m in out {
+            if sink.send(m).await.is_err() {
                 return;
             }
         }

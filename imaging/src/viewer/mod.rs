@@ -113,6 +113,8 @@ impl Shared {
 pub struct Viewer {
     store: Store,
     renderer: Arc<Renderer>,
+    /// Render loops drawing at once: one per render thread.
+    renders: Arc<tokio::sync::Semaphore>,
     cache: Arc<VolumeCache>,
     key: Result<ed25519_dalek::VerifyingKey, token::TokenError>,
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
@@ -144,6 +146,9 @@ pub fn routes(
         grace,
         open_annotations,
         store,
+        renders: Arc::new(tokio::sync::Semaphore::new(
+            rayon::current_num_threads().max(1),
+        )),
         renderer,
         cache,
         key: token::key(token_key),
