@@ -30,6 +30,16 @@ fn version_of(b: &[u8]) -> u64 {
     u64::from_le_bytes(v)
 }
 
+/// imaging's resident memory now, MB (VmRSS from /proc).
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// imaging's CPU seconds so far (utime + stime from /proc).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -343,6 +353,7 @@ fn main() {
                 clients.push(ws);
             }
             let cpu0 = cpu_seconds(pid);
+            let rss0 = rss_mb(pid);
             let t0 = Instant::now();
             let runs: Vec<_> = clients
                 .into_iter()
@@ -354,12 +365,13 @@ fn main() {
             }
             let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
             println!(
-                "  interaction latency, {sessions:>2} session(s) at 60 ops/s: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} ops, imaging CPU {:.0}% of one core); reference, one frame's render + JPEG alone: {alone_p50:.1} ms",
+                "  interaction latency, {sessions:>2} session(s) at 60 ops/s: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms ({} ops, imaging CPU {:.0}% of one core, RSS {rss0:.0} -> {:.0} MB); reference, one frame's render + JPEG alone: {alone_p50:.1} ms",
                 pct(&mut all, 50),
                 pct(&mut all, 95),
                 pct(&mut all, 99),
                 all.len(),
-                cpu * 100.0
+                cpu * 100.0,
+                rss_mb(pid)
             );
         }
 
