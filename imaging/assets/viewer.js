@@ -334,8 +334,11 @@ function overlay() {
   const dsa = v && v.subtract ? " · " + fmt(t.subtracted, { m: v.subtract.mask + 1 }) +
     (v.subtract.shift[0] || v.subtract.shift[1] ? ` (${v.subtract.shift.join(", ")} px)` : "") : "";
   document.getElementById("slice").textContent = v ? where + dsa + " · " + fmt(t.zoom, { z: v.zoom.toFixed(2) }) : "";
-  // A stack is shown in the plane it was acquired in: no other plane to choose.
+  // A stack is shown in the plane it was acquired in: no other plane to choose. Colour is
+  // shown as it is (no colour map); subtraction needs grey frames.
   document.getElementById("plane").disabled = !!st;
+  document.getElementById("colormap").disabled = !!(st && st.colour);
+  document.querySelector("[data-op=dsa]").disabled = !(st && !st.colour && st.frames > 1);
   // Four corners, as on a PACS workstation: patient (top left), study and control (top
   // right), series, image and window (bottom left), view and calibration (bottom right).
   const p = picked && picked.patient;

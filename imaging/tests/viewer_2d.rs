@@ -585,6 +585,12 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         v.as_str().is_some_and(|s| s.contains("第 1/30 帧"))
     })
     .await;
+    // Colour is shown as it is: no colour map, no subtraction.
+    assert_eq!(
+        page.eval("[document.getElementById('colormap').disabled, document.querySelector('[data-op=dsa]').disabled]")
+            .await,
+        json!([true, true])
+    );
     page.screenshot("viewer-us-colour-phone-390x844.png").await;
     let url = format!(
         "http://127.0.0.1:{port}/view?token={}&session=page-unshown&series={unshown}",

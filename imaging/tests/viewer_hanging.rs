@@ -356,6 +356,10 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
         v.as_str().is_some_and(|s| s.contains("第 1/4 帧"))
     })
     .await;
+    page.wait_for("document.querySelector('[data-op=dsa]').disabled", |v| {
+        v == &json!(false)
+    })
+    .await;
     page.eval("document.querySelector('[data-op=dsa]').click()")
         .await;
     page.wait_for("document.getElementById('slice').textContent", |v| {

@@ -148,6 +148,14 @@ pub(super) async fn render_loop(
             scaled(canvas, scale)
         };
         for (i, vs) in snapshot.viewports.iter().enumerate() {
+            if vs.empty {
+                out.push(Message::Text(
+                    json!({ "type": "error", "viewport": i, "message": "no image of this view in the study" })
+                        .to_string()
+                        .into(),
+                ));
+                continue;
+            }
             let Some(series) = snapshot.series.get(vs.series) else {
                 continue;
             };

@@ -156,6 +156,9 @@ pub struct ViewportState {
     /// Frames shown less a mask frame.
     #[serde(default)]
     pub subtract: Option<Subtraction>,
+    /// No image for this viewport: a hanging layout's view the study does not have.
+    #[serde(default)]
+    pub empty: bool,
 }
 
 impl Default for ViewportState {
@@ -175,6 +178,7 @@ impl Default for ViewportState {
             cine: None,
             colormap: Colormap::Grey,
             subtract: None,
+            empty: false,
         }
     }
 }
@@ -501,7 +505,10 @@ impl ViewState {
             .take(layout.viewports())
         {
             let Some(h) = slot else {
-                viewports.push(ViewportState::default());
+                viewports.push(ViewportState {
+                    empty: true,
+                    ..ViewportState::default()
+                });
                 continue;
             };
             if !crate::uid::is_valid(&h.series) {
@@ -582,6 +589,9 @@ impl ViewState {
                 self.layout = *layout;
                 let n = layout.viewports();
                 self.viewports.resize_with(n, ViewportState::default);
+                for v in &mut self.viewports {
+                    v.empty = false;
+                }
                 if *layout == Layout::Mpr {
                     let planes = [PlaneKind::Axial, PlaneKind::Coronal, PlaneKind::Sagittal];
                     for (v, plane) in self.viewports.iter_mut().zip(planes) {
@@ -1128,6 +1138,46 @@ mod tests {
         )
         .unwrap();
         s
+    }
+
+    #[test]
+    fn a_hanging_opens_its_series_and_leaves_missing_views_empty() {
+        let mut s = opened();
+        let mammo = |hanging: Vec<Option<Hung>>| Op::Layout {
+            layout: Layout::Mammo,
+            hanging,
+        };
+        let before = s.clone();
+        assert!(matches!(
+            s.apply(&mammo(vec![None; 4]), 1),
+            Err(OpError::Field {
+                field: "layout",
+                ..
+            })
+        ));
+        assert_eq!(s, before);
+        let hung = |series: &str, frame, flip_h| {
+            Some(Hung {
+                series: series.into(),
+                frame,
+                flip_h,
+            })
+        };
+        s.apply(
+            &mammo(vec![hung("1.2.3", 1, true), None, hung(CT, 0, false), None]),
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.layout, Layout::Mammo);
+        assert_eq!(s.series, [CT.to_owned(), "1.2.3".to_owned()]);
+        let v = &s.viewports;
+        assert_eq!((v[0].series, v[0].slice, v[0].flip_h), (1, 1, true));
+        assert_eq!((v[2].series, v[2].empty), (0, false));
+        assert!(v[1].empty && v[3].empty);
+        // Another layout shows every viewport again.
+        s.apply(&parse(r#"{"op":"layout","layout":"2x2"}"#).unwrap(), 1)
+            .unwrap();
+        assert!(s.viewports.iter().all(|v| !v.empty));
     }
 
     #[test]
