@@ -268,7 +268,7 @@ fn frame_message(
 /// with positions.
 async fn preview(
     viewer: &Arc<Viewer>,
-    series: &str,
+    series: &crate::uid::Uid,
     vs: &ViewportState,
     canvas: (u32, u32),
     i: usize,
@@ -276,10 +276,10 @@ async fn preview(
 ) -> Option<(axum::body::Bytes, axum::extract::ws::Utf8Bytes)> {
     let middle_axial =
         vs.plane == PlaneKind::Axial && vs.slice == 0 && vs.slab.is_none() && vs.subtract.is_none();
-    if !middle_axial || viewer.cache.get(series).is_some() {
+    if !middle_axial || viewer.cache.get(series.as_str()).is_some() {
         return None;
     }
-    let files = viewer.store.series_files(series).await.ok()?;
+    let files = viewer.store.series_files(series.as_str()).await.ok()?;
     if files.len() < 3 {
         return None;
     }

@@ -5,19 +5,21 @@
 use serde_json::Value as Json;
 
 use super::view::Hung;
+use crate::uid::Uid;
 
 /// One stored image: its series, where it starts in the series' stack, its DICOM JSON.
 #[derive(Debug, Clone)]
 pub struct Image {
     /// Series Instance UID.
-    pub series: String,
+    pub series: Uid,
     /// Its first frame's place in the series' stack.
     pub frame: usize,
     /// DICOM JSON metadata.
     pub metadata: Json,
 }
 
-/// A study's images (series UID, frames, metadata) in stack order, with their places.
+/// A study's images (series UID, frames, metadata) in stack order, with their places (a
+/// series whose UID is not one is left out).
 pub fn images(rows: &[(String, u32, Json)]) -> Vec<Image> {
     let mut out = Vec::with_capacity(rows.len());
     let mut at = 0usize;
@@ -27,8 +29,11 @@ pub fn images(rows: &[(String, u32, Json)]) -> Vec<Image> {
             at = 0;
             last = Some(series);
         }
+        let Ok(uid) = Uid::parse(series) else {
+            continue;
+        };
         out.push(Image {
-            series: series.clone(),
+            series: uid,
             frame: at,
             metadata: metadata.clone(),
         });
@@ -110,7 +115,7 @@ mod tests {
         assert_eq!(
             h(0),
             Hung {
-                series: "1.2.1".into(),
+                series: Uid::parse("1.2.1").unwrap(),
                 frame: 1,
                 flip_h: true
             }
@@ -141,7 +146,7 @@ mod tests {
         assert_eq!(
             hung[0],
             Some(Hung {
-                series: "1.2.1".into(),
+                series: Uid::parse("1.2.1").unwrap(),
                 frame: 3,
                 flip_h: false
             })

@@ -26,6 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::uid::Uid;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -282,7 +283,8 @@ impl Viewer {
     }
 
     /// The volume of a series, built once and shared by every viewer.
-    async fn volume(&self, series: &str) -> Result<Arc<BuiltVolume>, String> {
+    async fn volume(&self, series: &Uid) -> Result<Arc<BuiltVolume>, String> {
+        let series = series.as_str();
         // Every frame and cine tick asks: a held volume costs no index query.
         if let Some(v) = self.cache.get(series) {
             return Ok(v);
@@ -329,7 +331,8 @@ impl Viewer {
 
     /// The window a series is shown with by default: its first instance's Window Center and
     /// Width, else one over the volume's value range.
-    async fn default_window(&self, series: &str, built: &BuiltVolume) -> (f64, f64) {
+    async fn default_window(&self, uid: &Uid, built: &BuiltVolume) -> (f64, f64) {
+        let series = uid.as_str();
         if let Some(w) = self
             .windows
             .lock()
@@ -338,7 +341,7 @@ impl Viewer {
         {
             return *w;
         }
-        let window = self.metadata_window(series).await.unwrap_or_else(|| {
+        let window = self.metadata_window(uid).await.unwrap_or_else(|| {
             let r = built.volume.rescale();
             let (lo, hi) = built
                 .volume
@@ -357,7 +360,8 @@ impl Viewer {
     }
 
     /// The Window Center and Width of a series' first instance, when it has both.
-    async fn metadata_window(&self, series: &str) -> Option<(f64, f64)> {
+    async fn metadata_window(&self, series: &Uid) -> Option<(f64, f64)> {
+        let series = series.as_str();
         let metadata = self.store.first_metadata(series).await.ok().flatten()?;
         let m = serde_json::from_str::<Json>(&metadata).ok()?;
         let first = |tag: &str| m[tag]["Value"][0].as_f64();
@@ -365,7 +369,8 @@ impl Viewer {
     }
 
     /// The study a stored series belongs to.
-    async fn study_of(&self, series: &str) -> Option<String> {
+    async fn study_of(&self, series: &Uid) -> Option<String> {
+        let series = series.as_str();
         self.store.study_of_series(series).await.ok().flatten()
     }
 }

@@ -223,8 +223,9 @@ pub(super) async fn operate(
             .cloned()
             .unwrap_or_default();
         for s in series {
+            let uid = crate::uid::Uid::parse(s).map_err(|e| format!("series: {e}"))?;
             let study = viewer
-                .study_of(s)
+                .study_of(&uid)
                 .await
                 .ok_or_else(|| format!("series {s} is not stored here"))?;
             if !allowed.contains(&study) {

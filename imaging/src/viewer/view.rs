@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use render::Preset;
 use serde::{Deserialize, Serialize};
 
+use crate::uid::Uid;
+
 /// A client of a session.
 pub type ClientId = u64;
 
@@ -110,7 +112,7 @@ pub struct Subtraction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hung {
     /// Series Instance UID.
-    pub series: String,
+    pub series: Uid,
     /// Frame of the series' stack.
     pub frame: usize,
     /// Mirrored left-right.
@@ -270,7 +272,7 @@ fn measure(kind: &str, points: &[[f64; 3]]) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ViewState {
     /// Series open, by Series Instance UID (two for series compare).
-    pub series: Vec<String>,
+    pub series: Vec<Uid>,
     /// Layout.
     pub layout: Layout,
     /// Viewports (as many as the layout shows).
@@ -511,9 +513,6 @@ impl ViewState {
                 });
                 continue;
             };
-            if !crate::uid::is_valid(&h.series) {
-                return Err(field("series", format!("{:?} is not a UID", h.series)));
-            }
             let index = match series.iter().position(|s| *s == h.series) {
                 Some(i) => i,
                 None if series.len() < MAX_SERIES => {
@@ -561,10 +560,14 @@ impl ViewState {
                 if series.is_empty() || series.len() > 2 {
                     return Err(field("series", "one series, or two to compare"));
                 }
-                if let Some(bad) = series.iter().find(|s| !crate::uid::is_valid(s)) {
-                    return Err(field("series", format!("{bad:?} is not a UID")));
-                }
-                self.series = series.clone();
+                let series = series
+                    .iter()
+                    .map(|s| Uid::parse(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| field("series", e.to_string()))?;
+                self.sync = series.len() == 2;
+                self.series = series;
+                let series = &self.series;
                 self.sync = series.len() == 2;
                 self.layout = if series.len() == 2 {
                     Layout::Two
@@ -1158,7 +1161,7 @@ mod tests {
         assert_eq!(s, before);
         let hung = |series: &str, frame, flip_h| {
             Some(Hung {
-                series: series.into(),
+                series: Uid::parse(series).unwrap(),
                 frame,
                 flip_h,
             })
@@ -1169,7 +1172,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.layout, Layout::Mammo);
-        assert_eq!(s.series, [CT.to_owned(), "1.2.3".to_owned()]);
+        let open: Vec<&str> = s.series.iter().map(Uid::as_str).collect();
+        assert_eq!(open, [CT, "1.2.3"]);
         let v = &s.viewports;
         assert_eq!((v[0].series, v[0].slice, v[0].flip_h), (1, 1, true));
         assert_eq!((v[2].series, v[2].empty), (0, false));
