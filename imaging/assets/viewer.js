@@ -232,7 +232,12 @@ function drawScaleBar(i, c) {
   const perDevice = g.pixel_mm * g.width / c[2];
   const mm = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].filter(m => m / perDevice <= c[2] / 4).pop();
   if (!mm) return;
-  const len = mm / perDevice, x = c[0] + c[2] - len - 12, y = c[1] + c[3] - 30;
+  // Above the bottom-right corner text where it is drawn over this viewport (it may wrap to
+  // two lines on a phone).
+  const corner = c[0] + c[2] >= canvas.width - 1 && c[1] + c[3] >= canvas.height - 1 &&
+    !document.getElementById("stage").classList.contains("bare");
+  const lift = corner ? Math.max(30, document.getElementById("br").offsetHeight * (window.devicePixelRatio || 1) + 14) : 30;
+  const len = mm / perDevice, x = c[0] + c[2] - len - 12, y = c[1] + c[3] - lift;
   ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#ddd"; ctx.lineWidth = 2;
   ctx.beginPath(); ctx.moveTo(x, y - 4); ctx.lineTo(x, y); ctx.lineTo(x + len, y); ctx.lineTo(x + len, y - 4); ctx.stroke();
   ctx.font = `${Math.round(11 * (window.devicePixelRatio || 1))}px sans-serif`;

@@ -592,6 +592,21 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         json!([true, true])
     );
     page.screenshot("viewer-us-colour-phone-390x844.png").await;
+    // The same loop on a desktop.
+    page.call("Emulation.clearDeviceMetricsOverride", json!({}))
+        .await;
+    let frames = page
+        .eval("+(document.getElementById('view').dataset.frames || 0)")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    page.eval("window.dispatchEvent(new Event('resize'))").await;
+    page.wait_for(
+        "+(document.getElementById('view').dataset.frames || 0)",
+        |v| v.as_u64().unwrap_or(0) > frames,
+    )
+    .await;
+    page.screenshot("viewer-us-colour-desktop.png").await;
     let url = format!(
         "http://127.0.0.1:{port}/view?token={}&session=page-unshown&series={unshown}",
         token(&study_of(unshown))

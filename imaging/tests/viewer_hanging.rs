@@ -368,6 +368,28 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
     })
     .await;
     page.screenshot("viewer-xa-dsa-desktop.png").await;
+    // The run through the hot-iron map (as NM/ECT is read), on a phone.
+    page.eval("(() => { const m = document.getElementById('colormap'); m.value = 'hot'; m.dispatchEvent(new Event('change')); })()")
+        .await;
+    page.wait_for("state.viewports[0].colormap", |v| v == &json!("hot"))
+        .await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    let frames_now = page
+        .eval("+(document.getElementById('view').dataset.frames || 0)")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    page.eval("window.dispatchEvent(new Event('resize'))").await;
+    page.wait_for(
+        "+(document.getElementById('view').dataset.frames || 0)",
+        |v| v.as_u64().unwrap_or(0) > frames_now,
+    )
+    .await;
+    page.screenshot("viewer-xa-dsa-hot-phone-390x844.png").await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
