@@ -1,7 +1,8 @@
 //! Every image opens: each file in ../shared/testdata/dicom/MANIFEST_dicom.csv that an
 //! independent decoder read ("OK") builds the stack the viewer shows (grey or colour), or is
 //! refused with a reason listed in `NOT_SHOWN`; and the stack's first frame holds what pydicom
-//! reads (its modality values, or its RGB, compared by mean and by a row of samples). The
+//! reads (its modality values, or its RGB, compared by mean, by the means of an 8x8 grid of
+//! blocks and by a row of samples). The
 //! rendering of those frames is compared pixel by pixel in `viewer_2d.rs`.
 
 use std::process::Command;
@@ -39,10 +40,14 @@ const REFERENCE_TWIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// pydicom's first frame of each file: (mean, the values along the middle row) of its modality
-/// values, or of its RGB bytes (pydicom gives YBR as RGB; palette colour through its table,
-/// 16-bit entries to 8).
-fn pydicom_frames(files: &[String]) -> Vec<Option<(f64, Vec<f64>)>> {
+/// What two first frames are compared by: the mean, the means of an 8x8 grid of blocks (rows
+/// of blocks top to bottom; a block with no pixels is NaN), and the values along the middle
+/// row.
+type Summary = (f64, Vec<f64>, Vec<f64>);
+
+/// pydicom's first frame of each file, summarised, from its modality values or its RGB bytes
+/// (pydicom gives YBR as RGB; palette colour through its table, 16-bit entries to 8).
+fn pydicom_frames(files: &[String]) -> Vec<Option<Summary>> {
     let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"import sys, numpy as np, pydicom
 from pydicom.pixels import apply_color_lut, apply_modality_lut
@@ -66,7 +71,13 @@ for path in sys.argv[1:]:
         else:
             x = apply_modality_lut(a, d).astype('float64')
         row = x[x.shape[0] // 2].reshape(-1)
-        print(x.mean(), ' '.join(repr(float(v)) for v in row))
+        h, w = x.shape[0], x.shape[1]
+        blocks = []
+        for i in range(8):
+            for j in range(8):
+                b = x[i * h // 8:(i + 1) * h // 8, j * w // 8:(j + 1) * w // 8]
+                blocks.append(float(b.mean()) if b.size else float('nan'))
+        print(x.mean(), ' '.join(repr(v) for v in blocks), '|', ' '.join(repr(float(v)) for v in row))
     except Exception as e:
         print('ERR', str(e).replace('\n', ' '))
 "#;
@@ -89,15 +100,40 @@ for path in sys.argv[1:]:
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
-            let mut v = l.split_whitespace().map(|w| w.parse::<f64>().ok());
+            let (head, row) = l.split_once(" | ")?;
+            let mut v = head.split_whitespace().map(|w| w.parse::<f64>().ok());
             let mean = v.next().flatten()?;
-            Some((mean, v.map(|x| x.unwrap_or(f64::NAN)).collect()))
+            let blocks = v.map(|x| x.unwrap_or(f64::NAN)).collect();
+            let row = row
+                .split_whitespace()
+                .map(|w| w.parse::<f64>().unwrap_or(f64::NAN))
+                .collect();
+            Some((mean, blocks, row))
         })
         .collect()
 }
 
-/// Our first frame: (mean, the middle row) of the modality values, or of the RGB bytes.
-fn ours(built: &BuiltVolume) -> (f64, Vec<f64>) {
+/// The means of an 8x8 grid of blocks over a frame of `nx` x `ny` pixels of `channels`
+/// values each (as the script above).
+fn block_means(v: &[f64], nx: usize, ny: usize, channels: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(64);
+    for i in 0..8 {
+        for j in 0..8 {
+            let (y0, y1, x0, x1) = (i * ny / 8, (i + 1) * ny / 8, j * nx / 8, (j + 1) * nx / 8);
+            let (mut sum, mut n) = (0.0, 0usize);
+            for y in y0..y1 {
+                let line = &v[(y * nx + x0) * channels..(y * nx + x1) * channels];
+                sum += line.iter().sum::<f64>();
+                n += line.len();
+            }
+            out.push(if n == 0 { f64::NAN } else { sum / n as f64 });
+        }
+    }
+    out
+}
+
+/// Our first frame summarised: from the modality values, or from the RGB bytes.
+fn ours(built: &BuiltVolume) -> Summary {
     let [nx, ny, _] = built.volume.geometry().dims();
     let plane = nx * ny;
     if let Some(colour) = built.stack.as_ref().and_then(|s| s.colour.as_ref()) {
@@ -109,7 +145,11 @@ fn ours(built: &BuiltVolume) -> (f64, Vec<f64>) {
         };
         let v: Vec<f64> = rgb.iter().map(|b| f64::from(*b)).collect();
         let row = v[ny / 2 * nx * 3..(ny / 2 + 1) * nx * 3].to_vec();
-        return (v.iter().sum::<f64>() / v.len() as f64, row);
+        return (
+            v.iter().sum::<f64>() / v.len() as f64,
+            block_means(&v, nx, ny, 3),
+            row,
+        );
     }
     let r = built.volume.rescale();
     let v: Vec<f64> = built.volume.voxels()[..plane]
@@ -117,7 +157,11 @@ fn ours(built: &BuiltVolume) -> (f64, Vec<f64>) {
         .map(|x| r.apply(f64::from(*x)))
         .collect();
     let row = v[ny / 2 * nx..(ny / 2 + 1) * nx].to_vec();
-    (v.iter().sum::<f64>() / v.len() as f64, row)
+    (
+        v.iter().sum::<f64>() / v.len() as f64,
+        block_means(&v, nx, ny, 1),
+        row,
+    )
 }
 
 #[test]
@@ -131,10 +175,10 @@ fn every_decodable_file_builds_the_stack_the_viewer_shows() {
         match build_stack(&[testdata(f)]) {
             Ok(built) => {
                 shown += 1;
-                let Some((mean, row)) = reference else {
+                let Some((mean, blocks, row)) = reference else {
                     continue;
                 };
-                let (our_mean, our_row) = ours(&built);
+                let (our_mean, our_blocks, our_row) = ours(&built);
                 // Lossy files stay close; the rest are equal but for rounding into 16 bits.
                 let scale = row.iter().fold(1.0f64, |m, v| m.max(v.abs()));
                 let worst = row
@@ -142,12 +186,24 @@ fn every_decodable_file_builds_the_stack_the_viewer_shows() {
                     .zip(&our_row)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
+                // Every part of the frame, not only its middle row: each block's mean.
+                let worst_block = blocks
+                    .iter()
+                    .zip(&our_blocks)
+                    .filter(|(a, b)| !(a.is_nan() && b.is_nan()))
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(
+                        0.0,
+                        |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+                    );
                 if row.len() != our_row.len()
+                    || blocks.len() != our_blocks.len()
                     || (mean - our_mean).abs() > 0.01 * scale.max(1.0)
+                    || worst_block > 0.01 * scale.max(1.0)
                     || worst > 0.05 * scale.max(1.0)
                 {
                     mismatched.push(format!(
-                        "{f}: mean {our_mean:.3} vs {mean:.3}, row of {} vs {}, worst {worst:.3}",
+                        "{f}: mean {our_mean:.3} vs {mean:.3}, worst block {worst_block:.3}, row of {} vs {}, worst {worst:.3}",
                         our_row.len(),
                         row.len()
                     ));
