@@ -159,21 +159,11 @@ fn lossless_files_equal_their_uncompressed_twins() {
 /// Values pydicom (the reference reader, installed by scripts/test) decodes from `rel`: their
 /// count, sum and the sum of every 997th.
 fn pydicom_values(rel: &str) -> (usize, i64, i64) {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = "import sys, pydicom\n\
 a = pydicom.dcmread(sys.argv[1]).pixel_array.astype('int64').ravel()\n\
 print(a.size, int(a.sum()), int(a[::997].sum()))\n";
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(testdata(rel))
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = e2e::imaging::python(script, [testdata(rel)]);
+    let text = String::from_utf8_lossy(&out);
     let n: Vec<i64> = text
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
@@ -251,21 +241,10 @@ fn native_layouts_agree_with_twins_and_pydicom() {
 /// Every value pydicom (with pillow and pylibjpeg's libjpeg and openjpeg plugins, installed by
 /// scripts/test) decodes from `rel`, as f64.
 fn pydicom_array(rel: &str) -> Vec<f64> {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = "import sys, pydicom\n\
 a = pydicom.dcmread(sys.argv[1]).pixel_array\n\
 sys.stdout.buffer.write(a.astype('<f8').ravel().tobytes())\n";
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(testdata(rel))
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{rel}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    e2e::imaging::python(script, [testdata(rel)])
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect()

@@ -5,8 +5,6 @@
 //! blocks and by a row of samples). The
 //! rendering of those frames is compared pixel by pixel in `viewer_2d.rs`.
 
-use std::process::Command;
-
 use e2e::testdata::dicom as testdata;
 use imaging::dicom::series::BuiltVolume;
 use imaging::dicom::stack::build_stack;
@@ -48,7 +46,6 @@ type Summary = (f64, Vec<f64>, Vec<f64>);
 /// pydicom's first frame of each file, summarised, from its modality values or its RGB bytes
 /// (pydicom gives YBR as RGB; palette colour through its table, 16-bit entries to 8).
 fn pydicom_frames(files: &[String]) -> Vec<Option<Summary>> {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"import sys, numpy as np, pydicom
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 for path in sys.argv[1:]:
@@ -87,17 +84,8 @@ for path in sys.argv[1:]:
             .find(|(file, _)| file == f)
             .map_or_else(|| testdata(f), |(_, twin)| testdata(twin))
     };
-    let out = Command::new(python)
-        .args(["-c", script])
-        .args(files.iter().map(reference))
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let out = e2e::imaging::python(script, files.iter().map(reference));
+    String::from_utf8_lossy(&out)
         .lines()
         .map(|l| {
             let (head, row) = l.split_once(" | ")?;

@@ -8,13 +8,12 @@
 //! message that says why instead of a black canvas.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use e2e::temp_dir;
 use e2e::testdata::dicom as testdata;
-use e2e::{Daemon, Ports, bin, temp_dir};
 use futures_util::{SinkExt, StreamExt};
-use imaging::viewer::token::{Claims, public_key_base64, sign};
+use imaging::viewer::token::{Claims, sign};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -64,11 +63,11 @@ d.SOPInstanceUID = sys.argv[3] + '.1'
 d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
 d.save_as(sys.argv[2])
 "#;
-    python(
+    e2e::imaging::python(
         script,
-        &[
-            testdata("pydicom-data/vlut_04.dcm").as_ref(),
-            to.as_ref(),
+        [
+            testdata("pydicom-data/vlut_04.dcm").as_os_str(),
+            to.as_os_str(),
             std::ffi::OsStr::new(VOI_SERIES),
         ],
     );
@@ -101,21 +100,8 @@ const UNSHOWN: (&str, &str) = (
     "1.2.392.200039.102.3.1096.12.20020524.111958",
 );
 
-/// Runs a pydicom script (scripts/test installs pydicom) and answers what it wrote.
-fn python(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", script])
-        .args(args)
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+/// How many frames the viewer page has drawn.
+const FRAMES: &str = "+(document.getElementById('view').dataset.frames || 0)";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -150,7 +136,7 @@ if d.PhotometricInterpretation == 'MONOCHROME1' or d.get('PresentationLUTShape')
     y = 255 - y
 sys.stdout.buffer.write(np.round(y).astype('uint8').tobytes())
 "#;
-    python(script, &[path.as_ref()])
+    e2e::imaging::python(script, [path])
 }
 
 /// pydicom's RGB of the first frame (palette colour through its table, 16-bit entries to 8).
@@ -167,7 +153,7 @@ if d.PhotometricInterpretation == 'PALETTE COLOR':
         a = a >> 8
 sys.stdout.buffer.write(a.astype('uint8').tobytes())
 "#;
-    python(script, &[path.as_ref()])
+    e2e::imaging::python(script, [path])
 }
 
 /// A PNG frame: width, height, and its pixels as RGB bytes (a grey one repeated).
@@ -268,31 +254,8 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     let voi = dir.path().join("voi-gamma.dcm");
     write_voi_image(&voi);
     files.push(voi.clone());
-    let import = Command::new(bin("imaging"))
-        .current_dir(dir.path())
-        .arg("import")
-        .args(&files)
-        .output()
-        .expect("imaging import");
-    assert!(
-        String::from_utf8_lossy(&import.stdout).starts_with("stored 9"),
-        "{}{}",
-        String::from_utf8_lossy(&import.stdout),
-        String::from_utf8_lossy(&import.stderr)
-    );
+    let (mut d, port) = e2e::imaging::serve_viewer(dir.path(), &files, 9);
     let key = e2e::test_signer();
-    let ports = Ports::free();
-    let mut cmd = Command::new(bin("imaging"));
-    cmd.current_dir(dir.path())
-        .args(ports.args())
-        .args(["--set", "imaging.gpu=off"])
-        .args([
-            "--set",
-            &format!("imaging.viewer_token_key={}", public_key_base64(&key)),
-        ]);
-    let mut d = Daemon::spawn(cmd);
-    let port = ports.imaging_http;
-    d.wait_ok(port, "/readyz", Duration::from_secs(30));
     let all = e2e::as_service::get(port, "/dicomweb/series")
         .expect("QIDO")
         .json();
@@ -363,9 +326,9 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         }
     };
     assert_eq!(annotations["1"]["value"], 50.0, "{annotations}");
-    let out = python(
+    let out = e2e::imaging::python(
         "import sys, pydicom; print(int(pydicom.dcmread(sys.argv[1]).pixel_array[200][100]))",
-        &[testdata(xa_file).as_ref()],
+        [testdata(xa_file)],
     );
     let expected: f64 = String::from_utf8_lossy(&out)
         .trim()
@@ -479,11 +442,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         token(&study_of(cr))
     );
     let mut page = e2e::chromium::Page::open(browser.port, &url).await;
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) > 0,
-    )
-    .await;
+    page.wait_for(FRAMES, |v| v.as_u64().unwrap_or(0) > 0).await;
     let corner = page
         .wait_for("document.getElementById('slice').textContent", |v| {
             v.as_str().is_some_and(|s| s.contains("第 1/1 帧"))
@@ -525,22 +484,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
         "none"
     );
     page.key("h").await;
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
-    )
-    .await;
-    page.eval("window.dispatchEvent(new Event('resize'))").await;
-    let frames = page
-        .eval("+(document.getElementById('view').dataset.frames || 0)")
-        .await
-        .as_u64()
-        .unwrap_or(0);
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) > frames,
-    )
-    .await;
+    page.resize_and_wait(Some((390, 844)), FRAMES, 1).await;
     page.screenshot("viewer-cr-phone-390x844.png").await;
     // A token for the four grey studies: the strip shows a server-rendered thumbnail of each,
     // and a click on one opens it.
@@ -593,19 +537,7 @@ async fn two_dimensional_images_open_as_stacks_and_match_pydicom() {
     );
     page.screenshot("viewer-us-colour-phone-390x844.png").await;
     // The same loop on a desktop.
-    page.call("Emulation.clearDeviceMetricsOverride", json!({}))
-        .await;
-    let frames = page
-        .eval("+(document.getElementById('view').dataset.frames || 0)")
-        .await
-        .as_u64()
-        .unwrap_or(0);
-    page.eval("window.dispatchEvent(new Event('resize'))").await;
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) > frames,
-    )
-    .await;
+    page.resize_and_wait(None, FRAMES, 1).await;
     page.screenshot("viewer-us-colour-desktop.png").await;
     let url = format!(
         "http://127.0.0.1:{port}/view?token={}&session=page-unshown&series={unshown}",

@@ -5,12 +5,11 @@
 //! and the icon toolbar with Chinese tooltips, on a desktop and a phone in Chromium.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::{Daemon, Ports, bin, temp_dir};
+use e2e::temp_dir;
 use futures_util::{SinkExt, StreamExt};
-use imaging::viewer::token::{Claims, public_key_base64, sign};
+use imaging::viewer::token::{Claims, sign};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -60,6 +59,9 @@ image("xa", 3, 1, "XA", xa, {"MaskSubtractionSequence": [mask], "FrameTime": 100
       "WindowCenter": 1100, "WindowWidth": 800})
 "#;
 
+/// How many frames the viewer page has drawn.
+const FRAMES: &str = "+(document.getElementById('view').dataset.frames || 0)";
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -67,18 +69,7 @@ fn now() -> u64 {
 }
 
 fn write_study(to: &Path) {
-    let python = std::env::var("APPLIANCE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", WRITE])
-        .arg(to)
-        .arg(STUDY)
-        .output()
-        .expect("python3 (scripts/test installs pydicom)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::imaging::python(WRITE, [to.as_os_str(), STUDY.as_ref()]);
 }
 
 type Socket =
@@ -154,31 +145,8 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
     let files = dir.path().join("written");
     std::fs::create_dir_all(&files).expect("folder");
     write_study(&files);
-    let import = Command::new(bin("imaging"))
-        .current_dir(dir.path())
-        .arg("import")
-        .arg(&files)
-        .output()
-        .expect("imaging import");
-    assert!(
-        String::from_utf8_lossy(&import.stdout).starts_with("stored 5"),
-        "{}{}",
-        String::from_utf8_lossy(&import.stdout),
-        String::from_utf8_lossy(&import.stderr)
-    );
+    let (mut d, port) = e2e::imaging::serve_viewer(dir.path(), [&files], 5);
     let key = e2e::test_signer();
-    let ports = Ports::free();
-    let mut cmd = Command::new(bin("imaging"));
-    cmd.current_dir(dir.path())
-        .args(ports.args())
-        .args(["--set", "imaging.gpu=off"])
-        .args([
-            "--set",
-            &format!("imaging.viewer_token_key={}", public_key_base64(&key)),
-        ]);
-    let mut d = Daemon::spawn(cmd);
-    let port = ports.imaging_http;
-    d.wait_ok(port, "/readyz", Duration::from_secs(30));
     let token = sign(
         &Claims {
             sub: "wang".into(),
@@ -311,11 +279,7 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
     let url =
         format!("http://127.0.0.1:{port}/view?token={token}&session=page-mg&series={STUDY}.1");
     let mut page = e2e::chromium::Page::open(browser.port, &url).await;
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) > 0,
-    )
-    .await;
+    page.wait_for(FRAMES, |v| v.as_u64().unwrap_or(0) > 0).await;
     let tip = page
         .eval("[document.querySelector('[data-op=invert]').title, !!document.querySelector('[data-op=invert] svg')]")
         .await;
@@ -330,22 +294,7 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
     let flips = page.eval("state.viewports.map(v => v.flip_h)").await;
     assert_eq!(flips, json!([true, false, false, true]));
     page.screenshot("viewer-mammo-hanging-desktop.png").await;
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
-    )
-    .await;
-    let frames_now = page
-        .eval("+(document.getElementById('view').dataset.frames || 0)")
-        .await
-        .as_u64()
-        .unwrap_or(0);
-    page.eval("window.dispatchEvent(new Event('resize'))").await;
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) >= frames_now + 4,
-    )
-    .await;
+    page.resize_and_wait(Some((390, 844)), FRAMES, 4).await;
     page.screenshot("viewer-mammo-hanging-phone-390x844.png")
         .await;
 
@@ -373,22 +322,7 @@ async fn mammography_hangs_dsa_subtracts_and_grey_takes_a_colour_map() {
         .await;
     page.wait_for("state.viewports[0].colormap", |v| v == &json!("hot"))
         .await;
-    page.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
-    )
-    .await;
-    let frames_now = page
-        .eval("+(document.getElementById('view').dataset.frames || 0)")
-        .await
-        .as_u64()
-        .unwrap_or(0);
-    page.eval("window.dispatchEvent(new Event('resize'))").await;
-    page.wait_for(
-        "+(document.getElementById('view').dataset.frames || 0)",
-        |v| v.as_u64().unwrap_or(0) > frames_now,
-    )
-    .await;
+    page.resize_and_wait(Some((390, 844)), FRAMES, 1).await;
     page.screenshot("viewer-xa-dsa-hot-phone-390x844.png").await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));

@@ -124,6 +124,30 @@ impl Page {
         r["result"]["value"].clone()
     }
 
+    /// Lays the page out as a phone `size` wide and high (or as the browser's own window again,
+    /// `None`), tells it the window resized, and waits until the number `counter` (a
+    /// JavaScript expression) has grown by at least `more`: what the page drew for its new
+    /// size.
+    pub async fn resize_and_wait(&mut self, size: Option<(u32, u32)>, counter: &str, more: u64) {
+        match size {
+            Some((width, height)) => {
+                self.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": true}),
+                )
+                .await
+            }
+            None => {
+                self.call("Emulation.clearDeviceMetricsOverride", json!({}))
+                    .await
+            }
+        };
+        let before = self.eval(counter).await.as_u64().unwrap_or(0);
+        self.eval("window.dispatchEvent(new Event('resize'))").await;
+        self.wait_for(counter, |v| v.as_u64().unwrap_or(0) >= before + more)
+            .await;
+    }
+
     /// Waits until `js` gives something for which `ok` holds.
     pub async fn wait_for(&mut self, js: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);

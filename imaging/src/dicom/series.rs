@@ -83,6 +83,24 @@ pub struct BuiltVolume {
     pub stack: Option<StackInfo>,
 }
 
+/// The modality values `voxels` span under `rescale`: (lowest, highest).
+pub fn modality_range(rescale: Rescale, voxels: &[i16]) -> (f64, f64) {
+    let (lo, hi) = voxels
+        .iter()
+        .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (a, b) = (rescale.apply(f64::from(lo)), rescale.apply(f64::from(hi)));
+    (a.min(b), a.max(b))
+}
+
+impl BuiltVolume {
+    /// A window (centre, width) over every modality value the volume holds, at least 1 wide:
+    /// what it is shown with when its images name none.
+    pub fn range_window(&self) -> (f64, f64) {
+        let (a, b) = modality_range(self.volume.rescale(), self.volume.voxels());
+        ((a + b) / 2.0, (b - a).max(1.0))
+    }
+}
+
 /// Where a stack's pixel spacing comes from, which decides what a measurement means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Calibration {

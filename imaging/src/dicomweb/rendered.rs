@@ -171,11 +171,10 @@ pub fn render_built(
             (None, None, Some((c, ww))) => Voi::Window(Window::linear(c, ww)),
             (None, None, None) => {
                 let per = cols * rows;
-                let (lo, hi) = volume.voxels()[frame * per..(frame + 1) * per]
-                    .iter()
-                    .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-                let (a, b) = (rescale.apply(f64::from(lo)), rescale.apply(f64::from(hi)));
-                let (a, b) = (a.min(b), a.max(b));
+                let (a, b) = crate::dicom::series::modality_range(
+                    rescale,
+                    &volume.voxels()[frame * per..(frame + 1) * per],
+                );
                 Voi::Window(if b - a < 1.0 && b > a {
                     // Real-valued maps may span less than one unit: the exact linear
                     // function, whose width may be below 1.

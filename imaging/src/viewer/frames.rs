@@ -262,10 +262,10 @@ fn frame_message(
 }
 
 /// The middle image of a series whose volume is not built yet, rendered for a viewport that
-/// shows the volume's middle axial slice, with its `geometry` (marked `preview`), made before the volume's build starts (a slice takes milliseconds, and the
-/// build would take every core from it). `None` when the
-/// volume is held, the view is another, or the series is not several single grey slices
-/// with positions.
+/// shows the volume's middle axial slice, with its `geometry` (marked `preview`). Made before
+/// the volume's build starts: a slice takes milliseconds, and the build would take every core
+/// from it. `None` when the volume is held, the view is another, or the series is not several
+/// single grey slices with positions.
 async fn preview(
     viewer: &Arc<Viewer>,
     series: &crate::uid::Uid,
@@ -299,16 +299,7 @@ async fn preview(
         let mut after = slice;
         after.position = after.position + normal * 0.5;
         let built = crate::dicom::series::build_volume(vec![before, after]).ok()?;
-        let window = window.unwrap_or_else(|| {
-            let r = built.volume.rescale();
-            let (lo, hi) = built
-                .volume
-                .voxels()
-                .iter()
-                .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
-            ((a + b) / 2.0, (b - a).abs().max(1.0))
-        });
+        let window = window.unwrap_or_else(|| built.range_window());
         let (image, vp) =
             render_frame(&renderer, &built, &vs, window, canvas, INTERACTIVE_QUALITY).ok()?;
         let mut geometry: Json =

@@ -26,7 +26,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::uid::Uid;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +36,7 @@ use tokio::sync::watch;
 use crate::dicom::series::{BuiltVolume, SeriesError, build_volume, read_slice};
 use crate::dicom::stack::build_stack;
 use crate::store::Store;
+use crate::uid::Uid;
 use cache::VolumeCache;
 use frames::{Encoded, FrameCache};
 use token::Claims;
@@ -341,17 +341,10 @@ impl Viewer {
         {
             return *w;
         }
-        let window = self.metadata_window(uid).await.unwrap_or_else(|| {
-            let r = built.volume.rescale();
-            let (lo, hi) = built
-                .volume
-                .voxels()
-                .iter()
-                .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let (a, b) = (r.apply(f64::from(lo)), r.apply(f64::from(hi)));
-            let (a, b) = (a.min(b), a.max(b));
-            ((a + b) / 2.0, (b - a).max(1.0))
-        });
+        let window = self
+            .metadata_window(uid)
+            .await
+            .unwrap_or_else(|| built.range_window());
         self.windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
