@@ -21,6 +21,10 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/patients",
     "GET /api/v1/patients/{id}",
     "GET /api/v1/patients/{id}/studies",
+    "GET /api/v1/patients/{id}/record",
+    "GET /api/v1/patients/{id}/labs/trend",
+    "GET /api/v1/patients/{id}/exam-reports/{report}/pdf",
+    "GET /api/v1/patients/{id}/documents/{document}",
     "GET /api/v1/icd10",
     "POST /api/v1/consultations",
     "GET /api/v1/consultations",
@@ -101,6 +105,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::report_templates::routes())
         .merge(crate::registry::routes())
         .merge(crate::patients::routes())
+        .merge(crate::record::routes())
         .merge(crate::schedule::routes())
         .merge(crate::tickets::routes())
         .merge(crate::focus::routes())

@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "service_scope",
         include_str!("../migrations/0013_service_scope.sql"),
     ),
+    (
+        14,
+        "clinical_record",
+        include_str!("../migrations/0014_clinical_record.sql"),
+    ),
 ];
 
 /// An open database.

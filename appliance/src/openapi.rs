@@ -209,6 +209,59 @@ pub fn document() -> Value {
                         "thumbnail": { "type": ["string", "null"] } }),
                         &["uid", "date", "description", "modalities", "series", "instances", "thumbnail"]) } }),
                     &["items"]))), &["401", "403", "404", "503"]) } },
+            "/api/v1/patients/{id}/record": { "get": {
+                "summary": "A patient's clinical record from the hospital's systems: encounters, orders, lab results, exam reports, documents and diagnoses, each with its provenance (newest first, at most 500 of each)",
+                "parameters": id_param(),
+                "responses": responses(("200", answer("the record", object(json!({
+                    "patient": { "type": "integer" },
+                    "merged_into": { "type": ["integer", "null"] },
+                    "encounters": { "type": "array", "items": { "type": "object" } },
+                    "orders": { "type": "array", "items": { "type": "object" } },
+                    "labs": { "type": "array", "items": object(json!({
+                        "id": { "type": "integer" }, "code": { "type": "string" },
+                        "name": { "type": "string" }, "value": { "type": "string" },
+                        "numeric": { "type": ["number", "null"] }, "unit": { "type": "string" },
+                        "range": { "type": "string" }, "flag": { "type": "string" },
+                        "abnormal": { "type": "string" },
+                        "observed_at": { "type": ["integer", "null"] },
+                        "provenance": { "type": "object" } }),
+                        &["id", "code", "name", "value", "unit", "abnormal", "provenance"]) },
+                    "exam_reports": { "type": "array", "items": { "type": "object" } },
+                    "documents": { "type": "array", "items": { "type": "object" } },
+                    "diagnoses": { "type": "array", "items": { "type": "object" } } }),
+                    &["patient", "encounters", "orders", "labs", "exam_reports", "documents", "diagnoses"]))),
+                    &["401", "404"]) } },
+            "/api/v1/patients/{id}/labs/trend": { "get": {
+                "summary": "One analyte over time (oldest first) with its reference range; abnormal points flagged (H/L/HH/LL/A)",
+                "parameters": [id_param()[0].clone(),
+                    { "name": "code", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" } }],
+                "responses": responses(("200", answer("the trend", object(json!({
+                    "code": { "type": "string" }, "name": { "type": "string" },
+                    "unit": { "type": "string" },
+                    "range": { "type": ["object", "null"] },
+                    "points": { "type": "array", "items": object(json!({
+                        "time": { "type": ["integer", "null"] }, "value": { "type": "string" },
+                        "numeric": { "type": ["number", "null"] }, "abnormal": { "type": "string" } }),
+                        &["time", "value", "numeric", "abnormal"]) } }),
+                    &["code", "name", "unit", "points"]))), &["401", "404", "422"]) } },
+            "/api/v1/patients/{id}/exam-reports/{report}/pdf": { "get": {
+                "summary": "An exam or lab report's PDF as the sending system gave it",
+                "parameters": [id_param()[0].clone(),
+                    { "name": "report", "in": "path", "required": true, "schema": { "type": "integer" } }],
+                "responses": responses(("200", json!({ "description": "the PDF", "content": {
+                    "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
+                    &["401", "404"]) } },
+            "/api/v1/patients/{id}/documents/{document}": { "get": {
+                "summary": "An EMR document's content (text, HTML in a sandbox, or PDF)",
+                "parameters": [id_param()[0].clone(),
+                    { "name": "document", "in": "path", "required": true, "schema": { "type": "integer" } }],
+                "responses": responses(("200", json!({ "description": "the content", "content": {
+                    "text/plain": { "schema": { "type": "string" } },
+                    "text/html": { "schema": { "type": "string" } },
+                    "application/pdf": { "schema": { "type": "string", "format": "binary" } } } })),
+                    &["401", "404"]) } },
             "/api/v1/icd10": { "get": { "summary": "ICD-10 diagnoses by code prefix or name (Chinese or English)",
                 "parameters": [{ "name": "q", "in": "query", "schema": { "type": "string" } }],
                 "responses": responses(("200", answer("at most 20", object(json!({

@@ -89,7 +89,7 @@ pub(crate) async fn search(
          m.id_number, i.name, EXISTS (SELECT 1 FROM favourite_patients f WHERE f.user_id = ? \
          AND f.patient_id = p.id) FROM patients p LEFT JOIN master_patients m ON m.id = \
          p.master_id JOIN institutions i ON i.id = p.institution_id WHERE (? OR \
-         p.institution_id = ?) AND (p.name LIKE ? ESCAPE '\\' OR m.id_number_index = ? OR \
+         p.institution_id = ?) AND p.merged_into IS NULL AND (p.name LIKE ? ESCAPE '\\' OR m.id_number_index = ? OR \
          (p.record_number <> '' AND p.record_number = ?)) ORDER BY p.id DESC LIMIT ?",
     )
     .bind(u.id)

@@ -27,9 +27,10 @@ pub enum StackError {
 }
 
 /// Every subsystem of the stack.
-const EXPECTED: [&str; 6] = [
+const EXPECTED: [&str; 7] = [
     DATABASE,
     crate::server::SERVICE,
+    crate::mllp::SERVICE,
     "render",
     "imaging",
     "dicom",
@@ -95,15 +96,21 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     ));
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
-        let (a, i, s) = tokio::join!(
+        let intake = crate::ingest::Intake {
+            pool: db.pool().clone(),
+            sealer: db.sealer().clone(),
+            sources: config.integration.hl7_sources.clone(),
+        };
+        let (a, h, i, s) = tokio::join!(
             stop_all_on_error(
                 &ctx,
                 crate::server::run(&config, &ctx, &db, key.clone(), report_signer.clone())
             ),
+            stop_all_on_error(&ctx, crate::mllp::run(&config, &ctx, intake)),
             stop_all_on_error(&ctx, imaging::run_with(&config, ctx.clone(), audit.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );
-        a.and(i).and(s)
+        a.and(h).and(i).and(s)
     };
     let (result, ()) = tokio::join!(services, announce);
     ctx.readiness.set(DATABASE, State::Stopping);

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{FieldType, section, serde_field};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, HostName, HttpUrl, Port, PortRange,
-    Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, Hl7Source, HostName, HttpUrl, Port,
+    PortRange, Secret,
 };
 
 // The defaults below are literals; the unit test `defaults_are_valid` builds them, so a typo
@@ -219,8 +219,16 @@ section! {
         pacs_host: Option<HostName> = None,
         /// DICOM port of that PACS.
         pacs_port: Option<Port> = None,
-        /// TCP: HL7 v2 MLLP listener for the HIS (planned: reserved, nothing listens on it yet).
+        /// TCP: the HL7 v2 MLLP listener for the HIS, EMR, LIS and the clinics' cloud HIS.
         hl7_mllp_port: Port = port(2575),
+        /// Systems allowed to send HL7 v2 messages, each with the institution whose patients
+        /// they are about: "APP^FACILITY@IP=institution" (MSH-3, MSH-4, the sending address; *
+        /// for any application or address), e.g. ["HIS^CITY01@10.0.0.5=市第一人民医院"]. Empty:
+        /// every message is refused (AR). Times without an offset are read as UTC+8.
+        hl7_sources: Vec<Hl7Source> = Vec::new(),
+        /// The largest HL7 message taken (a result with an embedded PDF counts whole), 1 KiB to
+        /// 256 MiB.
+        hl7_max_message_bytes: ByteSize = ByteSize(16 << 20),
         /// FHIR server base URL, http or https (planned: not used yet).
         fhir_base_url: Option<HttpUrl> = None,
     }

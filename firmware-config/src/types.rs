@@ -201,6 +201,83 @@ impl fmt::Display for DicomCaller {
     }
 }
 
+/// A system allowed to send HL7 v2 messages, and the institution whose patients its messages
+/// are about: `"APP^FACILITY@IP=institution"` (MSH-3, MSH-4, the sending address; `*` for any
+/// application or address), e.g. `"HIS^CITY01@10.0.0.5=市第一人民医院"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7Source {
+    /// MSH-3.1, or `*` for any.
+    pub application: String,
+    /// MSH-4.1.
+    pub facility: String,
+    /// The address the connection must come from; any when `None`.
+    pub host: Option<IpAddr>,
+    /// The registered institution (its name) the messages' patients belong to.
+    pub institution: String,
+}
+
+impl Hl7Source {
+    /// Whether a message from `app`/`facility` arriving from `ip` is this source's.
+    pub fn admits(&self, app: &str, facility: &str, ip: IpAddr) -> bool {
+        (self.application == "*" || self.application == app)
+            && self.facility == facility
+            && self
+                .host
+                .is_none_or(|h| h == ip || h.to_canonical() == ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for Hl7Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hint = "write APP^FACILITY@IP=institution, e.g. HIS^CITY01@10.0.0.5=市第一人民医院";
+        let (left, institution) = s
+            .split_once('=')
+            .ok_or_else(|| format!("\"{s}\" names no institution: {hint}"))?;
+        let institution = institution.trim();
+        if institution.is_empty() {
+            return Err(format!("\"{s}\" names no institution: {hint}"));
+        }
+        let (sender, host) = match left.rsplit_once('@') {
+            Some((sender, h)) if h.trim() == "*" => (sender, None),
+            Some((sender, h)) => (
+                sender,
+                Some(h.trim().parse::<IpAddr>().map_err(|_| {
+                    format!("\"{h}\" in \"{s}\" is not an IP address (or *): {hint}")
+                })?),
+            ),
+            None => (left, None),
+        };
+        let (application, facility) = sender
+            .split_once('^')
+            .ok_or_else(|| format!("\"{sender}\" in \"{s}\" is not APP^FACILITY: {hint}"))?;
+        let (application, facility) = (application.trim(), facility.trim());
+        let bad = |t: &str| t.is_empty() || t.len() > 64 || t.contains(['|', '^', '~', '\\', '&']);
+        if bad(application) || bad(facility) || facility == "*" {
+            return Err(format!(
+                "\"{sender}\" in \"{s}\": the application (or *) and the facility must each be 1-64 characters without HL7 delimiters"
+            ));
+        }
+        Ok(Self {
+            application: application.to_owned(),
+            facility: facility.to_owned(),
+            host,
+            institution: institution.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Hl7Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}^{}@", self.application, self.facility)?;
+        match self.host {
+            Some(h) => write!(f, "{h}")?,
+            None => write!(f, "*")?,
+        }
+        write!(f, "={}", self.institution)
+    }
+}
+
 /// A DICOM peer we call (a PACS we query and retrieve from): `AE@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DicomPeer {
@@ -521,6 +598,7 @@ string_form! {
     PortRange => "a port range such as \"40000-40999\"",
     AeTitle => "an AE title (1-16 printable ASCII characters)",
     DicomCaller => "a calling AE title, optionally with its address: \"CT1\" or \"CT1@10.0.0.5\"",
+    Hl7Source => "an HL7 source: \"APP^FACILITY@IP=institution\", e.g. \"HIS^CITY01@10.0.0.5=市第一人民医院\"",
     DicomPeer => "a DICOM peer: \"AE@host:port\", e.g. \"PACS1@10.0.0.9:104\"",
     DatabaseUrl => "a database URL: sqlite:PATH or postgres://user@host/db",
     HttpUrl => "an http(s) URL",
@@ -588,6 +666,28 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn hl7_sources_parse_and_admit() {
+        let s: Hl7Source = "HIS^CITY01@10.0.0.5=市第一人民医院".parse().unwrap();
+        assert_eq!(s.to_string(), "HIS^CITY01@10.0.0.5=市第一人民医院");
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert!(s.admits("HIS", "CITY01", ip("10.0.0.5")));
+        assert!(s.admits("HIS", "CITY01", ip("::ffff:10.0.0.5")));
+        assert!(!s.admits("HIS", "CITY01", ip("10.0.0.6")));
+        assert!(!s.admits("LIS", "CITY01", ip("10.0.0.5")));
+        let any: Hl7Source = "*^LAB@*=城东社区卫生服务中心".parse().unwrap();
+        assert!(any.admits("LIS", "LAB", ip("127.0.0.1")));
+        for bad in [
+            "HIS^CITY01@10.0.0.5",
+            "HIS@10.0.0.5=X",
+            "HIS^CITY01@host=X",
+            "^X@*=Y",
+            "A^*@*=Y",
+        ] {
+            assert!(bad.parse::<Hl7Source>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -396,6 +396,14 @@ fn security(c: &Config, k: &mut Check<'_>) {
 
 fn integration(c: &Config, k: &mut Check<'_>) {
     let i = &c.integration;
+    if !(1 << 10..=256 << 20).contains(&i.hl7_max_message_bytes.0) {
+        k.fail(
+            "integration.hl7_max_message_bytes",
+            ErrorKind::OutOfRange,
+            i.hl7_max_message_bytes,
+            "out of range: 1KiB to 256MiB",
+        );
+    }
     let set = [
         ("integration.pacs_ae_title", i.pacs_ae_title.is_some()),
         ("integration.pacs_host", i.pacs_host.is_some()),

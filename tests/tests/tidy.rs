@@ -208,6 +208,7 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "firmware-runtime",
             "futures-util",
             "hmac",
+            "hl7v2",
             "imaging",
             "jpeg-decoder",
             "krilla",
@@ -243,6 +244,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
     ),
     // The pure workflow core.
     ("appliance/workflow", &["serde", "thiserror"]),
+    // HL7 v2 with no IO: ED payloads in Base64, GB 18030 and the other character sets.
+    ("appliance/hl7", &["base64", "encoding_rs", "thiserror"]),
     (
         "benches",
         &[
@@ -289,6 +292,7 @@ const PURE: &[&str] = &[
     "render",
     "sfu/core",
     "appliance/workflow",
+    "appliance/hl7",
     "firmware-config",
 ];
 

@@ -104,7 +104,10 @@ pub async fn secure(
     let data = data_route(req.uri().path());
     let mut response = next.run(req).await;
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&policy.csp(service, host.as_deref())) {
+    // A handler that set its own (stricter) policy keeps it: e.g. EMR HTML in a sandbox.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY)
+        && let Ok(v) = HeaderValue::from_str(&policy.csp(service, host.as_deref()))
+    {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(

@@ -1,0 +1,170 @@
+//! The HL7 v2 MLLP listener (`integration.hl7_mllp_port`, 2575): reads frames from each
+//! connection, hands each message (each of a batch) to the intake, and writes its original-mode
+//! acknowledgement before reading the next. A broken frame or message is answered and the
+//! connection goes on; only the peer closing (or 10 idle minutes) ends it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use firmware_config::Config;
+use firmware_runtime::{Context, State};
+use hl7v2::ack::{AckCode, Echo, acknowledge};
+use hl7v2::message::{ErrorCode, Hl7Error, split_batch};
+use hl7v2::mllp::{Frame, Framer, frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ingest::{Intake, OFFSET_MINUTES, Outcome};
+
+/// Readiness name of the listener.
+pub const SERVICE: &str = "hl7";
+
+/// The most connections served at once.
+const CONNECTIONS: usize = 64;
+
+/// A connection with nothing received for this long is closed.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Why the listener stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("integration.hl7_mllp_port {addr}: {source}")]
+pub struct ListenError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Runs the listener until shutdown.
+pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), ListenError> {
+    let addr = SocketAddr::new(
+        config.listeners.bind,
+        config.integration.hl7_mllp_port.get(),
+    );
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(source) => {
+            ctx.readiness.set(
+                SERVICE,
+                State::Failed(format!("cannot listen on {addr}: {source}")),
+            );
+            return Err(ListenError { addr, source });
+        }
+    };
+    if intake.sources.is_empty() {
+        tracing::warn!("integration.hl7_sources is empty: every HL7 message will be refused (AR)");
+    }
+    ctx.readiness.set(SERVICE, State::Ready);
+    tracing::info!(%addr, "HL7 MLLP listening");
+    let limit = config.integration.hl7_max_message_bytes.0 as usize;
+    let intake = Arc::new(intake);
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    let counter = Arc::new(AtomicU64::new(0));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = ctx.shutdown.wait() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HL7 accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "HL7 connection refused: {CONNECTIONS} already open");
+            continue;
+        };
+        let (intake, counter, shutdown) = (intake.clone(), counter.clone(), ctx.shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                () = shutdown.wait() => {}
+                r = serve(stream, peer.ip(), &intake, limit, &counter) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "HL7 connection ended");
+                    }
+                }
+            }
+        });
+    }
+    ctx.readiness.set(SERVICE, State::Stopping);
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    peer: IpAddr,
+    intake: &Intake,
+    limit: usize,
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut framer = Framer::new(limit);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match tokio::time::timeout(IDLE, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            if framer.mid_frame() {
+                tracing::warn!(%peer, "an HL7 connection closed in the middle of a message: nothing stored");
+            }
+            return Ok(());
+        }
+        framer.push(&buf[..n]);
+        while let Some(f) = framer.next_frame() {
+            let id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
+            let reply = match f {
+                Frame::Problem { error, partial } => {
+                    metrics::counter!("hl7_messages_total", "result" => "AR").increment(1);
+                    tracing::warn!(%peer, error = %error, "HL7 framing problem");
+                    let e = Hl7Error::whole(ErrorCode::SegmentSequence, error.to_string());
+                    acknowledge(
+                        &Echo::of_raw(&partial),
+                        AckCode::Reject,
+                        Some(&e),
+                        "",
+                        &id(),
+                        now_ms(),
+                        OFFSET_MINUTES,
+                    )
+                }
+                Frame::Message(bytes) => match split_batch(&bytes) {
+                    None => take(intake, &bytes, peer, &id()).await,
+                    Some(messages) => {
+                        let mut out = b"BHS|^~\\&|APPLIANCE\r".to_vec();
+                        for m in &messages {
+                            out.extend(take(intake, m, peer, &id()).await);
+                        }
+                        out.extend(format!("BTS|{}\r", messages.len()).into_bytes());
+                        out
+                    }
+                },
+            };
+            stream.write_all(&frame(&reply)).await?;
+        }
+    }
+}
+
+async fn take(intake: &Intake, bytes: &[u8], peer: IpAddr, id: &str) -> Vec<u8> {
+    let started = Instant::now();
+    let (ack, outcome) = intake.take(bytes, peer, id).await;
+    let code = outcome.code().as_str();
+    metrics::counter!("hl7_messages_total", "result" => code).increment(1);
+    metrics::histogram!("hl7_message_seconds").record(started.elapsed().as_secs_f64());
+    if let Outcome::Refused(_, e) = &outcome {
+        // The error names a place and a reason, never patient data.
+        tracing::info!(%peer, code, error = %e, "HL7 message refused");
+    }
+    ack
+}
