@@ -106,6 +106,7 @@ pub fn routes(api: Api) -> Router {
         .merge(crate::registry::routes())
         .merge(crate::patients::routes())
         .merge(crate::record::routes())
+        .merge(crate::fhir::routes())
         .merge(crate::schedule::routes())
         .merge(crate::tickets::routes())
         .merge(crate::focus::routes())

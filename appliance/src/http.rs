@@ -27,6 +27,8 @@ pub struct Api {
     pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
     /// Imaging's base URL (the viewer page is under it).
     pub imaging_url: String,
+    /// The appliance's own public URL (`http(s)://host:8080/`), for FHIR's full URLs.
+    pub base_url: String,
     /// The SFU's signalling base URL.
     pub sfu_url: String,
     /// New in-app notifications, for the WebSockets that push them.

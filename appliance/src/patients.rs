@@ -168,13 +168,20 @@ async fn studies(
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
     crate::consult::readable_patient(&api, &u, &peer, id).await?;
+    let items = studies_of(&api, &u.login, id).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// The studies imaging's index holds for patient `id` (already found readable), newest first,
+/// each with a thumbnail URL signed for `login`.
+pub(crate) async fn studies_of(api: &Api, login: &str, id: i64) -> Result<Vec<Value>, ApiError> {
     let (name, birth, record): (String, String, String) =
         sqlx::query_as("SELECT name, birth_date, record_number FROM patients WHERE id = ?")
             .bind(id)
             .fetch_one(&api.pool)
             .await?;
     let Some(pool) = api.imaging_index().await.map_err(index_error)? else {
-        return Ok(Json(json!({ "items": [] })));
+        return Ok(Vec::new());
     };
     let tag = |keyword: &str| {
         parse_tag(keyword).ok_or_else(|| ApiError::internal("an unknown DICOM keyword"))
@@ -217,7 +224,7 @@ async fn studies(
         let thumbnail = of_series.get(of_series.len() / 2).map(|i| {
             let token = imaging::viewer::token::sign(
                 &imaging::viewer::token::Claims {
-                    sub: u.login.clone(),
+                    sub: login.to_owned(),
                     studies: vec![uid.clone()],
                     exp: thumbnail_exp,
                 },
@@ -242,7 +249,7 @@ async fn studies(
         }));
     }
     items.sort_by(|a, b| b["date"].as_str().cmp(&a["date"].as_str()));
-    Ok(Json(json!({ "items": items })))
+    Ok(items)
 }
 
 #[derive(Deserialize)]

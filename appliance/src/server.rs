@@ -65,6 +65,7 @@ pub async fn run(
             gateway: gateway.clone().map(std::sync::Arc::new),
             key,
             imaging_url: url(config, config.listeners.imaging_http),
+            base_url: url(config, config.listeners.http),
             sfu_url: url(config, config.listeners.sfu_signalling),
             events: tokio::sync::broadcast::channel(1024).0,
             data_dir: config.storage.data_dir.clone(),

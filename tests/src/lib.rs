@@ -7,6 +7,7 @@
 //! build its binary), and `scripts/test` builds them explicitly.
 
 pub mod chromium;
+pub mod hl7;
 pub mod imaging;
 pub mod janus;
 pub mod testdata;

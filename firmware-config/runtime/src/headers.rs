@@ -83,6 +83,7 @@ fn host(headers: &HeaderMap) -> Option<String> {
 fn data_route(path: &str) -> bool {
     [
         "/api/",
+        "/fhir",
         "/dicomweb",
         "/pacs",
         "/admin/",
