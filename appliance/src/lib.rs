@@ -29,6 +29,7 @@ pub mod imaging_access;
 pub mod ingest;
 pub mod keys;
 pub mod mllp;
+mod mpi;
 pub mod notify;
 pub mod openapi;
 pub mod patients;

@@ -122,14 +122,23 @@ async fn serve(
             return Ok(());
         }
         framer.push(&buf[..n]);
+        // Everything that arrived together is answered together, its messages committed in
+        // groups (one transaction each), the replies in order.
+        enum Work {
+            Reply(Vec<u8>),
+            One(usize),
+            Batch(std::ops::Range<usize>),
+        }
+        let mut work = Vec::new();
+        let mut messages: Vec<Vec<u8>> = Vec::new();
+        let mut id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
         while let Some(f) = framer.next_frame() {
-            let id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
-            let reply = match f {
+            match f {
                 Frame::Problem { error, partial } => {
                     metrics::counter!("hl7_messages_total", "result" => "AR").increment(1);
                     tracing::warn!(%peer, error = %error, "HL7 framing problem");
                     let e = Hl7Error::whole(ErrorCode::SegmentSequence, error.to_string());
-                    acknowledge(
+                    work.push(Work::Reply(acknowledge(
                         &Echo::of_raw(&partial),
                         AckCode::Reject,
                         Some(&e),
@@ -137,34 +146,52 @@ async fn serve(
                         &id(),
                         now_ms(),
                         OFFSET_MINUTES,
-                    )
+                    )));
                 }
                 Frame::Message(bytes) => match split_batch(&bytes) {
-                    None => take(intake, &bytes, peer, &id()).await,
-                    Some(messages) => {
-                        let mut out = b"BHS|^~\\&|APPLIANCE\r".to_vec();
-                        for m in &messages {
-                            out.extend(take(intake, m, peer, &id()).await);
-                        }
-                        out.extend(format!("BTS|{}\r", messages.len()).into_bytes());
-                        out
+                    None => {
+                        work.push(Work::One(messages.len()));
+                        messages.push(bytes);
+                    }
+                    Some(batch) => {
+                        let start = messages.len();
+                        messages.extend(batch);
+                        work.push(Work::Batch(start..messages.len()));
                     }
                 },
-            };
-            stream.write_all(&frame(&reply)).await?;
+            }
         }
+        if work.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let answers = intake.take_all(&messages, peer, &mut id).await;
+        let seconds = started.elapsed().as_secs_f64() / messages.len().max(1) as f64;
+        for (_, outcome) in &answers {
+            let code = outcome.code().as_str();
+            metrics::counter!("hl7_messages_total", "result" => code).increment(1);
+            metrics::histogram!("hl7_message_seconds").record(seconds);
+            if let Outcome::Refused(_, e) = outcome {
+                // The error names a place and a reason, never patient data.
+                tracing::info!(%peer, code, error = %e, "HL7 message refused");
+            }
+        }
+        let mut out = Vec::new();
+        for w in work {
+            match w {
+                Work::Reply(r) => out.extend(frame(&r)),
+                Work::One(i) => out.extend(frame(&answers[i].0)),
+                Work::Batch(range) => {
+                    let mut reply = b"BHS|^~\\&|APPLIANCE\r".to_vec();
+                    let n = range.len();
+                    for i in range {
+                        reply.extend_from_slice(&answers[i].0);
+                    }
+                    reply.extend(format!("BTS|{n}\r").into_bytes());
+                    out.extend(frame(&reply));
+                }
+            }
+        }
+        stream.write_all(&out).await?;
     }
-}
-
-async fn take(intake: &Intake, bytes: &[u8], peer: IpAddr, id: &str) -> Vec<u8> {
-    let started = Instant::now();
-    let (ack, outcome) = intake.take(bytes, peer, id).await;
-    let code = outcome.code().as_str();
-    metrics::counter!("hl7_messages_total", "result" => code).increment(1);
-    metrics::histogram!("hl7_message_seconds").record(started.elapsed().as_secs_f64());
-    if let Outcome::Refused(_, e) = &outcome {
-        // The error names a place and a reason, never patient data.
-        tracing::info!(%peer, code, error = %e, "HL7 message refused");
-    }
-    ack
 }

@@ -6,10 +6,11 @@ use std::process::Command;
 
 use e2e::bin;
 
-const BENCHES: [(&str, &str); 7] = [
+const BENCHES: [(&str, &str); 8] = [
     ("gpu", "not-a-number"),
     ("ingest", "many"),
     ("mpr_frame", "0"),
+    ("record", "10"),
     ("sfu_load", "1,x"),
     ("startup", "-5"),
     ("viewer", "extra"),

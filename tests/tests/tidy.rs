@@ -254,6 +254,7 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             "e2e",
             "ed25519-dalek",
             "futures-util",
+            "hl7v2",
             "imaging",
             "rayon",
             "render",

@@ -107,12 +107,17 @@ fn optional_time(
 }
 
 fn coded(m: &Message, s: &Segment, field: usize) -> Coded {
-    let code = m.get(s, field, 1);
-    let text = m.get(s, field, 2);
+    // CE/CWE: identifier^text^system, then the alternate identifier^text^system (4-6), used
+    // when the first triple is empty.
+    let (mut code, mut text, mut system) =
+        (m.get(s, field, 1), m.get(s, field, 2), m.get(s, field, 3));
+    if code.is_empty() && text.is_empty() {
+        (code, text, system) = (m.get(s, field, 4), m.get(s, field, 5), m.get(s, field, 6));
+    }
     Coded {
         code: if code.is_empty() { text.clone() } else { code },
         text,
-        system: m.get(s, field, 3),
+        system,
     }
 }
 

@@ -52,7 +52,7 @@ ORC|RE|P100|F200\r\
 OBR|1|P100|F200|BMP^基础代谢^L|||20260302070000|||||||||||||||20260302093000|||F\r\
 OBX|1|NM|2345-7^葡萄糖^LN||7.8|mmol/L|3.9-6.1|H|||F\r\
 OBX|2|NM|2823-3^钾^LN||3.1|mmol/L|3.5～5.5|↓|||F|||20260302071500\r\
-OBX|3|ST|5778-6^尿液颜色^LN||淡黄||||||F\r\
+OBX|3|ST|^^^5778-6^尿液颜色^LN||淡黄||||||F\r\
 OBX|4|SN|33762-6^NT-proBNP^LN||>^125|pg/mL|<125|A|||F\r\
 OBX|5|ED|PDF^检验报告单||^AP^PDF^Base64^{pdf}||||||F\r\
 SPM|1|||BLD^全血\r"
@@ -82,6 +82,11 @@ SPM|1|||BLD^全血\r"
     assert_eq!((r[1].low, r[1].high), (Some(3.5), Some(5.5)));
     assert_eq!(r[1].observed_at, Some(1_772_406_900_000), "OBX-14");
     assert_eq!(r[2].value, "淡黄");
+    assert_eq!(
+        (r[2].item.code.as_str(), r[2].item.system.as_str()),
+        ("5778-6", "LN"),
+        "the alternate identifier"
+    );
     assert_eq!(r[3].value, ">125");
     assert_eq!((r[3].low, r[3].high), (None, Some(125.0)));
     let report = g.report.as_ref().unwrap();
