@@ -36,6 +36,9 @@ pub enum DemoError {
     /// Importing the series failed.
     #[error("import: {0}")]
     Import(String),
+    /// The demo clinical record was refused by the intake (its acknowledgement).
+    #[error("the demo clinical record was refused: {0}")]
+    Record(String),
 }
 
 /// Builds the demo alliance; returns the text to print (logins and what was made).
@@ -235,6 +238,14 @@ pub async fn build(
     for draft in [stroke, chest_pain] {
         attached.push(draft.insert(pool).await?);
     }
+    // 王建国's clinical record, as the clinic's systems send it over HL7.
+    let fed = crate::demo_record::feed(pool, sealer)
+        .await
+        .map_err(DemoError::Record)?;
+    let _ = write!(
+        out,
+        "\n病历 / clinical record (HL7, 王建国): {fed} messages"
+    );
     let _ = writeln!(
         out,
         "\n机构 4 个、科室 4 个、专家 3 位（明日 09:00 起各 4 个号源）、患者 5 位、会诊草稿 2 份。\n\

@@ -20,6 +20,7 @@ pub mod config_cmd;
 pub mod consult;
 pub mod db;
 pub mod demo;
+mod demo_record;
 pub mod fhir;
 pub mod focus;
 pub mod gm;

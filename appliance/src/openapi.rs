@@ -52,6 +52,15 @@ fn object(properties: Value, required: &[&str]) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    // The clinical record's shared shapes: times in ms since the epoch, where each row came from.
+    let int = json!({ "type": "integer" });
+    let text = json!({ "type": "string" });
+    let when = json!({ "type": ["integer", "null"] });
+    let provenance = object(
+        json!({ "source": { "type": "string" }, "reference": { "type": "string" },
+                "received_at": { "type": "integer" } }),
+        &["source", "reference", "received_at"],
+    );
     let secured = json!([{ "bearer": [] }]);
     let case = json!({ "type": "object", "required": ["id", "version", "state", "history"],
         "properties": { "id": { "type": "integer" }, "version": { "type": "integer" },
@@ -215,21 +224,39 @@ pub fn document() -> Value {
                 "responses": responses(("200", answer("the record", object(json!({
                     "patient": { "type": "integer" },
                     "merged_into": { "type": ["integer", "null"] },
-                    "encounters": { "type": "array", "items": { "type": "object" } },
-                    "orders": { "type": "array", "items": { "type": "object" } },
+                    "encounters": { "type": "array", "items": object(json!({
+                        "id": int, "visit_number": text, "class": text, "location": text,
+                        "department": text, "attending": text, "admitted_at": when,
+                        "discharged_at": when, "provenance": provenance }),
+                        &["id", "visit_number", "class", "location", "department", "attending", "admitted_at", "discharged_at", "provenance"]) },
+                    "orders": { "type": "array", "items": object(json!({
+                        "id": int, "kind": text, "placer": text, "filler": text, "code": text,
+                        "name": text, "status": text, "ordered_at": when, "provider": text,
+                        "provenance": provenance }),
+                        &["id", "kind", "placer", "filler", "code", "name", "status", "ordered_at", "provider", "provenance"]) },
                     "labs": { "type": "array", "items": object(json!({
-                        "id": { "type": "integer" }, "code": { "type": "string" },
-                        "name": { "type": "string" }, "value": { "type": "string" },
-                        "numeric": { "type": ["number", "null"] }, "unit": { "type": "string" },
-                        "range": { "type": "string" }, "flag": { "type": "string" },
-                        "abnormal": { "type": "string" },
-                        "observed_at": { "type": ["integer", "null"] },
-                        "provenance": { "type": "object" } }),
-                        &["id", "code", "name", "value", "unit", "abnormal", "provenance"]) },
-                    "exam_reports": { "type": "array", "items": { "type": "object" } },
-                    "documents": { "type": "array", "items": { "type": "object" } },
-                    "diagnoses": { "type": "array", "items": { "type": "object" } } }),
-                    &["patient", "encounters", "orders", "labs", "exam_reports", "documents", "diagnoses"]))),
+                        "id": int, "order": { "type": ["integer", "null"] }, "code": text,
+                        "name": text, "value": text, "numeric": { "type": ["number", "null"] },
+                        "unit": text, "range": text, "low": { "type": ["number", "null"] },
+                        "high": { "type": ["number", "null"] }, "flag": text, "abnormal": text,
+                        "status": text, "specimen": text, "observed_at": when,
+                        "provenance": provenance }),
+                        &["id", "order", "code", "name", "value", "numeric", "unit", "range", "low", "high", "flag", "abnormal", "status", "specimen", "observed_at", "provenance"]) },
+                    "exam_reports": { "type": "array", "items": object(json!({
+                        "id": int, "order": { "type": ["integer", "null"] }, "kind": text,
+                        "code": text, "name": text, "status": text, "text": text,
+                        "has_pdf": { "type": "boolean" }, "observed_at": when, "reported_at": when,
+                        "provenance": provenance }),
+                        &["id", "order", "kind", "code", "name", "status", "text", "has_pdf", "observed_at", "reported_at", "provenance"]) },
+                    "documents": { "type": "array", "items": object(json!({
+                        "id": int, "kind": text, "number": text, "title": text, "status": text,
+                        "mime": text, "time": when, "provenance": provenance }),
+                        &["id", "kind", "number", "title", "status", "mime", "time", "provenance"]) },
+                    "diagnoses": { "type": "array", "items": object(json!({
+                        "id": int, "code": text, "name": text, "system": text, "kind": text,
+                        "time": when, "provenance": provenance }),
+                        &["id", "code", "name", "system", "kind", "time", "provenance"]) } }),
+                    &["patient", "merged_into", "encounters", "orders", "labs", "exam_reports", "documents", "diagnoses"]))),
                     &["401", "404"]) } },
             "/api/v1/patients/{id}/labs/trend": { "get": {
                 "summary": "One analyte over time (oldest first) with its reference range; abnormal points flagged (H/L/HH/LL/A)",
@@ -240,11 +267,14 @@ pub fn document() -> Value {
                 "responses": responses(("200", answer("the trend", object(json!({
                     "code": { "type": "string" }, "name": { "type": "string" },
                     "unit": { "type": "string" },
-                    "range": { "type": ["object", "null"] },
+                    "range": { "oneOf": [{ "type": "null" }, object(json!({
+                        "low": { "type": ["number", "null"] }, "high": { "type": ["number", "null"] },
+                        "text": { "type": "string" } }), &["low", "high", "text"])] },
                     "points": { "type": "array", "items": object(json!({
                         "time": { "type": ["integer", "null"] }, "value": { "type": "string" },
-                        "numeric": { "type": ["number", "null"] }, "abnormal": { "type": "string" } }),
-                        &["time", "value", "numeric", "abnormal"]) } }),
+                        "numeric": { "type": ["number", "null"] }, "abnormal": { "type": "string" },
+                        "low": { "type": ["number", "null"] }, "high": { "type": ["number", "null"] } }),
+                        &["time", "value", "numeric", "abnormal", "low", "high"]) } }),
                     &["code", "name", "unit", "points"]))), &["401", "404", "422"]) } },
             "/api/v1/patients/{id}/exam-reports/{report}/pdf": { "get": {
                 "summary": "An exam or lab report's PDF as the sending system gave it",

@@ -352,6 +352,27 @@ fn the_consultation_room_on_one_two_and_three_screens() {
     stack.stop();
 }
 
+/// The clinical record the demo's HL7 feed filled: the timeline, abnormal values coloured,
+/// the glucose trend against its range, a report PDF and a document in the page
+/// (`appliance/web/e2e/record.mjs`).
+#[test]
+fn a_doctor_reads_the_clinical_record_and_a_lab_trend() {
+    let stack = Stack::start(&[]);
+    journey(
+        "record",
+        stack.port,
+        &[("ZHAO_PASSWORD", stack.password("doctor.zhao"))],
+        &[
+            "91-record-timeline",
+            "92-record-trend",
+            "93-record-labs",
+            "94-record-document",
+            "95-record-en",
+        ],
+    );
+    stack.stop();
+}
+
 /// Runs `appliance/web/e2e/<name>.mjs` against the appliance on `port` with `vars` (and BASE,
 /// OUT, NEW_PASSWORD); it must pass and leave each of `shots` in target/tmp/web-<name>/.
 fn journey(name: &str, port: u16, vars: &[(&str, String)], shots: &[&str]) -> PathBuf {

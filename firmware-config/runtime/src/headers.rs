@@ -53,10 +53,12 @@ impl WebPolicy {
         } else {
             format!("'self'{appliance}")
         };
+        // blob: frames: a report's PDF or an EMR document fetched with the session and shown in
+        // the page (HTML ones in a sandboxed frame), never kept as a file.
         format!(
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
              img-src 'self' data: blob:{origins}; media-src 'self' blob: mediastream:; \
-             font-src 'self' data:; connect-src 'self'{origins}; frame-src 'self'{origins}; \
+             font-src 'self' data:; connect-src 'self'{origins}; frame-src 'self' blob:{origins}; \
              worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; \
              frame-ancestors {ancestors}"
         )

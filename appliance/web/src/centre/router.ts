@@ -47,6 +47,11 @@ export const router = createRouter({
       component: () => import('./views/PatientsView.vue'),
     },
     {
+      path: '/patients/:id(\\d+)/record',
+      name: 'record',
+      component: () => import('./views/RecordView.vue'),
+    },
+    {
       path: '/consultations/new',
       name: 'apply',
       component: () => import('./views/ApplyView.vue'),

@@ -3192,11 +3192,17 @@ export interface paths {
                             name: string;
                             points: {
                                 abnormal: string;
+                                high: number | null;
+                                low: number | null;
                                 numeric: number | null;
                                 time: number | null;
                                 value: string;
                             }[];
-                            range?: Record<string, never> | null;
+                            range?: null | {
+                                high: number | null;
+                                low: number | null;
+                                text: string;
+                            };
                             unit: string;
                         };
                     };
@@ -3331,25 +3337,104 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            diagnoses: Record<string, never>[];
-                            documents: Record<string, never>[];
-                            encounters: Record<string, never>[];
-                            exam_reports: Record<string, never>[];
+                            diagnoses: {
+                                code: string;
+                                id: number;
+                                kind: string;
+                                name: string;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                system: string;
+                                time: number | null;
+                            }[];
+                            documents: {
+                                id: number;
+                                kind: string;
+                                mime: string;
+                                number: string;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                status: string;
+                                time: number | null;
+                                title: string;
+                            }[];
+                            encounters: {
+                                admitted_at: number | null;
+                                attending: string;
+                                class: string;
+                                department: string;
+                                discharged_at: number | null;
+                                id: number;
+                                location: string;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                visit_number: string;
+                            }[];
+                            exam_reports: {
+                                code: string;
+                                has_pdf: boolean;
+                                id: number;
+                                kind: string;
+                                name: string;
+                                observed_at: number | null;
+                                order: number | null;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                reported_at: number | null;
+                                status: string;
+                                text: string;
+                            }[];
                             labs: {
                                 abnormal: string;
                                 code: string;
-                                flag?: string;
+                                flag: string;
+                                high: number | null;
                                 id: number;
+                                low: number | null;
                                 name: string;
-                                numeric?: number | null;
-                                observed_at?: number | null;
-                                provenance: Record<string, never>;
-                                range?: string;
+                                numeric: number | null;
+                                observed_at: number | null;
+                                order: number | null;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                range: string;
+                                specimen: string;
+                                status: string;
                                 unit: string;
                                 value: string;
                             }[];
-                            merged_into?: number | null;
-                            orders: Record<string, never>[];
+                            merged_into: number | null;
+                            orders: {
+                                code: string;
+                                filler: string;
+                                id: number;
+                                kind: string;
+                                name: string;
+                                ordered_at: number | null;
+                                placer: string;
+                                provenance: {
+                                    received_at: number;
+                                    reference: string;
+                                    source: string;
+                                };
+                                provider: string;
+                                status: string;
+                            }[];
                             patient: number;
                         };
                     };

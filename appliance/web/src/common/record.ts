@@ -1,0 +1,108 @@
+// A patient's clinical record as the hospital's systems fed it (GET
+// /api/v1/patients/{id}/record): loaded once per patient, one timeline built from it, and each
+// analyte's trend fetched when asked for. State lives here (Pinia), for the centre and the
+// mobile app alike.
+import { defineStore } from 'pinia';
+import { ref } from 'vue';
+import { api } from './api/client';
+import { type Problem, problemOf } from './api/problem';
+import type { paths } from './api/schema';
+
+export type ClinicalRecord =
+  paths['/api/v1/patients/{id}/record']['get']['responses']['200']['content']['application/json'];
+export type Lab = ClinicalRecord['labs'][number];
+export type Trend =
+  paths['/api/v1/patients/{id}/labs/trend']['get']['responses']['200']['content']['application/json'];
+
+/** One entry of the timeline: what it is, when, and the row it stands for. */
+export type Entry =
+  | { kind: 'encounter'; time: number; item: ClinicalRecord['encounters'][number] }
+  | { kind: 'panel'; time: number; item: { order: number | null; name: string; labs: Lab[] } }
+  | { kind: 'report'; time: number; item: ClinicalRecord['exam_reports'][number] }
+  | { kind: 'document'; time: number; item: ClinicalRecord['documents'][number] }
+  | { kind: 'diagnosis'; time: number; item: ClinicalRecord['diagnoses'][number] };
+
+/** A time (ms since the epoch) as the page's language writes it; '' when unknown. */
+export function when(ms: number | null | undefined, locale: string): string {
+  if (ms === null || ms === undefined) return '';
+  return new Date(ms).toLocaleString(locale === 'en' ? 'en-GB' : 'zh-CN', {
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+  });
+}
+
+/** High is red and low is blue on every record screen; the arrow says it without colour. */
+export function abnormalMark(abnormal: string): { arrow: string; tone: 'high' | 'low' | 'other' | '' } {
+  if (abnormal === 'H' || abnormal === 'HH') return { arrow: abnormal === 'HH' ? '↑↑' : '↑', tone: 'high' };
+  if (abnormal === 'L' || abnormal === 'LL') return { arrow: abnormal === 'LL' ? '↓↓' : '↓', tone: 'low' };
+  if (abnormal) return { arrow: '*', tone: 'other' };
+  return { arrow: '', tone: '' };
+}
+
+/** The record as one timeline, newest first: lab results grouped into their order's panel. */
+export function timeline(r: ClinicalRecord): Entry[] {
+  const out: Entry[] = [];
+  for (const e of r.encounters) out.push({ kind: 'encounter', time: e.admitted_at ?? e.provenance.received_at, item: e });
+  const panels = new Map<string, { order: number | null; name: string; labs: Lab[]; time: number }>();
+  const orderName = new Map(r.orders.map((o) => [o.id, o.name]));
+  for (const l of r.labs) {
+    const key = l.order === null ? `lab-${l.id}` : `order-${l.order}`;
+    const time = l.observed_at ?? l.provenance.received_at;
+    const p = panels.get(key);
+    if (p) {
+      p.labs.push(l);
+      p.time = Math.max(p.time, time);
+    } else {
+      panels.set(key, { order: l.order, name: (l.order !== null && orderName.get(l.order)) || l.name, labs: [l], time });
+    }
+  }
+  for (const p of panels.values()) {
+    p.labs.sort((a, b) => a.id - b.id);
+    out.push({ kind: 'panel', time: p.time, item: { order: p.order, name: p.name, labs: p.labs } });
+  }
+  for (const x of r.exam_reports) out.push({ kind: 'report', time: x.observed_at ?? x.provenance.received_at, item: x });
+  for (const d of r.documents) out.push({ kind: 'document', time: d.time ?? d.provenance.received_at, item: d });
+  for (const d of r.diagnoses) out.push({ kind: 'diagnosis', time: d.time ?? d.provenance.received_at, item: d });
+  return out.sort((a, b) => b.time - a.time);
+}
+
+export const useRecord = defineStore('record', () => {
+  const patient = ref<number | null>(null);
+  const record = ref<ClinicalRecord | null>(null);
+  const problem = ref<Problem | null>(null);
+  const loading = ref(false);
+
+  async function load(id: number): Promise<void> {
+    loading.value = true;
+    problem.value = null;
+    if (patient.value !== id) record.value = null;
+    patient.value = id;
+    try {
+      const { data, error, response } = await api.GET('/api/v1/patients/{id}/record', { params: { path: { id } } });
+      if (data) record.value = data;
+      else problem.value = problemOf(error, response.status);
+    } catch {
+      problem.value = problemOf(null);
+    } finally {
+      loading.value = false;
+    }
+  }
+
+  async function trend(code: string): Promise<Trend | Problem> {
+    const id = patient.value;
+    if (id === null) return problemOf(null);
+    try {
+      const { data, error, response } = await api.GET('/api/v1/patients/{id}/labs/trend', {
+        params: { path: { id }, query: { code } },
+      });
+      return data ?? problemOf(error, response.status);
+    } catch {
+      return problemOf(null);
+    }
+  }
+
+  return { patient, record, problem, loading, load, trend };
+});
