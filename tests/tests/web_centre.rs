@@ -347,6 +347,7 @@ fn the_consultation_room_on_one_two_and_three_screens() {
             "82-room-follower",
             "83-room-dual",
             "84-room-images-window",
+            "85-room-record-follower",
         ],
     );
     stack.stop();

@@ -3,8 +3,8 @@
 // and the one-time passwords): the stroke request is submitted, passes QC, is scheduled with
 // 王主任 who checks in (through the API). He enters the room: the SFU's video room and
 // imaging's viewer load in their frames, the records beside them. Quality control joins from a
-// second browser as a follower: what the expert opens (the report) is shown there too. The
-// follower's link drops; meanwhile the expert opens the studies; the follower's page says it is
+// second browser as a follower: what the expert opens (the report; the patient's record and a
+// lab trend in it) is shown there too. The follower's link drops; meanwhile the expert opens the studies; the follower's page says it is
 // reconnecting, then is back in place on the studies. Two screens put the images in their own
 // window, three screens the records and the images; one screen closes them again.
 import { expect, env, run, underway } from './lib.mjs';
@@ -53,6 +53,15 @@ await run(async (page, { base, step, check, login, another }) => {
   await follower.locator('[data-test=focus]').getByText('王主任 正在展示：会诊报告').waitFor();
   await follower.locator('[data-test=report]').waitFor();
   await check('82-room-follower', follower);
+
+  step("the expert opens the patient's record and the glucose trend: the follower sees it too");
+  await page.locator('[data-test=tabs] .el-radio-button', { hasText: '病历' }).click();
+  await page.locator('[data-test=room-record] [data-test=panel-lab]').filter({ hasText: '葡萄糖' }).first().click();
+  await page.locator('[data-test=room-record] [data-test=trend-chart] canvas').waitFor();
+  await follower.locator('[data-test=focus]').getByText('王主任 正在展示：病历').waitFor();
+  await follower.locator('[data-test=room-record] [data-test=trend]').getByText('葡萄糖 趋势').waitFor();
+  await follower.locator('[data-test=room-record] [data-test=trend-chart] canvas').waitFor();
+  await check('85-room-record-follower', follower);
 
   step("the follower's link drops; the expert opens the studies; the follower comes back there");
   offline = true;
