@@ -109,6 +109,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clinical_record",
         include_str!("../migrations/0014_clinical_record.sql"),
     ),
+    (
+        15,
+        "fhir_sources",
+        include_str!("../migrations/0015_fhir_sources.sql"),
+    ),
 ];
 
 /// An open database.

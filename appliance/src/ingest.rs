@@ -308,9 +308,13 @@ impl Intake {
             reference: &p.header.control_id,
             now,
         };
-        let adt = p.header.kind == "ADT";
+        let update = match (p.header.kind.as_str(), p.header.event.as_str()) {
+            ("ADT", "A08" | "A31") => crate::mpi::Update::Correct,
+            ("ADT", _) => crate::mpi::Update::Demographics,
+            _ => crate::mpi::Update::None,
+        };
         let patient =
-            crate::mpi::match_patient(&self.sealer, tx, institution, &p.person, adt, events)
+            crate::mpi::match_patient(&self.sealer, tx, institution, &p.person, update, events)
                 .await?;
         if let Some(v) = &p.visit {
             let discharged = v

@@ -63,6 +63,20 @@ enum Command {
         #[arg(long = "series", value_name = "PATH")]
         series: Vec<PathBuf>,
     },
+    /// Import FHIR R4 resources (JSON files, each a resource or a Bundle) into the clinical
+    /// record of an institution's patients, patients first; prints what was stored and what
+    /// was skipped and why. Importing the same files again updates, never duplicates.
+    FhirImport {
+        /// The registered institution whose patients these are.
+        #[arg(long)]
+        institution: String,
+        /// The name kept as each row's source.
+        #[arg(long, default_value = "file")]
+        source: String,
+        /// The JSON files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +224,20 @@ fn main() -> ExitCode {
         Command::User(c) => return admin(args, Admin::User(c)),
         Command::Audit(c) => return admin(args, Admin::Audit(c)),
         Command::DemoData { series } => return admin(args, Admin::Demo(series)),
+        Command::FhirImport {
+            institution,
+            source,
+            files,
+        } => {
+            return admin(
+                args,
+                Admin::FhirImport {
+                    institution,
+                    source,
+                    files,
+                },
+            );
+        }
         Command::Backup(b) => return backup(args, b),
         Command::Restore {
             dir,
@@ -421,6 +449,11 @@ fn restore(args: &ConfigArgs, dir: &std::path::Path, passphrase_file: Option<Pat
 
 enum Admin {
     Demo(Vec<PathBuf>),
+    FhirImport {
+        institution: String,
+        source: String,
+        files: Vec<PathBuf>,
+    },
     Institution(InstitutionCommand),
     User(UserCommand),
     Audit(AuditCommand),
@@ -478,6 +511,28 @@ fn admin(args: &ConfigArgs, command: Admin) -> ExitCode {
                     appliance::demo::build(&config, pool, db.sealer(), &series).await?
                 );
                 ExitCode::SUCCESS
+            }
+            Admin::FhirImport {
+                institution,
+                source,
+                files,
+            } => {
+                let intake = appliance::fhir::intake::FhirIntake {
+                    pool: pool.clone(),
+                    sealer: db.sealer().clone(),
+                    source,
+                    institution,
+                };
+                match appliance::fhir::intake::import_files(&intake, &files).await {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::from(2)
+                    }
+                }
             }
             Admin::Audit(AuditCommand::Verify) => {
                 let v = appliance::audit::verify(pool).await?;

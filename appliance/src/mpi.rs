@@ -14,12 +14,23 @@ use crate::ingest::{Ctx, Fail, now_ms};
 /// The patient a PID names in `institution`: by record number, else by identity card
 /// (one master record per person), else a new patient. A record number already tied to
 /// another identity card is refused, never stored as a second person.
+/// What a message may change of a patient it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Update {
+    /// Nothing (results, orders, documents).
+    None,
+    /// Name, sex and phone (a registration or visit, a FHIR Patient).
+    Demographics,
+    /// Those and the birth date too (A08, A31: the source corrects its record).
+    Correct,
+}
+
 pub(crate) async fn match_patient(
     sealer: &Sealer,
     tx: &mut Transaction<'_, Sqlite>,
     institution: i64,
     person: &Person,
-    update: bool,
+    update: Update,
     events: &mut Vec<(String, String)>,
 ) -> Result<i64, Fail> {
     let pid3 =
@@ -142,7 +153,26 @@ pub(crate) async fn match_patient(
         },
     };
     if let Some(id) = found {
-        if update {
+        // A different birth date under the same identifiers is another person (or a typing
+        // error the source must correct explicitly): refused, never merged silently.
+        if let Some(birth) = &person.birth_date {
+            let known: String = sqlx::query_scalar("SELECT birth_date FROM patients WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut **tx)
+                .await?;
+            if known != *birth && update != Update::Correct {
+                return Err(Fail::Refused(Hl7Error::at(
+                    ErrorCode::DuplicateKey,
+                    "PID",
+                    1,
+                    7,
+                    format!(
+                        "the patient with these identifiers was born on {known}, not {birth}: correct it with an update (A08/A31), or send the right identifiers"
+                    ),
+                )));
+            }
+        }
+        if update != Update::None {
             update_demographics(sealer, tx, id, person).await?;
         }
         return Ok(id);

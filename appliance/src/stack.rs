@@ -90,6 +90,14 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     {
         return Err(StackError::Service(e.to_string()));
     }
+    if !config.integration.fhir_sources.is_empty() {
+        tokio::spawn(crate::fhir::pull::run(
+            db.pool().clone(),
+            db.sealer().clone(),
+            config.integration.fhir_sources.clone(),
+            ctx.shutdown.clone(),
+        ));
+    }
     tokio::spawn(crate::backup::schedule(
         config.clone(),
         ctx.shutdown.clone(),

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{FieldType, section, serde_field};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, Hl7Source, HostName, HttpUrl, Port,
-    PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, FhirSource, Hl7Source, HostName,
+    HttpUrl, Port, PortRange, Secret,
 };
 
 // The defaults below are literals; the unit test `defaults_are_valid` builds them, so a typo
@@ -229,8 +229,13 @@ section! {
         /// The largest HL7 message taken (a result with an embedded PDF counts whole), 1 KiB to
         /// 256 MiB.
         hl7_max_message_bytes: ByteSize = ByteSize(16 << 20),
-        /// FHIR server base URL, http or https (planned: not used yet).
+        /// Not used: FHIR servers to pull from are `fhir_sources`. Kept so configurations
+        /// that set it still load.
         fhir_base_url: Option<HttpUrl> = None,
+        /// FHIR R4 servers whose record is pulled in incrementally (`_lastUpdated`), each with
+        /// the institution whose patients it holds:
+        /// "http://host:port/fhir=institution;token_file=PATH;every=SECS" (https planned).
+        fhir_sources: Vec<FhirSource> = Vec::new(),
     }
 }
 

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, FieldError, Origin};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, Hl7Source, HostName, HttpUrl, MASK,
-    Port, PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, FhirSource, Hl7Source, HostName,
+    HttpUrl, MASK, Port, PortRange, Secret,
 };
 
 /// A field's documentation, taken from its doc comment.
@@ -95,6 +95,7 @@ serde_field!(
     Vec<DicomCaller>,
     Vec<DicomPeer>,
     Vec<Hl7Source>,
+    Vec<FhirSource>,
 );
 
 impl FieldType for IpAddr {

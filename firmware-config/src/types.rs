@@ -278,6 +278,74 @@ impl fmt::Display for Hl7Source {
     }
 }
 
+/// A FHIR R4 server whose record is pulled in (a clinic's cloud HIS), and the institution
+/// whose patients it holds: `"http://host:port/fhir=institution;token_file=PATH;every=SECS"`
+/// (`token_file`: a file whose first line is the bearer token; `every`: seconds between pulls,
+/// 10 to 86400, default 300).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FhirSource {
+    /// The server's base URL (http; https is planned).
+    pub base: String,
+    /// The registered institution (its name).
+    pub institution: String,
+    /// The bearer token's file.
+    pub token_file: Option<PathBuf>,
+    /// Seconds between pulls.
+    pub every: u32,
+}
+
+impl std::str::FromStr for FhirSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hint = "write URL=institution;token_file=PATH;every=SECS, e.g. http://10.0.0.7:8080/fhir=城东社区卫生服务中心;token_file=/etc/appliance/clinic.token";
+        let mut parts = s.split(';');
+        let head = parts.next().unwrap_or_default();
+        let (base, institution) = head
+            .split_once('=')
+            .ok_or_else(|| format!("\"{s}\" names no institution: {hint}"))?;
+        let base = base.trim().trim_end_matches('/');
+        if !base.starts_with("http://") || base.len() <= "http://".len() {
+            return Err(format!(
+                "\"{base}\" is not an http:// URL (https sources are planned): {hint}"
+            ));
+        }
+        let institution = institution.trim();
+        if institution.is_empty() {
+            return Err(format!("\"{s}\" names no institution: {hint}"));
+        }
+        let mut out = Self {
+            base: base.to_owned(),
+            institution: institution.to_owned(),
+            token_file: None,
+            every: 300,
+        };
+        for p in parts {
+            match p.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("token_file", v)) if !v.is_empty() => out.token_file = Some(PathBuf::from(v)),
+                Some(("every", v)) => {
+                    out.every = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (10..=86_400).contains(n))
+                        .ok_or_else(|| format!("every=\"{v}\" is not 10 to 86400 seconds"))?;
+                }
+                _ => return Err(format!("\"{p}\" in \"{s}\": {hint}")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for FhirSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.base, self.institution)?;
+        if let Some(t) = &self.token_file {
+            write!(f, ";token_file={}", t.display())?;
+        }
+        write!(f, ";every={}", self.every)
+    }
+}
+
 /// A DICOM peer we call (a PACS we query and retrieve from): `AE@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DicomPeer {
@@ -598,6 +666,7 @@ string_form! {
     PortRange => "a port range such as \"40000-40999\"",
     AeTitle => "an AE title (1-16 printable ASCII characters)",
     DicomCaller => "a calling AE title, optionally with its address: \"CT1\" or \"CT1@10.0.0.5\"",
+    FhirSource => "a FHIR source: \"http://host:port/fhir=institution;token_file=PATH;every=SECS\"",
     Hl7Source => "an HL7 source: \"APP^FACILITY@IP=institution\", e.g. \"HIS^CITY01@10.0.0.5=市第一人民医院\"",
     DicomPeer => "a DICOM peer: \"AE@host:port\", e.g. \"PACS1@10.0.0.9:104\"",
     DatabaseUrl => "a database URL: sqlite:PATH or postgres://user@host/db",
@@ -666,6 +735,26 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn fhir_sources_parse() {
+        let s: FhirSource = "http://10.0.0.7:8080/fhir/=城东;token_file=/t;every=60"
+            .parse()
+            .unwrap();
+        assert_eq!(s.base, "http://10.0.0.7:8080/fhir");
+        assert_eq!(
+            s.to_string(),
+            "http://10.0.0.7:8080/fhir=城东;token_file=/t;every=60"
+        );
+        for bad in [
+            "http://x/fhir",
+            "https://x/fhir=A",
+            "http://x=A;every=5",
+            "http://x=A;colour=red",
+        ] {
+            assert!(bad.parse::<FhirSource>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ use workflow::Role;
 use crate::accounts::User;
 use crate::cases::audit_event;
 use crate::consult::{may_read_patient, patient_row};
+pub mod intake;
 pub mod map;
+pub mod pull;
 mod query;
 mod search;
 
