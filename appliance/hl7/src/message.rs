@@ -390,9 +390,14 @@ impl Message {
                 "E" => out.push(sep.escape),
                 ".br" => out.push('\n'),
                 x if x.starts_with('X') => {
-                    let hex = &x[1..];
-                    let bytes: Vec<u8> = (0..hex.len() / 2)
-                        .filter_map(|k| u8::from_str_radix(&hex[2 * k..2 * k + 2], 16).ok())
+                    let hex = x[1..].as_bytes();
+                    let bytes: Vec<u8> = hex
+                        .chunks_exact(2)
+                        .filter_map(|pair| {
+                            std::str::from_utf8(pair)
+                                .ok()
+                                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        })
                         .collect();
                     out.push_str(&String::from_utf8_lossy(&bytes));
                 }
@@ -447,6 +452,11 @@ mod tests {
         assert_eq!(m.text(obx, 5), "a|b\nc^d");
         assert_eq!(m.repetitions(obx.raw(5)).count(), 2);
         assert_eq!(m.unescape(&m.escape("x|y^z\\w&\n")), "x|y^z\\w&\n");
+        assert_eq!(
+            m.unescape("\\XE5BC\\\\X张三\\"),
+            "\u{fffd}",
+            "hex escapes read bytewise"
+        );
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn parse_ms(text: &str, offset_minutes: i32) -> Result<i64, String> {
 /// A DT or DTM's date as `YYYY-MM-DD` (a birth date), checked.
 pub fn parse_date(text: &str) -> Result<String, String> {
     let t = text.trim();
-    if t.len() < 8 {
+    if t.len() < 8 || !t.as_bytes()[..8].iter().all(u8::is_ascii_digit) {
         return Err(format!("\"{t}\" is not a full date (YYYYMMDD)"));
     }
     parse_ms(&t[..8], 0)?;
@@ -142,6 +142,10 @@ mod tests {
         }
         assert_eq!(parse_date("19560314").as_deref(), Ok("1956-03-14"));
         assert!(parse_date("1956").is_err());
+        assert!(
+            parse_date("1956年03月14日").is_err(),
+            "not a panic at a byte inside a character"
+        );
     }
 
     #[test]
