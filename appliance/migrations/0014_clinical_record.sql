@@ -71,7 +71,8 @@ CREATE TABLE lab_results (
     source_ref  TEXT    NOT NULL,
     received_at INTEGER NOT NULL
 );
-CREATE INDEX lab_results_trend ON lab_results (patient_id, code, observed_at);
+-- The trend of one analyte reads from this index alone.
+CREATE INDEX lab_results_trend ON lab_results (patient_id, code, observed_at, numeric, flag, low, high, value);
 CREATE INDEX lab_results_order ON lab_results (order_id);
 
 CREATE TABLE exam_reports (

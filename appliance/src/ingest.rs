@@ -387,34 +387,35 @@ impl Intake {
                         .bind(order)
                         .execute(&mut **tx)
                         .await?;
-                    for r in &g.results {
-                        sqlx::query(
+                    // One statement for a panel's values (a statement costs more than a row).
+                    for chunk in g.results.chunks(40) {
+                        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
                             "INSERT INTO lab_results (patient_id, order_id, code, name, system, \
                              value_type, value, numeric, unit, range_text, low, high, flag, \
-                             status, specimen, observed_at, source, source_ref, received_at) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        )
-                        .bind(patient)
-                        .bind(order)
-                        .bind(&r.item.code)
-                        .bind(&r.item.text)
-                        .bind(&r.item.system)
-                        .bind(&r.value_type)
-                        .bind(&r.value)
-                        .bind(r.numeric)
-                        .bind(&r.unit)
-                        .bind(&r.range)
-                        .bind(r.low)
-                        .bind(r.high)
-                        .bind(&r.flag)
-                        .bind(&r.status)
-                        .bind(&r.specimen)
-                        .bind(r.observed_at)
-                        .bind(at.source)
-                        .bind(at.reference)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
+                             status, specimen, observed_at, source, source_ref, received_at) ",
+                        );
+                        q.push_values(chunk, |mut row, r| {
+                            row.push_bind(patient)
+                                .push_bind(order)
+                                .push_bind(&r.item.code)
+                                .push_bind(&r.item.text)
+                                .push_bind(&r.item.system)
+                                .push_bind(&r.value_type)
+                                .push_bind(&r.value)
+                                .push_bind(r.numeric)
+                                .push_bind(&r.unit)
+                                .push_bind(&r.range)
+                                .push_bind(r.low)
+                                .push_bind(r.high)
+                                .push_bind(&r.flag)
+                                .push_bind(&r.status)
+                                .push_bind(&r.specimen)
+                                .push_bind(r.observed_at)
+                                .push_bind(at.source)
+                                .push_bind(at.reference)
+                                .push_bind(now);
+                        });
+                        q.build().execute(&mut **tx).await?;
                     }
                     if let Some(r) = &g.report {
                         sqlx::query("DELETE FROM exam_reports WHERE order_id = ?")

@@ -296,6 +296,8 @@ async fn trend(
         return Err(ApiError::field("from", "after `to`"));
     }
     readable_patient(&api, &u, &peer, id).await?;
+    // The points come from the trend index alone (patient, code, time and the values); the
+    // name, unit and range text from the newest row.
     type Point = (
         Option<i64>,
         String,
@@ -303,13 +305,11 @@ async fn trend(
         String,
         Option<f64>,
         Option<f64>,
-        String,
-        String,
-        String,
     );
     let rows: Vec<Point> = sqlx::query_as(
-        "SELECT observed_at, value, numeric, flag, low, high, range_text, unit, name \
-         FROM lab_results WHERE patient_id = ? AND code = ? AND observed_at BETWEEN ? AND ? \
+        "SELECT observed_at, value, numeric, flag, low, high FROM lab_results \
+         INDEXED BY lab_results_trend \
+         WHERE patient_id = ? AND code = ? AND observed_at BETWEEN ? AND ? \
          ORDER BY observed_at LIMIT ?",
     )
     .bind(id)
@@ -319,10 +319,24 @@ async fn trend(
     .bind(TREND_LIMIT)
     .fetch_all(&api.pool)
     .await?;
-    let last = rows.last();
-    let name = last.map(|r| r.8.clone()).unwrap_or_default();
-    let unit = last.map(|r| r.7.clone()).unwrap_or_default();
-    let range = last.map(|r| json!({ "low": r.4, "high": r.5, "text": r.6 }));
+    let newest: Option<(String, String, String)> = match rows.last() {
+        Some(last) => {
+            sqlx::query_as(
+                "SELECT name, unit, range_text FROM lab_results WHERE patient_id = ? AND \
+                 code = ? AND observed_at IS ? ORDER BY id DESC LIMIT 1",
+            )
+            .bind(id)
+            .bind(code)
+            .bind(last.0)
+            .fetch_optional(&api.pool)
+            .await?
+        }
+        None => None,
+    };
+    let (name, unit, text) = newest.unwrap_or_default();
+    let range = rows
+        .last()
+        .map(|r| json!({ "low": r.4, "high": r.5, "text": text }));
     let points: Vec<Value> = rows
         .iter()
         .map(|r| {

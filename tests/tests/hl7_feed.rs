@@ -276,9 +276,10 @@ fn the_hl7_feed_fills_the_clinical_record() {
         );
     }
     // The ones refused are the samples' own faults: processing id N, a 29 February 2017,
-    // "DOB" as a birth date, identifiers or birth dates missing.
+    // "DOB" as a birth date, identifiers or birth dates missing, and one record number sent
+    // with two birth dates (two people: refused, never merged).
     assert!(
-        accepted * 4 >= acks.len() * 3,
+        accepted * 5 >= acks.len() * 3,
         "only {accepted} of {} samples taken: {acks:?}",
         acks.len()
     );
