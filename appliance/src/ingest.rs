@@ -224,18 +224,43 @@ impl Intake {
     ) -> Result<Vec<Outcome>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(group.len());
+        // Each institution the group's sources name, looked up once.
+        let mut institutions: std::collections::HashMap<&str, Option<i64>> = Default::default();
         for p in group {
+            let name = self.sources[p.source].institution.as_str();
+            if !institutions.contains_key(name) {
+                let id = sqlx::query_scalar("SELECT id FROM institutions WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                institutions.insert(name, id);
+            }
+        }
+        // Written once for the whole group, after every message's own savepoint: the lab
+        // values of the messages stored, and which patient each message was about.
+        let mut values: Vec<Deferred> = Vec::new();
+        let mut about: Vec<(i64, i64)> = Vec::new();
+        for p in group {
+            // A merge moves rows: the values waiting to be written go in before it.
+            if matches!(p.parsed.content, Content::Merge { .. }) {
+                insert_values(&mut tx, &mut values).await?;
+            }
             sqlx::query("SAVEPOINT message").execute(&mut *tx).await?;
             let mut mine = Vec::new();
+            let mut pending = Deferred::default();
             let source = &self.sources[p.source];
+            let institution = institutions
+                .get(source.institution.as_str())
+                .copied()
+                .flatten();
             let stored = self
                 .store(
                     &mut tx,
                     &p.parsed,
-                    source,
+                    (source, institution),
                     &p.name,
                     &messages[p.index],
-                    &mut mine,
+                    (&mut mine, &mut pending),
                 )
                 .await;
             if !matches!(stored, Ok(Some(_)) | Err(Fail::Db(_))) {
@@ -245,12 +270,32 @@ impl Intake {
             match stored {
                 Ok(Some(patient)) => {
                     events.extend(mine.into_iter().map(|(a, t)| (p.name.clone(), a, t)));
+                    about.push((pending.message, patient));
+                    values.push(pending);
                     out.push(Outcome::Stored { patient });
                 }
                 Ok(None) => out.push(Outcome::Duplicate),
                 Err(Fail::Refused(e)) => out.push(refuse(e)),
                 Err(Fail::Db(e)) => return Err(e),
             }
+        }
+        insert_values(&mut tx, &mut values).await?;
+        if !about.is_empty() {
+            let mut q =
+                sqlx::QueryBuilder::<Sqlite>::new("UPDATE hl7_messages SET patient_id = CASE id");
+            for (message, patient) in &about {
+                q.push(" WHEN ")
+                    .push_bind(*message)
+                    .push(" THEN ")
+                    .push_bind(*patient);
+            }
+            q.push(" END WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for (message, _) in &about {
+                ids.push_bind(*message);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -262,10 +307,10 @@ impl Intake {
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         p: &Parsed,
-        source: &Hl7Source,
+        (source, institution): (&Hl7Source, Option<i64>),
         name: &str,
         bytes: &[u8],
-        events: &mut Vec<(String, String)>,
+        (events, deferred): (&mut Vec<(String, String)>, &mut Deferred),
     ) -> Result<Option<i64>, Fail> {
         let now = now_ms();
         let kept = self
@@ -285,13 +330,11 @@ impl Intake {
         if message.rows_affected() == 0 {
             return Ok(None);
         }
-        let message = message.last_insert_rowid();
-        let institution: i64 =
-            sqlx::query_scalar("SELECT id FROM institutions WHERE name = ?")
-                .bind(&source.institution)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| {
+        deferred.message = message.last_insert_rowid();
+        deferred.source = name.to_owned();
+        deferred.reference.clone_from(&p.header.control_id);
+        deferred.now = now;
+        let institution: i64 = institution.ok_or_else(|| {
                     Fail::Refused(Hl7Error::at(
                         ErrorCode::Application,
                         "MSH",
@@ -381,47 +424,24 @@ impl Intake {
             }
             Content::Results(groups) => {
                 for g in groups {
-                    let order = upsert_order(tx, patient, &g.order, &at).await?;
-                    // A corrected result replaces what the order had.
-                    sqlx::query("DELETE FROM lab_results WHERE order_id = ?")
-                        .bind(order)
-                        .execute(&mut **tx)
-                        .await?;
-                    // One statement for a panel's values (a statement costs more than a row).
-                    for chunk in g.results.chunks(40) {
-                        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                            "INSERT INTO lab_results (patient_id, order_id, code, name, system, \
-                             value_type, value, numeric, unit, range_text, low, high, flag, \
-                             status, specimen, observed_at, source, source_ref, received_at) ",
-                        );
-                        q.push_values(chunk, |mut row, r| {
-                            row.push_bind(patient)
-                                .push_bind(order)
-                                .push_bind(&r.item.code)
-                                .push_bind(&r.item.text)
-                                .push_bind(&r.item.system)
-                                .push_bind(&r.value_type)
-                                .push_bind(&r.value)
-                                .push_bind(r.numeric)
-                                .push_bind(&r.unit)
-                                .push_bind(&r.range)
-                                .push_bind(r.low)
-                                .push_bind(r.high)
-                                .push_bind(&r.flag)
-                                .push_bind(&r.status)
-                                .push_bind(&r.specimen)
-                                .push_bind(r.observed_at)
-                                .push_bind(at.source)
-                                .push_bind(at.reference)
-                                .push_bind(now);
-                        });
-                        q.build().execute(&mut **tx).await?;
-                    }
-                    if let Some(r) = &g.report {
-                        sqlx::query("DELETE FROM exam_reports WHERE order_id = ?")
+                    let (order, new) = upsert_order(tx, patient, &g.order, &at).await?;
+                    if !new {
+                        // A corrected result replaces what the order had.
+                        sqlx::query("DELETE FROM lab_results WHERE order_id = ?")
                             .bind(order)
                             .execute(&mut **tx)
                             .await?;
+                    }
+                    deferred
+                        .labs
+                        .extend(g.results.iter().cloned().map(|r| (order, patient, r)));
+                    if let Some(r) = &g.report {
+                        if !new {
+                            sqlx::query("DELETE FROM exam_reports WHERE order_id = ?")
+                                .bind(order)
+                                .execute(&mut **tx)
+                                .await?;
+                        }
                         sqlx::query(
                             "INSERT INTO exam_reports (patient_id, order_id, kind, code, name, \
                              status, text, pdf, observed_at, reported_at, source, source_ref, \
@@ -470,13 +490,66 @@ impl Intake {
                 .await?;
             }
         }
-        sqlx::query("UPDATE hl7_messages SET patient_id = ? WHERE id = ?")
-            .bind(patient)
-            .bind(message)
-            .execute(&mut **tx)
-            .await?;
         Ok(Some(patient))
     }
+}
+
+/// Writes the deferred lab values (one statement per 400) and forgets them.
+async fn insert_values(
+    tx: &mut Transaction<'_, Sqlite>,
+    values: &mut Vec<Deferred>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&Deferred, &hl7v2::content::LabResult, i64, i64)> = values
+        .iter()
+        .flat_map(|d| {
+            d.labs
+                .iter()
+                .map(move |(order, patient, r)| (d, r, *order, *patient))
+        })
+        .collect();
+    // One statement for many values (a statement costs more than a row).
+    for chunk in rows.chunks(400) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO lab_results (patient_id, order_id, code, name, system, value_type, \
+                 value, numeric, unit, range_text, low, high, flag, status, specimen, \
+                 observed_at, source, source_ref, received_at) ",
+        );
+        q.push_values(chunk, |mut row, (d, r, order, patient)| {
+            row.push_bind(*patient)
+                .push_bind(*order)
+                .push_bind(&r.item.code)
+                .push_bind(&r.item.text)
+                .push_bind(&r.item.system)
+                .push_bind(&r.value_type)
+                .push_bind(&r.value)
+                .push_bind(r.numeric)
+                .push_bind(&r.unit)
+                .push_bind(&r.range)
+                .push_bind(r.low)
+                .push_bind(r.high)
+                .push_bind(&r.flag)
+                .push_bind(&r.status)
+                .push_bind(&r.specimen)
+                .push_bind(r.observed_at)
+                .push_bind(&d.source)
+                .push_bind(&d.reference)
+                .push_bind(d.now);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    values.clear();
+    Ok(())
+}
+
+/// What a stored message leaves to be written once for its group.
+#[derive(Debug, Default)]
+struct Deferred {
+    message: i64,
+    source: String,
+    reference: String,
+    now: i64,
+    /// (order, patient, value).
+    labs: Vec<(i64, i64, hl7v2::content::LabResult)>,
 }
 
 /// Where a row came from.
@@ -502,7 +575,7 @@ async fn upsert_order(
     patient: i64,
     o: &hl7v2::content::Order,
     at: &Ctx<'_>,
-) -> Result<i64, Fail> {
+) -> Result<(i64, bool), Fail> {
     let status = if o.control == "CA" || o.control == "DC" {
         o.control.clone()
     } else {
@@ -550,27 +623,30 @@ async fn upsert_order(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-        return Ok(id);
+        return Ok((id, false));
     }
-    Ok(sqlx::query(
-        "INSERT INTO orders (patient_id, kind, placer, filler, code, name, system, status, \
+    Ok((
+        sqlx::query(
+            "INSERT INTO orders (patient_id, kind, placer, filler, code, name, system, status, \
          ordered_at, provider, source, source_ref, received_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(patient)
-    .bind(o.kind)
-    .bind(&o.placer)
-    .bind(&o.filler)
-    .bind(&o.item.code)
-    .bind(&o.item.text)
-    .bind(&o.item.system)
-    .bind(&status)
-    .bind(o.ordered_at)
-    .bind(&o.provider)
-    .bind(at.source)
-    .bind(at.reference)
-    .bind(at.now)
-    .execute(&mut **tx)
-    .await?
-    .last_insert_rowid())
+        )
+        .bind(patient)
+        .bind(o.kind)
+        .bind(&o.placer)
+        .bind(&o.filler)
+        .bind(&o.item.code)
+        .bind(&o.item.text)
+        .bind(&o.item.system)
+        .bind(&status)
+        .bind(o.ordered_at)
+        .bind(&o.provider)
+        .bind(at.source)
+        .bind(at.reference)
+        .bind(at.now)
+        .execute(&mut **tx)
+        .await?
+        .last_insert_rowid(),
+        true,
+    ))
 }

@@ -390,7 +390,7 @@ impl Message {
                 "E" => out.push(sep.escape),
                 ".br" => out.push('\n'),
                 x if x.starts_with('X') => {
-                    let hex = x[1..].as_bytes();
+                    let hex = &x.as_bytes()[1..];
                     let bytes: Vec<u8> = hex
                         .chunks_exact(2)
                         .filter_map(|pair| {
