@@ -296,8 +296,9 @@ async fn trend(
         return Err(ApiError::field("from", "after `to`"));
     }
     readable_patient(&api, &u, &peer, id).await?;
-    // The points come from the trend index alone (patient, code, time and the values); the
-    // name, unit and range text from the newest row.
+    // The points come from the trend index alone (patient, code, time and the values), as one
+    // JSON array made by SQLite: one row across from its worker thread, not one per point.
+    // The name, unit and range text come from the newest row.
     type Point = (
         Option<i64>,
         String,
@@ -306,19 +307,21 @@ async fn trend(
         Option<f64>,
         Option<f64>,
     );
-    let rows: Vec<Point> = sqlx::query_as(
-        "SELECT observed_at, value, numeric, flag, low, high FROM lab_results \
+    let packed: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(observed_at, value, numeric, flag, low, high)) \
+         FROM (SELECT observed_at, value, numeric, flag, low, high FROM lab_results \
          INDEXED BY lab_results_trend \
          WHERE patient_id = ? AND code = ? AND observed_at BETWEEN ? AND ? \
-         ORDER BY observed_at LIMIT ?",
+         ORDER BY observed_at LIMIT ?)",
     )
     .bind(id)
     .bind(code)
     .bind(from)
     .bind(to)
     .bind(TREND_LIMIT)
-    .fetch_all(&api.pool)
+    .fetch_one(&api.pool)
     .await?;
+    let rows: Vec<Point> = serde_json::from_str(&packed).map_err(ApiError::internal)?;
     let newest: Option<(String, String, String)> = match rows.last() {
         Some(last) => {
             sqlx::query_as(
