@@ -131,7 +131,7 @@ fn the_fhir_facade_serves_valid_r4_resources_with_scoping() {
     assert_eq!(meta["fhirVersion"], "4.0.1");
     assert_eq!(
         meta["rest"][0]["resource"].as_array().map(Vec::len),
-        Some(12)
+        Some(13)
     );
     everything.push(meta.clone());
 
@@ -246,6 +246,7 @@ fn the_fhir_facade_serves_valid_r4_resources_with_scoping() {
     for path in [
         format!("DiagnosticReport?patient={id}&category=RAD"),
         format!("Encounter?patient={id}"),
+        format!("Condition?patient={id}&code=I21.9"),
         format!("ServiceRequest?patient={id}"),
         format!("ServiceRequest?patient={id}&category=consultation"),
         format!("Task?patient={id}"),
@@ -276,6 +277,18 @@ fn the_fhir_facade_serves_valid_r4_resources_with_scoping() {
     assert_eq!(
         enc["entry"][0]["resource"]["period"]["start"],
         "2026-03-01T08:00:00+08:00"
+    );
+    let dx = fhir(&format!("Condition?patient={id}"), &token).json();
+    assert_eq!(dx["total"], 1);
+    let condition = &dx["entry"][0]["resource"];
+    assert_eq!(
+        condition["code"]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/icd-10"
+    );
+    assert_eq!(condition["code"]["coding"][0]["code"], "I21.9");
+    assert_eq!(
+        condition["verificationStatus"]["coding"][0]["code"],
+        "provisional"
     );
     let docs = fhir(&format!("DocumentReference?patient={id}"), &token).json();
     assert_eq!(

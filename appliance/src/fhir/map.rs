@@ -682,6 +682,57 @@ pub fn document_reference(d: &DocumentRow) -> Value {
     r
 }
 
+/// A diagnosis row.
+#[derive(Debug, Clone, Default)]
+pub struct DiagnosisRow {
+    /// id
+    pub id: i64,
+    /// patient
+    pub patient: i64,
+    /// ICD-10 code
+    pub code: String,
+    /// its name
+    pub name: String,
+    /// coding system as sent (I10)
+    pub system: String,
+    /// A admitting, W working, F final
+    pub kind: String,
+    /// when
+    pub time: Option<i64>,
+    /// provenance
+    pub source: String,
+    /// provenance
+    pub reference: String,
+    /// provenance
+    pub received_at: i64,
+}
+
+/// Condition (a diagnosis): admitting and working ones provisional, final ones confirmed.
+pub fn condition(d: &DiagnosisRow) -> Value {
+    let verification = match d.kind.as_str() {
+        "A" | "W" => "provisional",
+        _ => "confirmed",
+    };
+    let system = if d.system.is_empty() {
+        "I10"
+    } else {
+        &d.system
+    };
+    let mut r = json!({
+        "resourceType": "Condition",
+        "id": d.id.to_string(),
+        "meta": meta(d.received_at, &d.source, &d.reference),
+        "verificationStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification }] },
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis" }] }],
+        "code": concept(system, &d.code, &d.name),
+        "subject": patient_ref(d.patient),
+    });
+    if let Some(t) = d.time {
+        r["recordedDate"] = json!(datetime(t));
+    }
+    r
+}
+
 /// ImagingStudy from imaging's index (`study` as `/api/v1/patients/{id}/studies` lists it).
 pub fn imaging_study(patient: i64, study: &Value) -> Value {
     let uid = study["uid"].as_str().unwrap_or_default();

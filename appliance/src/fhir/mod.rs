@@ -36,12 +36,13 @@ pub fn routes() -> Router<Api> {
 }
 
 /// The resource types served.
-pub const TYPES: [&str; 12] = [
+pub const TYPES: [&str; 13] = [
     "Patient",
     "Organization",
     "Practitioner",
     "PractitionerRole",
     "Encounter",
+    "Condition",
     "ServiceRequest",
     "Observation",
     "DiagnosticReport",
