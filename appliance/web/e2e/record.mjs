@@ -2,7 +2,7 @@
 // (whose 王建国 has a week of record fed over HL7 by the clinic's HIS, LIS, RIS and EMR;
 // tests/tests/web_centre.rs passes BASE, OUT, ZHAO_PASSWORD and NEW_PASSWORD): the doctor finds
 // him and opens his record; the timeline holds the visit, lab panels, the CT report, the
-// discharge summary and the diagnoses; a high glucose is red with an up arrow and a low
+// discharge summary, the diagnoses and his CT study with its server-rendered thumbnail; a high glucose is red with an up arrow and a low
 // potassium blue with a down arrow, in the timeline and in the lab table; the glucose trend is
 // drawn against its range; the lab report's PDF and the discharge summary open in the page;
 // the page reads the same in English. Each page is checked with axe-core and screenshotted.
@@ -30,6 +30,13 @@ await run(async (page, { base, step, check, firstLogin }) => {
   expect(count('panel') === 7, `7 lab panels, got ${kinds.join(',')}`);
   expect(count('report') === 2 && count('document') === 1, `the CT and lab reports and a document: ${kinds}`);
   expect(count('encounter') === 1 && count('diagnosis') === 2, `a visit and 2 diagnoses: ${kinds}`);
+  expect(count('study') === 1, `his head CT among them: ${kinds}`);
+  const thumb = page.locator('[data-test=study-thumb]');
+  await thumb.waitFor();
+  await page.waitForFunction(() => {
+    const img = document.querySelector('[data-test=study-thumb]');
+    return img instanceof HTMLImageElement && img.complete && img.naturalWidth > 0;
+  });
   expect(kinds[0] === 'document', `newest first (the discharge summary), got ${kinds[0]}`);
   await page.getByText('左侧基底节区急性脑梗死可能').waitFor();
 

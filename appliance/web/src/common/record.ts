@@ -11,6 +11,8 @@ import type { paths } from './api/schema';
 export type ClinicalRecord =
   paths['/api/v1/patients/{id}/record']['get']['responses']['200']['content']['application/json'];
 export type Lab = ClinicalRecord['labs'][number];
+export type Study =
+  paths['/api/v1/patients/{id}/studies']['get']['responses']['200']['content']['application/json']['items'][number];
 export type Trend =
   paths['/api/v1/patients/{id}/labs/trend']['get']['responses']['200']['content']['application/json'];
 
@@ -20,7 +22,14 @@ export type Entry =
   | { kind: 'panel'; time: number; item: { order: number | null; name: string; labs: Lab[] } }
   | { kind: 'report'; time: number; item: ClinicalRecord['exam_reports'][number] }
   | { kind: 'document'; time: number; item: ClinicalRecord['documents'][number] }
-  | { kind: 'diagnosis'; time: number; item: ClinicalRecord['diagnoses'][number] };
+  | { kind: 'diagnosis'; time: number; item: ClinicalRecord['diagnoses'][number] }
+  | { kind: 'study'; time: number; item: Study & { id: string } };
+
+/** A DICOM date (YYYYMMDD) as ms at midnight UTC+8; 0 when it is not one. */
+export function studyTime(date: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(date);
+  return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) - 8 * 3_600_000 : 0;
+}
 
 /** A time (ms since the epoch) as the page's language writes it; '' when unknown. */
 export function when(ms: number | null | undefined, locale: string): string {
@@ -42,9 +51,11 @@ export function abnormalMark(abnormal: string): { arrow: string; tone: 'high' | 
   return { arrow: '', tone: '' };
 }
 
-/** The record as one timeline, newest first: lab results grouped into their order's panel. */
-export function timeline(r: ClinicalRecord): Entry[] {
+/** The record as one timeline, newest first: lab results grouped into their order's panel, and
+ *  the patient's imaging studies among them. */
+export function timeline(r: ClinicalRecord, studies: Study[] = []): Entry[] {
   const out: Entry[] = [];
+  for (const s of studies) out.push({ kind: 'study', time: studyTime(s.date), item: { ...s, id: s.uid } });
   for (const e of r.encounters) out.push({ kind: 'encounter', time: e.admitted_at ?? e.provenance.received_at, item: e });
   const panels = new Map<string, { order: number | null; name: string; labs: Lab[]; time: number }>();
   const orderName = new Map(r.orders.map((o) => [o.id, o.name]));
@@ -72,18 +83,25 @@ export function timeline(r: ClinicalRecord): Entry[] {
 export const useRecord = defineStore('record', () => {
   const patient = ref<number | null>(null);
   const record = ref<ClinicalRecord | null>(null);
+  const studies = ref<Study[]>([]);
   const problem = ref<Problem | null>(null);
   const loading = ref(false);
 
   async function load(id: number): Promise<void> {
     loading.value = true;
     problem.value = null;
-    if (patient.value !== id) record.value = null;
+    if (patient.value !== id) {
+      record.value = null;
+      studies.value = [];
+    }
     patient.value = id;
     try {
       const { data, error, response } = await api.GET('/api/v1/patients/{id}/record', { params: { path: { id } } });
       if (data) record.value = data;
       else problem.value = problemOf(error, response.status);
+      // The images the data centre holds for the patient (imaging may be away: then none).
+      const found = await api.GET('/api/v1/patients/{id}/studies', { params: { path: { id } } });
+      studies.value = found.data?.items ?? [];
     } catch {
       problem.value = problemOf(null);
     } finally {
@@ -104,5 +122,5 @@ export const useRecord = defineStore('record', () => {
     }
   }
 
-  return { patient, record, problem, loading, load, trend };
+  return { patient, record, studies, problem, loading, load, trend };
 });
