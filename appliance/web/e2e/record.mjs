@@ -25,6 +25,7 @@ await run(async (page, { base, step, check, firstLogin }) => {
   step('the timeline: visit, seven lab panels, the CT report, the discharge summary, diagnoses');
   const entries = page.locator('[data-test=entry]');
   await entries.first().waitFor();
+  await page.locator('[data-test=entry][data-kind=study]').waitFor();
   const kinds = await entries.evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
   const count = (k) => kinds.filter((x) => x === k).length;
   expect(count('panel') === 7, `7 lab panels, got ${kinds.join(',')}`);

@@ -96,12 +96,15 @@ export const useRecord = defineStore('record', () => {
     }
     patient.value = id;
     try {
-      const { data, error, response } = await api.GET('/api/v1/patients/{id}/record', { params: { path: { id } } });
-      if (data) record.value = data;
-      else problem.value = problemOf(error, response.status);
-      // The images the data centre holds for the patient (imaging may be away: then none).
-      const found = await api.GET('/api/v1/patients/{id}/studies', { params: { path: { id } } });
+      // The record and the images the data centre holds (imaging may be away: then none),
+      // asked together and shown together, so the timeline does not change under the reader.
+      const [got, found] = await Promise.all([
+        api.GET('/api/v1/patients/{id}/record', { params: { path: { id } } }),
+        api.GET('/api/v1/patients/{id}/studies', { params: { path: { id } } }),
+      ]);
       studies.value = found.data?.items ?? [];
+      if (got.data) record.value = got.data;
+      else problem.value = problemOf(got.error, got.response.status);
     } catch {
       problem.value = problemOf(null);
     } finally {
