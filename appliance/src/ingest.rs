@@ -13,6 +13,7 @@ use hl7v2::content::{Content, Parsed, parse_content};
 use hl7v2::message::{ErrorCode, Hl7Error, Message};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use crate::accounts::now_ms;
 use crate::gm::Sealer;
 
 /// China Standard Time, for HL7 times sent without an offset.
@@ -53,13 +54,6 @@ impl Outcome {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 fn refuse(e: Hl7Error) -> Outcome {
     let code = if e.rejects() {
         AckCode::Reject
@@ -89,17 +83,6 @@ struct Prepared {
 pub const GROUP: usize = 64;
 
 impl Intake {
-    /// Takes one message (not a batch); returns the acknowledgement's bytes and the outcome.
-    pub async fn take(&self, bytes: &[u8], peer: IpAddr, ack_id: &str) -> (Vec<u8>, Outcome) {
-        let mut out = self
-            .take_all(&[bytes.to_vec()], peer, &mut || ack_id.to_owned())
-            .await;
-        out.pop().unwrap_or_else(|| {
-            let e = app_error("no outcome");
-            (Vec::new(), Outcome::Refused(AckCode::Error, e))
-        })
-    }
-
     /// Takes messages that arrived together (pipelined, or a batch), committing them in groups
     /// of at most [`GROUP`]: each in a savepoint of its own, so one refused message rolls back
     /// alone, and every AA answers a committed message. Returns each acknowledgement and
@@ -303,14 +286,14 @@ impl Intake {
 
     /// Stores one message in `tx`: the message row first (a control id seen before answers
     /// None, to be rolled back), then its content. Returns the patient.
-    async fn store(
+    async fn store<'p>(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
-        p: &Parsed,
+        p: &'p Parsed,
         (source, institution): (&Hl7Source, Option<i64>),
         name: &str,
         bytes: &[u8],
-        (events, deferred): (&mut Vec<(String, String)>, &mut Deferred),
+        (events, deferred): (&mut Vec<(String, String)>, &mut Deferred<'p>),
     ) -> Result<Option<i64>, Fail> {
         let now = now_ms();
         let kept = self
@@ -434,7 +417,7 @@ impl Intake {
                     }
                     deferred
                         .labs
-                        .extend(g.results.iter().cloned().map(|r| (order, patient, r)));
+                        .extend(g.results.iter().map(|r| (order, patient, r)));
                     if let Some(r) = &g.report {
                         if !new {
                             sqlx::query("DELETE FROM exam_reports WHERE order_id = ?")
@@ -497,14 +480,14 @@ impl Intake {
 /// Writes the deferred lab values (one statement per 400) and forgets them.
 async fn insert_values(
     tx: &mut Transaction<'_, Sqlite>,
-    values: &mut Vec<Deferred>,
+    values: &mut Vec<Deferred<'_>>,
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<(&Deferred, &hl7v2::content::LabResult, i64, i64)> = values
         .iter()
         .flat_map(|d| {
             d.labs
                 .iter()
-                .map(move |(order, patient, r)| (d, r, *order, *patient))
+                .map(move |(order, patient, r)| (d, *r, *order, *patient))
         })
         .collect();
     // One statement for many values (a statement costs more than a row).
@@ -543,13 +526,13 @@ async fn insert_values(
 
 /// What a stored message leaves to be written once for its group.
 #[derive(Debug, Default)]
-struct Deferred {
+struct Deferred<'p> {
     message: i64,
     source: String,
     reference: String,
     now: i64,
     /// (order, patient, value).
-    labs: Vec<(i64, i64, hl7v2::content::LabResult)>,
+    labs: Vec<(i64, i64, &'p hl7v2::content::LabResult)>,
 }
 
 /// Where a row came from.

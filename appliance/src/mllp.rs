@@ -16,6 +16,7 @@ use hl7v2::mllp::{Frame, Framer, frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::accounts::now_ms;
 use crate::ingest::{Intake, OFFSET_MINUTES, Outcome};
 
 /// Readiness name of the listener.
@@ -91,13 +92,6 @@ pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), L
     }
     ctx.readiness.set(SERVICE, State::Stopping);
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 async fn serve(

@@ -8,8 +8,9 @@ use hl7v2::message::{ErrorCode, Hl7Error};
 use serde_json::json;
 use sqlx::{Sqlite, Transaction};
 
+use crate::accounts::now_ms;
 use crate::gm::Sealer;
-use crate::ingest::{Ctx, Fail, now_ms};
+use crate::ingest::{Ctx, Fail};
 
 /// The patient a PID names in `institution`: by record number, else by identity card
 /// (one master record per person), else a new patient. A record number already tied to

@@ -62,191 +62,65 @@ async fn record(
             .bind(id)
             .fetch_one(&api.pool)
             .await?;
-    type Enc = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<i64>,
-        Option<i64>,
-        String,
-        String,
-        i64,
-    );
-    let encounters: Vec<Enc> = sqlx::query_as(
-        "SELECT id, visit_number, class, location, department, attending, admitted_at, \
-         discharged_at, source, source_ref, received_at FROM encounters WHERE patient_id = ? \
-         ORDER BY COALESCE(admitted_at, received_at) DESC LIMIT ?",
+    let encounters = rows_of(
+        &api,
+        id,
+        "id, visit_number, class, location, department, attending, admitted_at, discharged_at",
+        "encounters",
+        "COALESCE(admitted_at, received_at) DESC",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let encounters: Vec<Value> = encounters
-        .into_iter()
-        .map(|e| {
-            json!({ "id": e.0, "visit_number": e.1, "class": e.2, "location": e.3,
-                "department": e.4, "attending": e.5, "admitted_at": e.6, "discharged_at": e.7,
-                "provenance": provenance(&e.8, &e.9, e.10) })
-        })
-        .collect();
-    type Ord = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<i64>,
-        String,
-        String,
-        String,
-        i64,
-    );
-    let orders: Vec<Ord> = sqlx::query_as(
-        "SELECT id, kind, placer, filler, code, name, status, ordered_at, provider, source, \
-         source_ref, received_at FROM orders WHERE patient_id = ? \
-         ORDER BY COALESCE(ordered_at, received_at) DESC LIMIT ?",
+    let orders = rows_of(
+        &api,
+        id,
+        "id, kind, placer, filler, code, name, status, ordered_at, provider",
+        "orders",
+        "COALESCE(ordered_at, received_at) DESC",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let orders: Vec<Value> = orders
-        .into_iter()
-        .map(|o| {
-            json!({ "id": o.0, "kind": o.1, "placer": o.2, "filler": o.3, "code": o.4,
-                "name": o.5, "status": o.6, "ordered_at": o.7, "provider": o.8,
-                "provenance": provenance(&o.9, &o.10, o.11) })
-        })
-        .collect();
-    type Lab = (
-        i64,
-        Option<i64>,
-        String,
-        String,
-        String,
-        Option<f64>,
-        String,
-        String,
-        Option<f64>,
-        Option<f64>,
-        String,
-        String,
-        String,
-        Option<i64>,
-        String,
-    );
-    let labs: Vec<Lab> = sqlx::query_as(
-        "SELECT id, order_id, code, name, value, numeric, unit, range_text, low, high, flag, \
-         status, specimen, observed_at, \
-         json_object('source', source, 'reference', source_ref, 'received_at', received_at) \
-         FROM lab_results \
-         WHERE patient_id = ? ORDER BY COALESCE(observed_at, received_at) DESC, id LIMIT ?",
+    let mut labs = rows_of(
+        &api,
+        id,
+        "id, order_id AS \"order\", code, name, value, numeric, unit, range_text AS range, low, \
+         high, flag, status, specimen, observed_at",
+        "lab_results",
+        "COALESCE(observed_at, received_at) DESC, id",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let labs: Vec<Value> = labs
-        .into_iter()
-        .map(|l| {
-            json!({ "id": l.0, "order": l.1, "code": l.2, "name": l.3, "value": l.4,
-                "numeric": l.5, "unit": l.6, "range": l.7, "low": l.8, "high": l.9,
-                "flag": l.10, "abnormal": abnormal(&l.10, l.5, l.8, l.9), "status": l.11,
-                "specimen": l.12, "observed_at": l.13,
-                "provenance": serde_json::from_str::<Value>(&l.14).unwrap_or(Value::Null) })
-        })
-        .collect();
-    type Rep = (
-        i64,
-        Option<i64>,
-        String,
-        String,
-        String,
-        String,
-        String,
-        bool,
-        Option<i64>,
-        Option<i64>,
-        String,
-        String,
-        i64,
-    );
-    let reports: Vec<Rep> = sqlx::query_as(
-        "SELECT id, order_id, kind, code, name, status, text, pdf IS NOT NULL, observed_at, \
-         reported_at, source, source_ref, received_at FROM exam_reports WHERE patient_id = ? \
-         ORDER BY COALESCE(observed_at, received_at) DESC LIMIT ?",
+    for l in &mut labs {
+        let mark = abnormal(
+            l["flag"].as_str().unwrap_or_default(),
+            l["numeric"].as_f64(),
+            l["low"].as_f64(),
+            l["high"].as_f64(),
+        );
+        l["abnormal"] = json!(mark);
+    }
+    let reports = rows_of(
+        &api,
+        id,
+        "id, order_id AS \"order\", kind, code, name, status, text, \
+         json(CASE WHEN pdf IS NULL THEN 'false' ELSE 'true' END) AS has_pdf, observed_at, reported_at",
+        "exam_reports",
+        "COALESCE(observed_at, received_at) DESC",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let reports: Vec<Value> = reports
-        .into_iter()
-        .map(|r| {
-            json!({ "id": r.0, "order": r.1, "kind": r.2, "code": r.3, "name": r.4,
-                "status": r.5, "text": r.6, "has_pdf": r.7, "observed_at": r.8,
-                "reported_at": r.9, "provenance": provenance(&r.10, &r.11, r.12) })
-        })
-        .collect();
-    type Doc = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<i64>,
-        String,
-        String,
-        i64,
-    );
-    let documents: Vec<Doc> = sqlx::query_as(
-        "SELECT id, kind, number, title, status, mime, time, source, source_ref, received_at \
-         FROM clinical_documents WHERE patient_id = ? \
-         ORDER BY COALESCE(time, received_at) DESC LIMIT ?",
+    let documents = rows_of(
+        &api,
+        id,
+        "id, kind, number, title, status, mime, time",
+        "clinical_documents",
+        "COALESCE(time, received_at) DESC",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let documents: Vec<Value> = documents
-        .into_iter()
-        .map(|d| {
-            json!({ "id": d.0, "kind": d.1, "number": d.2, "title": d.3, "status": d.4,
-                "mime": d.5, "time": d.6, "provenance": provenance(&d.7, &d.8, d.9) })
-        })
-        .collect();
-    type Dx = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        Option<i64>,
-        String,
-        String,
-        i64,
-    );
-    let diagnoses: Vec<Dx> = sqlx::query_as(
-        "SELECT id, code, name, system, kind, time, source, source_ref, received_at \
-         FROM diagnoses WHERE patient_id = ? ORDER BY COALESCE(time, received_at) DESC LIMIT ?",
+    let diagnoses = rows_of(
+        &api,
+        id,
+        "id, code, name, system, kind, time",
+        "diagnoses",
+        "COALESCE(time, received_at) DESC",
     )
-    .bind(id)
-    .bind(RECORD_LIMIT)
-    .fetch_all(&api.pool)
     .await?;
-    let diagnoses: Vec<Value> = diagnoses
-        .into_iter()
-        .map(|d| {
-            json!({ "id": d.0, "code": d.1, "name": d.2, "system": d.3, "kind": d.4,
-                "time": d.5, "provenance": provenance(&d.6, &d.7, d.8) })
-        })
-        .collect();
     Ok(Json(json!({
         "patient": id,
         "merged_into": merged_into,
@@ -259,8 +133,40 @@ async fn record(
     })))
 }
 
-fn provenance(source: &str, reference: &str, received_at: i64) -> Value {
-    json!({ "source": source, "reference": reference, "received_at": received_at })
+/// A patient's newest rows of `table` (at most [`RECORD_LIMIT`]), each as a JSON object of
+/// `columns` (each plain or `expression AS name`) and its provenance, built by SQLite in one
+/// array: one row across from its worker thread, not one per record item.
+async fn rows_of(
+    api: &Api,
+    patient: i64,
+    columns: &'static str,
+    table: &'static str,
+    order: &'static str,
+) -> Result<Vec<Value>, ApiError> {
+    let pairs: Vec<String> = columns
+        .split(", ")
+        .map(|c| {
+            let c = c.trim();
+            match c.rsplit_once(" AS ") {
+                Some((expr, name)) => format!("'{}', {expr}", name.trim_matches('"')),
+                None => format!("'{c}', {c}"),
+            }
+        })
+        .collect();
+    // The table, columns and order are the constants above, never input.
+    let sql = format!(
+        "SELECT json_group_array(json(item) ORDER BY n) FROM (SELECT row_number() OVER \
+         (ORDER BY {order}) AS n, json_object({}, 'provenance', json_object('source', source, \
+         'reference', source_ref, 'received_at', received_at)) AS item FROM {table} \
+         WHERE patient_id = ? ORDER BY {order} LIMIT ?)",
+        pairs.join(", ")
+    );
+    let packed: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(patient)
+        .bind(RECORD_LIMIT)
+        .fetch_one(&api.pool)
+        .await?;
+    serde_json::from_str(&packed).map_err(ApiError::internal)
 }
 
 #[derive(Deserialize)]
@@ -308,7 +214,8 @@ async fn trend(
         Option<f64>,
     );
     let packed: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(observed_at, value, numeric, flag, low, high)) \
+        "SELECT json_group_array(json_array(observed_at, value, numeric, flag, low, high) \
+         ORDER BY observed_at) \
          FROM (SELECT observed_at, value, numeric, flag, low, high FROM lab_results \
          INDEXED BY lab_results_trend \
          WHERE patient_id = ? AND code = ? AND observed_at BETWEEN ? AND ? \

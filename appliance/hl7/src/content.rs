@@ -164,16 +164,21 @@ fn person_name(m: &Message, s: &Segment) -> String {
     name.trim().to_owned()
 }
 
-fn person(m: &Message) -> Result<Person, Hl7Error> {
-    let pid = m.first("PID").ok_or_else(|| {
+/// The first segment `id`, or the error naming it missing.
+fn required<'m>(m: &'m Message, id: &str) -> Result<&'m Segment, Hl7Error> {
+    m.first(id).ok_or_else(|| {
         Hl7Error::at(
             ErrorCode::SegmentSequence,
-            "PID",
+            id,
             1,
             0,
-            "the PID segment is missing",
+            format!("the {id} segment is missing"),
         )
-    })?;
+    })
+}
+
+fn person(m: &Message) -> Result<Person, Hl7Error> {
+    let pid = required(m, "PID")?;
     let ids = ids(m, pid, 3);
     if ids.id_card.is_none() && ids.record_number.is_none() {
         return Err(Hl7Error::at(
@@ -721,15 +726,7 @@ fn results(m: &Message, offset: i32, msh_time: Option<i64>) -> Result<Vec<Result
 }
 
 fn document(m: &Message, offset: i32, msh_time: Option<i64>) -> Result<Document, Hl7Error> {
-    let txa = m.first("TXA").ok_or_else(|| {
-        Hl7Error::at(
-            ErrorCode::SegmentSequence,
-            "TXA",
-            1,
-            0,
-            "the TXA segment is missing",
-        )
-    })?;
+    let txa = required(m, "TXA")?;
     let number = m.get(txa, 12, 1);
     if number.is_empty() {
         return Err(Hl7Error::at(
@@ -857,15 +854,7 @@ pub fn parse_content(m: &Message, offset: i32) -> Result<Parsed, Hl7Error> {
     let content = match content_kind {
         0 => Content::Person,
         1 => {
-            let mrg = m.first("MRG").ok_or_else(|| {
-                Hl7Error::at(
-                    ErrorCode::SegmentSequence,
-                    "MRG",
-                    1,
-                    0,
-                    "the MRG segment is missing",
-                )
-            })?;
+            let mrg = required(m, "MRG")?;
             let prior = ids(m, mrg, 1);
             if prior.id_card.is_none() && prior.record_number.is_none() {
                 return Err(Hl7Error::at(

@@ -10,8 +10,10 @@ use hl7v2::content::{Ids, Person};
 use serde_json::Value;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::map::fhir_time;
+use crate::accounts::now_ms;
 use crate::gm::Sealer;
-use crate::ingest::{Fail, now_ms};
+use crate::ingest::Fail;
 
 /// What became of one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,24 +37,6 @@ pub struct FhirIntake {
     pub source: String,
     /// The registered institution whose patients these are.
     pub institution: String,
-}
-
-/// A FHIR date or dateTime as ms since the epoch (a date alone is its midnight at UTC+8).
-pub fn fhir_time(t: &str) -> Option<i64> {
-    let t = t.trim();
-    if t.len() <= 10 {
-        return hl7v2::time::parse_ms(&t.replace('-', ""), 480).ok();
-    }
-    let (date, time) = t.split_once('T')?;
-    let zone_at = time.find(['+', '-', 'Z'])?;
-    let (clock, zone) = time.split_at(zone_at);
-    let clock = clock.split('.').next()?.replace(':', "");
-    let zone = if zone == "Z" {
-        "+0000".to_owned()
-    } else {
-        zone.replace(':', "")
-    };
-    hl7v2::time::parse_ms(&format!("{}{clock}{zone}", date.replace('-', "")), 480).ok()
 }
 
 fn text_of(concept: &Value) -> (String, String, String) {

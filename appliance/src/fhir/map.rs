@@ -21,6 +21,24 @@ pub fn datetime(ms: i64) -> String {
     )
 }
 
+/// A FHIR date or dateTime as ms since the epoch (a date alone is its midnight at UTC+8).
+pub fn fhir_time(t: &str) -> Option<i64> {
+    let t = t.trim();
+    if t.len() <= 10 {
+        return hl7v2::time::parse_ms(&t.replace('-', ""), 480).ok();
+    }
+    let (date, time) = t.split_once('T')?;
+    let zone_at = time.find(['+', '-', 'Z'])?;
+    let (clock, zone) = time.split_at(zone_at);
+    let clock = clock.split('.').next()?.replace(':', "");
+    let zone = if zone == "Z" {
+        "+0000".to_owned()
+    } else {
+        zone.replace(':', "")
+    };
+    hl7v2::time::parse_ms(&format!("{}{clock}{zone}", date.replace('-', "")), 480).ok()
+}
+
 /// A FHIR system URI for an HL7 v2 coding system name.
 pub fn system(v2: &str) -> Option<String> {
     match v2.to_ascii_uppercase().as_str() {

@@ -11,7 +11,8 @@ use firmware_config::FhirSource;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::intake::{FhirIntake, Taken, fhir_time};
+use super::intake::{FhirIntake, Taken};
+use super::map::fhir_time;
 
 /// The types pulled, in order.
 pub const KINDS: [&str; 7] = [
@@ -200,7 +201,7 @@ pub async fn pull_once(
             .bind(kind)
             .bind(&newest)
             .bind(page as i64)
-            .bind(crate::ingest::now_ms())
+            .bind(crate::accounts::now_ms())
             .execute(&intake.pool)
             .await?;
             // The next page, asked of the same server whatever host its link names.

@@ -23,19 +23,7 @@ pub(super) fn date_param(name: &str, raw: &str) -> Result<(String, i64, i64), Fh
     };
     // YYYY, YYYY-MM, YYYY-MM-DD, or a dateTime with an offset.
     let (start, end) = if v.len() > 10 {
-        let (date, time) = v.split_once('T').ok_or_else(bad)?;
-        let (clock, zone) = match time.find(['+', '-', 'Z']) {
-            Some(i) => (&time[..i], &time[i..]),
-            None => return Err(bad()),
-        };
-        let clock: String = clock.split('.').next().unwrap_or_default().replace(':', "");
-        let zone = if zone == "Z" {
-            "+0000".to_owned()
-        } else {
-            zone.replace(':', "")
-        };
-        let ms = hl7v2::time::parse_ms(&format!("{}{clock}{zone}", date.replace('-', "")), 480)
-            .map_err(|_| bad())?;
+        let ms = map::fhir_time(v).ok_or_else(bad)?;
         (ms, ms + 1000)
     } else {
         let digits = v.replace('-', "");
