@@ -52,7 +52,7 @@ section! {
         http: Port = port(8080),
         /// TCP: imaging DICOMweb (/dicomweb), viewer page and its WebSocket.
         imaging_http: Port = port(8081),
-        /// TCP: imaging DICOM upper layer (C-ECHO, C-STORE, C-FIND, C-MOVE).
+        /// TCP: imaging DICOM upper layer (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE).
         dicom: Port = port(11112),
         /// Our DICOM AE title.
         dicom_ae_title: AeTitle = parse_default("APPLIANCE"),
@@ -122,6 +122,7 @@ section! {
         allowed_callers: Vec<DicomCaller> = Vec::new(),
         /// PACS we query (C-FIND) and retrieve from (C-MOVE to our AE title): "AE@host:port",
         /// e.g. ["PACS1@10.0.0.9:104"]. Each must know our AE title, address and DICOM port.
+        /// They are also the only destinations a C-MOVE sent to us may name.
         peers: Vec<DicomPeer> = Vec::new(),
         /// The Ed25519 public key (base64, 32 bytes) whose signature viewer tokens must carry:
         /// the appliance's, or a development key until it issues them. Empty: every viewer

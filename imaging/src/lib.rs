@@ -5,8 +5,8 @@
 //! - `dicom/`: the pure DICOM side (structural guard, pixel decoding, 12-bit JPEG, DICOM JSON,
 //!   series to volume); it imports nothing else of imaging.
 //! - `store/`: the instance store and its index, the queries on that index, and import.
-//! - `dimse/`: the DICOM network: the listener (C-ECHO, C-STORE, C-FIND) and the SCU towards
-//!   the PACS (C-FIND, C-MOVE, the `/pacs` routes).
+//! - `dimse/`: the DICOM network: the listener (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE) and the
+//!   SCU towards the PACS (C-FIND, C-MOVE, the `/pacs` routes).
 //! - `dicomweb/`: `/dicomweb` (STOW-RS, QIDO-RS, WADO-RS, rendered, multipart) and a study's
 //!   non-DICOM attachments.
 //! - `viewer/`: the streamed viewer (`/view`, its WebSocket, the session state machine, the

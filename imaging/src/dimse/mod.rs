@@ -4,9 +4,11 @@
 //! on loopback). Others get an A-ASSOCIATE-RJ naming the reason. Verification (C-ECHO) is
 //! answered. Storage (C-STORE) of any SOP class in any transfer syntax dicom-rs reads goes to
 //! the [`Store`]: a malformed or unidentifiable instance is refused with a failure status and
-//! the association goes on.
+//! the association goes on. C-FIND is answered from the index ([`cfind`]); C-GET and C-MOVE
+//! send what the index holds ([`retrieve`]).
 
 pub mod cfind;
+pub mod retrieve;
 pub mod scu;
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,11 +19,11 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::association::Association;
-use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
+use dicom_ul::association::server::{AccessControl, Negotiation, ServerAssociationOptions};
 use dicom_ul::pdu::{
-    AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity,
+    AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, RequestorRoles, UserIdentity,
 };
-use firmware_config::{Config, DicomCaller};
+use firmware_config::{Config, DicomCaller, DicomPeer};
 use firmware_runtime::{Context, RuntimeError, State};
 use tokio::task::JoinSet;
 
@@ -47,8 +49,6 @@ const C_CANCEL_RQ: u16 = 0x0FFF;
 const NO_DATA_SET: u16 = 0x0101;
 /// C-FIND pending: a match follows.
 const PENDING: u16 = 0xFF00;
-/// Refused: SOP class not supported.
-const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
 /// How long an idle association may wait for its next message.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -81,6 +81,17 @@ impl AccessControl for Callers {
         } else {
             Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
         }
+    }
+}
+
+/// Role selection: a caller may take the SCP role for storage (C-GET sends instances back
+/// on its own association, PS3.4 C.4.3.1); every role asked for is granted.
+#[derive(Debug, Clone, Copy)]
+struct Roles;
+
+impl Negotiation for Roles {
+    fn negotiate_roles(&self, _class: &str, scu: bool, scp: bool) -> Option<RequestorRoles> {
+        Some(RequestorRoles { scu, scp })
     }
 }
 
@@ -118,6 +129,7 @@ pub async fn run(
     let service = Service {
         ae_title: config.listeners.dicom_ae_title.as_str().to_owned(),
         allowed: config.imaging.allowed_callers.clone(),
+        peers: config.imaging.peers.clone(),
         store,
         audit,
     };
@@ -144,6 +156,8 @@ pub async fn run(
 struct Service {
     ae_title: String,
     allowed: Vec<DicomCaller>,
+    /// Where C-MOVE may send.
+    peers: Vec<DicomPeer>,
     store: Store,
     audit: std::sync::Arc<dyn crate::access::AuditSink>,
 }
@@ -202,6 +216,7 @@ async fn association(
     let options = ServerAssociationOptions::new()
         .ae_access_control(callers)
         .ae_title(service.ae_title.as_str())
+        .with_negotiation(Roles)
         .with_abstract_syntax(VERIFICATION)
         // Any storage SOP class: what cannot be kept is refused per instance, with a status.
         .promiscuous(true)
@@ -297,6 +312,17 @@ where
                                     .map(|(_, ts)| ts.clone())
                                     .unwrap_or_default();
                                 let bytes = std::mem::take(&mut data);
+                                let command = field(&cmd, tags::COMMAND_FIELD);
+                                if matches!(command, Some(C_GET_RQ | C_MOVE_RQ)) {
+                                    let request = Request {
+                                        cmd: &cmd,
+                                        pc,
+                                        ts: &ts,
+                                        identifier: &bytes,
+                                    };
+                                    retrieve(&mut assoc, service, request, &audited).await?;
+                                    continue;
+                                }
                                 for reply in
                                     answer_with_data(store, &cmd, pc, &ts, &bytes, &audited).await?
                                 {
@@ -418,9 +444,6 @@ fn answer_without_data(cmd: &InMemDicomObject, pc: u8) -> Result<Option<Pdu>, St
     }
 }
 
-/// The answers to a command with a data set: C-STORE (the instance kept or refused), C-FIND
-/// (pending responses with identifiers, then the final status); C-MOVE and C-GET are refused
-/// with "SOP class not supported" (we are not a PACS others retrieve from).
 /// Who an association's audit events name, and where they go. Stores are summed and recorded
 /// once when the association ends (a modality sends hundreds of instances per study);
 /// queries and retrieves each when they happen.
@@ -460,6 +483,9 @@ impl Audited {
     }
 }
 
+/// The answers to a command with a data set: C-STORE (the instance kept or refused), C-FIND
+/// (pending responses with identifiers, then the final status). C-GET and C-MOVE are
+/// [`retrieve`]d.
 async fn answer_with_data(
     store: &Store,
     cmd: &InMemDicomObject,
@@ -539,26 +565,217 @@ async fn answer_with_data(
             }
             Ok(replies)
         }
-        C_MOVE_RQ | C_GET_RQ => {
-            audited.record(
-                "image_retrieve",
-                "dicom:c-move/c-get".into(),
-                "refused".into(),
-            );
-            let rsp = if command == C_MOVE_RQ {
-                C_MOVE_RSP
-            } else {
-                C_GET_RSP
-            };
-            Ok(vec![response(
-                pc,
-                &sop_class,
-                rsp,
-                message_id,
-                SOP_CLASS_NOT_SUPPORTED,
-                None,
-            )?])
-        }
         other => Err(format!("unsupported command 0x{other:04X}")),
     }
+}
+
+/// A C-GET or C-MOVE request whose identifier has arrived.
+struct Request<'a> {
+    cmd: &'a InMemDicomObject,
+    pc: u8,
+    ts: &'a str,
+    identifier: &'a [u8],
+}
+
+/// Answers a C-GET (sub-operations on this association) or a C-MOVE (on one opened to the
+/// Move Destination): a pending response after each instance, then the final one.
+async fn retrieve<S>(
+    assoc: &mut dicom_ul::association::server::AsyncServerAssociation<S>,
+    service: &Service,
+    request: Request<'_>,
+    audited: &Audited,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    use retrieve::{Counts, Instance};
+    let Request {
+        cmd,
+        pc,
+        ts,
+        identifier,
+    } = request;
+    let command = field(cmd, tags::COMMAND_FIELD).ok_or("command without Command Field")?;
+    let message_id = field(cmd, tags::MESSAGE_ID).ok_or("command without Message ID")?;
+    let sop_class = text(cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+    let (rsp, kind) = if command == C_GET_RQ {
+        (C_GET_RSP, "c-get")
+    } else {
+        (C_MOVE_RSP, "c-move")
+    };
+    let responder = retrieve::Responder {
+        pc,
+        ts,
+        sop_class: &sop_class,
+        command: rsp,
+        message_id,
+    };
+    let reply = |status: u16, counts: &Counts| responder.pdu(status, counts, None);
+    let refuse = |status: u16, why: String| {
+        tracing::warn!(kind, reason = %why, "retrieve refused");
+        audited.record(
+            "image_retrieve",
+            format!("dicom:{kind}"),
+            format!("status 0x{status:04X}: {why}"),
+        );
+        responder.pdu(status, &Counts::default(), Some(&why))
+    };
+    let target = TransferSyntaxRegistry
+        .get(ts)
+        .ok_or_else(|| format!("transfer syntax {ts} is not known"))
+        .and_then(|t| {
+            InMemDicomObject::read_dataset_with_ts(identifier, t)
+                .map_err(|e| format!("identifier: {e}"))
+        })
+        .and_then(|id| retrieve::read_identifier(&id));
+    let target = match target {
+        Ok(t) => t,
+        Err(why) => {
+            let pdu = refuse(retrieve::IDENTIFIER_INVALID, why)?;
+            return assoc.send(&pdu).await.map_err(|e| e.to_string());
+        }
+    };
+    let instances: Vec<Instance> = match target.instances(service.store.pool()).await {
+        Ok(i) => i,
+        Err(e) => {
+            let pdu = refuse(retrieve::UNABLE, format!("index: {e}"))?;
+            return assoc.send(&pdu).await.map_err(|e| e.to_string());
+        }
+    };
+    let mut destination = None;
+    if command == C_MOVE_RQ {
+        let name = text(cmd, tags::MOVE_DESTINATION).unwrap_or_default();
+        let Some(peer) = service
+            .peers
+            .iter()
+            .find(|p| p.ae_title.as_str() == name.as_str())
+        else {
+            let why = format!("Move Destination {name:?} is not one of imaging.peers");
+            let pdu = refuse(retrieve::DESTINATION_UNKNOWN, why)?;
+            return assoc.send(&pdu).await.map_err(|e| e.to_string());
+        };
+        if !instances.is_empty() {
+            match retrieve::open_destination(&service.ae_title, peer, &instances).await {
+                Ok(a) => destination = Some(a),
+                Err(why) => {
+                    let pdu = refuse(retrieve::UNABLE_TO_SEND, why)?;
+                    return assoc.send(&pdu).await.map_err(|e| e.to_string());
+                }
+            }
+        }
+    }
+    let total = u16::try_from(instances.len()).unwrap_or(u16::MAX);
+    let mut counts = Counts {
+        remaining: total,
+        ..Counts::default()
+    };
+    let originator = assoc.peer_ae_title().trim().to_owned();
+    let root = service.store.root().to_owned();
+    let mut cancelled = false;
+    for (n, instance) in instances.iter().enumerate() {
+        counts.remaining = total.saturating_sub(u16::try_from(n + 1).unwrap_or(u16::MAX));
+        let message_id_out = u16::try_from(n % 0xFFFF + 1).unwrap_or(1);
+        // C-GET: the caller must have taken the SCP role for the instance's class.
+        let contexts = match &destination {
+            Some(d) => d.presentation_contexts().to_vec(),
+            None if assoc.requestor_roles_for(&instance.sop_class).scp => {
+                assoc.presentation_contexts().to_vec()
+            }
+            None => Vec::new(),
+        };
+        let Some(chosen) = retrieve::context_for(&contexts, instance) else {
+            tracing::info!(sop_class = %instance.sop_class, ts = %instance.transfer_syntax,
+                "no accepted context carries this instance");
+            counts.fail(&instance.sop_instance);
+            assoc
+                .send(&reply(retrieve::PENDING, &counts)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        };
+        let (id, to) = (chosen.id, chosen.transfer_syntax.clone());
+        let data = {
+            let (root, instance, to) = (root.clone(), instance.clone(), to.clone());
+            tokio::task::spawn_blocking(move || retrieve::dataset(&root, &instance, &to))
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let data = match data {
+            Ok(d) => d,
+            Err(why) => {
+                tracing::warn!(sop_instance_uid = %instance.sop_instance, reason = %why,
+                    "a stored instance cannot be sent");
+                counts.fail(&instance.sop_instance);
+                continue;
+            }
+        };
+        let answer = match destination.as_mut() {
+            Some(d) => {
+                retrieve::store(
+                    d,
+                    id,
+                    message_id_out,
+                    instance,
+                    data,
+                    Some((&originator, message_id)),
+                )
+                .await
+            }
+            None => retrieve::store(assoc, id, message_id_out, instance, data, None).await,
+        };
+        match answer {
+            Ok(a) => {
+                counts.record(&instance.sop_instance, a.status);
+                cancelled = a.cancelled;
+            }
+            // The caller's own association broke: nothing more can be said to it.
+            Err(why) if destination.is_none() => return Err(why),
+            Err(why) => {
+                tracing::warn!(reason = %why, "the C-MOVE destination failed");
+                for i in &instances[n..] {
+                    counts.fail(&i.sop_instance);
+                }
+                counts.remaining = 0;
+                destination = None;
+                break;
+            }
+        }
+        if cancelled {
+            break;
+        }
+        if counts.remaining > 0 {
+            assoc
+                .send(&reply(retrieve::PENDING, &counts)?)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(d) = destination {
+        let _ = d.release().await;
+    }
+    let status = if cancelled {
+        retrieve::CANCELLED
+    } else {
+        counts.final_status()
+    };
+    metrics::counter!("dicom_retrieve_total", "kind" => kind).increment(1);
+    metrics::counter!("dicom_retrieve_instances_total", "kind" => kind)
+        .increment(u64::from(counts.completed + counts.warning));
+    audited.record(
+        "image_retrieve",
+        format!("dicom:{kind} {}", target.describe()),
+        format!(
+            "status 0x{status:04X}: {} sent, {} failed",
+            counts.completed + counts.warning,
+            counts.failed
+        ),
+    );
+    let mut last = counts;
+    if !cancelled {
+        last.remaining = 0;
+    }
+    assoc
+        .send(&reply(status, &last)?)
+        .await
+        .map_err(|e| e.to_string())
 }
