@@ -114,6 +114,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fhir_sources",
         include_str!("../migrations/0015_fhir_sources.sql"),
     ),
+    (
+        16,
+        "study_links",
+        include_str!("../migrations/0016_study_links.sql"),
+    ),
 ];
 
 /// An open database.

@@ -297,7 +297,7 @@ async fn interface_user(tx: &mut Transaction<'_, Sqlite>, institution: i64) -> R
 
 /// The tables whose rows follow a patient when merged (a row whose unique key the survivor
 /// already has stays with the merged patient, which keeps pointing at the survivor).
-const MOVED: [&str; 9] = [
+const MOVED: [&str; 10] = [
     "encounters",
     "orders",
     "lab_results",
@@ -307,6 +307,7 @@ const MOVED: [&str; 9] = [
     "consultations",
     "referrals",
     "hl7_messages",
+    "study_links",
 ];
 
 /// A40: moves everything of the prior patient (found by MRG-1 in the institution) to

@@ -173,7 +173,8 @@ async fn studies(
 }
 
 /// The studies imaging's index holds for patient `id` (already found readable), newest first,
-/// each with a thumbnail URL signed for `login`.
+/// each with a thumbnail URL signed for `login`: those whose Patient ID is the patient's record
+/// number (or whose name and birth date are the patient's), and those a DICOMweb pull linked.
 pub(crate) async fn studies_of(api: &Api, login: &str, id: i64) -> Result<Vec<Value>, ApiError> {
     let (name, birth, record): (String, String, String) =
         sqlx::query_as("SELECT name, birth_date, record_number FROM patients WHERE id = ?")
@@ -204,6 +205,25 @@ pub(crate) async fn studies_of(api: &Api, login: &str, id: i64) -> Result<Vec<Va
                 continue;
             }
             found.entry(first(&s, "0020000D")).or_insert(s);
+        }
+    }
+    // Studies a DICOMweb pull linked to this patient (their Patient ID is another
+    // institution's record number).
+    let linked: Vec<String> =
+        sqlx::query_scalar("SELECT study_uid FROM study_links WHERE patient_id = ?")
+            .bind(id)
+            .fetch_all(&api.pool)
+            .await?;
+    for uid in linked {
+        if found.contains_key(&uid) {
+            continue;
+        }
+        let mut q = Qido::new(Level::Study);
+        q.key("StudyInstanceUID", tag("StudyInstanceUID")?, &uid)
+            .map_err(index_error)?;
+        let (rows, _) = q.run(&pool).await.map_err(index_error)?;
+        if let Some(s) = rows.into_iter().next() {
+            found.insert(uid, s);
         }
     }
     let mut items = Vec::new();

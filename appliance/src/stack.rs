@@ -98,6 +98,43 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
             ctx.shutdown.clone(),
         ));
     }
+    if !config.integration.dicomweb_sources.is_empty() && ctx.tls.is_some() {
+        // The pull stores through imaging's STOW-RS, and its client speaks plain HTTP only.
+        tracing::error!(
+            "integration.dicomweb_sources is not pulled while TLS is on (planned: the pull \
+             stores through imaging's HTTPS listener)"
+        );
+    } else if !config.integration.dicomweb_sources.is_empty() {
+        // imaging runs in this process: reached on loopback unless bound to one address.
+        let bind = config.listeners.bind;
+        let host = if bind.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            bind
+        };
+        let imaging_url = format!(
+            "http://{}/",
+            std::net::SocketAddr::new(host, config.listeners.imaging_http.get())
+        );
+        let pullers = config
+            .integration
+            .dicomweb_sources
+            .iter()
+            .map(|s| crate::dicomweb_pull::Puller {
+                pool: db.pool().clone(),
+                sealer: db.sealer().clone(),
+                source: s.clone(),
+                imaging_url: imaging_url.clone(),
+                data_dir: config.storage.data_dir.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        tokio::spawn(crate::dicomweb_pull::run(
+            pullers,
+            ctx.readiness.clone(),
+            ctx.shutdown.clone(),
+        ));
+    }
     tokio::spawn(crate::backup::schedule(
         config.clone(),
         ctx.shutdown.clone(),

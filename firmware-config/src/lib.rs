@@ -33,8 +33,8 @@ pub use model::{
 };
 pub use store::{ConfigStore, StoreError, VersionInfo};
 pub use types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, FhirSource, Hl7Source, HostName,
-    HttpUrl, MASK, Port, PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, DicomWebSource, FhirSource, Hl7Source,
+    HostName, HttpUrl, MASK, Port, PortRange, Secret,
 };
 
 use schema::{ApplyCtx, Section};

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{FieldType, section, serde_field};
 use crate::types::{
-    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, FhirSource, Hl7Source, HostName,
-    HttpUrl, Port, PortRange, Secret,
+    AeTitle, ByteSize, DatabaseUrl, DicomCaller, DicomPeer, DicomWebSource, FhirSource, Hl7Source,
+    HostName, HttpUrl, Port, PortRange, Secret,
 };
 
 // The defaults below are literals; the unit test `defaults_are_valid` builds them, so a typo
@@ -237,6 +237,11 @@ section! {
         /// the institution whose patients it holds:
         /// "http://host:port/fhir=institution;token_file=PATH;every=SECS" (https planned).
         fhir_sources: Vec<FhirSource> = Vec::new(),
+        /// Cloud PACS (DICOMweb: QIDO-RS and WADO-RS) whose studies are pulled into the data
+        /// centre, each with the institution whose patients they are: every study not held
+        /// whole yet is fetched and linked to the patient its Patient ID names there:
+        /// "http://host:port/dicom-web=institution;token_file=PATH;every=SECS" (https planned).
+        dicomweb_sources: Vec<DicomWebSource> = Vec::new(),
     }
 }
 

@@ -278,6 +278,9 @@ impl fmt::Display for Hl7Source {
     }
 }
 
+/// A cloud PACS pulled over DICOMweb: written and read as a [`FhirSource`].
+pub type DicomWebSource = FhirSource;
+
 /// A FHIR R4 server whose record is pulled in (a clinic's cloud HIS), and the institution
 /// whose patients it holds: `"http://host:port/fhir=institution;token_file=PATH;every=SECS"`
 /// (`token_file`: a file whose first line is the bearer token; `every`: seconds between pulls,

@@ -10,6 +10,7 @@ pub mod chromium;
 pub mod hl7;
 pub mod imaging;
 pub mod janus;
+pub mod orthanc;
 pub mod testdata;
 pub mod webrtc;
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use firmware_config::FhirSource;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::intake::{FhirIntake, Taken};
 use super::map::fhir_time;
@@ -53,66 +52,23 @@ pub struct Pulled {
     pub skipped: usize,
 }
 
-/// `GET url` (http only) with a bearer token; the status and the body.
+/// `GET url` with a bearer token; the status and the body.
 async fn get(url: &str, token: Option<&str>) -> Result<(u16, Vec<u8>), PullError> {
-    let fail = |reason: String| PullError::Http {
-        url: url.to_owned(),
-        reason,
-    };
-    let parsed = url::Url::parse(url).map_err(|e| fail(e.to_string()))?;
-    if parsed.scheme() != "http" {
-        return Err(fail("only http sources are supported by this build".into()));
-    }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| fail("no host".into()))?
-        .to_owned();
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let path = match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_owned(),
-    };
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    // HTTP/1.0: the server closes after one answer, with no chunked body to undo.
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/fhir+json\r\n{auth}\r\n"
-    );
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buf[..n]);
-            if answer.len() > MAX_ANSWER {
-                return Err(std::io::Error::other(format!(
-                    "the answer is larger than {MAX_ANSWER} bytes"
-                )));
-            }
-        }
-        std::io::Result::Ok(answer)
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(60), exchange)
-        .await
-        .map_err(|_| fail("no answer within 60 s".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| fail("the answer is not HTTP".into()))?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| fail("the answer is not HTTP".into()))?;
-    Ok((status, answer[split + 4..].to_vec()))
+    let a = crate::http_client::request(
+        "GET",
+        url,
+        &[("Accept", "application/fhir+json")],
+        token,
+        &[],
+        MAX_ANSWER,
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| PullError::Http {
+        url: e.url,
+        reason: e.reason,
+    })?;
+    Ok((a.status, a.body))
 }
 
 async fn get_json(url: &str, token: Option<&str>) -> Result<Value, PullError> {

@@ -51,34 +51,13 @@ fn imaging() -> Target {
 }
 
 fn orthanc() -> Target {
-    let dir = temp_dir();
-    let ports = Ports::free();
-    let config = dir.path().join("orthanc.json");
-    let json = serde_json::json!({
-        "Name": "bench",
-        "StorageDirectory": dir.path().join("storage"),
-        "IndexDirectory": dir.path().join("index"),
-        "HttpPort": ports.http,
-        "DicomPort": ports.dicom,
-        "DicomAet": "ORTHANC",
-        "RemoteAccessAllowed": false,
-        "AuthenticationEnabled": false,
-        "DicomCheckCalledAet": false,
-        "StorageCompression": false,
-        "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
-        "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
-    });
-    std::fs::write(&config, json.to_string()).expect("write Orthanc config");
-    let mut cmd = Command::new("Orthanc");
-    cmd.current_dir(dir.path()).arg(&config);
-    let mut d = Daemon::spawn(cmd);
-    d.wait_ok(ports.http, "/system", Duration::from_secs(60));
+    let o = e2e::orthanc::start();
     Target {
-        _daemon: d,
-        _dir: dir,
-        dicom: ports.dicom,
+        _daemon: o.daemon,
+        _dir: o.dir,
+        dicom: o.dicom,
         ae: "ORTHANC",
-        http: ports.http,
+        http: o.http,
         web_root: "/dicom-web",
     }
 }
