@@ -309,6 +309,90 @@ pub(crate) async fn may_read_patient(
     }))
 }
 
+/// What of a patient's clinical record and studies a user may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordScope {
+    /// Everything: the patient's institution's doctors and experts, and centre staff.
+    All,
+    /// Only what the consultations and referrals that let them see the patient share, item
+    /// by item (`kind:id`) and study by study.
+    Shared {
+        /// Record items (`kind:id`).
+        records: std::collections::HashSet<String>,
+        /// Study Instance UIDs.
+        studies: std::collections::HashSet<String>,
+    },
+}
+
+impl RecordScope {
+    /// Whether the record item `kind:id` may be read.
+    pub(crate) fn has(&self, item: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Shared { records, .. } => records.contains(item),
+        }
+    }
+
+    /// Whether the study may be read.
+    pub(crate) fn has_study(&self, uid: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Shared { studies, .. } => studies.contains(uid),
+        }
+    }
+}
+
+/// What of patient `p` (already found readable) `u` may read; see [`RecordScope`].
+pub(crate) async fn record_scope(
+    api: &Api,
+    u: &User,
+    p: &PatientRow,
+) -> Result<RecordScope, ApiError> {
+    if matches!(u.role, Role::Doctor | Role::Expert) && p.1 == u.institution || centre_staff(u.role)
+    {
+        return Ok(RecordScope::All);
+    }
+    let cases: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'consultation', data FROM consultations WHERE patient_id = ? \
+         UNION ALL SELECT 'referral', data FROM referrals WHERE patient_id = ?",
+    )
+    .bind(p.0)
+    .bind(p.0)
+    .fetch_all(&api.pool)
+    .await?;
+    let now = now_ms();
+    let mut records = std::collections::HashSet::new();
+    let mut studies = std::collections::HashSet::new();
+    for (kind, data) in &cases {
+        let shared = if kind == "consultation" {
+            serde_json::from_str::<Consultation>(data)
+                .ok()
+                .filter(|c| c.visible_to(u))
+                .map(|c| (c.records, c.studies))
+        } else {
+            serde_json::from_str::<workflow::Referral>(data)
+                .ok()
+                .filter(|r| r.may_read_records(&actor(u), now))
+                .map(|r| {
+                    // The referring doctor reads everything they could share.
+                    if r.applicant == u.id {
+                        (vec!["*".to_owned()], Vec::new())
+                    } else {
+                        (r.records, r.studies)
+                    }
+                })
+        };
+        if let Some((r, s)) = shared {
+            if r.iter().any(|i| i == "*") {
+                return Ok(RecordScope::All);
+            }
+            records.extend(r);
+            studies.extend(s);
+        }
+    }
+    Ok(RecordScope::Shared { records, studies })
+}
+
 /// A patient's row (the phone opened).
 pub(crate) async fn patient_row(api: &Api, id: i64) -> Result<Option<PatientRow>, ApiError> {
     let row: Option<PatientRow> = sqlx::query_as(

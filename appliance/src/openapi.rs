@@ -77,6 +77,7 @@ pub fn document() -> Value {
             "question": { "type": "string" }, "diagnosis": { "type": "string" },
             "urgency": { "type": "string" },
             "studies": { "type": "array", "items": { "type": "string" } },
+            "records": { "type": "array", "items": { "type": "string" }, "description": "clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis)" },
             "requested_experts": { "type": "array", "items": { "type": "integer" } },
             "requested_slot": { "type": ["integer", "null"] },
             "experts": { "type": "array", "items": { "type": "integer" } },
@@ -89,6 +90,7 @@ pub fn document() -> Value {
             "applicant": { "type": "integer" }, "institution": { "type": "integer" },
             "reason": { "type": "string" }, "diagnosis": { "type": "string" },
             "studies": { "type": "array", "items": { "type": "string" } },
+            "records": { "type": "array", "items": { "type": "string" }, "description": "clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis)" },
             "grant_minutes": { "type": "integer" }, "grant_until": { "type": ["integer", "null"] },
             "receiver": { "type": ["array", "null"], "items": { "type": ["integer", "null"] } },
             "proposed": { "type": ["array", "null"], "items": { "type": "integer" } },
@@ -114,6 +116,7 @@ pub fn document() -> Value {
                 "requested_experts": { "type": "array", "items": { "type": "integer" } },
                 "requested_slot": { "type": "integer", "minimum": 0 },
                 "studies": { "type": "array", "items": { "type": "string" } },
+                "records": { "type": "array", "items": { "type": "string" }, "description": "clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis)" },
                 "attachments": { "type": "array", "items": object(json!({
                     "kind": { "enum": ["record", "lab", "study"] }, "reference": { "type": "string" },
                     "title": { "type": "string" } }), &["kind", "reference"]) } }),
@@ -224,6 +227,7 @@ pub fn document() -> Value {
                 "responses": responses(("200", answer("the record", object(json!({
                     "patient": { "type": "integer" },
                     "merged_into": { "type": ["integer", "null"] },
+                    "shared_only": { "type": "boolean", "description": "only what a consultation or referral shares with this user" },
                     "encounters": { "type": "array", "items": object(json!({
                         "id": int, "visit_number": text, "class": text, "location": text,
                         "department": text, "attending": text, "admitted_at": when,
@@ -256,7 +260,7 @@ pub fn document() -> Value {
                         "id": int, "code": text, "name": text, "system": text, "kind": text,
                         "time": when, "provenance": provenance }),
                         &["id", "code", "name", "system", "kind", "time", "provenance"]) } }),
-                    &["patient", "merged_into", "encounters", "orders", "labs", "exam_reports", "documents", "diagnoses"]))),
+                    &["patient", "merged_into", "shared_only", "encounters", "orders", "labs", "exam_reports", "documents", "diagnoses"]))),
                     &["401", "404"]) } },
             "/api/v1/patients/{id}/labs/trend": { "get": {
                 "summary": "One analyte over time (oldest first) with its reference range; abnormal points flagged (H/L/HH/LL/A)",
@@ -355,6 +359,7 @@ pub fn document() -> Value {
                         "direction": { "enum": ["up", "down"] }, "reason": { "type": "string" },
                         "diagnosis": { "type": "string" }, "grant_hours": { "type": "integer" },
                         "studies": { "type": "array", "items": { "type": "string" } },
+                        "records": { "type": "array", "items": { "type": "string" }, "description": "clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis)" },
                         "proposed_institution": { "type": "integer" }, "proposed_department": { "type": "integer" } }),
                         &["patient", "direction"])),
                     "responses": responses(("201", answer("the draft", referral.clone())), &["401", "403", "422"]) },

@@ -156,10 +156,11 @@ fn index_error(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// `GET /api/v1/patients/{id}/studies`: the data centre's studies of a patient the user may read.
 /// How long a thumbnail's URL works (the page that lists them is read within that).
 const THUMBNAIL_TOKEN_SECS: i64 = 15 * 60;
 
+/// `GET /api/v1/patients/{id}/studies`: the data centre's studies of a patient the user may
+/// read (through a consultation or referral: those it shares).
 async fn studies(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -168,7 +169,13 @@ async fn studies(
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
     crate::consult::readable_patient(&api, &u, &peer, id).await?;
-    let items = studies_of(&api, &u.login, id).await?;
+    let p = crate::consult::patient_row(&api, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient"))?;
+    let scope = crate::consult::record_scope(&api, &u, &p).await?;
+    let mut items = studies_of(&api, &u.login, id).await?;
+    // Seen through a consultation or referral: the studies it shares.
+    items.retain(|s| scope.has_study(s["uid"].as_str().unwrap_or_default()));
     Ok(Json(json!({ "items": items })))
 }
 

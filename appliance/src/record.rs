@@ -1,7 +1,9 @@
 //! Reading the clinical record the hospital's systems feed (see `ingest.rs`): a patient's
 //! encounters, orders, lab results, exam reports, documents and diagnoses with their provenance,
 //! one analyte's trend with its reference range, and a report's PDF or a document's content.
-//! The same scoping as every patient read: each read is audited, a refusal answers 404.
+//! The same scoping as every patient read: each read is audited, a refusal answers 404. A user
+//! who sees the patient only through a consultation or referral reads only the items it shares
+//! ([`RecordScope`]); anything else answers 404 as if absent.
 
 use std::net::SocketAddr;
 
@@ -14,7 +16,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::consult::readable_patient;
+use crate::consult::{RecordScope, patient_row, readable_patient, record_scope};
 use crate::http::{Api, ApiError, user};
 
 /// The routes.
@@ -56,13 +58,13 @@ async fn record(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    readable_patient(&api, &u, &peer, id).await?;
+    let scope = scoped(&api, &u, &peer, id).await?;
     let merged_into: Option<i64> =
         sqlx::query_scalar("SELECT merged_into FROM patients WHERE id = ?")
             .bind(id)
             .fetch_one(&api.pool)
             .await?;
-    let encounters = rows_of(
+    let mut encounters = rows_of(
         &api,
         id,
         "id, visit_number, class, location, department, attending, admitted_at, discharged_at",
@@ -70,7 +72,8 @@ async fn record(
         "COALESCE(admitted_at, received_at) DESC",
     )
     .await?;
-    let orders = rows_of(
+    shared_only(&scope, "encounter", &mut encounters);
+    let mut orders = rows_of(
         &api,
         id,
         "id, kind, placer, filler, code, name, status, ordered_at, provider",
@@ -78,6 +81,7 @@ async fn record(
         "COALESCE(ordered_at, received_at) DESC",
     )
     .await?;
+    shared_only(&scope, "order", &mut orders);
     let mut labs = rows_of(
         &api,
         id,
@@ -87,6 +91,7 @@ async fn record(
         "COALESCE(observed_at, received_at) DESC, id",
     )
     .await?;
+    labs.retain(|l| scope.has(&format!("lab:{}", l["code"].as_str().unwrap_or_default())));
     for l in &mut labs {
         let mark = abnormal(
             l["flag"].as_str().unwrap_or_default(),
@@ -96,7 +101,7 @@ async fn record(
         );
         l["abnormal"] = json!(mark);
     }
-    let reports = rows_of(
+    let mut reports = rows_of(
         &api,
         id,
         "id, order_id AS \"order\", kind, code, name, status, text, \
@@ -105,7 +110,8 @@ async fn record(
         "COALESCE(observed_at, received_at) DESC",
     )
     .await?;
-    let documents = rows_of(
+    shared_only(&scope, "exam_report", &mut reports);
+    let mut documents = rows_of(
         &api,
         id,
         "id, kind, number, title, status, mime, time",
@@ -113,7 +119,8 @@ async fn record(
         "COALESCE(time, received_at) DESC",
     )
     .await?;
-    let diagnoses = rows_of(
+    shared_only(&scope, "document", &mut documents);
+    let mut diagnoses = rows_of(
         &api,
         id,
         "id, code, name, system, kind, time",
@@ -121,9 +128,12 @@ async fn record(
         "COALESCE(time, received_at) DESC",
     )
     .await?;
+    shared_only(&scope, "diagnosis", &mut diagnoses);
     Ok(Json(json!({
         "patient": id,
         "merged_into": merged_into,
+        // Whether this is the whole record or what a consultation or referral shares.
+        "shared_only": scope != RecordScope::All,
         "encounters": encounters,
         "orders": orders,
         "labs": labs,
@@ -131,6 +141,27 @@ async fn record(
         "documents": documents,
         "diagnoses": diagnoses,
     })))
+}
+
+/// Checks `u` may read patient `id` (audited) and says how much.
+async fn scoped(
+    api: &Api,
+    u: &crate::accounts::User,
+    peer: &SocketAddr,
+    id: i64,
+) -> Result<RecordScope, ApiError> {
+    readable_patient(api, u, peer, id).await?;
+    let p = patient_row(api, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient"))?;
+    record_scope(api, u, &p).await
+}
+
+/// Keeps the rows whose `kind:id` the scope shares.
+fn shared_only(scope: &RecordScope, kind: &str, rows: &mut Vec<Value>) {
+    if *scope != RecordScope::All {
+        rows.retain(|r| scope.has(&format!("{kind}:{}", r["id"])));
+    }
 }
 
 /// A patient's newest rows of `table` (at most [`RECORD_LIMIT`]), each as a JSON object of
@@ -201,7 +232,12 @@ async fn trend(
     if from > to {
         return Err(ApiError::field("from", "after `to`"));
     }
-    readable_patient(&api, &u, &peer, id).await?;
+    if !scoped(&api, &u, &peer, id)
+        .await?
+        .has(&format!("lab:{code}"))
+    {
+        return Err(ApiError::not_found("analyte"));
+    }
     // The points come from the trend index alone (patient, code, time and the values), as one
     // JSON array made by SQLite: one row across from its worker thread, not one per point.
     // The name, unit and range text come from the newest row.
@@ -270,7 +306,12 @@ async fn report_pdf(
     Path((id, report)): Path<(i64, i64)>,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    readable_patient(&api, &u, &peer, id).await?;
+    if !scoped(&api, &u, &peer, id)
+        .await?
+        .has(&format!("exam_report:{report}"))
+    {
+        return Err(ApiError::not_found("report PDF"));
+    }
     let pdf: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT pdf FROM exam_reports WHERE id = ? AND patient_id = ? AND pdf IS NOT NULL",
     )
@@ -296,7 +337,12 @@ async fn document(
     Path((id, document)): Path<(i64, i64)>,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    readable_patient(&api, &u, &peer, id).await?;
+    if !scoped(&api, &u, &peer, id)
+        .await?
+        .has(&format!("document:{document}"))
+    {
+        return Err(ApiError::not_found("document"));
+    }
     let row: Option<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT mime, content FROM clinical_documents WHERE id = ? AND patient_id = ?",
     )

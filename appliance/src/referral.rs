@@ -123,6 +123,9 @@ struct NewReferral {
     /// Study Instance UIDs shared with the receiving side.
     #[serde(default)]
     studies: Vec<String>,
+    /// Clinical record items shared with the receiving side (`kind:id`).
+    #[serde(default)]
+    records: Vec<String>,
     /// How long the receiving side may read the records, from submission (default 72 h).
     #[serde(default = "default_grant_hours")]
     grant_hours: i64,
@@ -166,6 +169,7 @@ async fn create_referral(
         ));
     }
     r.studies = b.studies;
+    r.records = workflow::check_records(b.records).map_err(refusal)?;
     r.proposed = match (b.proposed_institution, b.proposed_department) {
         (None, None) => None,
         (Some(i), Some(d)) => {

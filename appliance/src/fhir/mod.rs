@@ -228,15 +228,55 @@ pub(super) fn patient_id(name: &str, v: &str) -> Result<i64, FhirError> {
         })
 }
 
-/// Checks `u` may read patient `id` (audited); 404 otherwise.
+/// Checks `u` may read patient `id` (audited), and for a clinical record type (`kind`), the
+/// whole record: a user who sees the patient only through a consultation or referral reads the
+/// items it shares in the API, not here (403).
 pub(super) async fn readable(
     api: &Api,
     u: &User,
     peer: &SocketAddr,
     id: i64,
+    kind: &str,
 ) -> Result<(), FhirError> {
     crate::consult::readable_patient(api, u, peer, id).await?;
-    Ok(())
+    let p = patient_row(api, id)
+        .await?
+        .ok_or_else(|| FhirError::not_found("Patient"))?;
+    whole_record(api, u, &p, kind).await
+}
+
+/// The resource types that are the clinical record (not the patient or a case).
+const RECORD_TYPES: [&str; 7] = [
+    "Encounter",
+    "Condition",
+    "ServiceRequest",
+    "Observation",
+    "DiagnosticReport",
+    "DocumentReference",
+    "ImagingStudy",
+];
+
+async fn whole_record(
+    api: &Api,
+    u: &User,
+    p: &crate::consult::PatientRow,
+    kind: &str,
+) -> Result<(), FhirError> {
+    if !RECORD_TYPES.contains(&kind)
+        || crate::consult::record_scope(api, u, p).await? == crate::consult::RecordScope::All
+    {
+        return Ok(());
+    }
+    Err(FhirError {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        diagnostics: format!(
+            "this patient's record is shared with you item by item: read it at \
+             /api/v1/patients/{}/record",
+            p.0
+        ),
+        expression: None,
+    })
 }
 
 async fn read(
@@ -269,7 +309,7 @@ async fn read(
         .fetch_optional(&api.pool)
         .await?;
         let patient = patient.ok_or_else(|| FhirError::not_found(&kind))?;
-        readable(&api, &u, &peer, patient).await?;
+        readable(&api, &u, &peer, patient, "Task").await?;
         let c = search::cases_of(&api, patient)
             .await?
             .into_iter()
@@ -336,6 +376,7 @@ async fn read(
             .await?;
             return Err(FhirError::not_found(&kind));
         }
+        whole_record(&api, &u, &p, &kind).await?;
         audit_event(&api, &u, &peer, "read", format!("fhir:{kind}/{id}"), "ok").await?;
     }
     let mut r = resource(&kind, row);

@@ -235,7 +235,7 @@ pub(super) async fn search(
         }
     }
     if let Some(p) = patient {
-        readable(&api, &u, &peer, p).await?;
+        readable(&api, &u, &peer, p, &kind).await?;
     }
     audit_event(&api, &u, &peer, "search", format!("fhir:{kind}"), "ok").await?;
     let category = params

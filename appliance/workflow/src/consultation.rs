@@ -214,6 +214,8 @@ pub struct Application {
     pub requested_slot: Option<i64>,
     /// Studies (Study Instance UIDs).
     pub studies: Option<Vec<String>>,
+    /// Clinical record items shared (`kind:id`, see [`crate::check_records`]).
+    pub records: Option<Vec<String>>,
     /// Other attachments.
     pub attachments: Option<Vec<Attachment>>,
 }
@@ -246,6 +248,9 @@ pub struct Consultation {
     /// Imaging studies attached by reference (Study Instance UIDs).
     #[serde(default)]
     pub studies: Vec<String>,
+    /// Clinical record items shared with the experts (`kind:id`).
+    #[serde(default)]
+    pub records: Vec<String>,
     /// The speciality asked: general, imaging, pathology, ecg...
     #[serde(default = "general")]
     pub speciality: String,
@@ -289,6 +294,7 @@ impl Consultation {
             requested_experts: Vec::new(),
             requested_slot: None,
             studies: Vec::new(),
+            records: Vec::new(),
             speciality: general(),
             urgency: Urgency::Routine,
             attachments: Vec::new(),
@@ -592,6 +598,9 @@ impl Consultation {
         }
         if let Some(st) = a.studies {
             next.studies = st;
+        }
+        if let Some(r) = a.records {
+            next.records = crate::check_records(r)?;
         }
         if let Some(at) = a.attachments {
             if at.len() > 50 {

@@ -184,6 +184,62 @@ pub(crate) fn forbidden(action: &'static str, reason: impl Into<String>) -> Refu
 }
 
 /// A reason or feedback text: present, not blank, at most 2000 characters.
+/// The kinds of clinical record item a consultation or referral shares, item by item.
+pub const RECORD_KINDS: [&str; 6] = [
+    "encounter",
+    "order",
+    "lab",
+    "exam_report",
+    "document",
+    "diagnosis",
+];
+
+/// The most record items one case shares.
+pub const MAX_RECORD_ITEMS: usize = 200;
+
+/// Checks the record items a case shares: each `kind:id`, the kind one of [`RECORD_KINDS`],
+/// the id a row's number, or for `lab` the analyte's code (its whole series and trend).
+/// Duplicates are dropped, order kept.
+pub fn check_records(items: Vec<String>) -> Result<Vec<String>, Refusal> {
+    if items.len() > MAX_RECORD_ITEMS {
+        return Err(field(
+            "records",
+            format!("at most {MAX_RECORD_ITEMS} items"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let item = item.trim().to_owned();
+        let Some((kind, id)) = item.split_once(':') else {
+            return Err(field(
+                "records",
+                format!("{item:?} is not kind:id (e.g. lab:2345-7, exam_report:12)"),
+            ));
+        };
+        if !RECORD_KINDS.contains(&kind) {
+            return Err(field(
+                "records",
+                format!("{item:?}: the kind is one of {}", RECORD_KINDS.join(", ")),
+            ));
+        }
+        let ok = if kind == "lab" {
+            !id.is_empty() && id.chars().count() <= 64 && !id.chars().any(char::is_whitespace)
+        } else {
+            id.parse::<u64>().is_ok_and(|n| n > 0)
+        };
+        if !ok {
+            return Err(field(
+                "records",
+                format!("{item:?}: the id is a row number (a lab's is its analyte code)"),
+            ));
+        }
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn reason(name: &'static str, text: &str) -> Result<String, Refusal> {
     let t = text.trim();
     if t.is_empty() {
@@ -211,5 +267,33 @@ pub fn is_icd10(code: &str) -> bool {
             (1..=4).contains(&rest.len()) && rest.iter().all(|c| c.is_ascii_alphanumeric())
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_items_are_kind_and_id() {
+        let ok = super::check_records(vec![
+            "lab:2345-7".into(),
+            " exam_report:12".into(),
+            "lab:2345-7".into(),
+        ])
+        .unwrap();
+        assert_eq!(ok, ["lab:2345-7", "exam_report:12"]);
+        for bad in ["lab", "x-ray:1", "order:0", "order:abc", "lab:", "lab:a b"] {
+            let e = super::check_records(vec![bad.into()]).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    super::Refusal::Field {
+                        field: "records",
+                        ..
+                    }
+                ),
+                "{bad}: {e:?}"
+            );
+        }
+        assert!(super::check_records(vec!["order:1".into(); 201]).is_err());
     }
 }

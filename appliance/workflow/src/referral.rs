@@ -140,6 +140,9 @@ pub struct Referral {
     /// Imaging studies shared with the receiving side (Study Instance UIDs).
     #[serde(default)]
     pub studies: Vec<String>,
+    /// Clinical record items shared with the receiving side (`kind:id`).
+    #[serde(default)]
+    pub records: Vec<String>,
     /// How long the receiving side may read the shared records, from submission.
     pub grant_minutes: i64,
     /// Until when the shared records may be read (set on submission).
@@ -175,6 +178,7 @@ impl Referral {
             reason: String::new(),
             diagnosis: String::new(),
             studies: Vec::new(),
+            records: Vec::new(),
             grant_minutes,
             grant_until: None,
             state: ReferralState::Draft,
