@@ -4,9 +4,10 @@
 // and keep them as a favourite; register a new patient (a wrong identity card number is
 // refused at its field, a valid one fills the birth date); write a request for the demo's
 // 王建国: an expert's free slot on the calendar, reason, question, an ICD-10 diagnosis found by
-// its Chinese name, urgency, and his CT study picked by its server-rendered thumbnail; what
+// its Chinese name, urgency, his CT study picked by its server-rendered thumbnail and two
+// items of his clinical record (the glucose series, the head CT report) to share; what
 // was typed survives a reload before it is saved; a malformed diagnosis is shown at its field;
-// the draft is saved; then the request is submitted and its page shows the patient, the
+// the draft is saved and kept by the server; then the request is submitted and its page shows the patient, the
 // state and the history. Each page is checked with axe-core and screenshotted into OUT.
 import { env, expect, run } from './lib.mjs';
 
@@ -63,6 +64,13 @@ await run(async (page, { base, step, check, firstLogin }) => {
   expect(drawn > 0, `a rendered thumbnail, got width ${drawn}`);
   await study.click();
 
+  step('two items of his record shared: the glucose series and the head CT report');
+  const picker = page.locator('[data-test=record-picker]');
+  const shared = picker.locator('.el-checkbox.is-checked');
+  await picker.locator('.el-checkbox', { hasText: '葡萄糖' }).first().click();
+  await picker.locator('fieldset', { hasText: '检查报告' }).locator('.el-checkbox', { hasText: '头颅' }).click();
+  expect((await shared.count()) === 2, `two items ticked, got ${await shared.count()}`);
+
   step('what was typed survives a reload before saving');
   await page.reload();
   await page.locator('[data-test=notice]').getByText('已恢复上次未保存的内容').waitFor();
@@ -78,6 +86,12 @@ await run(async (page, { base, step, check, firstLogin }) => {
   await page.locator('[data-test=save]').click();
   await page.waitForURL('**/centre/consultations/*/edit');
   await page.locator('[data-test=notice]').getByText('草稿已保存').waitFor();
+  // Saved: the page reloaded shows what the server keeps, the shared items among it.
+  await page.reload();
+  await picker.locator('.el-checkbox', { hasText: '葡萄糖' }).waitFor();
+  await page.waitForFunction(
+    () => document.querySelectorAll('[data-test=record-picker] .el-checkbox.is-checked').length === 2,
+  );
 
   step('the diagnosis found by name; the request submitted');
   await page.locator('input[data-test=diagnosis]').fill('脑梗');

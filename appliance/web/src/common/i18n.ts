@@ -225,6 +225,7 @@ const zh = {
     favourites: '我收藏的患者',
     noFavourites: '暂无收藏的患者',
   },
+  share: { lab: '检验项目（全部结果及趋势）', exam_report: '检查报告', document: '病历文书', diagnosis: '诊断', encounter: '就诊', order: '医嘱' },
   record: {
     title: '临床病历',
     timeline: '时间线',
@@ -275,6 +276,7 @@ const zh = {
     experts: '指定专家',
     diagnosisHint: '输入 ICD-10 编码或疾病名称',
     noStudies: '数据中心暂无该患者的影像检查',
+    records: '共享病历',
     thumbnail: '{what} 缩略图',
     images: '{series} 个序列，{images} 幅图像',
     save: '保存草稿',
@@ -587,6 +589,7 @@ const en: Messages = {
     favourites: 'My favourite patients',
     noFavourites: 'No favourite patients yet',
   },
+  share: { lab: 'Tests (every result and the trend)', exam_report: 'Exam reports', document: 'Documents', diagnosis: 'Diagnoses', encounter: 'Visits', order: 'Orders' },
   record: {
     title: 'Clinical record',
     timeline: 'Timeline',
@@ -637,6 +640,7 @@ const en: Messages = {
     experts: 'Named experts',
     diagnosisHint: 'Type an ICD-10 code or a disease name',
     noStudies: 'The data centre holds no study of this patient',
+    records: 'Record shared',
     thumbnail: '{what} thumbnail',
     images: '{series} series, {images} images',
     save: 'Save draft',

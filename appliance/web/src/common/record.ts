@@ -80,6 +80,54 @@ export function timeline(r: ClinicalRecord, studies: Study[] = []): Entry[] {
   return out.sort((a, b) => b.time - a.time);
 }
 
+/** One item of the record an application can share (`key` is what the API takes: `kind:id`,
+ *  a lab by its analyte code, which shares its whole series and trend). */
+export interface Shareable {
+  key: string;
+  kind: 'lab' | 'exam_report' | 'document' | 'diagnosis' | 'encounter' | 'order';
+  title: string;
+  detail: string;
+  time: number;
+  abnormal: string;
+}
+
+/** The record as the items an applicant may tick, grouped by kind, newest first within each;
+ *  lab results one item per analyte (with how many results and the newest). */
+export function shareable(r: ClinicalRecord): Shareable[] {
+  const out: Shareable[] = [];
+  const analytes = new Map<string, { labs: Lab[] }>();
+  for (const l of r.labs) {
+    const a = analytes.get(l.code);
+    if (a) a.labs.push(l);
+    else analytes.set(l.code, { labs: [l] });
+  }
+  const time = (l: Lab) => l.observed_at ?? l.provenance.received_at;
+  for (const [code, { labs }] of analytes) {
+    const newest = labs.reduce((a, b) => (time(b) > time(a) ? b : a));
+    const flagged = labs.some((l) => l.abnormal !== '');
+    out.push({
+      key: `lab:${code}`,
+      kind: 'lab',
+      title: newest.name || code,
+      detail: `${labs.length} × · ${newest.value} ${newest.unit}`.trim(),
+      time: time(newest),
+      abnormal: flagged ? newest.abnormal || '*' : '',
+    });
+  }
+  for (const x of r.exam_reports)
+    out.push({ key: `exam_report:${x.id}`, kind: 'exam_report', title: x.name, detail: x.kind, time: x.observed_at ?? x.provenance.received_at, abnormal: '' });
+  for (const d of r.documents)
+    out.push({ key: `document:${d.id}`, kind: 'document', title: d.title, detail: d.kind, time: d.time ?? d.provenance.received_at, abnormal: '' });
+  for (const d of r.diagnoses)
+    out.push({ key: `diagnosis:${d.id}`, kind: 'diagnosis', title: `${d.code} ${d.name}`.trim(), detail: d.kind, time: d.time ?? d.provenance.received_at, abnormal: '' });
+  for (const e of r.encounters)
+    out.push({ key: `encounter:${e.id}`, kind: 'encounter', title: [e.department, e.location].filter(Boolean).join(' '), detail: e.class, time: e.admitted_at ?? e.provenance.received_at, abnormal: '' });
+  for (const o of r.orders)
+    out.push({ key: `order:${o.id}`, kind: 'order', title: o.name, detail: o.kind, time: o.ordered_at ?? o.provenance.received_at, abnormal: '' });
+  const rank = ['lab', 'exam_report', 'document', 'diagnosis', 'encounter', 'order'];
+  return out.sort((a, b) => rank.indexOf(a.kind) - rank.indexOf(b.kind) || b.time - a.time);
+}
+
 export const useRecord = defineStore('record', () => {
   const patient = ref<number | null>(null);
   const record = ref<ClinicalRecord | null>(null);

@@ -481,6 +481,8 @@ export interface paths {
                                 patient?: number;
                                 question?: string;
                                 reason?: string;
+                                /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                                records?: string[];
                                 requested_experts?: number[];
                                 requested_slot?: number | null;
                                 room?: string | null;
@@ -550,6 +552,8 @@ export interface paths {
                         patient: number;
                         question?: string;
                         reason?: string;
+                        /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                        records?: string[];
                         requested_experts?: number[];
                         requested_slot?: number;
                         speciality?: string;
@@ -586,6 +590,8 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             requested_experts?: number[];
                             requested_slot?: number | null;
                             room?: string | null;
@@ -677,6 +683,8 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             requested_experts?: number[];
                             requested_slot?: number | null;
                             room?: string | null;
@@ -741,6 +749,8 @@ export interface paths {
                         diagnosis?: string;
                         question?: string;
                         reason?: string;
+                        /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                        records?: string[];
                         requested_experts?: number[];
                         requested_slot?: number;
                         speciality?: string;
@@ -777,6 +787,8 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             requested_experts?: number[];
                             requested_slot?: number | null;
                             room?: string | null;
@@ -908,6 +920,8 @@ export interface paths {
                             patient?: number;
                             question?: string;
                             reason?: string;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             requested_experts?: number[];
                             requested_slot?: number | null;
                             room?: string | null;
@@ -3436,6 +3450,8 @@ export interface paths {
                                 status: string;
                             }[];
                             patient: number;
+                            /** @description only what a consultation or referral shares with this user */
+                            shared_only: boolean;
                         };
                     };
                 };
@@ -3602,6 +3618,8 @@ export interface paths {
                                 proposed?: number[] | null;
                                 reason?: string;
                                 receiver?: (number | null)[] | null;
+                                /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                                records?: string[];
                                 state: string;
                                 studies?: string[];
                                 version: number;
@@ -3660,6 +3678,8 @@ export interface paths {
                         proposed_department?: number;
                         proposed_institution?: number;
                         reason?: string;
+                        /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                        records?: string[];
                         studies?: string[];
                     };
                 };
@@ -3693,6 +3713,8 @@ export interface paths {
                             proposed?: number[] | null;
                             reason?: string;
                             receiver?: (number | null)[] | null;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             state: string;
                             studies?: string[];
                             version: number;
@@ -3781,6 +3803,8 @@ export interface paths {
                             proposed?: number[] | null;
                             reason?: string;
                             receiver?: (number | null)[] | null;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             state: string;
                             studies?: string[];
                             version: number;
@@ -3887,6 +3911,8 @@ export interface paths {
                             proposed?: number[] | null;
                             reason?: string;
                             receiver?: (number | null)[] | null;
+                            /** @description clinical record items shared, kind:id (encounter, order, lab by analyte code, exam_report, document, diagnosis) */
+                            records?: string[];
                             state: string;
                             studies?: string[];
                             version: number;
