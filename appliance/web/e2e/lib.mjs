@@ -42,7 +42,8 @@ export async function session(login, oneTime, password) {
 }
 
 /**
- * Brings doctor.zhao's demo request under way through the API: submitted, passed by QC,
+ * Brings doctor.zhao's demo request under way through the API: his patient's whole record
+ * shared, submitted, passed by QC,
  * scheduled with 王主任 in 5 minutes in 会诊室1, and 王主任 checked in. Every account's one-time
  * password (ZHAO_, QC_, CENTRE_, EXPERT_PASSWORD) becomes `password`; the request's id.
  */
@@ -53,6 +54,19 @@ export async function underway(password) {
   const wang = await session('expert.wang', env('EXPERT_PASSWORD'), password);
   const id = (await call('GET', '/api/v1/consultations', zhao)).items[0].id;
   const expert = (await call('GET', '/api/v1/experts', zhao)).items.find((e) => e.name === '王主任').id;
+  // 赵医生 shares 王建国's whole record with the experts, item by item (each analyte, report,
+  // document, diagnosis, visit and order), as the application form lets him.
+  const patient = (await call('GET', `/api/v1/consultations/${id}`, zhao)).patient;
+  const record = await call('GET', `/api/v1/patients/${patient}/record`, zhao);
+  const records = [
+    ...new Set(record.labs.map((l) => `lab:${l.code}`)),
+    ...record.exam_reports.map((x) => `exam_report:${x.id}`),
+    ...record.documents.map((x) => `document:${x.id}`),
+    ...record.diagnoses.map((x) => `diagnosis:${x.id}`),
+    ...record.encounters.map((x) => `encounter:${x.id}`),
+    ...record.orders.map((x) => `order:${x.id}`),
+  ];
+  await call('PUT', `/api/v1/consultations/${id}`, zhao, { records });
   const act = (token, body) => call('POST', `/api/v1/consultations/${id}/actions`, token, body);
   await act(zhao, { action: 'submit' });
   await act(qc, { action: 'qc_pass' });
