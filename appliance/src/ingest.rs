@@ -205,7 +205,9 @@ impl Intake {
         messages: &[Vec<u8>],
         events: &mut Vec<(String, String, String)>,
     ) -> Result<Vec<Outcome>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // A write transaction from its start: one that reads first cannot take the write lock
+        // once another writer (the audit trail, an API request) has committed meanwhile.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut out = Vec::with_capacity(group.len());
         // Each institution the group's sources name, looked up once.
         let mut institutions: std::collections::HashMap<&str, Option<i64>> = Default::default();
@@ -223,12 +225,15 @@ impl Intake {
         // values of the messages stored, and which patient each message was about.
         let mut values: Vec<Deferred> = Vec::new();
         let mut about: Vec<(i64, i64)> = Vec::new();
-        for p in group {
+        for (n, p) in group.iter().enumerate() {
             // A merge moves rows: the values waiting to be written go in before it.
             if matches!(p.parsed.content, Content::Merge { .. }) {
                 insert_values(&mut tx, &mut values).await?;
             }
-            sqlx::query("SAVEPOINT message").execute(&mut *tx).await?;
+            // Each message in a savepoint of its own (`m0`, `m1`...), opened by the statement
+            // that stores the message row and never released: the commit ends them all, and
+            // a message refused rolls back to its own. Two round trips fewer per message.
+            let savepoint = format!("m{n}");
             let mut mine = Vec::new();
             let mut pending = Deferred::default();
             let source = &self.sources[p.source];
@@ -242,14 +247,15 @@ impl Intake {
                     &p.parsed,
                     (source, institution),
                     &p.name,
-                    &messages[p.index],
+                    (&messages[p.index], &savepoint),
                     (&mut mine, &mut pending),
                 )
                 .await;
             if !matches!(stored, Ok(Some(_)) | Err(Fail::Db(_))) {
-                sqlx::query("ROLLBACK TO message").execute(&mut *tx).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("ROLLBACK TO {savepoint}")))
+                    .execute(&mut *tx)
+                    .await?;
             }
-            sqlx::query("RELEASE message").execute(&mut *tx).await?;
             match stored {
                 Ok(Some(patient)) => {
                     events.extend(mine.into_iter().map(|(a, t)| (p.name.clone(), a, t)));
@@ -292,17 +298,19 @@ impl Intake {
         p: &'p Parsed,
         (source, institution): (&Hl7Source, Option<i64>),
         name: &str,
-        bytes: &[u8],
+        (bytes, savepoint): (&[u8], &str),
         (events, deferred): (&mut Vec<(String, String)>, &mut Deferred<'p>),
     ) -> Result<Option<i64>, Fail> {
         let now = now_ms();
         let kept = self
             .sealer
             .seal("hl7_message", &String::from_utf8_lossy(bytes));
-        let message = sqlx::query(
-            "INSERT INTO hl7_messages (source, control_id, kind, patient_id, received_at, raw) \
-             VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (source, control_id) DO NOTHING",
-        )
+        // The savepoint's name is `m` and a number (see `store_group`), never input.
+        let message = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SAVEPOINT {savepoint}; INSERT INTO hl7_messages (source, control_id, kind, \
+             patient_id, received_at, raw) VALUES (?, ?, ?, NULL, ?, ?) \
+             ON CONFLICT (source, control_id) DO NOTHING"
+        )))
         .bind(name)
         .bind(&p.header.control_id)
         .bind(format!("{}^{}", p.header.kind, p.header.event))

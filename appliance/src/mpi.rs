@@ -75,10 +75,11 @@ pub(crate) async fn match_patient(
         }
         None => None,
     };
-    let by_record: Option<(i64, Option<i64>)> = match &person.ids.record_number {
+    // With the birth date, checked below: one statement on the feeds' common path.
+    let by_record: Option<(i64, Option<i64>, String)> = match &person.ids.record_number {
         Some(r) => {
             sqlx::query_as(
-                "SELECT id, master_id FROM patients WHERE institution_id = ? AND \
+                "SELECT id, master_id, birth_date FROM patients WHERE institution_id = ? AND \
                  record_number = ? AND merged_into IS NULL ORDER BY id LIMIT 1",
             )
             .bind(institution)
@@ -88,7 +89,8 @@ pub(crate) async fn match_patient(
         }
         None => None,
     };
-    let found = match (by_record, card) {
+    let birth_of_record = by_record.as_ref().map(|(id, _, b)| (*id, b.clone()));
+    let found = match (by_record.map(|(id, master, _)| (id, master)), card) {
         (Some((id, master)), Some(c)) => {
             let master_index: Option<String> = match master {
                 Some(m) => {
@@ -157,10 +159,15 @@ pub(crate) async fn match_patient(
         // A different birth date under the same identifiers is another person (or a typing
         // error the source must correct explicitly): refused, never merged silently.
         if let Some(birth) = &person.birth_date {
-            let known: String = sqlx::query_scalar("SELECT birth_date FROM patients WHERE id = ?")
-                .bind(id)
-                .fetch_one(&mut **tx)
-                .await?;
+            let known: String = match &birth_of_record {
+                Some((of, known)) if *of == id => known.clone(),
+                _ => {
+                    sqlx::query_scalar("SELECT birth_date FROM patients WHERE id = ?")
+                        .bind(id)
+                        .fetch_one(&mut **tx)
+                        .await?
+                }
+            };
             if known != *birth && update != Update::Correct {
                 return Err(Fail::Refused(Hl7Error::at(
                     ErrorCode::DuplicateKey,
