@@ -3,7 +3,8 @@
 //! What arrives is compared with what was sent to us by pydicom: the same instances and the
 //! same pixels, in the transfer syntax the receiver accepted (re-encoded between uncompressed
 //! syntaxes; a JPEG 2000 instance only to a receiver that takes JPEG 2000). A Move Destination
-//! that is not a configured peer is refused, and nothing is sent.
+//! that is not a configured peer is refused, and nothing is sent; one that is down is refused
+//! as out of resources.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,6 +103,8 @@ fn getscu_and_movescu_retrieve_what_we_keep() {
     let dir = temp_dir();
     let ports = Ports::free();
     let dest_port = Ports::free().dicom;
+    // A configured destination that is not listening.
+    let down_port = Ports::free().dicom;
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())
         .args(ports.args())
@@ -109,7 +112,9 @@ fn getscu_and_movescu_retrieve_what_we_keep() {
         .args(["--set", "imaging.gpu=off"])
         .args([
             "--set",
-            &format!("imaging.peers=[\"STORESCP@127.0.0.1:{dest_port}\"]"),
+            &format!(
+                "imaging.peers=[\"STORESCP@127.0.0.1:{dest_port}\", \"DOWN@127.0.0.1:{down_port}\"]"
+            ),
         ]);
     let mut d = Daemon::spawn(cmd);
     d.wait_ok(ports.imaging_http, "/readyz", Duration::from_secs(60));
@@ -287,6 +292,9 @@ fn getscu_and_movescu_retrieve_what_we_keep() {
     // A destination nobody configured: refused, nothing sent anywhere.
     let (_, log) = movescu("ELSEWHERE");
     assert!(log.contains("MoveDestinationUnknown"), "{log}");
+    // A configured destination that cannot be reached: refused as out of resources.
+    let (_, log) = movescu("DOWN");
+    assert!(log.contains("OutOfResources"), "{log}");
     assert_eq!(files(&moved).len(), 140);
 
     // An identifier without its level's key is refused with a status, and the listener goes on.
