@@ -305,23 +305,25 @@ impl Intake {
         let kept = self
             .sealer
             .seal("hl7_message", &String::from_utf8_lossy(bytes));
-        // The savepoint's name is `m` and a number (see `store_group`), never input.
-        let message = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // The savepoint's name is `m` and a number (see `store_group`), never input. The new
+        // row's id comes back only when it was inserted: the change counts of a statement list
+        // are not to be trusted (a SAVEPOINT reports the previous statement's).
+        let message: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SAVEPOINT {savepoint}; INSERT INTO hl7_messages (source, control_id, kind, \
              patient_id, received_at, raw) VALUES (?, ?, ?, NULL, ?, ?) \
-             ON CONFLICT (source, control_id) DO NOTHING"
+             ON CONFLICT (source, control_id) DO NOTHING RETURNING id"
         )))
         .bind(name)
         .bind(&p.header.control_id)
         .bind(format!("{}^{}", p.header.kind, p.header.event))
         .bind(now)
         .bind(kept)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        if message.rows_affected() == 0 {
+        let Some(message) = message else {
             return Ok(None);
-        }
-        deferred.message = message.last_insert_rowid();
+        };
+        deferred.message = message;
         deferred.source = name.to_owned();
         deferred.reference.clone_from(&p.header.control_id);
         deferred.now = now;
@@ -640,4 +642,80 @@ async fn upsert_order(
         .last_insert_rowid(),
         true,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::{Intake, Outcome};
+
+    const ADMIT: &str = "MSH|^~\\&|HIS|T1|||20261201090000||ADT^A01|C1|P|2.5\r\
+PID|1||ZY1^^^T1^MR||王^五||19600501|M\rPV1|1|I|内科||||||||||||||||V1";
+
+    fn lab(control: &str) -> String {
+        format!(
+            "MSH|^~\\&|LIS|T1|||20261201100000||ORU^R01|{control}|P|2.5\r\
+PID|1||ZY1^^^T1^MR||王^五||19600501|M\rORC|RE|P{control}|F{control}\r\
+OBR|1|P{control}|F{control}|GLU^葡萄糖^L|||20261201100000\r\
+OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
+        )
+    }
+
+    /// A control id seen before is acknowledged and stored once, whether it comes again in the
+    /// same group (pipelined) or in a later one, and the messages around it are stored.
+    #[tokio::test]
+    async fn a_repeated_control_id_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = firmware_config::Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        let db = crate::db::Database::open(&config).await.unwrap();
+        crate::accounts::add_institution(db.pool(), "测试医院", "hospital", None)
+            .await
+            .unwrap();
+        let intake = Intake {
+            pool: db.pool().clone(),
+            sealer: db.sealer().clone(),
+            sources: vec!["*^T1@*=测试医院".parse().unwrap()],
+        };
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("A{n}")
+        };
+        let batch: Vec<Vec<u8>> = [ADMIT.to_owned(), ADMIT.to_owned(), lab("L1"), lab("L1")]
+            .map(String::into_bytes)
+            .to_vec();
+        let kinds = |answers: &[(Vec<u8>, Outcome)]| -> Vec<&'static str> {
+            answers
+                .iter()
+                .map(|(_, o)| match o {
+                    Outcome::Stored { .. } => "stored",
+                    Outcome::Duplicate => "duplicate",
+                    Outcome::Refused(..) => "refused",
+                })
+                .collect()
+        };
+        let first = intake.take_all(&batch, peer, &mut id).await;
+        assert_eq!(
+            kinds(&first),
+            ["stored", "duplicate", "stored", "duplicate"]
+        );
+        let again = intake
+            .take_all(
+                &[lab("L1").into_bytes(), lab("L2").into_bytes()],
+                peer,
+                &mut id,
+            )
+            .await;
+        assert_eq!(kinds(&again), ["duplicate", "stored"]);
+        let (messages, labs): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM hl7_messages), (SELECT COUNT(*) FROM lab_results)",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!((messages, labs), (3, 2));
+    }
 }
