@@ -218,7 +218,7 @@ async fn trend(
     headers: HeaderMap,
     Path(id): Path<i64>,
     Query(q): Query<TrendQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
     let code = q.code.unwrap_or_default();
     let code = code.trim();
@@ -238,20 +238,15 @@ async fn trend(
     {
         return Err(ApiError::not_found("analyte"));
     }
-    // The points come from the trend index alone (patient, code, time and the values), as one
-    // JSON array made by SQLite: one row across from its worker thread, not one per point.
-    // The name, unit and range text come from the newest row.
-    type Point = (
-        Option<i64>,
-        String,
-        Option<f64>,
-        String,
-        Option<f64>,
-        Option<f64>,
-    );
-    let packed: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(observed_at, value, numeric, flag, low, high) \
-         ORDER BY observed_at) \
+    // The points come from the trend index alone (patient, code, time and the values), each
+    // with its abnormal mark (as [`abnormal`] decides it), as the final JSON array made by
+    // SQLite: one row across from its worker thread, and no parse or rewrite here. The name,
+    // unit and range come from the newest point's row.
+    let (points, newest_at): (String, Option<i64>) = sqlx::query_as(
+        "SELECT json_group_array(json_object('time', observed_at, 'value', value, \
+         'numeric', numeric, 'abnormal', CASE WHEN flag NOT IN ('', 'N') THEN flag \
+         WHEN numeric > high THEN 'H' WHEN numeric < low THEN 'L' ELSE '' END, \
+         'low', low, 'high', high) ORDER BY observed_at), max(observed_at) \
          FROM (SELECT observed_at, value, numeric, flag, low, high FROM lab_results \
          INDEXED BY lab_results_trend \
          WHERE patient_id = ? AND code = ? AND observed_at BETWEEN ? AND ? \
@@ -264,39 +259,33 @@ async fn trend(
     .bind(TREND_LIMIT)
     .fetch_one(&api.pool)
     .await?;
-    let rows: Vec<Point> = serde_json::from_str(&packed).map_err(ApiError::internal)?;
-    let newest: Option<(String, String, String)> = match rows.last() {
-        Some(last) => {
+    type Newest = (String, String, String, Option<f64>, Option<f64>);
+    let newest: Option<Newest> = match newest_at {
+        Some(at) => {
             sqlx::query_as(
-                "SELECT name, unit, range_text FROM lab_results WHERE patient_id = ? AND \
-                 code = ? AND observed_at IS ? ORDER BY id DESC LIMIT 1",
+                "SELECT name, unit, range_text, low, high FROM lab_results WHERE \
+                 patient_id = ? AND code = ? AND observed_at = ? ORDER BY id DESC LIMIT 1",
             )
             .bind(id)
             .bind(code)
-            .bind(last.0)
+            .bind(at)
             .fetch_optional(&api.pool)
             .await?
         }
         None => None,
     };
-    let (name, unit, text) = newest.unwrap_or_default();
-    let range = rows
-        .last()
-        .map(|r| json!({ "low": r.4, "high": r.5, "text": text }));
-    let points: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({ "time": r.0, "value": r.1, "numeric": r.2,
-                "abnormal": abnormal(&r.3, r.2, r.4, r.5), "low": r.4, "high": r.5 })
-        })
-        .collect();
-    Ok(Json(json!({
-        "code": code,
-        "name": name,
-        "unit": unit,
-        "range": range,
-        "points": points,
-    })))
+    let range = newest
+        .as_ref()
+        .map(|n| json!({ "low": n.3, "high": n.4, "text": n.2 }));
+    let (name, unit) = newest.map(|n| (n.0, n.1)).unwrap_or_default();
+    let body = format!(
+        "{{\"code\":{},\"name\":{},\"unit\":{},\"range\":{},\"points\":{points}}}",
+        json!(code),
+        json!(name),
+        json!(unit),
+        range.unwrap_or(Value::Null),
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn report_pdf(
