@@ -4,6 +4,7 @@
 //! current state), and each transition written with its in-app notifications and SMS outbox
 //! rows in one transaction, then audited.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -286,27 +287,7 @@ pub(crate) async fn may_read_patient(
     u: &User,
     p: &PatientRow,
 ) -> Result<bool, ApiError> {
-    if matches!(u.role, Role::Doctor | Role::Expert) && p.1 == u.institution || centre_staff(u.role)
-    {
-        return Ok(true);
-    }
-    let cases: Vec<(String, String)> = sqlx::query_as(
-        "SELECT 'consultation', data FROM consultations WHERE patient_id = ? \
-         UNION ALL SELECT 'referral', data FROM referrals WHERE patient_id = ?",
-    )
-    .bind(p.0)
-    .bind(p.0)
-    .fetch_all(&api.pool)
-    .await?;
-    let now = now_ms();
-    Ok(cases.iter().any(|(kind, data)| {
-        if kind == "consultation" {
-            serde_json::from_str::<Consultation>(data).is_ok_and(|c| c.visible_to(u))
-        } else {
-            serde_json::from_str::<workflow::Referral>(data)
-                .is_ok_and(|r| r.may_read_records(&actor(u), now))
-        }
-    }))
+    Ok(record_scope(api, u, p).await?.is_some())
 }
 
 /// What of a patient's clinical record and studies a user may read.
@@ -318,9 +299,9 @@ pub(crate) enum RecordScope {
     /// by item (`kind:id`) and study by study.
     Shared {
         /// Record items (`kind:id`).
-        records: std::collections::HashSet<String>,
+        records: HashSet<String>,
         /// Study Instance UIDs.
-        studies: std::collections::HashSet<String>,
+        studies: HashSet<String>,
     },
 }
 
@@ -342,15 +323,16 @@ impl RecordScope {
     }
 }
 
-/// What of patient `p` (already found readable) `u` may read; see [`RecordScope`].
+/// What of patient `p` `u` may read (see [`RecordScope`]); `None` when nothing: not the
+/// patient's institution nor the centre, and no consultation or referral lets them see it.
 pub(crate) async fn record_scope(
     api: &Api,
     u: &User,
     p: &PatientRow,
-) -> Result<RecordScope, ApiError> {
+) -> Result<Option<RecordScope>, ApiError> {
     if matches!(u.role, Role::Doctor | Role::Expert) && p.1 == u.institution || centre_staff(u.role)
     {
-        return Ok(RecordScope::All);
+        return Ok(Some(RecordScope::All));
     }
     let cases: Vec<(String, String)> = sqlx::query_as(
         "SELECT 'consultation', data FROM consultations WHERE patient_id = ? \
@@ -361,8 +343,7 @@ pub(crate) async fn record_scope(
     .fetch_all(&api.pool)
     .await?;
     let now = now_ms();
-    let mut records = std::collections::HashSet::new();
-    let mut studies = std::collections::HashSet::new();
+    let mut seen: Option<(HashSet<String>, HashSet<String>)> = None;
     for (kind, data) in &cases {
         let shared = if kind == "consultation" {
             serde_json::from_str::<Consultation>(data)
@@ -370,27 +351,22 @@ pub(crate) async fn record_scope(
                 .filter(|c| c.visible_to(u))
                 .map(|c| (c.records, c.studies))
         } else {
-            serde_json::from_str::<workflow::Referral>(data)
-                .ok()
-                .filter(|r| r.may_read_records(&actor(u), now))
-                .map(|r| {
-                    // The referring doctor reads everything they could share.
-                    if r.applicant == u.id {
-                        (vec!["*".to_owned()], Vec::new())
-                    } else {
-                        (r.records, r.studies)
-                    }
-                })
+            match serde_json::from_str::<workflow::Referral>(data) {
+                // The referring doctor reads everything they could share.
+                Ok(r) if r.may_read_records(&actor(u), now) && r.applicant == u.id => {
+                    return Ok(Some(RecordScope::All));
+                }
+                Ok(r) if r.may_read_records(&actor(u), now) => Some((r.records, r.studies)),
+                _ => None,
+            }
         };
         if let Some((r, s)) = shared {
-            if r.iter().any(|i| i == "*") {
-                return Ok(RecordScope::All);
-            }
+            let (records, studies) = seen.get_or_insert_default();
             records.extend(r);
             studies.extend(s);
         }
     }
-    Ok(RecordScope::Shared { records, studies })
+    Ok(seen.map(|(records, studies)| RecordScope::Shared { records, studies }))
 }
 
 /// A patient's row (the phone opened).
@@ -415,15 +391,25 @@ pub(crate) async fn readable_patient(
     peer: &SocketAddr,
     id: i64,
 ) -> Result<i64, ApiError> {
+    readable_scope(api, u, peer, id).await.map(|_| id)
+}
+
+/// How much of patient `id` `u` may read, audited as [`readable_patient`] is.
+pub(crate) async fn readable_scope(
+    api: &Api,
+    u: &User,
+    peer: &SocketAddr,
+    id: i64,
+) -> Result<RecordScope, ApiError> {
     let Some(p) = patient_row(api, id).await? else {
         return Err(ApiError::not_found("patient"));
     };
-    if !may_read_patient(api, u, &p).await? {
+    let Some(scope) = record_scope(api, u, &p).await? else {
         audit_event(api, u, peer, "read", format!("patient:{id}"), "denied").await?;
         return Err(ApiError::not_found("patient"));
-    }
+    };
     audit_event(api, u, peer, "read", format!("patient:{id}"), "ok").await?;
-    Ok(id)
+    Ok(scope)
 }
 
 async fn get_patient(

@@ -168,11 +168,7 @@ async fn studies(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    crate::consult::readable_patient(&api, &u, &peer, id).await?;
-    let p = crate::consult::patient_row(&api, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("patient"))?;
-    let scope = crate::consult::record_scope(&api, &u, &p).await?;
+    let scope = crate::consult::readable_scope(&api, &u, &peer, id).await?;
     let mut items = studies_of(&api, &u.login, id).await?;
     // Seen through a consultation or referral: the studies it shares.
     items.retain(|s| scope.has_study(s["uid"].as_str().unwrap_or_default()));

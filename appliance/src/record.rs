@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::consult::{RecordScope, patient_row, readable_patient, record_scope};
+use crate::consult::{RecordScope, readable_scope};
 use crate::http::{Api, ApiError, user};
 
 /// The routes.
@@ -58,7 +58,7 @@ async fn record(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    let scope = scoped(&api, &u, &peer, id).await?;
+    let scope = readable_scope(&api, &u, &peer, id).await?;
     let merged_into: Option<i64> =
         sqlx::query_scalar("SELECT merged_into FROM patients WHERE id = ?")
             .bind(id)
@@ -143,20 +143,6 @@ async fn record(
     })))
 }
 
-/// Checks `u` may read patient `id` (audited) and says how much.
-async fn scoped(
-    api: &Api,
-    u: &crate::accounts::User,
-    peer: &SocketAddr,
-    id: i64,
-) -> Result<RecordScope, ApiError> {
-    readable_patient(api, u, peer, id).await?;
-    let p = patient_row(api, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("patient"))?;
-    record_scope(api, u, &p).await
-}
-
 /// Keeps the rows whose `kind:id` the scope shares.
 fn shared_only(scope: &RecordScope, kind: &str, rows: &mut Vec<Value>) {
     if *scope != RecordScope::All {
@@ -232,7 +218,7 @@ async fn trend(
     if from > to {
         return Err(ApiError::field("from", "after `to`"));
     }
-    if !scoped(&api, &u, &peer, id)
+    if !readable_scope(&api, &u, &peer, id)
         .await?
         .has(&format!("lab:{code}"))
     {
@@ -295,7 +281,7 @@ async fn report_pdf(
     Path((id, report)): Path<(i64, i64)>,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    if !scoped(&api, &u, &peer, id)
+    if !readable_scope(&api, &u, &peer, id)
         .await?
         .has(&format!("exam_report:{report}"))
     {
@@ -326,7 +312,7 @@ async fn document(
     Path((id, document)): Path<(i64, i64)>,
 ) -> Result<Response, ApiError> {
     let (u, _) = user(&api, &headers, false).await?;
-    if !scoped(&api, &u, &peer, id)
+    if !readable_scope(&api, &u, &peer, id)
         .await?
         .has(&format!("document:{document}"))
     {

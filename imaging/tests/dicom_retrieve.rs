@@ -254,14 +254,7 @@ fn getscu_and_movescu_retrieve_what_we_keep() {
         .arg(&moved)
         .arg(dest_port.to_string());
     let _storescp = Daemon::spawn(scp);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !e2e::listening(dest_port) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "storescp did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    e2e::wait_listening(dest_port, "storescp");
     let study_key = format!("StudyInstanceUID={ct_study}");
     let movescu = |destination: &str| {
         try_run(

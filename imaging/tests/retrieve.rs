@@ -46,14 +46,7 @@ fn cfind_and_cmove_against_dcmqrscp() {
     let mut pacs_cmd = Command::new("dcmqrscp");
     pacs_cmd.arg("-c").arg(&cfg);
     let _pacs = Daemon::spawn(pacs_cmd);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !e2e::listening(pacs_port) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dcmqrscp did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    e2e::wait_listening(pacs_port, "dcmqrscp");
 
     let mut cmd = Command::new(bin("imaging"));
     cmd.current_dir(dir.path())

@@ -477,6 +477,15 @@ pub fn listening(port: u16) -> bool {
     .is_ok()
 }
 
+/// Waits up to 20 s for a listener on 127.0.0.1:`port`; the test fails naming `what` otherwise.
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !listening(port) {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A fresh temporary directory.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")

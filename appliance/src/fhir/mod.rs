@@ -17,7 +17,7 @@ use workflow::Role;
 
 use crate::accounts::User;
 use crate::cases::audit_event;
-use crate::consult::{may_read_patient, patient_row};
+use crate::consult::{RecordScope, patient_row, record_scope};
 pub mod intake;
 pub mod map;
 pub mod pull;
@@ -238,11 +238,8 @@ pub(super) async fn readable(
     id: i64,
     kind: &str,
 ) -> Result<(), FhirError> {
-    crate::consult::readable_patient(api, u, peer, id).await?;
-    let p = patient_row(api, id)
-        .await?
-        .ok_or_else(|| FhirError::not_found("Patient"))?;
-    whole_record(api, u, &p, kind).await
+    let scope = crate::consult::readable_scope(api, u, peer, id).await?;
+    whole_record(&scope, id, kind)
 }
 
 /// The resource types that are the clinical record (not the patient or a case).
@@ -256,15 +253,10 @@ const RECORD_TYPES: [&str; 7] = [
     "ImagingStudy",
 ];
 
-async fn whole_record(
-    api: &Api,
-    u: &User,
-    p: &crate::consult::PatientRow,
-    kind: &str,
-) -> Result<(), FhirError> {
-    if !RECORD_TYPES.contains(&kind)
-        || crate::consult::record_scope(api, u, p).await? == crate::consult::RecordScope::All
-    {
+/// Refuses a record type (`kind`) of patient `id` to a reader whose `scope` is not the whole
+/// record.
+fn whole_record(scope: &RecordScope, id: i64, kind: &str) -> Result<(), FhirError> {
+    if !RECORD_TYPES.contains(&kind) || *scope == RecordScope::All {
         return Ok(());
     }
     Err(FhirError {
@@ -272,8 +264,7 @@ async fn whole_record(
         code: "forbidden",
         diagnostics: format!(
             "this patient's record is shared with you item by item: read it at \
-             /api/v1/patients/{}/record",
-            p.0
+             /api/v1/patients/{id}/record"
         ),
         expression: None,
     })
@@ -364,7 +355,7 @@ async fn read(
         let Some(p) = patient_row(&api, patient).await? else {
             return Err(FhirError::not_found(&kind));
         };
-        if !may_read_patient(&api, &u, &p).await? {
+        let Some(scope) = record_scope(&api, &u, &p).await? else {
             audit_event(
                 &api,
                 &u,
@@ -375,8 +366,8 @@ async fn read(
             )
             .await?;
             return Err(FhirError::not_found(&kind));
-        }
-        whole_record(&api, &u, &p, &kind).await?;
+        };
+        whole_record(&scope, patient, &kind)?;
         audit_event(&api, &u, &peer, "read", format!("fhir:{kind}/{id}"), "ok").await?;
     }
     let mut r = resource(&kind, row);

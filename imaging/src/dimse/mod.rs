@@ -379,7 +379,29 @@ fn response(
     status: u16,
     instance: Option<&str>,
 ) -> Result<Pdu, String> {
-    let mut elements = vec![
+    // A pending C-FIND response carries its match; no other response here has a data set.
+    let has_data = command == C_FIND_RSP && matches!(status, 0xFF00 | 0xFF01);
+    let mut elements = response_elements(sop_class, command, message_id, status, has_data);
+    if let Some(uid) = instance {
+        elements.push(DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(uid),
+        ));
+    }
+    command_pdu(&InMemDicomObject::command_from_element_iter(elements), pc)
+}
+
+/// The elements every response command starts with: the affected SOP class, the command
+/// field, the message it answers, whether a data set follows, and the status.
+fn response_elements(
+    sop_class: &str,
+    command: u16,
+    message_id: u16,
+    status: u16,
+    has_data: bool,
+) -> Vec<DataElement<InMemDicomObject>> {
+    vec![
         DataElement::new(
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
@@ -394,25 +416,10 @@ fn response(
         DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
             VR::US,
-            // A pending C-FIND response carries its match; no other response has a data set.
-            PrimitiveValue::from(
-                if command == C_FIND_RSP && matches!(status, 0xFF00 | 0xFF01) {
-                    0x0000u16
-                } else {
-                    NO_DATA_SET
-                },
-            ),
+            PrimitiveValue::from(if has_data { 0x0000u16 } else { NO_DATA_SET }),
         ),
         DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
-    ];
-    if let Some(uid) = instance {
-        elements.push(DataElement::new(
-            tags::AFFECTED_SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(uid),
-        ));
-    }
-    command_pdu(&InMemDicomObject::command_from_element_iter(elements), pc)
+    ]
 }
 
 fn command_pdu(cmd: &InMemDicomObject, pc: u8) -> Result<Pdu, String> {
@@ -672,18 +679,20 @@ where
     let originator = assoc.peer_ae_title().trim().to_owned();
     let root = service.store.root().to_owned();
     let mut cancelled = false;
+    // Where the sub-operations go: the destination's contexts, or (C-GET) the caller's own.
+    let contexts = match &destination {
+        Some(d) => d.presentation_contexts().to_vec(),
+        None => assoc.presentation_contexts().to_vec(),
+    };
     for (n, instance) in instances.iter().enumerate() {
         counts.remaining = total.saturating_sub(u16::try_from(n + 1).unwrap_or(u16::MAX));
         let message_id_out = u16::try_from(n % 0xFFFF + 1).unwrap_or(1);
         // C-GET: the caller must have taken the SCP role for the instance's class.
-        let contexts = match &destination {
-            Some(d) => d.presentation_contexts().to_vec(),
-            None if assoc.requestor_roles_for(&instance.sop_class).scp => {
-                assoc.presentation_contexts().to_vec()
-            }
-            None => Vec::new(),
-        };
-        let Some(chosen) = retrieve::context_for(&contexts, instance) else {
+        let may_send = destination.is_some() || assoc.requestor_roles_for(&instance.sop_class).scp;
+        let chosen = may_send
+            .then(|| retrieve::context_for(&contexts, instance))
+            .flatten();
+        let Some(chosen) = chosen else {
             tracing::info!(sop_class = %instance.sop_class, ts = %instance.transfer_syntax,
                 "no accepted context carries this instance");
             counts.fail(&instance.sop_instance);

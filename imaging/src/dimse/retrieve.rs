@@ -275,14 +275,6 @@ pub fn context_for<'a>(
         .or_else(|| usable().find(|pc| can_send(&instance.transfer_syntax, &pc.transfer_syntax)))
 }
 
-fn command_bytes(elements: Vec<DataElement<InMemDicomObject>>) -> Result<Vec<u8>, String> {
-    let cmd = InMemDicomObject::command_from_element_iter(elements);
-    let mut data = Vec::new();
-    cmd.write_dataset_with_ts(&mut data, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| e.to_string())?;
-    Ok(data)
-}
-
 /// What every response to one C-GET or C-MOVE request names.
 #[derive(Debug, Clone, Copy)]
 pub struct Responder<'a> {
@@ -310,25 +302,8 @@ impl Responder<'_> {
             message_id,
         } = self;
         let with_list = status != PENDING && !counts.failed_uids.is_empty();
-        let mut elements = vec![
-            DataElement::new(
-                tags::AFFECTED_SOP_CLASS_UID,
-                VR::UI,
-                PrimitiveValue::from(sop_class),
-            ),
-            DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(command)),
-            DataElement::new(
-                tags::MESSAGE_ID_BEING_RESPONDED_TO,
-                VR::US,
-                PrimitiveValue::from(message_id),
-            ),
-            DataElement::new(
-                tags::COMMAND_DATA_SET_TYPE,
-                VR::US,
-                PrimitiveValue::from(if with_list { 0x0000u16 } else { 0x0101 }),
-            ),
-            DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
-        ];
+        let mut elements =
+            super::response_elements(sop_class, command, message_id, status, with_list);
         if let Some(c) = comment {
             // Error Comment is LO: 64 characters at most.
             let c: String = c.chars().take(64).collect();
@@ -353,12 +328,10 @@ impl Responder<'_> {
         ] {
             elements.push(DataElement::new(tag, VR::US, PrimitiveValue::from(n)));
         }
-        let mut values = vec![PDataValue {
-            presentation_context_id: pc,
-            value_type: PDataValueType::Command,
-            is_last: true,
-            data: command_bytes(elements)?,
-        }];
+        let cmd = InMemDicomObject::command_from_element_iter(elements);
+        let Pdu::PData { data: mut values } = super::command_pdu(&cmd, pc)? else {
+            return Err("a command is P-DATA".into());
+        };
         if with_list {
             let transfer = TransferSyntaxRegistry
                 .get(ts)
@@ -406,42 +379,24 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
     A: AsyncAssociation<S> + Send,
 {
-    let mut elements = vec![
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(instance.sop_class.as_str()),
-        ),
-        DataElement::new(
-            tags::COMMAND_FIELD,
-            VR::US,
-            PrimitiveValue::from(C_STORE_RQ),
-        ),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
-        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(0x0000u16),
-        ),
-        DataElement::new(
-            tags::AFFECTED_SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(instance.sop_instance.as_str()),
-        ),
-    ];
+    let mut extra = vec![DataElement::new(
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(instance.sop_instance.as_str()),
+    )];
     if let Some((ae, id)) = originator {
-        elements.push(DataElement::new(
+        extra.push(DataElement::new(
             tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE,
             VR::AE,
             PrimitiveValue::from(ae),
         ));
-        elements.push(DataElement::new(
+        extra.push(DataElement::new(
             tags::MOVE_ORIGINATOR_MESSAGE_ID,
             VR::US,
             PrimitiveValue::from(id),
         ));
     }
+    let cmd = super::scu::request(&instance.sop_class, C_STORE_RQ, message_id, extra);
     let send = |value_type, is_last, data| Pdu::PData {
         data: vec![PDataValue {
             presentation_context_id: pc,
@@ -450,12 +405,9 @@ where
             data,
         }],
     };
-    AsyncAssociation::send(
-        assoc,
-        &send(PDataValueType::Command, true, command_bytes(elements)?),
-    )
-    .await
-    .map_err(|e| format!("send: {e}"))?;
+    AsyncAssociation::send(assoc, &super::command_pdu(&cmd, pc)?)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     // A PDV item adds 6 bytes to its data; a peer that sets no limit gets 1 MiB PDUs.
     let max = match assoc.peer_max_pdu_length() {
         0 => 1 << 20,

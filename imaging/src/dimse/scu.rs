@@ -197,9 +197,12 @@ fn is_pending(rsp: &InMemDicomObject) -> bool {
     matches!(int(rsp, tags::STATUS), Some(0xFF00 | 0xFF01))
 }
 
-fn request(
+/// A request command with a data set: the SOP class, the command field, its Message ID,
+/// medium priority, then `extra` (for C-STORE, the instance; for C-MOVE, the destination).
+pub(super) fn request(
     sop_class: &str,
     command: u16,
+    message_id: u16,
     extra: Vec<DataElement<InMemDicomObject>>,
 ) -> InMemDicomObject {
     let mut elements = vec![
@@ -209,7 +212,7 @@ fn request(
             PrimitiveValue::from(sop_class),
         ),
         DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(command)),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id)),
         DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
         DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
@@ -227,7 +230,7 @@ pub async fn find(
     peer: &DicomPeer,
     identifier: &InMemDicomObject,
 ) -> Result<Vec<InMemDicomObject>, ScuError> {
-    let cmd = request(STUDY_ROOT_FIND, 0x0020, Vec::new());
+    let cmd = request(STUDY_ROOT_FIND, 0x0020, 1, Vec::new());
     let responses = exchange(our_ae, peer, STUDY_ROOT_FIND, cmd, identifier).await?;
     let mut out = Vec::new();
     for (rsp, data) in responses {
@@ -254,6 +257,7 @@ pub async fn move_to(
     let cmd = request(
         STUDY_ROOT_MOVE,
         0x0021,
+        1,
         vec![DataElement::new(
             tags::MOVE_DESTINATION,
             VR::AE,
