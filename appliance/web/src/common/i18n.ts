@@ -225,7 +225,11 @@ const zh = {
     favourites: '我收藏的患者',
     noFavourites: '暂无收藏的患者',
   },
-  share: { lab: '检验项目（全部结果及趋势）', exam_report: '检查报告', document: '病历文书', diagnosis: '诊断', encounter: '就诊', order: '医嘱' },
+  share: {
+    lab: '检验项目（全部结果及趋势）', exam_report: '检查报告', document: '病历文书', diagnosis: '诊断', encounter: '就诊', order: '医嘱',
+    orderKind: { lab: '检验', exam: '检查', medication: '用药' },
+    documentKind: { admission: '入院记录', progress: '病程记录', discharge: '出院小结', other: '病历文书' },
+  },
   record: {
     title: '临床病历',
     timeline: '时间线',
@@ -589,7 +593,11 @@ const en: Messages = {
     favourites: 'My favourite patients',
     noFavourites: 'No favourite patients yet',
   },
-  share: { lab: 'Tests (every result and the trend)', exam_report: 'Exam reports', document: 'Documents', diagnosis: 'Diagnoses', encounter: 'Visits', order: 'Orders' },
+  share: {
+    lab: 'Tests (every result and the trend)', exam_report: 'Exam reports', document: 'Documents', diagnosis: 'Diagnoses', encounter: 'Visits', order: 'Orders',
+    orderKind: { lab: 'Lab', exam: 'Exam', medication: 'Medication' },
+    documentKind: { admission: 'Admission note', progress: 'Progress note', discharge: 'Discharge summary', other: 'Document' },
+  },
   record: {
     title: 'Clinical record',
     timeline: 'Timeline',
