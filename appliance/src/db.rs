@@ -119,12 +119,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "study_links",
         include_str!("../migrations/0016_study_links.sql"),
     ),
+    (
+        17,
+        "patients_by_record",
+        include_str!("../migrations/0017_patients_by_record.sql"),
+    ),
 ];
 
 /// An open database.
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: SqlitePool,
+    options: SqliteConnectOptions,
     path: PathBuf,
     sealer: crate::gm::Sealer,
 }
@@ -164,7 +170,7 @@ impl Database {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(config.database.max_connections)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(sqlx_err)?;
         let migrations = MIGRATIONS
@@ -194,7 +200,12 @@ impl Database {
             .map_err(sqlx_err)?;
         let sealer = crate::gm::Sealer::load(config)?;
         seal_plain_rows(&pool, &sealer).await.map_err(sqlx_err)?;
-        Ok(Self { pool, path, sealer })
+        Ok(Self {
+            pool,
+            options,
+            path,
+            sealer,
+        })
     }
 
     /// What seals the sensitive columns.
@@ -210,6 +221,11 @@ impl Database {
     /// The connection pool.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// How the pool's connections are opened, for a connection of a writer's own.
+    pub fn connect_options(&self) -> SqliteConnectOptions {
+        self.options.clone()
     }
 
     /// When this database was first created (UTC, `YYYY-MM-DD HH:MM:SS`).

@@ -384,7 +384,7 @@ impl Puller {
         let patient = match crate::mpi::match_patient(
             &self.sealer,
             &mut tx,
-            institution,
+            (institution, None),
             &person,
             crate::mpi::Update::None,
             &mut events,

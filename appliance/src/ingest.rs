@@ -11,7 +11,7 @@ use firmware_config::Hl7Source;
 use hl7v2::ack::{AckCode, Echo, acknowledge};
 use hl7v2::content::{Content, Parsed, parse_content};
 use hl7v2::message::{ErrorCode, Hl7Error, Message};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::accounts::now_ms;
 use crate::gm::Sealer;
@@ -72,59 +72,151 @@ fn app_error(e: impl std::fmt::Display) -> Hl7Error {
 }
 
 /// A message read and admitted, waiting for its transaction.
+#[derive(Debug)]
 struct Prepared {
     index: usize,
     parsed: Parsed,
-    source: usize,
+    source: Hl7Source,
     name: String,
+    /// The message as kept, sealed.
+    kept: String,
 }
 
 /// The most messages committed in one transaction.
 pub const GROUP: usize = 64;
 
+/// Messages that arrived together, read before the database: each parsed, its sender checked
+/// against `integration.hl7_sources` and its kept copy sealed, or refused. [`Intake::commit`]
+/// stores the admitted ones; [`Admitted::answer`] writes the acknowledgements.
+#[derive(Debug)]
+pub struct Admitted {
+    peer: IpAddr,
+    echoes: Vec<Echo>,
+    outcomes: Vec<Option<Outcome>>,
+    prepared: Vec<Prepared>,
+}
+
+/// Reads messages that arrived together from `peer`; nothing touches the database.
+pub fn admit(
+    sealer: &Sealer,
+    sources: &[Hl7Source],
+    messages: &[Vec<u8>],
+    peer: IpAddr,
+) -> Admitted {
+    let mut echoes = Vec::with_capacity(messages.len());
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
+    let mut prepared = Vec::new();
+    for (index, bytes) in messages.iter().enumerate() {
+        match Message::parse(bytes) {
+            Err(e) => {
+                echoes.push(Echo::of_raw(bytes));
+                outcomes.push(Some(refuse(e)));
+            }
+            Ok(m) => {
+                echoes.push(Echo::of(&m));
+                match prepare(sources, &m, peer) {
+                    Ok((parsed, source, name)) => {
+                        outcomes.push(None);
+                        prepared.push(Prepared {
+                            index,
+                            parsed,
+                            source: source.clone(),
+                            name,
+                            kept: sealer.seal("hl7_message", &String::from_utf8_lossy(bytes)),
+                        });
+                    }
+                    Err(o) => outcomes.push(Some(o)),
+                }
+            }
+        }
+    }
+    Admitted {
+        peer,
+        echoes,
+        outcomes,
+        prepared,
+    }
+}
+
+impl Admitted {
+    /// Each message's acknowledgement and outcome, in order; `ack_id` names each ACK.
+    pub fn answer(self, ack_id: &mut (dyn FnMut() -> String + Send)) -> Vec<(Vec<u8>, Outcome)> {
+        self.echoes
+            .iter()
+            .zip(self.outcomes)
+            .map(|(echo, outcome)| {
+                let outcome = outcome
+                    .unwrap_or_else(|| Outcome::Refused(AckCode::Error, app_error("not stored")));
+                let (code, error) = match &outcome {
+                    Outcome::Refused(c, e) => (*c, Some(e)),
+                    other => (other.code(), None),
+                };
+                let text = match outcome {
+                    Outcome::Duplicate => "duplicate: stored before",
+                    _ => "",
+                };
+                let ack = acknowledge(echo, code, error, text, &ack_id(), now_ms(), OFFSET_MINUTES);
+                (ack, outcome)
+            })
+            .collect()
+    }
+}
+
+/// Header, sender and content of one message, or why it is refused.
+fn prepare<'s>(
+    sources: &'s [Hl7Source],
+    m: &Message,
+    peer: IpAddr,
+) -> Result<(Parsed, &'s Hl7Source, String), Outcome> {
+    let header = hl7v2::content::Header::read(m, OFFSET_MINUTES).map_err(refuse)?;
+    let Some(source) = sources
+        .iter()
+        .find(|s| s.admits(&header.sending_application, &header.sending_facility, peer))
+    else {
+        return Err(Outcome::Refused(
+            AckCode::Reject,
+            Hl7Error::at(
+                ErrorCode::Application,
+                "MSH",
+                1,
+                4,
+                format!(
+                    "no integration.hl7_sources entry admits {}^{} from {peer}",
+                    header.sending_application, header.sending_facility
+                ),
+            ),
+        ));
+    };
+    let name = format!("{}^{}", header.sending_application, header.sending_facility);
+    let parsed = parse_content(m, OFFSET_MINUTES).map_err(refuse)?;
+    Ok((parsed, source, name))
+}
+
 impl Intake {
-    /// Takes messages that arrived together (pipelined, or a batch), committing them in groups
-    /// of at most [`GROUP`]: each in a savepoint of its own, so one refused message rolls back
-    /// alone, and every AA answers a committed message. Returns each acknowledgement and
-    /// outcome, in order.
+    /// Takes messages that arrived together (pipelined, or a batch): [`admit`], [`Self::commit`]
+    /// and [`Admitted::answer`] on this task. Returns each acknowledgement and outcome, in order.
     pub async fn take_all(
         &self,
         messages: &[Vec<u8>],
         peer: IpAddr,
         ack_id: &mut (dyn FnMut() -> String + Send),
     ) -> Vec<(Vec<u8>, Outcome)> {
-        let mut echoes = Vec::with_capacity(messages.len());
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(messages.len());
-        let mut prepared = Vec::new();
-        for (index, bytes) in messages.iter().enumerate() {
-            match Message::parse(bytes) {
-                Err(e) => {
-                    echoes.push(Echo::of_raw(bytes));
-                    outcomes.push(Some(refuse(e)));
-                }
-                Ok(m) => {
-                    echoes.push(Echo::of(&m));
-                    match self.prepare(&m, peer) {
-                        Ok((parsed, source, name)) => {
-                            outcomes.push(None);
-                            prepared.push(Prepared {
-                                index,
-                                parsed,
-                                source,
-                                name,
-                            });
-                        }
-                        Err(o) => outcomes.push(Some(o)),
-                    }
-                }
-            }
-        }
-        for group in prepared.chunks(GROUP) {
+        let mut admitted = admit(&self.sealer, &self.sources, messages, peer);
+        self.commit(&mut admitted).await;
+        admitted.answer(ack_id)
+    }
+
+    /// Stores the admitted messages in groups of at most [`GROUP`], one transaction each: each
+    /// message in a savepoint of its own, so one refused message rolls back alone, and every
+    /// AA answers a committed message.
+    pub async fn commit(&self, admitted: &mut Admitted) {
+        let peer = admitted.peer;
+        for group in admitted.prepared.chunks(GROUP) {
             let mut events = Vec::new();
-            match self.store_group(group, messages, &mut events).await {
+            match self.store_group(group, &mut events).await {
                 Ok(results) => {
                     for (p, o) in group.iter().zip(results) {
-                        outcomes[p.index] = Some(o);
+                        admitted.outcomes[p.index] = Some(o);
                     }
                     for (name, action, target) in events {
                         let record = crate::audit::Record {
@@ -145,56 +237,12 @@ impl Intake {
                 Err(e) => {
                     let e = app_error(e);
                     for p in group {
-                        outcomes[p.index] = Some(Outcome::Refused(AckCode::Error, e.clone()));
+                        admitted.outcomes[p.index] =
+                            Some(Outcome::Refused(AckCode::Error, e.clone()));
                     }
                 }
             }
         }
-        echoes
-            .iter()
-            .zip(outcomes)
-            .map(|(echo, outcome)| {
-                let outcome = outcome
-                    .unwrap_or_else(|| Outcome::Refused(AckCode::Error, app_error("not stored")));
-                let (code, error) = match &outcome {
-                    Outcome::Refused(c, e) => (*c, Some(e)),
-                    other => (other.code(), None),
-                };
-                let text = match outcome {
-                    Outcome::Duplicate => "duplicate: stored before",
-                    _ => "",
-                };
-                let ack = acknowledge(echo, code, error, text, &ack_id(), now_ms(), OFFSET_MINUTES);
-                (ack, outcome)
-            })
-            .collect()
-    }
-
-    /// Header, sender and content of one message, or why it is refused.
-    fn prepare(&self, m: &Message, peer: IpAddr) -> Result<(Parsed, usize, String), Outcome> {
-        let header = hl7v2::content::Header::read(m, OFFSET_MINUTES).map_err(refuse)?;
-        let Some(source) = self
-            .sources
-            .iter()
-            .position(|s| s.admits(&header.sending_application, &header.sending_facility, peer))
-        else {
-            return Err(Outcome::Refused(
-                AckCode::Reject,
-                Hl7Error::at(
-                    ErrorCode::Application,
-                    "MSH",
-                    1,
-                    4,
-                    format!(
-                        "no integration.hl7_sources entry admits {}^{} from {peer}",
-                        header.sending_application, header.sending_facility
-                    ),
-                ),
-            ));
-        };
-        let name = format!("{}^{}", header.sending_application, header.sending_facility);
-        let parsed = parse_content(m, OFFSET_MINUTES).map_err(refuse)?;
-        Ok((parsed, source, name))
     }
 
     /// One transaction for a group; a message refused (or seen before) rolls back to its own
@@ -202,7 +250,6 @@ impl Intake {
     async fn store_group(
         &self,
         group: &[Prepared],
-        messages: &[Vec<u8>],
         events: &mut Vec<(String, String, String)>,
     ) -> Result<Vec<Outcome>, sqlx::Error> {
         // A write transaction from its start: one that reads first cannot take the write lock
@@ -212,7 +259,7 @@ impl Intake {
         // Each institution the group's sources name, looked up once.
         let mut institutions: std::collections::HashMap<&str, Option<i64>> = Default::default();
         for p in group {
-            let name = self.sources[p.source].institution.as_str();
+            let name = p.source.institution.as_str();
             if !institutions.contains_key(name) {
                 let id = sqlx::query_scalar("SELECT id FROM institutions WHERE name = ?")
                     .bind(name)
@@ -228,7 +275,7 @@ impl Intake {
         for (n, p) in group.iter().enumerate() {
             // A merge moves rows: the values waiting to be written go in before it.
             if matches!(p.parsed.content, Content::Merge { .. }) {
-                insert_values(&mut tx, &mut values).await?;
+                insert_values(&mut tx, &mut values, &[]).await?;
             }
             // Each message in a savepoint of its own (`m0`, `m1`...), opened by the statement
             // that stores the message row and never released: the commit ends them all, and
@@ -236,7 +283,7 @@ impl Intake {
             let savepoint = format!("m{n}");
             let mut mine = Vec::new();
             let mut pending = Deferred::default();
-            let source = &self.sources[p.source];
+            let source = &p.source;
             let institution = institutions
                 .get(source.institution.as_str())
                 .copied()
@@ -247,7 +294,7 @@ impl Intake {
                     &p.parsed,
                     (source, institution),
                     &p.name,
-                    (&messages[p.index], &savepoint),
+                    (&p.kept, &savepoint),
                     (&mut mine, &mut pending),
                 )
                 .await;
@@ -268,24 +315,7 @@ impl Intake {
                 Err(Fail::Db(e)) => return Err(e),
             }
         }
-        insert_values(&mut tx, &mut values).await?;
-        if !about.is_empty() {
-            let mut q =
-                sqlx::QueryBuilder::<Sqlite>::new("UPDATE hl7_messages SET patient_id = CASE id");
-            for (message, patient) in &about {
-                q.push(" WHEN ")
-                    .push_bind(*message)
-                    .push(" THEN ")
-                    .push_bind(*patient);
-            }
-            q.push(" END WHERE id IN (");
-            let mut ids = q.separated(", ");
-            for (message, _) in &about {
-                ids.push_bind(*message);
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
-        }
+        insert_values(&mut tx, &mut values, &about).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -298,28 +328,43 @@ impl Intake {
         p: &'p Parsed,
         (source, institution): (&Hl7Source, Option<i64>),
         name: &str,
-        (bytes, savepoint): (&[u8], &str),
+        (kept, savepoint): (&str, &str),
         (events, deferred): (&mut Vec<(String, String)>, &mut Deferred<'p>),
     ) -> Result<Option<i64>, Fail> {
         let now = now_ms();
-        let kept = self
-            .sealer
-            .seal("hl7_message", &String::from_utf8_lossy(bytes));
         // The savepoint's name is `m` and a number (see `store_group`), never input. The new
         // row's id comes back only when it was inserted: the change counts of a statement list
-        // are not to be trusted (a SAVEPOINT reports the previous statement's).
-        let message: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        // are not to be trusted (a SAVEPOINT reports the previous statement's). The patient
+        // lookup goes in the same round trip (wasted only on a control id seen before).
+        let lookup = crate::mpi::lookup(&self.sealer, &p.person);
+        let mut sql = format!(
             "SAVEPOINT {savepoint}; INSERT INTO hl7_messages (source, control_id, kind, \
              patient_id, received_at, raw) VALUES (?, ?, ?, NULL, ?, ?) \
              ON CONFLICT (source, control_id) DO NOTHING RETURNING id"
-        )))
-        .bind(name)
-        .bind(&p.header.control_id)
-        .bind(format!("{}^{}", p.header.kind, p.header.event))
-        .bind(now)
-        .bind(kept)
-        .fetch_optional(&mut **tx)
-        .await?;
+        );
+        if lookup.is_some() {
+            sql.push_str("; ");
+            sql.push_str(crate::mpi::LOOKUP);
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(&p.header.control_id)
+            .bind(format!("{}^{}", p.header.kind, p.header.event))
+            .bind(now)
+            .bind(kept);
+        if let Some((index, record)) = lookup {
+            query = query.bind(index).bind(institution).bind(record);
+        }
+        let rows = query.fetch_all(&mut **tx).await?;
+        // The message row's id has one column, the lookup's row five.
+        let message: Option<i64> = match rows.iter().find(|r| r.len() == 1) {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        };
+        let found: Option<crate::mpi::Found> = match rows.iter().find(|r| r.len() == 5) {
+            Some(r) => Some(sqlx::FromRow::from_row(r)?),
+            None => None,
+        };
         let Some(message) = message else {
             return Ok(None);
         };
@@ -349,9 +394,15 @@ impl Intake {
             ("ADT", _) => crate::mpi::Update::Demographics,
             _ => crate::mpi::Update::None,
         };
-        let patient =
-            crate::mpi::match_patient(&self.sealer, tx, institution, &p.person, update, events)
-                .await?;
+        let patient = crate::mpi::match_patient(
+            &self.sealer,
+            tx,
+            (institution, found),
+            &p.person,
+            update,
+            events,
+        )
+        .await?;
         if let Some(v) = &p.visit {
             let discharged = v
                 .discharged_at
@@ -488,9 +539,12 @@ impl Intake {
 }
 
 /// Writes the deferred lab values (one statement per 400) and forgets them.
+/// Writes the values waiting, and after them (in the same round trip) which patient each
+/// message of `about` (message, patient) was about.
 async fn insert_values(
     tx: &mut Transaction<'_, Sqlite>,
     values: &mut Vec<Deferred<'_>>,
+    about: &[(i64, i64)],
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<(&Deferred, &hl7v2::content::LabResult, i64, i64)> = values
         .iter()
@@ -501,13 +555,15 @@ async fn insert_values(
         })
         .collect();
     // One statement for many values (a statement costs more than a row).
-    for chunk in rows.chunks(400) {
+    let chunks: Vec<_> = rows.chunks(400).collect();
+    let last = chunks.len().saturating_sub(1);
+    for (n, chunk) in chunks.iter().enumerate() {
         let mut q = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO lab_results (patient_id, order_id, code, name, system, value_type, \
                  value, numeric, unit, range_text, low, high, flag, status, specimen, \
                  observed_at, source, source_ref, received_at) ",
         );
-        q.push_values(chunk, |mut row, (d, r, order, patient)| {
+        q.push_values(chunk.iter(), |mut row, (d, r, order, patient)| {
             row.push_bind(*patient)
                 .push_bind(*order)
                 .push_bind(&r.item.code)
@@ -528,10 +584,36 @@ async fn insert_values(
                 .push_bind(&d.reference)
                 .push_bind(d.now);
         });
+        if n == last && !about.is_empty() {
+            q.push("; ");
+            push_about(&mut q, about);
+        }
+        q.build().execute(&mut **tx).await?;
+    }
+    if chunks.is_empty() && !about.is_empty() {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+        push_about(&mut q, about);
         q.build().execute(&mut **tx).await?;
     }
     values.clear();
     Ok(())
+}
+
+/// `UPDATE hl7_messages` setting each message's patient.
+fn push_about(q: &mut sqlx::QueryBuilder<Sqlite>, about: &[(i64, i64)]) {
+    q.push("UPDATE hl7_messages SET patient_id = CASE id");
+    for (message, patient) in about {
+        q.push(" WHEN ")
+            .push_bind(*message)
+            .push(" THEN ")
+            .push_bind(*patient);
+    }
+    q.push(" END WHERE id IN (");
+    let mut ids = q.separated(", ");
+    for (message, _) in about {
+        ids.push_bind(*message);
+    }
+    q.push(")");
 }
 
 /// What a stored message leaves to be written once for its group.
@@ -574,74 +656,61 @@ async fn upsert_order(
     } else {
         o.status.clone()
     };
-    // An order is known by either number: a result may carry only the filler's.
-    let existing: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM orders WHERE patient_id = ? AND source = ? AND \
-         ((placer <> '' AND placer = ?) OR (filler <> '' AND filler = ?)) ORDER BY id LIMIT 1",
-    )
+    // An order is known by either number: a result may carry only the filler's. One round
+    // trip: the UPDATE changes the order found and returns it, and only when it found none
+    // does the INSERT run (the first row returned ends the statement list).
+    const FIND: &str = "SELECT id FROM orders WHERE patient_id = ? AND source = ? AND \
+         ((placer <> '' AND placer = ?) OR (filler <> '' AND filler = ?)) ORDER BY id LIMIT 1";
+    let (id, new): (i64, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET kind = ?, \
+         placer = CASE WHEN ? = '' THEN placer ELSE ? END, \
+         filler = CASE WHEN ? = '' THEN filler ELSE ? END, \
+         code = CASE WHEN ? = '' THEN code ELSE ? END, \
+         name = CASE WHEN ? = '' THEN name ELSE ? END, \
+         status = CASE WHEN ? = '' THEN status ELSE ? END, \
+         ordered_at = COALESCE(ordered_at, ?), \
+         provider = CASE WHEN ? = '' THEN provider ELSE ? END, \
+         source_ref = ?, received_at = ? WHERE id = ({FIND}) RETURNING id, 0; \
+         INSERT INTO orders (patient_id, kind, placer, filler, code, name, system, status, \
+         ordered_at, provider, source, source_ref, received_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, 1"
+    )))
+    .bind(o.kind)
+    .bind(&o.placer)
+    .bind(&o.placer)
+    .bind(&o.filler)
+    .bind(&o.filler)
+    .bind(&o.item.code)
+    .bind(&o.item.code)
+    .bind(&o.item.text)
+    .bind(&o.item.text)
+    .bind(&status)
+    .bind(&status)
+    .bind(o.ordered_at)
+    .bind(&o.provider)
+    .bind(&o.provider)
+    .bind(at.reference)
+    .bind(at.now)
     .bind(patient)
     .bind(at.source)
     .bind(&o.placer)
     .bind(&o.filler)
-    .fetch_optional(&mut **tx)
+    .bind(patient)
+    .bind(o.kind)
+    .bind(&o.placer)
+    .bind(&o.filler)
+    .bind(&o.item.code)
+    .bind(&o.item.text)
+    .bind(&o.item.system)
+    .bind(&status)
+    .bind(o.ordered_at)
+    .bind(&o.provider)
+    .bind(at.source)
+    .bind(at.reference)
+    .bind(at.now)
+    .fetch_one(&mut **tx)
     .await?;
-    if let Some(id) = existing {
-        sqlx::query(
-            "UPDATE orders SET kind = ?, \
-             placer = CASE WHEN ? = '' THEN placer ELSE ? END, \
-             filler = CASE WHEN ? = '' THEN filler ELSE ? END, \
-             code = CASE WHEN ? = '' THEN code ELSE ? END, \
-             name = CASE WHEN ? = '' THEN name ELSE ? END, \
-             status = CASE WHEN ? = '' THEN status ELSE ? END, \
-             ordered_at = COALESCE(ordered_at, ?), \
-             provider = CASE WHEN ? = '' THEN provider ELSE ? END, \
-             source_ref = ?, received_at = ? WHERE id = ?",
-        )
-        .bind(o.kind)
-        .bind(&o.placer)
-        .bind(&o.placer)
-        .bind(&o.filler)
-        .bind(&o.filler)
-        .bind(&o.item.code)
-        .bind(&o.item.code)
-        .bind(&o.item.text)
-        .bind(&o.item.text)
-        .bind(&status)
-        .bind(&status)
-        .bind(o.ordered_at)
-        .bind(&o.provider)
-        .bind(&o.provider)
-        .bind(at.reference)
-        .bind(at.now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok((id, false));
-    }
-    Ok((
-        sqlx::query(
-            "INSERT INTO orders (patient_id, kind, placer, filler, code, name, system, status, \
-         ordered_at, provider, source, source_ref, received_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(patient)
-        .bind(o.kind)
-        .bind(&o.placer)
-        .bind(&o.filler)
-        .bind(&o.item.code)
-        .bind(&o.item.text)
-        .bind(&o.item.system)
-        .bind(&status)
-        .bind(o.ordered_at)
-        .bind(&o.provider)
-        .bind(at.source)
-        .bind(at.reference)
-        .bind(at.now)
-        .execute(&mut **tx)
-        .await?
-        .last_insert_rowid(),
-        true,
-    ))
+    Ok((id, new))
 }
 
 #[cfg(test)]
@@ -717,5 +786,71 @@ OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
         .await
         .unwrap();
         assert_eq!((messages, labs), (3, 2));
+    }
+
+    /// An order placed (ORM) and then resulted (ORU) under the same placer number is one order:
+    /// the result fills in the filler number and its values point at it; a later result that
+    /// names only the filler number finds it too.
+    #[tokio::test]
+    async fn a_result_updates_its_order_instead_of_adding_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = firmware_config::Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        let db = crate::db::Database::open(&config).await.unwrap();
+        crate::accounts::add_institution(db.pool(), "测试医院", "hospital", None)
+            .await
+            .unwrap();
+        let intake = Intake {
+            pool: db.pool().clone(),
+            sealer: db.sealer().clone(),
+            sources: vec!["*^T1@*=测试医院".parse().unwrap()],
+        };
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("A{n}")
+        };
+        let order = "MSH|^~\\&|HIS|T1|||20261201090000||ORM^O01|O1|P|2.5\r\
+PID|1||ZY1^^^T1^MR||王^五||19600501|M\rORC|NW|P9\rOBR|1|P9||GLU^葡萄糖^L";
+        let result = |control: &str, placer: &str| {
+            format!(
+                "MSH|^~\\&|HIS|T1|||20261201100000||ORU^R01|{control}|P|2.5\r\
+PID|1||ZY1^^^T1^MR||王^五||19600501|M\rORC|RE|{placer}|F9\r\
+OBR|1|{placer}|F9|GLU^葡萄糖^L|||20261201100000\r\
+OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
+            )
+        };
+        let answers = intake
+            .take_all(
+                &[
+                    ADMIT.as_bytes().to_vec(),
+                    order.as_bytes().to_vec(),
+                    result("R1", "P9").into_bytes(),
+                    result("R2", "").into_bytes(),
+                ],
+                peer,
+                &mut id,
+            )
+            .await;
+        for (ack, outcome) in &answers {
+            assert!(
+                matches!(outcome, Outcome::Stored { .. }),
+                "{}",
+                String::from_utf8_lossy(ack)
+            );
+        }
+        let orders: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT id, placer, filler FROM orders")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(orders.len(), 1, "{orders:?}");
+        assert_eq!((orders[0].1.as_str(), orders[0].2.as_str()), ("P9", "F9"));
+        let linked: Vec<Option<i64>> = sqlx::query_scalar("SELECT order_id FROM lab_results")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(linked, [Some(orders[0].0), Some(orders[0].0)]);
     }
 }

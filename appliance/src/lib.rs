@@ -25,6 +25,7 @@ pub mod dicomweb_pull;
 pub mod fhir;
 pub mod focus;
 pub mod gm;
+pub mod hl7_writer;
 pub mod http;
 pub mod http_client;
 pub mod icd10;

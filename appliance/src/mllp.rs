@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accounts::now_ms;
-use crate::ingest::{Intake, OFFSET_MINUTES, Outcome};
+use crate::hl7_writer::{Writer, WriterError};
+use crate::ingest::{OFFSET_MINUTES, Outcome};
 
 /// Readiness name of the listener.
 pub const SERVICE: &str = "hl7";
@@ -30,19 +31,42 @@ const IDLE: Duration = Duration::from_secs(600);
 
 /// Why the listener stopped.
 #[derive(Debug, thiserror::Error)]
-#[error("integration.hl7_mllp_port {addr}: {source}")]
-pub struct ListenError {
-    addr: SocketAddr,
-    #[source]
-    source: std::io::Error,
+pub enum ListenError {
+    /// The port could not be opened.
+    #[error("integration.hl7_mllp_port {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer that commits the messages could not start.
+    #[error(transparent)]
+    Writer(#[from] WriterError),
 }
 
-/// Runs the listener until shutdown.
-pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), ListenError> {
+/// Runs the listener until shutdown, its messages committed by a [`Writer`] on a database
+/// connection of its own, opened with `options`.
+pub async fn run(
+    config: &Config,
+    ctx: &Context,
+    options: sqlx::sqlite::SqliteConnectOptions,
+    sealer: crate::gm::Sealer,
+) -> Result<(), ListenError> {
     let addr = SocketAddr::new(
         config.listeners.bind,
         config.integration.hl7_mllp_port.get(),
     );
+    let sources = config.integration.hl7_sources.clone();
+    let empty = sources.is_empty();
+    let writer = match Writer::start(options, sealer, sources).await {
+        Ok(w) => w,
+        Err(e) => {
+            ctx.readiness.set(SERVICE, State::Failed(e.to_string()));
+            return Err(e.into());
+        }
+    };
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(source) => {
@@ -50,16 +74,15 @@ pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), L
                 SERVICE,
                 State::Failed(format!("cannot listen on {addr}: {source}")),
             );
-            return Err(ListenError { addr, source });
+            return Err(ListenError::Bind { addr, source });
         }
     };
-    if intake.sources.is_empty() {
+    if empty {
         tracing::warn!("integration.hl7_sources is empty: every HL7 message will be refused (AR)");
     }
     ctx.readiness.set(SERVICE, State::Ready);
     tracing::info!(%addr, "HL7 MLLP listening");
     let limit = config.integration.hl7_max_message_bytes.0 as usize;
-    let intake = Arc::new(intake);
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     let counter = Arc::new(AtomicU64::new(0));
     loop {
@@ -77,12 +100,12 @@ pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), L
             tracing::warn!(%peer, "HL7 connection refused: {CONNECTIONS} already open");
             continue;
         };
-        let (intake, counter, shutdown) = (intake.clone(), counter.clone(), ctx.shutdown.clone());
+        let (writer, counter, shutdown) = (writer.clone(), counter.clone(), ctx.shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
                 () = shutdown.wait() => {}
-                r = serve(stream, peer.ip(), &intake, limit, &counter) => {
+                r = serve(stream, peer.ip(), &writer, limit, &counter) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "HL7 connection ended");
                     }
@@ -97,7 +120,7 @@ pub async fn run(config: &Config, ctx: &Context, intake: Intake) -> Result<(), L
 async fn serve(
     mut stream: TcpStream,
     peer: IpAddr,
-    intake: &Intake,
+    writer: &Writer,
     limit: usize,
     counter: &AtomicU64,
 ) -> std::io::Result<()> {
@@ -125,7 +148,7 @@ async fn serve(
         }
         let mut work = Vec::new();
         let mut messages: Vec<Vec<u8>> = Vec::new();
-        let mut id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
+        let id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
         while let Some(f) = framer.next_frame() {
             match f {
                 Frame::Problem { error, partial } => {
@@ -159,8 +182,11 @@ async fn serve(
             continue;
         }
         let started = Instant::now();
-        let answers = intake.take_all(&messages, peer, &mut id).await;
-        let seconds = started.elapsed().as_secs_f64() / messages.len().max(1) as f64;
+        let count = messages.len().max(1);
+        let Some(answers) = writer.take_all(&messages, peer, counter).await else {
+            return Err(std::io::Error::other("the HL7 writer has stopped"));
+        };
+        let seconds = started.elapsed().as_secs_f64() / count as f64;
         for (_, outcome) in &answers {
             let code = outcome.code().as_str();
             metrics::counter!("hl7_messages_total", "result" => code).increment(1);

@@ -26,10 +26,43 @@ pub(crate) enum Update {
     Correct,
 }
 
+/// What [`match_patient`] reads first, in one statement: the master patient of the identity
+/// card, the patient of the record number within the institution (its master and birth date),
+/// and the identity card of that patient's master. Binds: [`lookup`]'s card index, the
+/// institution, its record number.
+pub(crate) const LOOKUP: &str = "SELECT (SELECT id FROM master_patients WHERE id_number_index = ?), \
+     p.id, p.master_id, p.birth_date, m.id_number_index FROM (SELECT 1) \
+     LEFT JOIN patients p ON p.id = (SELECT id FROM patients WHERE institution_id = ? \
+     AND record_number = ? AND merged_into IS NULL ORDER BY id LIMIT 1) \
+     LEFT JOIN master_patients m ON m.id = p.master_id";
+
+/// The row [`LOOKUP`] reads.
+pub(crate) type Found = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The card's index and the record number [`LOOKUP`] looks for; None when the person has
+/// neither (nothing to look up).
+pub(crate) fn lookup(sealer: &Sealer, person: &Person) -> Option<(Option<String>, Option<String>)> {
+    let index = person
+        .ids
+        .id_card
+        .as_deref()
+        .map(|c| sealer.index("id_number", c));
+    (index.is_some() || person.ids.record_number.is_some())
+        .then(|| (index, person.ids.record_number.clone()))
+}
+
+/// Finds (or registers) the person's patient in `institution`. `found` is [`LOOKUP`]'s row
+/// when the caller has read it already (the intake reads it with the message row).
 pub(crate) async fn match_patient(
     sealer: &Sealer,
     tx: &mut Transaction<'_, Sqlite>,
-    institution: i64,
+    (institution, found): (i64, Option<Found>),
     person: &Person,
     update: Update,
     events: &mut Vec<(String, String)>,
@@ -66,42 +99,24 @@ pub(crate) async fn match_patient(
         None => None,
     };
     let index = card.map(|c| sealer.index("id_number", c));
-    let master_of_card: Option<i64> = match &index {
-        Some(i) => {
-            sqlx::query_scalar("SELECT id FROM master_patients WHERE id_number_index = ?")
-                .bind(i)
-                .fetch_optional(&mut **tx)
-                .await?
-        }
-        None => None,
+    let looked: Found = match found {
+        Some(f) => f,
+        None => match lookup(sealer, person) {
+            Some((index, record)) => {
+                sqlx::query_as(LOOKUP)
+                    .bind(index)
+                    .bind(institution)
+                    .bind(record)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+            None => (None, None, None, None, None),
+        },
     };
-    // With the birth date, checked below: one statement on the feeds' common path.
-    let by_record: Option<(i64, Option<i64>, String)> = match &person.ids.record_number {
-        Some(r) => {
-            sqlx::query_as(
-                "SELECT id, master_id, birth_date FROM patients WHERE institution_id = ? AND \
-                 record_number = ? AND merged_into IS NULL ORDER BY id LIMIT 1",
-            )
-            .bind(institution)
-            .bind(r)
-            .fetch_optional(&mut **tx)
-            .await?
-        }
-        None => None,
-    };
-    let birth_of_record = by_record.as_ref().map(|(id, _, b)| (*id, b.clone()));
-    let found = match (by_record.map(|(id, master, _)| (id, master)), card) {
-        (Some((id, master)), Some(c)) => {
-            let master_index: Option<String> = match master {
-                Some(m) => {
-                    sqlx::query_scalar("SELECT id_number_index FROM master_patients WHERE id = ?")
-                        .bind(m)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                        .flatten()
-                }
-                None => None,
-            };
+    let (master_of_card, record_patient, record_master, record_birth, master_index) = looked;
+    let birth_of_record = record_patient.map(|id| (id, record_birth.unwrap_or_default()));
+    let found = match (record_patient.map(|id| (id, record_master)), card) {
+        (Some((id, _)), Some(c)) => {
             match master_index {
                 Some(i) if Some(&i) != index.as_ref() => {
                     return Err(pid3(format!(

@@ -141,17 +141,15 @@ pub async fn run(config: Config, ctx: Context) -> Result<(), StackError> {
     ));
     let announce = announce_when_ready(&config, &ctx);
     let services = async {
-        let intake = crate::ingest::Intake {
-            pool: db.pool().clone(),
-            sealer: db.sealer().clone(),
-            sources: config.integration.hl7_sources.clone(),
-        };
         let (a, h, i, s) = tokio::join!(
             stop_all_on_error(
                 &ctx,
                 crate::server::run(&config, &ctx, &db, key.clone(), report_signer.clone())
             ),
-            stop_all_on_error(&ctx, crate::mllp::run(&config, &ctx, intake)),
+            stop_all_on_error(
+                &ctx,
+                crate::mllp::run(&config, &ctx, db.connect_options(), db.sealer().clone())
+            ),
             stop_all_on_error(&ctx, imaging::run_with(&config, ctx.clone(), audit.clone())),
             stop_all_on_error(&ctx, sfu::run(&config, ctx.clone())),
         );

@@ -221,6 +221,8 @@ const DEPENDENCIES: &[(&str, &[&str])] = &[
             // (already in the tree through rustls).
             "ring",
             "rustls-pki-types",
+            // The HL7 writer kept on one CPU (already in the tree through tempfile).
+            "rustix",
             "serde",
             "serde_json",
             "sfu",

@@ -213,7 +213,7 @@ impl FhirIntake {
             let patient = crate::mpi::match_patient(
                 &self.sealer,
                 tx,
-                institution,
+                (institution, None),
                 &person,
                 crate::mpi::Update::Demographics,
                 &mut events,
