@@ -149,7 +149,10 @@ fn attachment_bytes(a: &Value) -> Option<(String, Vec<u8>)> {
 impl FhirIntake {
     /// Takes one resource, in one transaction.
     pub async fn take(&self, r: &Value) -> Result<Taken, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // A write transaction from its start: one that reads first (the patient lookup) cannot
+        // take the write lock once another writer (the HL7 writer's own connection, an API
+        // request) has committed meanwhile, and SQLite answers "database is locked" at once.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let taken = match self.store(&mut tx, r).await {
             Ok(t) => t,
             Err(Fail::Db(e)) => return Err(e),
