@@ -314,6 +314,19 @@ impl RecordScope {
         }
     }
 
+    /// The ids (after `kind:`) of the record items of `kind` that may be read; None for all.
+    pub(crate) fn shared_of(&self, kind: &str) -> Option<Vec<&str>> {
+        match self {
+            Self::All => None,
+            Self::Shared { records, .. } => Some(
+                records
+                    .iter()
+                    .filter_map(|r| r.strip_prefix(kind)?.strip_prefix(':'))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Whether the study may be read.
     pub(crate) fn has_study(&self, uid: &str) -> bool {
         match self {

@@ -64,24 +64,24 @@ async fn record(
             .bind(id)
             .fetch_one(&api.pool)
             .await?;
-    let mut encounters = rows_of(
+    let encounters = rows_of(
         &api,
         id,
         "id, visit_number, class, location, department, attending, admitted_at, discharged_at",
         "encounters",
         "COALESCE(admitted_at, received_at) DESC",
+        Only::ids(&scope, "encounter"),
     )
     .await?;
-    shared_only(&scope, "encounter", &mut encounters);
-    let mut orders = rows_of(
+    let orders = rows_of(
         &api,
         id,
         "id, kind, placer, filler, code, name, status, ordered_at, provider",
         "orders",
         "COALESCE(ordered_at, received_at) DESC",
+        Only::ids(&scope, "order"),
     )
     .await?;
-    shared_only(&scope, "order", &mut orders);
     let mut labs = rows_of(
         &api,
         id,
@@ -89,9 +89,9 @@ async fn record(
          high, flag, status, specimen, observed_at",
         "lab_results",
         "COALESCE(observed_at, received_at) DESC, id",
+        Only::codes(&scope),
     )
     .await?;
-    labs.retain(|l| scope.has(&format!("lab:{}", l["code"].as_str().unwrap_or_default())));
     for l in &mut labs {
         let mark = abnormal(
             l["flag"].as_str().unwrap_or_default(),
@@ -101,34 +101,34 @@ async fn record(
         );
         l["abnormal"] = json!(mark);
     }
-    let mut reports = rows_of(
+    let reports = rows_of(
         &api,
         id,
         "id, order_id AS \"order\", kind, code, name, status, text, \
          json(CASE WHEN pdf IS NULL THEN 'false' ELSE 'true' END) AS has_pdf, observed_at, reported_at",
         "exam_reports",
         "COALESCE(observed_at, received_at) DESC",
+        Only::ids(&scope, "exam_report"),
     )
     .await?;
-    shared_only(&scope, "exam_report", &mut reports);
-    let mut documents = rows_of(
+    let documents = rows_of(
         &api,
         id,
         "id, kind, number, title, status, mime, time",
         "clinical_documents",
         "COALESCE(time, received_at) DESC",
+        Only::ids(&scope, "document"),
     )
     .await?;
-    shared_only(&scope, "document", &mut documents);
-    let mut diagnoses = rows_of(
+    let diagnoses = rows_of(
         &api,
         id,
         "id, code, name, system, kind, time",
         "diagnoses",
         "COALESCE(time, received_at) DESC",
+        Only::ids(&scope, "diagnosis"),
     )
     .await?;
-    shared_only(&scope, "diagnosis", &mut diagnoses);
     Ok(Json(json!({
         "patient": id,
         "merged_into": merged_into,
@@ -143,22 +143,47 @@ async fn record(
     })))
 }
 
-/// Keeps the rows whose `kind:id` the scope shares.
-fn shared_only(scope: &RecordScope, kind: &str, rows: &mut Vec<Value>) {
-    if *scope != RecordScope::All {
-        rows.retain(|r| scope.has(&format!("{kind}:{}", r["id"])));
+/// Which rows a shared record may read, applied before [`RECORD_LIMIT`] (so a shared item
+/// older than the newest 500 of its kind is still there): `column IN` a JSON array.
+struct Only {
+    column: &'static str,
+    values: Value,
+}
+
+impl Only {
+    /// The items of `kind` the scope shares, by id; None for the whole record.
+    fn ids(scope: &RecordScope, kind: &str) -> Option<Self> {
+        let ids: Vec<i64> = scope
+            .shared_of(kind)?
+            .into_iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        Some(Self {
+            column: "id",
+            values: json!(ids),
+        })
+    }
+
+    /// The analytes the scope shares (`lab:CODE`), each with its whole series.
+    fn codes(scope: &RecordScope) -> Option<Self> {
+        Some(Self {
+            column: "code",
+            values: json!(scope.shared_of("lab")?),
+        })
     }
 }
 
-/// A patient's newest rows of `table` (at most [`RECORD_LIMIT`]), each as a JSON object of
-/// `columns` (each plain or `expression AS name`) and its provenance, built by SQLite in one
-/// array: one row across from its worker thread, not one per record item.
+/// A patient's newest rows of `table` (at most [`RECORD_LIMIT`]; of those `only` names, when
+/// the record is shared), each as a JSON object of `columns` (each plain or `expression AS
+/// name`) and its provenance, built by SQLite in one array: one row across from its worker
+/// thread, not one per record item.
 async fn rows_of(
     api: &Api,
     patient: i64,
     columns: &'static str,
     table: &'static str,
     order: &'static str,
+    only: Option<Only>,
 ) -> Result<Vec<Value>, ApiError> {
     let pairs: Vec<String> = columns
         .split(", ")
@@ -170,19 +195,23 @@ async fn rows_of(
             }
         })
         .collect();
-    // The table, columns and order are the constants above, never input.
+    let filter = match &only {
+        Some(o) => format!(" AND {} IN (SELECT value FROM json_each(?))", o.column),
+        None => String::new(),
+    };
+    // The table, columns, order and filter column are the constants above, never input.
     let sql = format!(
         "SELECT json_group_array(json(item) ORDER BY n) FROM (SELECT row_number() OVER \
          (ORDER BY {order}) AS n, json_object({}, 'provenance', json_object('source', source, \
          'reference', source_ref, 'received_at', received_at)) AS item FROM {table} \
-         WHERE patient_id = ? ORDER BY {order} LIMIT ?)",
+         WHERE patient_id = ?{filter} ORDER BY {order} LIMIT ?)",
         pairs.join(", ")
     );
-    let packed: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(patient)
-        .bind(RECORD_LIMIT)
-        .fetch_one(&api.pool)
-        .await?;
+    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(patient);
+    if let Some(o) = only {
+        query = query.bind(o.values.to_string());
+    }
+    let packed: String = query.bind(RECORD_LIMIT).fetch_one(&api.pool).await?;
     serde_json::from_str(&packed).map_err(ApiError::internal)
 }
 

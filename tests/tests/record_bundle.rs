@@ -3,7 +3,8 @@
 //! consultation; once the centre schedules 李主任, he reads those items and nothing else of the
 //! record (the rest answers 404, a trend of another analyte too, the FHIR facade refuses the
 //! record types), while the clinic's doctor still reads all of it. A malformed item is refused
-//! naming the field.
+//! naming the field. A shared analyte stays whole after the clinic's LIS sends more than
+//! the record's 500 newest values of other analytes.
 
 use e2e::api::{activate, call, demo_data, demo_password};
 use e2e::{Ports, temp_dir};
@@ -14,7 +15,14 @@ fn a_consultation_shares_the_record_item_by_item() {
     let dir = temp_dir();
     let printed = demo_data(dir.path());
     let ports = Ports::free();
-    let _stack = e2e::api::start(dir.path(), &ports, &[]);
+    let _stack = e2e::api::start(
+        dir.path(),
+        &ports,
+        &[
+            "--set",
+            "integration.hl7_sources=[\"LIS^DEMO-EAST@127.0.0.1=城东社区卫生服务中心\"]",
+        ],
+    );
     let port = ports.http;
     let login = |name: &str| activate(port, &(name.to_owned(), demo_password(&printed, name)));
     let (zhao, qc, centre, li) = (
@@ -167,4 +175,34 @@ fn a_consultation_shares_the_record_item_by_item() {
     );
     // And the clinic's doctor still reads the whole record.
     assert_eq!(get(&zhao, &record_path).json(), full);
+
+    // 26 newer panels of 20 other analytes: 520 values, more than the record lists of a kind.
+    // What the consultation shares is chosen before that limit: the glucose series stays whole.
+    let jobs: Vec<Value> = (1..=26)
+        .map(|n| {
+            let mut m = format!(
+                "MSH|^~\\&|LIS|DEMO-EAST|||20261208||ORU^R01|BULK{n}|P|2.5\r\
+                 PID|1||DEMO0001^^^DEMO-EAST^MR||王^建国||19560314|M\r\
+                 ORC|RE|PB{n}|FB{n}\rOBR|1|PB{n}|FB{n}|PANEL^生化^L"
+            );
+            for k in 1..=20 {
+                m.push_str(&format!(
+                    "\rOBX|{k}|NM|Z{k}^项目{k}^L||{k}|mmol/L|1-100||||F"
+                ));
+            }
+            json!({ "text": m })
+        })
+        .collect();
+    let acks = e2e::hl7::send(ports.hl7, &jobs);
+    assert!(acks.iter().all(|a| a["code"] == "AA"), "{acks:?}");
+    let after = get(&zhao, &record_path).json();
+    assert_eq!(after["labs"].as_array().map(Vec::len), Some(500));
+    assert!(
+        after["labs"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|l| l["code"] != glucose.as_str())),
+        "the whole record lists the newest 500"
+    );
+    let shared_after = get(&li, &record_path).json();
+    assert_eq!(shared_after["labs"], shared["labs"]);
 }
