@@ -127,9 +127,13 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { admitted, reply }).await.ok()?;
         let admitted = answer.await.ok()?;
-        let mut id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
-        Some(admitted.answer(&mut id))
+        Some(admitted.answer(&mut || next_ack_id(counter)))
     }
+}
+
+/// The next acknowledgement's control id (MSH-10) from the listener's counter.
+pub fn next_ack_id(counter: &AtomicU64) -> String {
+    format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
 /// Keeps the calling thread on the last CPU it may run on; where that fails it runs anywhere.

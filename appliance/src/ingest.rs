@@ -731,22 +731,28 @@ OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
         )
     }
 
+    /// An intake on a new database with one institution, which the source T1 feeds.
+    async fn intake() -> (tempfile::TempDir, Intake) {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let mut config = firmware_config::Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        let db = crate::db::Database::open(&config).await.expect("database");
+        crate::accounts::add_institution(db.pool(), "测试医院", "hospital", None)
+            .await
+            .expect("institution");
+        let intake = Intake {
+            pool: db.pool().clone(),
+            sealer: db.sealer().clone(),
+            sources: vec!["*^T1@*=测试医院".parse().expect("source")],
+        };
+        (dir, intake)
+    }
+
     /// A control id seen before is acknowledged and stored once, whether it comes again in the
     /// same group (pipelined) or in a later one, and the messages around it are stored.
     #[tokio::test]
     async fn a_repeated_control_id_is_stored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = firmware_config::Config::default();
-        config.storage.data_dir = dir.path().to_owned();
-        let db = crate::db::Database::open(&config).await.unwrap();
-        crate::accounts::add_institution(db.pool(), "测试医院", "hospital", None)
-            .await
-            .unwrap();
-        let intake = Intake {
-            pool: db.pool().clone(),
-            sealer: db.sealer().clone(),
-            sources: vec!["*^T1@*=测试医院".parse().unwrap()],
-        };
+        let (_dir, intake) = intake().await;
         let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut n = 0;
         let mut id = || {
@@ -782,7 +788,7 @@ OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
         let (messages, labs): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM hl7_messages), (SELECT COUNT(*) FROM lab_results)",
         )
-        .fetch_one(db.pool())
+        .fetch_one(&intake.pool)
         .await
         .unwrap();
         assert_eq!((messages, labs), (3, 2));
@@ -793,18 +799,7 @@ OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
     /// names only the filler number finds it too.
     #[tokio::test]
     async fn a_result_updates_its_order_instead_of_adding_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = firmware_config::Config::default();
-        config.storage.data_dir = dir.path().to_owned();
-        let db = crate::db::Database::open(&config).await.unwrap();
-        crate::accounts::add_institution(db.pool(), "测试医院", "hospital", None)
-            .await
-            .unwrap();
-        let intake = Intake {
-            pool: db.pool().clone(),
-            sealer: db.sealer().clone(),
-            sources: vec!["*^T1@*=测试医院".parse().unwrap()],
-        };
+        let (_dir, intake) = intake().await;
         let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut n = 0;
         let mut id = || {
@@ -842,13 +837,13 @@ OBX|1|NM|GLU^葡萄糖^L||6.1|mmol/L|3.9-6.1||||F"
         }
         let orders: Vec<(i64, String, String)> =
             sqlx::query_as("SELECT id, placer, filler FROM orders")
-                .fetch_all(db.pool())
+                .fetch_all(&intake.pool)
                 .await
                 .unwrap();
         assert_eq!(orders.len(), 1, "{orders:?}");
         assert_eq!((orders[0].1.as_str(), orders[0].2.as_str()), ("P9", "F9"));
         let linked: Vec<Option<i64>> = sqlx::query_scalar("SELECT order_id FROM lab_results")
-            .fetch_all(db.pool())
+            .fetch_all(&intake.pool)
             .await
             .unwrap();
         assert_eq!(linked, [Some(orders[0].0), Some(orders[0].0)]);

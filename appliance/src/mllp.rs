@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use firmware_config::Config;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accounts::now_ms;
-use crate::hl7_writer::{Writer, WriterError};
+use crate::hl7_writer::{Writer, WriterError, next_ack_id};
 use crate::ingest::{OFFSET_MINUTES, Outcome};
 
 /// Readiness name of the listener.
@@ -148,7 +148,6 @@ async fn serve(
         }
         let mut work = Vec::new();
         let mut messages: Vec<Vec<u8>> = Vec::new();
-        let id = || format!("ACK{}", counter.fetch_add(1, Ordering::Relaxed) + 1);
         while let Some(f) = framer.next_frame() {
             match f {
                 Frame::Problem { error, partial } => {
@@ -160,7 +159,7 @@ async fn serve(
                         AckCode::Reject,
                         Some(&e),
                         "",
-                        &id(),
+                        &next_ack_id(counter),
                         now_ms(),
                         OFFSET_MINUTES,
                     )));

@@ -99,19 +99,18 @@ pub(crate) async fn match_patient(
         None => None,
     };
     let index = card.map(|c| sealer.index("id_number", c));
+    let record = &person.ids.record_number;
     let looked: Found = match found {
         Some(f) => f,
-        None => match lookup(sealer, person) {
-            Some((index, record)) => {
-                sqlx::query_as(LOOKUP)
-                    .bind(index)
-                    .bind(institution)
-                    .bind(record)
-                    .fetch_one(&mut **tx)
-                    .await?
-            }
-            None => (None, None, None, None, None),
-        },
+        None if index.is_some() || record.is_some() => {
+            sqlx::query_as(LOOKUP)
+                .bind(&index)
+                .bind(institution)
+                .bind(record)
+                .fetch_one(&mut **tx)
+                .await?
+        }
+        None => (None, None, None, None, None),
     };
     let (master_of_card, record_patient, record_master, record_birth, master_index) = looked;
     let birth_of_record = record_patient.map(|id| (id, record_birth.unwrap_or_default()));
